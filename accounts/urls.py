@@ -1,0 +1,11 @@
+from django.conf import settings
+from django.urls import path
+
+from accounts import views
+
+app_name = "accounts"
+
+urlpatterns = []
+if settings.DEBUG:
+    # Development-only (seed 000 "fake login"): without DEBUG the route does not exist.
+    urlpatterns.append(path("fake-login/", views.fake_login, name="fake_login"))

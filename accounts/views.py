@@ -1,0 +1,63 @@
+"""Dashboard pages owned by accounts: the overview, section shells, development login."""
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
+
+from accounts.forms import FakeLoginForm
+from accounts.services import user_get_or_create_for_fake_login
+from core.navigation import SECTIONS_BY_SLUG, section_url
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    sections = SECTIONS_BY_SLUG
+    next_steps = [
+        {
+            "title": "Store your first provider key",
+            "text": "Add an OpenAI, Anthropic, OpenRouter or other key to the encrypted vault.",
+            "url": section_url(sections["keys"]),
+            "action": "Go to keys",
+            "done": False,
+        },
+        {
+            "title": "Connect Jira",
+            "text": "Let the assistant search and act in Jira with your own Atlassian account.",
+            "url": section_url(sections["connections"]),
+            "action": "Go to connections",
+            "done": False,
+        },
+        {
+            "title": "Create an API token for the CLI",
+            "text": "Use the `kay` CLI and editor extensions with a personal token.",
+            "url": section_url(sections["tokens"]),
+            "action": "Go to API tokens",
+            "done": False,
+        },
+    ]
+    return render(request, "dashboard/overview.html", {"next_steps": next_steps})
+
+
+@login_required
+def section(request: HttpRequest, slug: str) -> HttpResponse:
+    found = SECTIONS_BY_SLUG.get(slug)
+    if found is None or found.url_name != "dashboard:section":
+        raise Http404("No such section")
+    return render(request, "dashboard/section.html", {"section": found})
+
+
+@require_http_methods(["GET", "POST"])
+def fake_login(request: HttpRequest) -> HttpResponse:
+    """Development-only login as any email (only routed when DEBUG is true)."""
+    if not settings.DEBUG:  # belt and braces: the URL is not even routed without DEBUG
+        raise Http404
+    form = FakeLoginForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = user_get_or_create_for_fake_login(email=form.cleaned_data["email"])
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect(reverse("dashboard:overview"))
+    return render(request, "accounts/fake_login.html", {"form": form})

@@ -1,0 +1,391 @@
+"""Kay settings: one module, read from the environment (and ``.env`` when present).
+
+Every variable is documented in ``.env.example``. Required settings fail at start-up
+with a message naming the variable.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from core.durations import parse_duration
+from core.keyring import KeyRingError, parse_key_ring
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("KAY_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+ENV_FILE = Path(os.environ.get("KAY_ENV_FILE", BASE_DIR / ".env"))
+if ENV_FILE.is_file():
+    # Real environment variables win over the file.
+    environ.Env.read_env(str(ENV_FILE), overwrite=False)
+
+
+def _required(name: str, hint: str) -> str:
+    value = env.str(name, default="")
+    if not value:
+        raise ImproperlyConfigured(f"{name} is not set: {hint}")
+    return value
+
+
+def _duration(name: str, default: str) -> int:
+    """A duration setting (``30m``, ``7d``) in whole seconds."""
+    raw = env.str(name, default=default)
+    try:
+        return int(parse_duration(raw).total_seconds())
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+# --- Core -------------------------------------------------------------------------------
+DEBUG = env.bool("DEBUG", default=False)
+DEPLOY_ENV = env.str("DEPLOY_ENV", default="")
+# Production means a deployed, non-debug process: no development conveniences at all.
+IS_PRODUCTION = bool(DEPLOY_ENV) and not DEBUG
+
+SECRET_KEY = _required("SECRET_KEY", "set a long random value (`make run` writes one to .env)")
+SERVER_SECRET_KEY = _required(
+    "SERVER_SECRET_KEY", "backend services send it as a Bearer token to /api/keys/fetch"
+)
+try:
+    ENCRYPTION_KEYS = parse_key_ring(env.str("ENCRYPTION_KEYS", default=""))
+except KeyRingError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+
+PORT = env.int("PORT", default=4000)
+APP_URL = env.str("APP_URL", default="" if not DEBUG else f"http://localhost:{PORT}").rstrip("/")
+if not APP_URL:
+    raise ImproperlyConfigured(
+        "APP_URL is not set: the public base URL (https://…) used for links and OAuth redirects"
+    )
+_app = urlparse(APP_URL)
+if not DEBUG and _app.scheme != "https":
+    raise ImproperlyConfigured(f"APP_URL must use https outside DEBUG (got {APP_URL!r})")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[_app.hostname or "localhost"])
+if DEBUG:
+    ALLOWED_HOSTS += ["localhost", "127.0.0.1", "[::1]", "testserver"]
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[f"{_app.scheme}://{_app.netloc}"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "django_htmx",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.google",
+    "core",
+    "accounts",
+    "keys",
+    "connections",
+    "models_catalog",
+    "usage",
+    "assistant",
+    "billing",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "core.context_processors.kay",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'kay.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web server, worker and beat share one file; IMMEDIATE avoids
+    # "database is locked" on write upgrades.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if env.str("DATABASE_REPLICA_URL", default=""):
+    DATABASES["replica"] = env.db("DATABASE_REPLICA_URL")
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache: Redis when configured, else the database, so limits hold across processes ---
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "kay",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "kay_cache",
+        }
+    }
+
+# --- Accounts and allauth ---------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Kay] "
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = _app.scheme or "https"
+ACCOUNT_ADAPTER = "accounts.adapters.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_LOGIN_ON_GET = False
+GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="")
+GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET", default="")
+SOCIALACCOUNT_PROVIDERS: dict = {}
+if GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET:
+    SOCIALACCOUNT_PROVIDERS["google"] = {
+        "APP": {"client_id": GOOGLE_CLIENT_ID, "secret": GOOGLE_CLIENT_SECRET, "key": ""},
+        "SCOPE": ["profile", "email"],
+        "AUTH_PARAMS": {"access_type": "online"},
+        "EMAIL_AUTHENTICATION": True,
+    }
+FAKE_LOGIN_ADMIN_DOMAIN = env.str("FAKE_LOGIN_ADMIN_DOMAIN", default="admin.example.com")
+
+# --- Email ------------------------------------------------------------------------------
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+elif IS_PRODUCTION:
+    raise ImproperlyConfigured(
+        "EMAIL_URL is not set: production sends confirmation and reset emails over SMTP "
+        "(e.g. smtp+tls://user:password@smtp.example.com:587)"
+    )
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Kay <no-reply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Internationalisation, static files ---------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+# --- Security ---------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+# --- REST API ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["core.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_ANON_RATE", default="120/min"),
+        "user": env.str("API_USER_RATE", default="1200/min"),
+    },
+    "EXCEPTION_HANDLER": "core.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kay API",
+    "DESCRIPTION": "Key vault, usage, model catalog, connections and assistant API for the "
+    "`kay` CLI and editor extensions. Errors are `{\"error\": {\"code\", \"message\"}}`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Celery -----------------------------------------------------------------------------
+# Redis when configured; otherwise brokers that need no server, in files under var/, so
+# the default really runs tasks in a separate worker process.
+CELERY_BROKER_URL = REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+CELERY_RESULT_BACKEND = REDIS_URL or f"db+sqlite:///{VAR_DIR / 'celery-results.sqlite3'}"
+CELERY_BROKER_TRANSPORT_OPTIONS = {} if REDIS_URL else {"polling_interval": 0.2}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Declared in code; django-celery-beat copies them into the database at start-up so
+# operators can see, pause and edit them in the admin.
+CELERY_BEAT_SCHEDULE = {
+    "purge-expired-web-sessions": {
+        "task": "core.tasks.purge_expired_web_sessions",
+        "schedule": 24 * 3600,
+    },
+}
+HEALTH_WORKER_TIMEOUT = env.float("HEALTH_WORKER_TIMEOUT", default=3.0)
+
+# --- Outside services (every address is a setting so tests can point at fakes) ----------
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+OPENAI_MAX_TOKENS = env.int("OPENAI_MAX_TOKENS", default=2000)
+OPENAI_TEMPERATURE = env.float("OPENAI_TEMPERATURE", default=0.7)
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
+GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com")
+OPENROUTER_BASE_URL = env.str("OPENROUTER_BASE_URL", default="https://openrouter.ai/api/v1")
+OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
+MISTRAL_BASE_URL = env.str("MISTRAL_BASE_URL", default="https://api.mistral.ai/v1")
+GROQ_BASE_URL = env.str("GROQ_BASE_URL", default="https://api.groq.com/openai/v1")
+EXA_BASE_URL = env.str("EXA_BASE_URL", default="https://api.exa.ai")
+COPILOTKIT_BASE_URL = env.str("COPILOTKIT_BASE_URL", default="https://api.cloud.copilotkit.ai")
+ATLASSIAN_CLIENT_ID = env.str("ATLASSIAN_CLIENT_ID", default="")
+ATLASSIAN_CLIENT_SECRET = env.str("ATLASSIAN_CLIENT_SECRET", default="")
+ATLASSIAN_CALLBACK_URL = env.str(
+    "ATLASSIAN_CALLBACK_URL", default=f"{APP_URL}/connections/oauth/callback"
+)
+ATLASSIAN_AUTH_URL = env.str("ATLASSIAN_AUTH_URL", default="https://auth.atlassian.com")
+ATLASSIAN_API_URL = env.str("ATLASSIAN_API_URL", default="https://api.atlassian.com")
+BITBUCKET_CLIENT_ID = env.str("BITBUCKET_CLIENT_ID", default="")
+BITBUCKET_CLIENT_SECRET = env.str("BITBUCKET_CLIENT_SECRET", default="")
+BITBUCKET_CALLBACK_URL = env.str(
+    "BITBUCKET_CALLBACK_URL", default=f"{APP_URL}/connections/oauth/callback"
+)
+BITBUCKET_AUTH_URL = env.str("BITBUCKET_AUTH_URL", default="https://bitbucket.org/site/oauth2")
+BITBUCKET_API_URL = env.str("BITBUCKET_API_URL", default="https://api.bitbucket.org/2.0")
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+MCP_JIRA_ENABLED = env.bool("MCP_JIRA_ENABLED", default=True)
+MCP_JIRA_COMMAND = env.str("MCP_JIRA_COMMAND", default="mcp-atlassian")
+MCP_JIRA_ARGS = env.list("MCP_JIRA_ARGS", default=[])
+MCP_JIRA_URL = env.str("MCP_JIRA_URL", default="")
+MCP_JIRA_DISABLED_TOOLS = env.list(
+    "MCP_JIRA_DISABLED_TOOLS", default=["jira_delete_issue", "confluence_delete_page"]
+)
+
+# --- Tokens -----------------------------------------------------------------------------
+CLI_SESSION_EXPIRES_IN = _duration("CLI_SESSION_EXPIRES_IN", "30m")
+CLI_REFRESH_TOKEN_EXPIRES_IN = _duration("CLI_REFRESH_TOKEN_EXPIRES_IN", "7d")
+API_TOKEN_EXPIRES_IN = _duration("API_TOKEN_EXPIRES_IN", "30d")
+API_TOKEN_VERSION = env.int("API_TOKEN_VERSION", default=3)
+
+# --- Logging: readable in development, JSON lines in production, always redacted ---------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="json" if not DEBUG else "text")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "core.logging.RedactSecretsFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "celery": {"level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,37 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts import views as account_views
+from accounts.api import MeGetApi
+from core import views as core_views
+
+dashboard_patterns = (
+    [
+        path("", account_views.overview, name="overview"),
+        path("<slug:slug>/", account_views.section, name="section"),
+    ],
+    "dashboard",
+)
+
+api_patterns = [
+    path("me", MeGetApi.as_view(), name="api-me"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", core_views.root, name="root"),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("health", core_views.HealthApi.as_view(), name="health"),
+    path("dashboard/", include(dashboard_patterns)),
+    path("accounts/", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+]
+
+handler400 = "core.views.bad_request"
+handler403 = "core.views.permission_denied"
+handler404 = "core.views.page_not_found"
+handler500 = "core.views.server_error"

@@ -1,0 +1,73 @@
+"""The one family of application errors. Services raise them; handlers map them."""
+
+from typing import Any
+
+
+class ApplicationError(Exception):
+    """An error a client can act on, rendered as ``{"error": {"code", "message"}}``."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        fields: dict[str, list[str]] | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.fields = fields
+        self.status = status or self.status
+        self.headers = headers or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields:
+            body["fields"] = self.fields
+        return {"error": body}
+
+
+class NotFound(ApplicationError):
+    status = 404
+    code = "not_found"
+
+
+class PermissionDenied(ApplicationError):
+    status = 403
+    code = "permission_denied"
+
+
+class Conflict(ApplicationError):
+    status = 409
+    code = "conflict"
+
+
+class ProviderError(ApplicationError):
+    """An outside service failed or answered something we cannot use."""
+
+    status = 502
+    code = "provider_error"
+
+
+class ConnectionNeedsReauth(ApplicationError):
+    status = 409
+    code = "connection_needs_reauth"
+
+
+class InsufficientCredits(ApplicationError):
+    status = 402
+    code = "insufficient_credits"
+
+
+class RateLimited(ApplicationError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str = "Too many requests.", *, retry_after: int = 60) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after

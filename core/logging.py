@@ -1,0 +1,69 @@
+"""A logging filter that removes secrets from every record before it is written."""
+
+import logging
+import re
+from functools import lru_cache
+
+from django.conf import settings
+
+REDACTED = "[REDACTED]"
+
+_PATTERNS = [
+    # Provider keys: sk-…, sk-proj-…, sk-ant-…, sk-or-v1-…, sk-admin-…
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+    # Authorization headers and similar
+    re.compile(r"(?i)\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/\-]+=*"),
+    # JWTs (three base64url segments)
+    re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
+    # Stripe-style secrets
+    re.compile(r"\b(?:rk|whsec|sk_live|sk_test)_[A-Za-z0-9]{8,}"),
+]
+
+
+@lru_cache(maxsize=1)
+def _setting_secrets() -> tuple[str, ...]:
+    """Values of settings whose name says they are secret (``*SECRET*``, ``*KEY*``)."""
+    values: list[str] = []
+    for name in dir(settings):
+        if not name.isupper() or not ("SECRET" in name or "KEY" in name):
+            continue
+        value = getattr(settings, name, None)
+        items = value if isinstance(value, list | tuple) else [value]
+        for item in items:
+            if isinstance(item, bytes):
+                continue
+            if isinstance(item, str) and len(item) >= 8:
+                values.append(item)
+    return tuple(sorted(set(values), key=len, reverse=True))
+
+
+def redact(text: str) -> str:
+    for secret in _setting_secrets():
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    for pattern in _PATTERNS:
+        text = pattern.sub(
+            lambda m: f"{m.group(1)} {REDACTED}" if m.lastindex else REDACTED,
+            text,
+        )
+    return text
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Rewrite the message (and any exception text) of a record with secrets redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not hide the log line
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Render the traceback now so the formatter prints the redacted copy.
+            formatter = logging.Formatter()
+            record.exc_text = redact(formatter.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True

@@ -1,0 +1,80 @@
+"""Root, health checks and error pages (HTML for browsers, JSON for API clients)."""
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.api import error_body
+from core.health import system_health
+
+
+def _wants_html(request: HttpRequest) -> bool:
+    # Browsers name text/html explicitly; CLIs send */* or application/json.
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def root(request: HttpRequest) -> HttpResponse:
+    """JSON liveness message for the CLI (seed 003); browsers go to the dashboard."""
+    if _wants_html(request):
+        return redirect("dashboard:overview")
+    return JsonResponse({"message": "Kay Backend running ✅"}, json_dumps_params={"ensure_ascii": False})
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Unauthenticated liveness for load balancers: the process answers, nothing more."""
+    return JsonResponse({"status": "ok"})
+
+
+class HealthApi(APIView):
+    """``GET /health``: database, broker, a worker round trip and OpenAI configuration."""
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Health",
+            {
+                "status": serializers.CharField(),
+                "timestamp": serializers.DateTimeField(),
+                "services": serializers.DictField(),
+            },
+        )
+    )
+    def get(self, request: Request) -> Response:
+        body, healthy = system_health()
+        return Response(body, status=200 if healthy else 503)
+
+
+def _error(request: HttpRequest, status: int, code: str, title: str, message: str) -> HttpResponse:
+    if _wants_html(request) and not request.path.startswith("/api/"):
+        context: dict[str, Any] = {"status": status, "title": title, "message": message}
+        return render(request, "core/error.html", context, status=status)
+    return JsonResponse(error_body(code, message), status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 400, "bad_request", "Bad request", "The request could not be understood.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(
+        request, 403, "permission_denied", "Not allowed", "You do not have access to this page."
+    )
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 404, "not_found", "Not found", "There is nothing at this address.")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _error(
+        request,
+        500,
+        "server_error",
+        "Something went wrong",
+        "Something went wrong on our side. It has been logged.",
+    )
