@@ -29,6 +29,13 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),
+    # Each app owns its paths (pages under /dashboard/<section>/, APIs under /api/).
+    path("", include("keys.urls")),
+    path("", include("connections.urls")),
+    path("", include("models_catalog.urls")),
+    path("", include("usage.urls")),
+    path("", include("assistant.urls")),
+    path("", include("billing.urls")),
 ]
 
 handler400 = "core.views.bad_request"

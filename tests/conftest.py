@@ -1,0 +1,115 @@
+"""Shared fixtures: alice (owner), bob (another account), charlie (no access)."""
+
+import os
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.accounts.factories import UserFactory
+
+# Playwright's sync API runs an event loop in the test thread; Django's ORM is safe here.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Throttle counters and cached pages never leak between tests."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(email="alice@example.com", name="Alice Owner")
+
+
+@pytest.fixture
+def bob(db):
+    return UserFactory(email="bob@example.com", name="Bob Other")
+
+
+@pytest.fixture
+def charlie(db):
+    return UserFactory(email="charlie@example.com", name="Charlie Nobody")
+
+
+@pytest.fixture
+def staff(db):
+    return UserFactory(email="ops@example.com", name="Olive Operator", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def api_client():
+    return APIClient(enforce_csrf_checks=True)
+
+
+@pytest.fixture
+def alice_api(alice):
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client
+
+
+@pytest.fixture
+def alice_browser(client, alice):
+    client.force_login(alice)
+    return client
+
+
+# --- Browser tests (Playwright driving Debian's Chromium) ---------------------------------
+
+CHROMIUM = os.environ.get("KAY_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "artifacts", "screenshots")
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, live_server):
+    context = chromium.new_context(base_url=live_server.url, viewport=DESKTOP)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot():
+    """Save a full-page screenshot at desktop and phone widths: artifacts/screenshots/."""
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+
+    def take(page, name: str) -> None:
+        page.screenshot(path=os.path.join(SCREENSHOTS, f"{name}-desktop.png"), full_page=True)
+        page.set_viewport_size(PHONE)
+        page.screenshot(path=os.path.join(SCREENSHOTS, f"{name}-phone.png"), full_page=True)
+        page.set_viewport_size(DESKTOP)
+
+    return take

@@ -1,0 +1,5 @@
+"""URLs of the usage app (pages under /dashboard/, API under /api/)."""
+
+from django.urls import path  # noqa: F401
+
+urlpatterns: list = []
