@@ -24,11 +24,6 @@ urlpatterns = [
     path("", core_views.root, name="root"),
     path("healthz", core_views.healthz, name="healthz"),
     path("health", core_views.HealthApi.as_view(), name="health"),
-    path("dashboard/", include(dashboard_patterns)),
-    path("accounts/", include("accounts.urls")),
-    path("accounts/", include("allauth.urls")),
-    path("admin/", admin.site.urls),
-    path("api/", include(api_patterns)),
     # Each app owns its paths (pages under /dashboard/<section>/, APIs under /api/).
     path("", include("keys.urls")),
     path("", include("connections.urls")),
@@ -36,6 +31,12 @@ urlpatterns = [
     path("", include("usage.urls")),
     path("", include("assistant.urls")),
     path("", include("billing.urls")),
+    # Section shells last, so an app's own /dashboard/<section>/ pages win.
+    path("dashboard/", include(dashboard_patterns)),
+    path("accounts/", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
 ]
 
 handler400 = "core.views.bad_request"
