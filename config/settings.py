@@ -23,6 +23,9 @@ ENV_FILE = Path(os.environ.get("KAY_ENV_FILE", BASE_DIR / ".env"))
 if ENV_FILE.is_file():
     # Real environment variables win over the file.
     environ.Env.read_env(str(ENV_FILE), overwrite=False)
+# An empty variable (as copied from .env.example) means "use the default".
+for _name in [name for name, value in os.environ.items() if value == ""]:
+    del os.environ[_name]
 
 
 def _required(name: str, hint: str) -> str:
