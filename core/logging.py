@@ -9,10 +9,10 @@ from django.conf import settings
 REDACTED = "[REDACTED]"
 
 _PATTERNS = [
+    # Authorization header values (first, so the credential is consumed whole)
+    re.compile(r"\b(Bearer|bearer|Basic|Token)\s+[A-Za-z0-9._~+/\-]+=*"),
     # Provider keys: sk-…, sk-proj-…, sk-ant-…, sk-or-v1-…, sk-admin-…
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
-    # Authorization headers and similar
-    re.compile(r"(?i)\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/\-]+=*"),
     # JWTs (three base64url segments)
     re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
     # Stripe-style secrets

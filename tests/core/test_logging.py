@@ -1,0 +1,65 @@
+import json
+import logging
+
+from core.logging import REDACTED, RedactSecretsFilter, redact
+
+
+def _record(msg, *args, exc_info=None):
+    return logging.LogRecord("kay", logging.ERROR, __file__, 1, msg, args, exc_info)
+
+
+def test_it_redacts_provider_keys_bearer_tokens_and_jwts():
+    text = redact(
+        "key sk-proj-abcdefghijklmnop1234 ant sk-ant-api03-XYZxyz123456789 "
+        "header Authorization: Bearer abc.def-ghi "
+        "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    )
+    assert "sk-proj" not in text
+    assert "sk-ant" not in text
+    assert "abc.def-ghi" not in text
+    assert "eyJ" not in text
+    assert text.count(REDACTED) == 4
+    assert "Bearer [REDACTED]" in text
+
+
+def test_it_redacts_values_of_secret_settings(settings):
+    from core import logging as kay_logging
+
+    kay_logging._setting_secrets.cache_clear()
+    try:
+        assert settings.SERVER_SECRET_KEY not in redact(f"got {settings.SERVER_SECRET_KEY}!")
+        assert settings.SECRET_KEY not in redact(settings.SECRET_KEY)
+    finally:
+        kay_logging._setting_secrets.cache_clear()
+
+
+def test_the_filter_redacts_arguments_and_tracebacks():
+    try:
+        raise ValueError("leaked sk-abcdefghijklmnopqrstuvwx in an exception")
+    except ValueError:
+        import sys
+
+        record = _record("calling with %s", "sk-live1234567890abcdef", exc_info=sys.exc_info())
+    RedactSecretsFilter().filter(record)
+    formatted = logging.Formatter().format(record)
+    assert "sk-live" not in formatted
+    assert "sk-abcdef" not in formatted
+    assert "ValueError" in formatted
+
+
+def test_json_lines_in_production_format(capsys):
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter("%(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RedactSecretsFilter())
+    logger = logging.getLogger("kay.test.json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("token %s", "Bearer sk-proj-abcdefghijklmnop")
+    finally:
+        logger.removeHandler(handler)
+    line = capsys.readouterr().err.strip()
+    payload = json.loads(line)
+    assert payload["message"] == "token Bearer [REDACTED]"
