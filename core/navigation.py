@@ -23,7 +23,7 @@ SECTIONS = [
     Section(
         "keys",
         "Keys",
-        "🔑",
+        "⚷",
         "dashboard:section",
         "Provider API keys, encrypted at rest and shown only masked.",
         "You have not stored any provider keys. Keys you add are validated with the "
@@ -40,7 +40,7 @@ SECTIONS = [
     Section(
         "usage",
         "Usage",
-        "📈",
+        "∿",
         "dashboard:section",
         "Tokens and spend per provider, model and key.",
         "No usage recorded yet. Usage appears after a key with usage access is stored.",
