@@ -282,7 +282,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Kay API",
     "DESCRIPTION": "Key vault, usage, model catalog, connections and assistant API for the "
-    "`kay` CLI and editor extensions. Errors are `{\"error\": {\"code\", \"message\"}}`.",
+    '`kay` CLI and editor extensions. Errors are `{"error": {"code", "message"}}`.',
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -18,6 +18,8 @@ def parse_duration(value: str | int | timedelta) -> timedelta:
         return timedelta(seconds=value)
     match = _PATTERN.match(value)
     if not match:
-        raise ValueError(f"invalid duration {value!r}: use a number with s, m, h, d or w (e.g. 30m)")
+        raise ValueError(
+            f"invalid duration {value!r}: use a number with s, m, h, d or w (e.g. 30m)"
+        )
     amount, unit = int(match.group(1)), match.group(2) or "s"
     return timedelta(**{_UNITS[unit]: amount})

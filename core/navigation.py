@@ -100,9 +100,15 @@ def nav_items(request: HttpRequest) -> list[dict[str, Any]]:
     for section in SECTIONS:
         url = section_url(section)
         items.append(
-            {"label": section.label, "icon": section.icon, "url": url, "active": request.path == url}
+            {
+                "label": section.label,
+                "icon": section.icon,
+                "url": url,
+                "active": request.path == url,
+            }
         )
     if request.user.is_staff:
-        items.append({"label": "Admin", "icon": "⚙", "url": reverse("admin:index"), "active": False})
+        items.append(
+            {"label": "Admin", "icon": "⚙", "url": reverse("admin:index"), "active": False}
+        )
     return items
-

@@ -23,7 +23,9 @@ def root(request: HttpRequest) -> HttpResponse:
     """JSON liveness message for the CLI (seed 003); browsers go to the dashboard."""
     if _wants_html(request):
         return redirect("dashboard:overview")
-    return JsonResponse({"message": "Kay Backend running ✅"}, json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(
+        {"message": "Kay Backend running ✅"}, json_dumps_params={"ensure_ascii": False}
+    )
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -57,7 +59,9 @@ def _error(request: HttpRequest, status: int, code: str, title: str, message: st
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 400, "bad_request", "Bad request", "The request could not be understood.")
+    return _error(
+        request, 400, "bad_request", "Bad request", "The request could not be understood."
+    )
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -52,7 +52,9 @@ def charlie(db):
 
 @pytest.fixture
 def staff(db):
-    return UserFactory(email="ops@example.com", name="Olive Operator", is_staff=True, is_superuser=True)
+    return UserFactory(
+        email="ops@example.com", name="Olive Operator", is_staff=True, is_superuser=True
+    )
 
 
 @pytest.fixture

@@ -31,7 +31,12 @@ def test_operator_creates_a_user(client, staff):
     client.force_login(staff)
     response = client.post(
         "/admin/accounts/user/add/",
-        {"email": "New@Example.com", "password1": "x-strong-pass-123", "password2": "x-strong-pass-123", "usable_password": "true"},
+        {
+            "email": "New@Example.com",
+            "password1": "x-strong-pass-123",
+            "password2": "x-strong-pass-123",
+            "usable_password": "true",
+        },
     )
     assert response.status_code == 302
     from accounts.models import User

@@ -2,8 +2,17 @@ import pytest
 
 pytestmark = pytest.mark.django_db
 
-SECTIONS = ["Overview", "Keys", "Projects", "Usage", "Models", "Connections", "Assistant",
-            "Billing", "API tokens"]
+SECTIONS = [
+    "Overview",
+    "Keys",
+    "Projects",
+    "Usage",
+    "Models",
+    "Connections",
+    "Assistant",
+    "Billing",
+    "API tokens",
+]
 
 
 def test_dashboard_requires_login(client):
