@@ -1,0 +1,206 @@
+"""A fake OpenRouter catalog API: a real HTTP server on 127.0.0.1 serving real payloads.
+
+- ``GET /api/v1/models`` serves one of the recorded ``/models`` bodies in
+  ``../shared/data/`` (switch with :meth:`FakeOpenRouter.use_models`).
+- ``GET /api/v1/providers`` serves the recorded ``/providers`` body.
+- ``GET /api/v1/models/{id}/endpoints`` serves the recorded Gemini 2.5 Pro Preview body for
+  that model. For every other model, only one endpoints body was ever recorded, so the
+  fake builds one in the same (2025) schema plus ``uptime_last_30m``, from the model's
+  own listing: its author's first-party provider at the listed price and limits, and for
+  open-weight models two hosts from the recorded provider list. Deterministic per model.
+
+Failures are injected per path: :meth:`fail` (status codes, then success),
+``malformed_models`` (a body that is not JSON).
+"""
+
+import json
+import os
+import threading
+import zlib
+from collections import defaultdict, deque
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+DATA = Path(os.environ.get("KAY_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+MODELS = {
+    "2025-05-23": "openrouter_models_2025-05-23.json",
+    "2026-05-20": "openrouter_models_2026-05-20.json",
+    "2026-08-19": "openrouter_models_2026-08-19.json",
+}
+PROVIDERS = "openrouter_providers_2026-05-20.json"
+RECORDED_ENDPOINTS = {
+    "google/gemini-2.5-pro-preview": (
+        "openrouter_model_endpoints_google-gemini-2.5-pro-preview_2025-05-23.json"
+    ),
+}
+FIRST_PARTY = {
+    "qwen": "alibaba",
+    "google": "google-vertex",
+    "mistralai": "mistral",
+    "x-ai": "xai",
+    "bytedance-seed": "seed",
+    "amazon": "amazon-nova",
+    "rekaai": "reka",
+}
+HOSTS = ["deepinfra", "together", "fireworks", "novita", "parasail", "chutes", "nebius", "groq"]
+
+
+def load(name: str):
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+class FakeOpenRouter:
+    def __init__(self, models: str = "2026-08-19", *, delay: float = 0.0) -> None:
+        self.providers_body = load(PROVIDERS)
+        self.provider_names = {p["slug"]: p["name"] for p in self.providers_body["data"]}
+        self.use_models(models)
+        self.delay = delay
+        self.malformed_models = False
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._failures: dict[str, deque[int]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # --- control -----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/api/v1"
+
+    def start(self) -> "FakeOpenRouter":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "FakeOpenRouter":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def use_models(self, snapshot: str) -> None:
+        """Serve another recorded /models body (a date key of MODELS, or a dict body)."""
+        self.models_body = snapshot if isinstance(snapshot, dict) else load(MODELS[snapshot])
+        self.by_id = {}
+        for model in self.models_body["data"]:
+            self.by_id[model["id"]] = model
+            if model.get("canonical_slug"):
+                self.by_id.setdefault(model["canonical_slug"], model)
+
+    def fail(self, path: str, *statuses: int) -> None:
+        """Answer the next requests for ``path`` (e.g. ``/models``) with these statuses."""
+        with self._lock:
+            self._failures[path].extend(statuses)
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.requests]
+
+    # --- content -----------------------------------------------------------------------
+
+    def endpoints_body(self, model_id: str):
+        if model_id in RECORDED_ENDPOINTS:
+            return load(RECORDED_ENDPOINTS[model_id])
+        model = self.by_id.get(model_id)
+        if model is None:
+            return None
+        author = model["id"].split("/", 1)[0].lstrip("~")
+        first = FIRST_PARTY.get(author, author)
+        slugs = [first] if first in self.provider_names or not model.get("hugging_face_id") else []
+        if model.get("hugging_face_id"):
+            start = zlib.crc32(model["id"].encode()) % len(HOSTS)
+            slugs += [HOSTS[start], HOSTS[(start + 3) % len(HOSTS)]]
+        endpoints = [self._endpoint(model, slug, index) for index, slug in enumerate(slugs)]
+        return {
+            "data": {
+                "id": model["id"],
+                "name": model["name"],
+                "created": model["created"],
+                "description": model.get("description", ""),
+                "architecture": model["architecture"],
+                "endpoints": endpoints,
+            }
+        }
+
+    def _endpoint(self, model, slug: str, index: int):
+        name = self.provider_names.get(slug, slug.replace("-", " ").title())
+        pricing = dict(model.get("pricing") or {})
+        hosted = index > 0 or slug in HOSTS
+        if index > 0:  # a second host charges a little more
+            for key in ("prompt", "completion"):
+                if key in pricing and not str(pricing[key]).startswith("-"):
+                    pricing[key] = format(Decimal(pricing[key]) * Decimal("1.2"), "f")
+        top = model.get("top_provider") or {}
+        seed = zlib.crc32(f"{model['id']}@{slug}".encode())
+        return {
+            "name": f"{name} | {model['id']}",
+            "context_length": top.get("context_length") or model.get("context_length"),
+            "pricing": pricing,
+            "provider_name": name,
+            "tag": f"{slug}/fp8" if hosted else slug,
+            "quantization": "fp8" if hosted else None,
+            "max_completion_tokens": top.get("max_completion_tokens"),
+            "max_prompt_tokens": None,
+            "supported_parameters": model.get("supported_parameters") or [],
+            "status": 0,
+            "uptime_last_30m": round(97 + (seed % 300) / 100, 2),
+        }
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep test output quiet
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _json(self, status: int, payload, headers: dict | None = None) -> None:
+                self._send(status, json.dumps(payload).encode(), headers)
+
+            def do_GET(self) -> None:
+                path = urlparse(self.path).path
+                if not path.startswith("/api/v1/"):
+                    return self._json(404, {"error": {"code": 404, "message": "Not Found"}})
+                route = path[len("/api/v1") :]
+                with fake._lock:
+                    fake.requests.append((route, dict(self.headers)))
+                    queued = fake._failures.get(route)
+                    status = queued.popleft() if queued else None
+                if fake.delay:
+                    threading.Event().wait(fake.delay)
+                if status:
+                    headers = {"Retry-After": "0"} if status == 429 else None
+                    message = {"error": {"code": status, "message": "Injected failure"}}
+                    return self._json(status, message, headers)
+                if route == "/models":
+                    if fake.malformed_models:
+                        return self._send(200, b'{"data": [{"id": "openai/gpt-4o", "pric')
+                    return self._json(200, fake.models_body)
+                if route == "/providers":
+                    return self._json(200, fake.providers_body)
+                if route.startswith("/models/") and route.endswith("/endpoints"):
+                    body = fake.endpoints_body(unquote(route[len("/models/") : -len("/endpoints")]))
+                    if body is not None:
+                        return self._json(200, body)
+                return self._json(404, {"error": {"code": 404, "message": "Model not found"}})
+
+        return Handler
