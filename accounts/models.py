@@ -73,3 +73,108 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.name or self.email.split("@")[0]
+
+
+# --- CLI sessions, personal API tokens, device login (issue 4) ---------------------------
+# Secrets issued to clients (refresh tokens, API-token ids, device and user codes) are
+# stored only as SHA-256 hex digests; the plaintext is shown to the client once.
+
+
+class CliSession(models.Model):
+    """One signed-in CLI: a refresh-token family. Its public id is the JWT's ``sid``."""
+
+    class Origin(models.TextChoices):
+        CONNECTION = "connection", "Service connection"
+        DEVICE = "device", "Device login"
+
+    public_id = models.UUIDField(unique=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="cli_sessions")
+    account_id = models.CharField(
+        max_length=128, blank=True, help_text="Atlassian account id, when signed in through one."
+    )
+    origin = models.CharField(max_length=16, choices=Origin.choices)
+    client_name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(help_text="Absolute end of the family, however refreshed.")
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"CLI session {self.public_id} of {self.user_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class RefreshToken(models.Model):
+    """One member of a family. ``rotated_at`` set = spent; showing it again is theft."""
+
+    session = models.ForeignKey(CliSession, on_delete=models.CASCADE, related_name="tokens")
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"refresh token {self.pk} of session {self.session_id}"
+
+
+class ApiToken(models.Model):
+    """A personal API token (seed 000). The JWT is shown once; only its ``jti`` hash stays."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    jti_hash = models.CharField(max_length=64, unique=True)
+    version = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"API token {self.name!r} of {self.user_id}"
+
+
+class DeviceAuthorization(models.Model):
+    """An RFC 8628 device authorization request from a CLI without a browser account link."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+        COLLECTED = "collected", "Tokens collected"
+
+    device_code_hash = models.CharField(max_length=64, unique=True)
+    user_code_hash = models.CharField(max_length=64, unique=True)
+    client_name = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="device_logins"
+    )
+    cli_session = models.ForeignKey(
+        CliSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    interval = models.PositiveIntegerField(default=5)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"device login {self.pk} ({self.status})"

@@ -1,0 +1,78 @@
+"""``Authorization: Bearer`` for the API: a CLI session JWT or a personal API token.
+
+A Bearer value that is not one of our JWTs (for example the server secret that
+``POST /api/keys/fetch`` checks itself) is left alone: this class returns ``None`` and
+the next authentication class, or the view's own check, decides. A token that *is* ours
+but expired, revoked or outdated is rejected with 401 and a message saying what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt as pyjwt
+from django.conf import settings
+from rest_framework import authentication
+from rest_framework.request import Request
+
+from accounts.models import User
+from accounts.tokens import (
+    CliSessionToken,
+    PersonalApiToken,
+    TokenRejected,
+    api_token_authenticate,
+    cli_session_is_usable,
+    decode_our_jwt,
+)
+
+_TOKEN_CLASSES = {"cli_session": CliSessionToken, "api": PersonalApiToken}
+
+
+def bearer_value(request: Any) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _our_token_type(raw: str) -> str | None:
+    """The ``token_type`` of an unverified JWT issued by Kay, else ``None``."""
+    try:
+        claims = pyjwt.decode(raw, options={"verify_signature": False})
+    except pyjwt.PyJWTError:
+        return None
+    issuer = settings.SIMPLE_JWT.get("ISSUER")
+    token_type = claims.get("token_type")
+    if claims.get("iss") != issuer or token_type not in _TOKEN_CLASSES:
+        return None
+    return str(token_type)
+
+
+class BearerTokenAuthentication(authentication.BaseAuthentication):
+    """Sets ``request.auth`` to ``{"kind": "cli_session"|"api", ...claims}``."""
+
+    def authenticate(self, request: Request) -> tuple[User, dict[str, Any]] | None:
+        raw = bearer_value(request)
+        if raw is None:
+            return None
+        token_type = _our_token_type(raw)
+        if token_type is None:
+            return None
+        payload = dict(decode_our_jwt(raw, _TOKEN_CLASSES[token_type]).payload)
+        if token_type == "api":
+            user, row = api_token_authenticate(payload)
+            return user, {"kind": "api", "api_token_id": row.pk, **payload}
+        try:
+            user_id = int(payload.get("sub", ""))
+        except ValueError:
+            raise TokenRejected("The token is not valid. Sign in again.") from None
+        if not cli_session_is_usable(public_id=str(payload.get("sid", "")), user_id=user_id):
+            raise TokenRejected("This sign-in was ended. Sign in again.", code="session_revoked")
+        user = User.objects.filter(pk=user_id, is_active=True).first()
+        if user is None:
+            raise TokenRejected("This account is disabled.", code="account_disabled")
+        return user, {"kind": "cli_session", **payload}
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="kay"'

@@ -1,0 +1,182 @@
+"""Device login (RFC 8628) for a CLI that signs in without an Atlassian account.
+
+The CLI asks for a device code, shows the user code, and polls. The user opens
+``/dashboard/device``, signs in, checks which client asks, and approves or denies. Both
+codes are stored only as SHA-256 digests.
+
+Errors use our JSON shape with RFC 8628's names as codes: ``authorization_pending``,
+``slow_down`` (the interval grows by 5 s each time, RFC 8628 §3.5), ``access_denied``,
+``expired_token`` and ``invalid_grant`` (unknown or already used device code).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import CliSession, DeviceAuthorization, User
+from accounts.tokens import TokenPair, cli_session_issue_tokens, cli_session_start, token_hash
+from core.errors import ApplicationError, RateLimited
+
+# RFC 8628 §6.1: a short code from an alphabet without vowels or look-alikes.
+USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+USER_CODE_LENGTH = 8
+SLOW_DOWN_STEP = 5
+WRONG_CODE_LIMIT = 5
+WRONG_CODE_WINDOW = 15 * 60
+
+
+class DeviceFlowError(ApplicationError):
+    status = 400
+
+
+def user_code_normalize(raw: str) -> str:
+    """``bcdf-ghjk`` and ``BCDF GHJK`` both become ``BCDFGHJK``."""
+    return "".join(ch for ch in (raw or "").upper() if ch.isalnum())
+
+
+def user_code_format(code: str) -> str:
+    return f"{code[:4]}-{code[4:]}"
+
+
+@transaction.atomic
+def device_authorization_start(*, client_name: str) -> tuple[DeviceAuthorization, str, str]:
+    """A new device authorization; returns the row, the device code and the user code."""
+    device_code = secrets.token_urlsafe(32)
+    while True:
+        user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
+        if not DeviceAuthorization.objects.filter(user_code_hash=token_hash(user_code)).exists():
+            break
+    now = timezone.now()
+    row = DeviceAuthorization.objects.create(
+        device_code_hash=token_hash(device_code),
+        user_code_hash=token_hash(user_code),
+        client_name=(client_name or "").strip()[:100] or "kay CLI",
+        interval=settings.DEVICE_CODE_INTERVAL,
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.DEVICE_CODE_EXPIRES_IN),
+    )
+    return row, device_code, user_code_format(user_code)
+
+
+def device_token_poll(*, device_code: str) -> TokenPair:
+    """One poll of the CLI: the token pair once approved, else an RFC 8628 error."""
+    with transaction.atomic():
+        row = (
+            DeviceAuthorization.objects.select_for_update()
+            .filter(device_code_hash=token_hash(device_code))
+            .first()
+        )
+        if row is None:
+            raise DeviceFlowError("Unknown device code.", code="invalid_grant")
+        now = timezone.now()
+        if row.status == DeviceAuthorization.Status.COLLECTED:
+            raise DeviceFlowError("This device code was already used.", code="invalid_grant")
+        if row.expires_at <= now:
+            raise DeviceFlowError(
+                "The device code has expired. Start the login again.", code="expired_token"
+            )
+        too_fast = (
+            row.last_polled_at is not None
+            and (now - row.last_polled_at).total_seconds() < row.interval
+        )
+        row.last_polled_at = now
+        if too_fast:
+            row.interval += SLOW_DOWN_STEP
+            row.save(update_fields=["last_polled_at", "interval"])
+            error = DeviceFlowError(
+                f"Polling too fast: wait {row.interval} seconds between requests.",
+                code="slow_down",
+            )
+            error.headers["Retry-After"] = str(row.interval)
+            # Committed on purpose: the larger interval must stick.
+        else:
+            row.save(update_fields=["last_polled_at"])
+            error = None
+    if error is not None:
+        raise error
+    if row.status == DeviceAuthorization.Status.PENDING:
+        raise DeviceFlowError("Waiting for the user to approve.", code="authorization_pending")
+    if row.status == DeviceAuthorization.Status.DENIED:
+        raise DeviceFlowError("The user denied the request.", code="access_denied")
+    with transaction.atomic():
+        claimed = DeviceAuthorization.objects.filter(
+            pk=row.pk, status=DeviceAuthorization.Status.APPROVED
+        ).update(status=DeviceAuthorization.Status.COLLECTED)
+        if not claimed or row.cli_session_id is None:
+            raise DeviceFlowError("This device code was already used.", code="invalid_grant")
+        session = CliSession.objects.get(pk=row.cli_session_id)
+        return cli_session_issue_tokens(session=session)
+
+
+def _wrong_key(user: User) -> str:
+    return f"accounts:device-wrong-codes:{user.pk}"
+
+
+def device_authorization_find(*, user: User, user_code: str) -> DeviceAuthorization:
+    """The pending request a user code names. Five wrong codes lock entry for a while."""
+    key = _wrong_key(user)
+    if (cache.get(key) or 0) >= WRONG_CODE_LIMIT:
+        raise RateLimited(
+            "Too many wrong codes. Wait 15 minutes, then start the login again.",
+            retry_after=WRONG_CODE_WINDOW,
+        )
+    code = user_code_normalize(user_code)
+    row = (
+        DeviceAuthorization.objects.filter(
+            user_code_hash=token_hash(code),
+            status=DeviceAuthorization.Status.PENDING,
+            expires_at__gt=timezone.now(),
+        ).first()
+        if len(code) == USER_CODE_LENGTH
+        else None
+    )
+    if row is None:
+        cache.add(key, 0, WRONG_CODE_WINDOW)
+        try:
+            cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, WRONG_CODE_WINDOW)
+        raise DeviceFlowError(
+            "That code is not valid or has expired. Check the code shown by your CLI.",
+            code="invalid_user_code",
+            fields={"user_code": ["Not a valid code."]},
+        )
+    return row
+
+
+@transaction.atomic
+def device_authorization_decide(
+    *, user: User, user_code: str, approve: bool, account_id: str = ""
+) -> DeviceAuthorization:
+    """Approve (opening a CLI session for ``user``) or deny a pending request."""
+    found = device_authorization_find(user=user, user_code=user_code)
+    row = DeviceAuthorization.objects.select_for_update().get(pk=found.pk)
+    if row.status != DeviceAuthorization.Status.PENDING:
+        raise DeviceFlowError("This request was already decided.", code="invalid_user_code")
+    row.user = user
+    row.decided_at = timezone.now()
+    if approve:
+        row.status = DeviceAuthorization.Status.APPROVED
+        row.cli_session = cli_session_start(
+            user=user,
+            origin=CliSession.Origin.DEVICE,
+            account_id=account_id,
+            client_name=row.client_name,
+        )
+    else:
+        row.status = DeviceAuthorization.Status.DENIED
+    row.save(update_fields=["user", "decided_at", "status", "cli_session"])
+    return row
+
+
+def device_authorizations_purge(*, now=None) -> int:
+    """Delete device requests a day after they expired."""
+    now = now or timezone.now()
+    deleted, _ = DeviceAuthorization.objects.filter(expires_at__lt=now - timedelta(days=1)).delete()
+    return deleted

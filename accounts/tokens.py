@@ -1,0 +1,274 @@
+"""CLI session tokens, refresh-token families and personal API tokens (issue 4).
+
+* A **CLI session token** is a short JWT (``CLI_SESSION_EXPIRES_IN``) with ``sub`` (our
+  user id), ``account_id`` (the Atlassian account, or ``""``) and ``sid`` (the
+  :class:`~accounts.models.CliSession`, i.e. the refresh-token family).
+* A **refresh token** is 32 random bytes shown once and stored as a SHA-256 digest. It is
+  rotated on every use; presenting a spent one revokes the whole family (RFC 9700
+  §4.14.2), so a stolen token stops working for the thief *and* the victim.
+* A **personal API token** (seed 000) is a JWT with ``sub``, ``iat``, ``exp``,
+  ``kayUserId`` and ``version``. Only the hash of its ``jti`` is stored, so it can be
+  listed and revoked. Raising ``API_TOKEN_VERSION`` invalidates every older token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import Token
+
+from accounts.models import ApiToken, CliSession, RefreshToken, User
+from core.errors import ApplicationError
+
+# Revocation is cached this long, so a revoked family stops working within it everywhere.
+SESSION_STATE_CACHE_SECONDS = 30
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class TokenRejected(ApplicationError):
+    """401 for a token that is ours but unusable; the client must sign in again."""
+
+    status = 401
+    code = "invalid_token"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(
+            message,
+            code=code,
+            headers={"WWW-Authenticate": f'Bearer realm="kay", error="{code or self.code}"'},
+        )
+
+
+def token_hash(raw: str) -> str:
+    """The SHA-256 hex digest under which a client secret is stored."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class CliSessionToken(Token):
+    token_type = "cli_session"
+    lifetime = timedelta(minutes=30)  # replaced per token from settings in _session_jwt
+
+
+class PersonalApiToken(Token):
+    token_type = "api"
+    lifetime = timedelta(days=30)  # replaced per token from settings in api_token_create
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    token: str
+    refresh_token: str
+    expires_in: int
+    session: CliSession
+
+
+# --- CLI sessions -----------------------------------------------------------------------
+
+
+def _session_jwt(session: CliSession) -> str:
+    jwt = CliSessionToken()
+    jwt.set_exp(lifetime=timedelta(seconds=settings.CLI_SESSION_EXPIRES_IN))
+    jwt["sub"] = str(session.user_id)
+    jwt["account_id"] = session.account_id
+    jwt["sid"] = str(session.public_id)
+    return str(jwt)
+
+
+def _new_refresh_token(session: CliSession) -> str:
+    raw = secrets.token_hex(32)
+    now = timezone.now()
+    expires = min(
+        now + timedelta(seconds=settings.CLI_REFRESH_TOKEN_EXPIRES_IN), session.expires_at
+    )
+    RefreshToken.objects.create(
+        session=session, token_hash=token_hash(raw), created_at=now, expires_at=expires
+    )
+    return raw
+
+
+def cli_session_start(
+    *, user: User, origin: str, account_id: str = "", client_name: str = ""
+) -> CliSession:
+    """Open a refresh-token family for ``user`` (tokens are issued separately, once)."""
+    now = timezone.now()
+    return CliSession.objects.create(
+        public_id=uuid.uuid4(),
+        user=user,
+        account_id=account_id,
+        origin=origin,
+        client_name=client_name[:100],
+        created_at=now,
+        expires_at=now + timedelta(seconds=settings.CLI_SESSION_ABSOLUTE_LIFETIME),
+    )
+
+
+@transaction.atomic
+def cli_session_issue_tokens(*, session: CliSession) -> TokenPair:
+    """The first token pair of a family (after a connection or a device approval)."""
+    if not session.is_active:
+        raise TokenRejected("This sign-in has ended. Sign in again.", code="session_revoked")
+    return TokenPair(
+        token=_session_jwt(session),
+        refresh_token=_new_refresh_token(session),
+        expires_in=settings.CLI_SESSION_EXPIRES_IN,
+        session=session,
+    )
+
+
+def cli_session_refresh(*, refresh_token: str) -> TokenPair:
+    """Rotate a refresh token; reuse of a rotated one revokes its whole family."""
+    with transaction.atomic():
+        found = (
+            RefreshToken.objects.select_for_update()
+            .select_related("session")
+            .filter(token_hash=token_hash(refresh_token))
+            .first()
+        )
+        if found is None:
+            raise TokenRejected("Unknown refresh token. Sign in again.")
+        session = CliSession.objects.select_for_update().get(pk=found.session_id)
+        now = timezone.now()
+        if session.revoked_at is not None:
+            raise TokenRejected("This sign-in was ended. Sign in again.", code="session_revoked")
+        if found.rotated_at is not None:
+            reused = True
+        else:
+            reused = False
+            if found.expires_at <= now or session.expires_at <= now:
+                raise TokenRejected("The refresh token has expired. Sign in again.", code="expired")
+            found.rotated_at = now
+            found.save(update_fields=["rotated_at"])
+            session.last_refreshed_at = now
+            session.save(update_fields=["last_refreshed_at"])
+            pair = TokenPair(
+                token=_session_jwt(session),
+                refresh_token=_new_refresh_token(session),
+                expires_in=settings.CLI_SESSION_EXPIRES_IN,
+                session=session,
+            )
+    if reused:
+        # Outside the block above so the revocation commits even though we answer 401.
+        cli_session_revoke(session=session, reason="refresh_token_reuse")
+        raise TokenRejected(
+            "This refresh token was already used, so the sign-in was ended for safety. "
+            "Sign in again.",
+            code="refresh_token_reused",
+        )
+    return pair
+
+
+def _state_key(public_id: Any) -> str:
+    return f"accounts:cli-session:{public_id}"
+
+
+def cli_session_revoke(*, session: CliSession, reason: str) -> None:
+    """End a family: its refresh tokens and session JWTs stop working everywhere."""
+    CliSession.objects.filter(pk=session.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now(), revoked_reason=reason
+    )
+    cache.set(_state_key(session.public_id), "revoked", SESSION_STATE_CACHE_SECONDS)
+
+
+def cli_session_is_usable(*, public_id: str, user_id: int) -> bool:
+    """Whether a JWT's ``sid`` still names an active family of that user (cached briefly)."""
+    key = _state_key(public_id)
+    state = cache.get(key)
+    if state is None:
+        try:
+            uuid.UUID(public_id)
+        except ValueError:
+            return False
+        session = CliSession.objects.filter(public_id=public_id, user_id=user_id).first()
+        state = "active" if session is not None and session.is_active else "revoked"
+        cache.set(key, state, SESSION_STATE_CACHE_SECONDS)
+    return state == "active"
+
+
+# --- Personal API tokens (seed 000) --------------------------------------------------------
+
+
+@transaction.atomic
+def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
+    """A new personal API token; the JWT is returned once and never stored."""
+    jwt = PersonalApiToken()
+    lifetime = timedelta(seconds=settings.API_TOKEN_EXPIRES_IN)
+    jwt.set_exp(lifetime=lifetime)
+    jwt["sub"] = str(user.pk)
+    jwt["kayUserId"] = f"kay/{user.pk}"
+    jwt["version"] = settings.API_TOKEN_VERSION
+    row = ApiToken.objects.create(
+        user=user,
+        name=name.strip()[:100] or "API token",
+        jti_hash=token_hash(str(jwt["jti"])),
+        version=settings.API_TOKEN_VERSION,
+        created_at=timezone.now(),
+        expires_at=timezone.now() + lifetime,
+    )
+    return row, str(jwt)
+
+
+def api_token_revoke(*, token: ApiToken) -> None:
+    """Revoke one personal token (idempotent)."""
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def api_token_authenticate(payload: dict[str, Any]) -> tuple[User, ApiToken]:
+    """The user and row behind a verified personal-token payload, or :class:`TokenRejected`."""
+    if payload.get("version") != settings.API_TOKEN_VERSION:
+        raise TokenRejected(
+            "This API token was issued for an older token version and no longer works. "
+            "Sign in again and create a new token.",
+            code="token_version_outdated",
+        )
+    row = (
+        ApiToken.objects.select_related("user")
+        .filter(jti_hash=token_hash(str(payload.get("jti", ""))), user_id=payload.get("sub"))
+        .first()
+    )
+    if row is None or row.revoked_at is not None:
+        raise TokenRejected("This API token was revoked.", code="token_revoked")
+    if not row.user.is_active:
+        raise TokenRejected("This account is disabled.", code="account_disabled")
+    now = timezone.now()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
+    return row.user, row
+
+
+def decode_our_jwt(raw: str, token_class: type[Token]) -> Token:
+    """Verify signature, expiry, ``jti`` and type; :class:`TokenRejected` otherwise."""
+    try:
+        return token_class(raw)  # type: ignore[arg-type]
+    except TokenError as exc:
+        expired = "expired" in str(exc).lower()
+        raise TokenRejected(
+            "The token has expired. Refresh it or sign in again."
+            if expired
+            else "The token is not valid. Sign in again.",
+            code="token_expired" if expired else "invalid_token",
+        ) from None
+
+
+# --- Housekeeping ------------------------------------------------------------------------
+
+
+def auth_records_purge(*, now: Any = None) -> dict[str, int]:
+    """Delete ended CLI sessions (a day after they end) and expired personal tokens."""
+    now = now or timezone.now()
+    grace = now - timedelta(days=1)
+    ended = CliSession.objects.filter(expires_at__lt=grace) | CliSession.objects.filter(
+        revoked_at__lt=grace
+    )
+    sessions, _ = ended.delete()
+    tokens, _ = ApiToken.objects.filter(expires_at__lt=grace).delete()
+    return {"cli_sessions": sessions, "api_tokens": tokens}
