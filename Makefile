@@ -25,6 +25,7 @@ setup: $(VENV)/.installed .env
 ## Set up (venv, pinned packages, .env, SQLite) and start web + Celery worker + beat.
 run: setup
 	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py sync_models --from-backup --if-empty --no-progress
 	@echo ""
 	@echo "  Kay is starting on http://localhost:$(PORT)/  (Ctrl-C stops web, worker and beat)"
 	@echo "  Create an operator account:  $(BIN)/python manage.py createsuperuser"

@@ -5,6 +5,7 @@ with a message naming the variable.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -265,7 +266,10 @@ if not DEBUG:
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": ["core.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+        "core.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
@@ -310,10 +314,28 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Declared in code; django-celery-beat copies them into the database at start-up so
 # operators can see, pause and edit them in the admin.
+from celery.schedules import crontab  # noqa: E402
+
 CELERY_BEAT_SCHEDULE = {
     "purge-expired-web-sessions": {
         "task": "core.tasks.purge_expired_web_sessions",
         "schedule": 24 * 3600,
+    },
+    "keys-revalidate-nightly": {
+        "task": "keys.tasks.revalidate_keys",
+        "schedule": crontab(hour=3, minute=17),
+    },
+    "models-catalog-sync": {
+        "task": "models_catalog.tasks.sync_models",
+        "schedule": crontab(minute=23, hour="*/6"),
+    },
+    "connections-refresh-expiring": {
+        "task": "connections.tasks.refresh_expiring_connections",
+        "schedule": 10 * 60,
+    },
+    "connections-purge-expired-auth": {
+        "task": "connections.tasks.purge_expired_auth_records",
+        "schedule": 3600,
     },
 }
 HEALTH_WORKER_TIMEOUT = env.float("HEALTH_WORKER_TIMEOUT", default=3.0)
@@ -363,6 +385,34 @@ CLI_SESSION_EXPIRES_IN = _duration("CLI_SESSION_EXPIRES_IN", "30m")
 CLI_REFRESH_TOKEN_EXPIRES_IN = _duration("CLI_REFRESH_TOKEN_EXPIRES_IN", "7d")
 API_TOKEN_EXPIRES_IN = _duration("API_TOKEN_EXPIRES_IN", "30d")
 API_TOKEN_VERSION = env.int("API_TOKEN_VERSION", default=3)
+
+# --- Key vault (keys app) ---------------------------------------------------------------
+# Per-user limits, "N/s|min|hour|day": backend fetches of decrypted keys, and key checks
+# against providers (each check is a real call to the provider).
+KEYS_FETCH_RATE = env.str("KEYS_FETCH_RATE", default="600/min")
+KEYS_VALIDATION_RATE = env.str("KEYS_VALIDATION_RATE", default="30/hour")
+KEYS_VALIDATION_TIMEOUT = env.float("KEYS_VALIDATION_TIMEOUT", default=8.0)
+# OpenAI-compatible base URLs may point at private/loopback addresses (a LAN model server).
+# Off in production so the key check cannot probe internal services.
+KEYS_ALLOW_PRIVATE_BASE_URLS = env.bool("KEYS_ALLOW_PRIVATE_BASE_URLS", default=not IS_PRODUCTION)
+
+# --- Connections, CLI sessions and JWTs (issue 4) ------------------------------------------
+# A CLI refresh-token family ends this long after sign-in, however often it is refreshed.
+CLI_SESSION_ABSOLUTE_LIFETIME = _duration("CLI_SESSION_ABSOLUTE_LIFETIME", "30d")
+# Device login (RFC 8628): how long a user code is valid and the minimum polling interval.
+DEVICE_CODE_EXPIRES_IN = _duration("DEVICE_CODE_EXPIRES_IN", "15m")
+DEVICE_CODE_INTERVAL = env.int("DEVICE_CODE_INTERVAL", default=5)
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "ISSUER": "kay",
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=CLI_SESSION_EXPIRES_IN),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=CLI_REFRESH_TOKEN_EXPIRES_IN),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+}
 
 # --- Logging: readable in development, JSON lines in production, always redacted ---------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -49,7 +49,7 @@ SECTIONS = [
         "models",
         "Models",
         "◇",
-        "dashboard:section",
+        "models_catalog:list",
         "The model catalog, synced from OpenRouter.",
         "The catalog has not been loaded yet.",
     ),

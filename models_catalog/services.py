@@ -376,14 +376,19 @@ def catalog_load_backup(*, path: Path | None = None, progress: Progress | None =
     return _run(f"backup {Path(path or snapshot.BACKUP_PATH).name}", work)
 
 
-def catalog_backup_write(*, path: Path | None = None, source_note: str = "") -> int:
-    """Rewrite the backup snapshot from the tables; returns the number of models written."""
+def catalog_backup_write(
+    *, path: Path | None = None, source_note: str = "", data_as_of: str = ""
+) -> int:
+    """Rewrite the backup snapshot from the tables; returns the number of models written.
+
+    ``data_as_of`` records the date of the OpenRouter data (today's date by default)."""
     from models_catalog.selectors import catalog_offers_from_db
 
     offers = catalog_offers_from_db()
     if not offers:
         raise ApplicationError("The catalog is empty: sync it before writing a backup.")
     document = snapshot.offers_to_document(offers, source="backup", note=source_note)
+    document["data_as_of"] = data_as_of or timezone.localdate().isoformat()
     target = Path(path or snapshot.BACKUP_PATH)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(document, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

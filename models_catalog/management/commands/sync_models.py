@@ -51,6 +51,9 @@ class Command(BaseCommand):
             help="snapshot file for --from-backup and --write-backup (default: the shipped one)",
         )
         parser.add_argument("--note", default="", help="with --write-backup: where the data is from")
+        parser.add_argument(
+            "--as-of", default="", help="with --write-backup: date of the data (default: today)"
+        )
         parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -73,7 +76,9 @@ class Command(BaseCommand):
             summary = self._sync(options, progress)
             if options["write_backup"]:
                 count = services.catalog_backup_write(
-                    path=options["backup_path"], source_note=options["note"]
+                    path=options["backup_path"],
+                    source_note=options["note"],
+                    data_as_of=options["as_of"],
                 )
                 self.stdout.write(f"Wrote {count} models to {options['backup_path']}")
         except ApplicationError as exc:

@@ -1,0 +1,91 @@
+"""``GET /api/openrouter/models-by-provider`` (seed 000), used by the CLI and extensions.
+
+Public: the catalog is OpenRouter's public data and the CLI reads it before sign-in.
+Cached per filter set for 60 s (in the shared cache, so every web process benefits),
+with an ETag so clients can revalidate for free.
+"""
+
+import hashlib
+import json
+
+from django.core.cache import cache
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from core.errors import ApplicationError
+from models_catalog import selectors
+from models_catalog.filters import SORTS, SUPPORTS
+from models_catalog.forms import CatalogFilterForm
+from models_catalog.services import catalog_version
+
+CACHE_SECONDS = 60
+CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or etag in tags
+
+
+def _list(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.STR, description=description)
+
+
+class CatalogModelsByProviderApi(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Models grouped by provider",
+        description=(
+            "Providers (location, data policy, URLs) each with the models they serve "
+            "(pricing per token as decimal strings, context, capabilities, endpoint). "
+            "Served from the synced tables, or from the shipped backup snapshot when they "
+            "are empty (`source`). List parameters take `a,b` or repeat the parameter. "
+            "Prices in filters are USD per million tokens."
+        ),
+        parameters=[
+            _list("provider", "provider slugs, e.g. `openai,anthropic`"),
+            _list("location", "country codes of headquarters or data centres, e.g. `US,SG`"),
+            _list("data_policy", "trains, retains, zero_retention, unknown"),
+            OpenApiParameter("max_prompt_price", OpenApiTypes.DECIMAL, description="USD/M"),
+            OpenApiParameter("max_completion_price", OpenApiTypes.DECIMAL, description="USD/M"),
+            OpenApiParameter("min_context", OpenApiTypes.INT),
+            _list("input_modality", "all required, e.g. `text,image`"),
+            _list("output_modality", "all required"),
+            _list("supports", ", ".join(SUPPORTS)),
+            OpenApiParameter("q", OpenApiTypes.STR, description="words in id, name or provider"),
+            OpenApiParameter("sort", OpenApiTypes.STR, enum=list(SORTS)),
+        ],
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="models-by-provider document"),
+            304: OpenApiResponse(description="Not modified (If-None-Match matched the ETag)"),
+        },
+    )
+    def get(self, request: Request) -> HttpResponse:
+        form = CatalogFilterForm(request.query_params)
+        if not form.is_valid():
+            raise ApplicationError(
+                "Some filters are not valid.",
+                code="validation_error",
+                fields={name: list(errors) for name, errors in form.errors.items()},
+            )
+        filters = form.filters()
+        key = f"models_catalog:mbp:{catalog_version()}:{filters.cache_key()}"
+        cached = cache.get(key)
+        if cached is None:
+            document = selectors.models_by_provider(filters=filters)
+            body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+            cached = (body, f'"{hashlib.sha256(body).hexdigest()[:40]}"')
+            cache.set(key, cached, CACHE_SECONDS)
+        body, etag = cached
+        if _etag_matches(request.headers.get("If-None-Match", ""), etag):
+            response = HttpResponse(status=304)
+        else:
+            response = HttpResponse(body, content_type="application/json")
+        response["ETag"] = etag
+        response["Cache-Control"] = CACHE_CONTROL
+        return response

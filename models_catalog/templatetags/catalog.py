@@ -1,0 +1,44 @@
+"""Formatting for catalog pages: prices per million tokens, token counts."""
+
+from decimal import Decimal
+from typing import Any
+
+from django import template
+
+from models_catalog import payloads
+
+register = template.Library()
+MILLION = Decimal(1_000_000)
+
+
+@register.filter
+def per_million(value: Any) -> str:
+    """A per-token USD price (Decimal or decimal string) as dollars per million tokens."""
+    if value is None or value == "":
+        return "—"
+    price = value if isinstance(value, Decimal) else payloads.price(value, where="template")
+    if price is None:
+        return "varies"
+    if price == 0:
+        return "Free"
+    amount = price * MILLION
+    text = f"{amount:,.2f}" if amount >= 1 else f"{amount:.4f}".rstrip("0")
+    return f"${text}"
+
+
+@register.filter
+def tokens(value: Any) -> str:
+    """200000 -> 200K, 1048576 -> 1M."""
+    if not value:
+        return "—"
+    number = int(value)
+    if number >= 1_000_000:
+        return f"{number / 1_000_000:.1f}".removesuffix(".0") + "M"
+    if number >= 1_000:
+        return f"{number / 1_000:.0f}K"
+    return str(number)
+
+
+@register.filter
+def label(value: str) -> str:
+    return str(value).replace("_", " ")
