@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 from accounts.forms import FakeLoginForm
 from accounts.services import user_get_or_create_for_fake_login
 from core.navigation import SECTIONS_BY_SLUG, section_url
+from keys.selectors import onboarding_completed as key_onboarding_completed
 
 
 @login_required
@@ -18,11 +19,12 @@ def overview(request: HttpRequest) -> HttpResponse:
     sections = SECTIONS_BY_SLUG
     next_steps = [
         {
-            "title": "Store your first provider key",
-            "text": "Add an OpenAI, Anthropic, OpenRouter or other key to the encrypted vault.",
-            "url": section_url(sections["keys"]),
-            "action": "Go to keys",
-            "done": False,
+            "title": "Set up your key vault",
+            "text": "Create a project and add your OpenAI, Anthropic, OpenRouter or other keys "
+            "to the encrypted vault.",
+            "url": reverse("keys:onboarding"),
+            "action": "Start onboarding",
+            "done": key_onboarding_completed(user=request.user),  # type: ignore[arg-type]
         },
         {
             "title": "Connect Jira",

@@ -170,7 +170,7 @@ def rotate_field(
     model_field: EncryptedTextField,
     *,
     batch_size: int = 500,
-    on_batch: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], object] | None = None,
 ) -> RotationResult:
     """Re-seal every stale value of one field under the newest key.
 

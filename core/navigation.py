@@ -24,7 +24,7 @@ SECTIONS = [
         "keys",
         "Keys",
         "⚷",
-        "dashboard:section",
+        "keys:list",
         "Provider API keys, encrypted at rest and shown only masked.",
         "You have not stored any provider keys. Keys you add are validated with the "
         "provider and encrypted before they are saved.",
@@ -33,7 +33,7 @@ SECTIONS = [
         "projects",
         "Projects",
         "▦",
-        "dashboard:section",
+        "keys:project_list",
         "Group keys by the product or team that uses them.",
         "No projects yet. A project holds the keys one application uses.",
     ),

@@ -1,0 +1,221 @@
+"""The only two ways plaintext leaves the vault, both audited (ARCHITECTURE.md, "Secrets").
+
+* :func:`user_api_keys` — in-process, for backend services (seed 002)::
+
+      with user_api_keys(user, project=project) as keys:
+          gemini = keys["gemini"]        # MissingAPIKey if none (KeyError subclass)
+          exa = keys.get("exa")          # None if none
+
+* :func:`api_key_fetch` — behind ``POST /api/keys/fetch`` (seed 001), server to server.
+
+Which stored key answers for a provider: the project's default, else the user's default
+(a default key outside any project), else the user's only key of that provider.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, IntegerField, Q, Value, When
+from django.utils import timezone
+
+from accounts.models import User
+from core.errors import ApplicationError
+from keys import ratelimit
+from keys.models import ApiKey, KeyAuditEvent, Project
+from keys.providers import PROVIDERS, get_provider
+from keys.services import Origin, audit
+
+Action = KeyAuditEvent.Action
+BACKEND = Origin(KeyAuditEvent.Source.BACKEND)
+
+
+class MissingAPIKey(ApplicationError, KeyError):
+    """No usable key for a provider; the API renders it as a 404 naming the provider."""
+
+    status = 404
+    code = "missing_api_key"
+
+    def __init__(self, provider: str, *, fallback_allowed: bool = False) -> None:
+        message = f"No API key found for provider '{provider}'. Add one under Keys in the dashboard"
+        if provider in PROVIDERS and fallback_allowed:
+            message += f" or set {get_provider(provider).env_var} in the environment"
+        super().__init__(message + ".")
+        self.provider = provider
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def env_fallback_allowed() -> bool:
+    """Seed 002: development (``DEBUG`` true, or ``DEPLOY_ENV`` unset) may use .env keys."""
+    return bool(settings.DEBUG) or not settings.DEPLOY_ENV
+
+
+def _ranked(project_id: Any) -> Case:
+    """0: the project's default, 1: the user's default outside projects, 2: any other."""
+    whens = [When(Q(project__isnull=True, is_default=True), then=Value(1))]
+    if project_id:
+        whens.insert(0, When(Q(project_id=project_id, is_default=True), then=Value(0)))
+    return Case(*whens, default=Value(2), output_field=IntegerField())
+
+
+def _choose(candidates: Sequence[ApiKey]) -> ApiKey | None:
+    """The answering key among rank-ordered candidates, or None if none or ambiguous."""
+    if not candidates:
+        return None
+    first = candidates[0]
+    if first.rank < 2 or len(candidates) == 1:  # type: ignore[attr-defined]
+        return first
+    return None
+
+
+def resolve_key(*, owner_id: Any, provider: str, project_id: Any = None) -> ApiKey | None:
+    """The stored key that answers for ``provider`` (one query)."""
+    candidates = list(
+        ApiKey.objects.filter(owner_id=owner_id, provider=provider)
+        .annotate(rank=_ranked(project_id))
+        .order_by("rank", "-created_at")[:2]
+    )
+    return _choose(candidates)
+
+
+def _record_use(api_key: ApiKey, *, action: str, origin: Origin) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        audit(owner_id=api_key.owner_id, action=action, origin=origin, api_key=api_key)
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    api_key.last_used_at = now
+
+
+# --- In process -------------------------------------------------------------------------
+
+
+class UserAPIKeys(Mapping[str, str]):
+    """Provider → plaintext key for one user. Decrypts (and audits) on first access."""
+
+    def __init__(
+        self, stored: dict[str, ApiKey], environment: dict[str, str], fallback: bool
+    ) -> None:
+        self._stored = stored
+        self._environment = environment
+        self._fallback = fallback
+        self._opened: dict[str, str] = {}
+
+    def __getitem__(self, provider: str) -> str:
+        if provider in self._opened:
+            return self._opened[provider]
+        if provider in self._stored:
+            api_key = self._stored[provider]
+            value = api_key.get_secret()
+            _record_use(api_key, action=Action.USED, origin=BACKEND)
+        elif provider in self._environment:
+            value = self._environment[provider]
+        else:
+            raise MissingAPIKey(provider, fallback_allowed=self._fallback)
+        self._opened[provider] = value
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(set(self._stored) | set(self._environment)))
+
+    def __len__(self) -> int:
+        return len(set(self._stored) | set(self._environment))
+
+    def source(self, provider: str) -> str | None:
+        """``"vault"``, ``"environment"`` or None — without opening anything."""
+        if provider in self._stored:
+            return "vault"
+        return "environment" if provider in self._environment else None
+
+    def close(self) -> None:
+        self._opened.clear()
+        self._stored.clear()
+        self._environment.clear()
+
+    def __repr__(self) -> str:  # never the values
+        return f"<UserAPIKeys providers={list(self)}>"
+
+
+@contextmanager
+def user_api_keys(user: User | int, project: Project | int | None = None) -> Iterator[UserAPIKeys]:
+    """The keys backend services may use for ``user`` (and ``project``), seed 002.
+
+    Stored keys win. In development (see :func:`env_fallback_allowed`) providers the user
+    has no key for fall back to ``<PROVIDER>_API_KEY``; in production they never do and
+    reading one raises :class:`MissingAPIKey`. Each stored key read writes a "used" audit
+    event and updates ``last_used_at``.
+    """
+    owner_id = user.pk if isinstance(user, User) else user
+    project_id = project.pk if isinstance(project, Project) else project
+    rows = list(
+        ApiKey.objects.filter(owner_id=owner_id)
+        .annotate(rank=_ranked(project_id))
+        .order_by("provider", "rank", "-created_at")
+    )
+    stored: dict[str, ApiKey] = {}
+    for provider in {row.provider for row in rows}:
+        chosen = _choose([row for row in rows if row.provider == provider])
+        if chosen is not None:
+            stored[provider] = chosen
+    fallback = env_fallback_allowed()
+    environment: dict[str, str] = {}
+    if fallback:
+        for slug, spec in PROVIDERS.items():
+            value = os.environ.get(spec.env_var, "")
+            if slug not in stored and value and not spec.needs_base_url:
+                environment[slug] = value
+    keys = UserAPIKeys(stored, environment, fallback)
+    try:
+        yield keys
+    finally:
+        keys.close()
+
+
+# --- Server to server --------------------------------------------------------------------
+
+
+def api_key_fetch(
+    *, user_id: int, provider: str, origin: Origin, project_id: int | None = None
+) -> tuple[ApiKey, str]:
+    """The decrypted key a backend service asked for (3 queries on the success path).
+
+    Rate limited per user; every outcome is audited.
+    """
+    ratelimit.limit("fetch", user_id, settings.KEYS_FETCH_RATE)
+    if provider not in PROVIDERS:
+        raise ApplicationError(
+            f"Unknown provider {provider!r}.",
+            fields={"provider": [f"Choose one of: {', '.join(PROVIDERS)}."]},
+        )
+    api_key = resolve_key(owner_id=user_id, provider=provider, project_id=project_id)
+    if api_key is None:
+        fetch_denied_record(
+            origin=origin,
+            reason="no_key",
+            user_id=user_id,
+            detail={"provider": provider, "project_id": project_id},
+        )
+        raise MissingAPIKey(provider)
+    plaintext = api_key.get_secret()
+    _record_use(api_key, action=Action.FETCHED, origin=origin)
+    return api_key, plaintext
+
+
+def fetch_denied_record(
+    *, origin: Origin, reason: str, user_id: Any = None, detail: dict[str, Any] | None = None
+) -> None:
+    """Audit a refused fetch. Attached to the user only when the caller was authenticated
+    (``reason`` other than a bad secret) and the user exists."""
+    owner = None
+    if reason != "bad_secret" and isinstance(user_id, int):
+        owner = User.objects.filter(pk=user_id).first()
+    payload = {"reason": reason, **(detail or {})}
+    if user_id is not None:
+        payload["user_id"] = str(user_id)[:64]
+    audit(owner=owner, action=Action.FETCH_DENIED, origin=origin, detail=payload)

@@ -1,0 +1,96 @@
+"""Operators see keys, projects and the audit trail — masks only, never plaintext or
+ciphertext, and no action that decrypts. Keys are added by their owners, not here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from keys.models import ApiKey, KeyAuditEvent, OnboardingSession, Project
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(_ReadOnly):
+    list_display = (
+        "name",
+        "owner",
+        "provider",
+        "project",
+        "masked_key",
+        "status",
+        "is_default",
+        "created_at",
+        "last_used_at",
+    )
+    list_filter = ("provider", "status", "is_default", "created_at")
+    search_fields = ("name", "owner__email", "project__name")
+    list_select_related = ("owner", "project")
+    # "secret" is deliberately absent.
+    fields = (
+        "owner",
+        "project",
+        "provider",
+        "name",
+        "masked_key",
+        "base_url",
+        "status",
+        "status_detail",
+        "is_default",
+        "created_at",
+        "updated_at",
+        "last_validated_at",
+        "last_used_at",
+    )
+    readonly_fields = fields
+    actions: list = []
+
+
+@admin.register(Project)
+class ProjectAdmin(_ReadOnly):
+    list_display = ("name", "owner", "created_at", "updated_at")
+    search_fields = ("name", "owner__email")
+    list_select_related = ("owner",)
+    fields = ("owner", "name", "description", "created_at", "updated_at")
+    readonly_fields = fields
+
+
+@admin.register(KeyAuditEvent)
+class KeyAuditEventAdmin(_ReadOnly):
+    list_display = ("created_at", "action", "owner", "key_label", "actor", "source", "ip_address")
+    list_filter = ("action", "source", "created_at")
+    search_fields = ("owner__email", "key_label", "ip_address")
+    list_select_related = ("owner", "actor")
+    date_hierarchy = "created_at"
+    fields = (
+        "created_at",
+        "owner",
+        "api_key",
+        "key_label",
+        "actor",
+        "action",
+        "source",
+        "ip_address",
+        "detail",
+    )
+    readonly_fields = fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(OnboardingSession)
+class OnboardingSessionAdmin(_ReadOnly):
+    list_display = ("user", "current_step", "progress", "started_at", "completed_at")
+    list_select_related = ("user",)
+    fields = ("user", "current_step", "progress", "started_at", "completed_at")
+    readonly_fields = fields

@@ -1,0 +1,261 @@
+"""The key-vault JSON API (seed 001), scoped to the caller; plus the backend-only fetch."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, cast
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import User
+from core.errors import ApplicationError
+from keys import selectors, services
+from keys.access import api_key_fetch, fetch_denied_record
+from keys.models import KeyAuditEvent
+from keys.serializers import (
+    ApiKeyCreateInputSerializer,
+    ApiKeyFetchInputSerializer,
+    ApiKeyFetchOutputSerializer,
+    ApiKeyOutputSerializer,
+    ApiKeyUpdateInputSerializer,
+    AuditEventOutputSerializer,
+    ProjectInputSerializer,
+    ProjectOutputSerializer,
+)
+
+Source = KeyAuditEvent.Source
+
+
+def user_of(request: Request) -> User:
+    """The signed-in user (every view here except fetch requires one)."""
+    return cast(User, request.user)
+
+
+def origin(request: Request, source: str = Source.API) -> services.Origin:
+    return services.Origin(source=source, ip=request.META.get("REMOTE_ADDR") or None)
+
+
+def _project(request: Request, project_id: Any) -> Any:
+    if project_id is None:
+        return None
+    return selectors.project_get(owner=user_of(request), project_id=project_id)
+
+
+def _key_data(api_key: Any) -> Any:
+    return ApiKeyOutputSerializer(api_key).data  # type: ignore[return-value]
+
+
+class ApiKeyCollectionApi(APIView):
+    """``GET /api/keys``, ``POST /api/keys``, ``DELETE /api/keys?id=<id>``."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("project_id", str, description="a project id, or `none`"),
+            OpenApiParameter("provider", str),
+        ],
+        responses=ApiKeyOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        keys = selectors.api_key_list(
+            owner=user_of(request),
+            project_id=request.query_params.get("project_id"),
+            provider=request.query_params.get("provider"),
+        )
+        return Response(ApiKeyOutputSerializer(keys, many=True).data)
+
+    @extend_schema(request=ApiKeyCreateInputSerializer, responses={201: ApiKeyOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = ApiKeyCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        api_key, _ = services.api_key_create(
+            acting_user=user_of(request),
+            provider=data["provider"],
+            name=data["name"],
+            secret=data["key"],
+            project=_project(request, data.get("project_id")),
+            base_url=data.get("base_url", ""),
+            is_default=data["is_default"],
+            origin=origin(request),
+        )
+        return Response(_key_data(api_key), status=status.HTTP_201_CREATED)
+
+    @extend_schema(parameters=[OpenApiParameter("id", int, required=True)], responses={204: None})
+    def delete(self, request: Request) -> Response:
+        key_id = request.query_params.get("id")
+        if not key_id:
+            raise ApplicationError(
+                "Pass the key's id: DELETE /api/keys?id=<id>.",
+                fields={"id": ["This parameter is required."]},
+            )
+        api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
+        services.api_key_delete(
+            acting_user=user_of(request), api_key=api_key, origin=origin(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ApiKeyDetailApi(APIView):
+    """``GET /api/keys/<id>`` (masked), ``PATCH`` (name, project_id, is_default, or key to
+    rotate), ``DELETE``."""
+
+    @extend_schema(responses=ApiKeyOutputSerializer)
+    def get(self, request: Request, key_id: int) -> Response:
+        api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
+        return Response(_key_data(api_key))
+
+    @extend_schema(request=ApiKeyUpdateInputSerializer, responses=ApiKeyOutputSerializer)
+    def patch(self, request: Request, key_id: int) -> Response:
+        api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
+        serializer = ApiKeyUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user = user_of(request)
+        if "key" in data:
+            api_key, _ = services.api_key_rotate(
+                acting_user=user, api_key=api_key, secret=data["key"], origin=origin(request)
+            )
+        api_key = services.api_key_update(
+            acting_user=user,
+            api_key=api_key,
+            name=data.get("name"),
+            project=_project(request, data["project_id"])
+            if "project_id" in data
+            else services.UNSET,
+            is_default=data.get("is_default"),
+            origin=origin(request),
+        )
+        return Response(_key_data(api_key))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, key_id: int) -> Response:
+        api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
+        services.api_key_delete(
+            acting_user=user_of(request), api_key=api_key, origin=origin(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ApiKeyValidateApi(APIView):
+    """``POST /api/keys/<id>/validate``: check a stored key with its provider again."""
+
+    @extend_schema(request=None, responses=ApiKeyOutputSerializer)
+    def post(self, request: Request, key_id: int) -> Response:
+        api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
+        services.api_key_revalidate(
+            api_key=api_key, acting_user=user_of(request), origin=origin(request)
+        )
+        return Response(_key_data(api_key))
+
+
+class ApiKeyEventsApi(APIView):
+    """``GET /api/keys/<id>/events``: the key's audit trail, newest first."""
+
+    @extend_schema(responses=AuditEventOutputSerializer(many=True))
+    def get(self, request: Request, key_id: int) -> Response:
+        api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
+        events = selectors.audit_events_for_key(owner=user_of(request), api_key=api_key)
+        return Response(AuditEventOutputSerializer(events, many=True).data)
+
+
+class ApiKeyFetchApi(APIView):
+    """``POST /api/keys/fetch``: a user's decrypted key, for backend services only.
+
+    Authenticated by ``Authorization: Bearer <SERVER_SECRET_KEY>`` (constant-time
+    comparison), not by a user session. Every call is audited; per-user rate limit.
+    """
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    throttle_classes = ()
+
+    @extend_schema(
+        request=ApiKeyFetchInputSerializer, responses=ApiKeyFetchOutputSerializer, auth=[]
+    )
+    def post(self, request: Request) -> Response:
+        where = origin(request, Source.FETCH_API)
+        if not _server_secret_ok(request.META.get("HTTP_AUTHORIZATION", "")):
+            claimed = request.data.get("user_id") if isinstance(request.data, dict) else None
+            fetch_denied_record(origin=where, reason="bad_secret", user_id=claimed)
+            raise ApplicationError(
+                "Send the server secret as Authorization: Bearer <SERVER_SECRET_KEY>.",
+                code="not_authenticated",
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="kay-keys-fetch"'},
+            )
+        serializer = ApiKeyFetchInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        api_key, plaintext = api_key_fetch(
+            user_id=data["user_id"],
+            provider=data["provider"],
+            project_id=data.get("project_id"),
+            origin=where,
+        )
+        body = {"key": plaintext, "key_id": api_key.pk, "provider": api_key.provider}
+        return Response(body, headers={"Cache-Control": "no-store"})
+
+
+def _server_secret_ok(header: str) -> bool:
+    scheme, _, token = header.partition(" ")
+    expected = settings.SERVER_SECRET_KEY.encode()
+    return hmac.compare_digest(token.strip().encode(), expected) and scheme.lower() == "bearer"
+
+
+class ProjectCollectionApi(APIView):
+    """``GET /api/projects``, ``POST /api/projects``."""
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        projects = selectors.project_list(owner=user_of(request))
+        return Response(ProjectOutputSerializer(projects, many=True).data)
+
+    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = ProjectInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_create(
+            acting_user=user_of(request),
+            name=serializer.validated_data["name"],
+            description=serializer.validated_data.get("description", ""),
+            origin=origin(request),
+        )
+        project = selectors.project_get(owner=user_of(request), project_id=project.pk)
+        return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    """``GET``, ``PATCH``, ``DELETE /api/projects/<id>`` (delete refuses a non-empty one)."""
+
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get(owner=user_of(request), project_id=project_id)
+        return Response(ProjectOutputSerializer(project).data)
+
+    @extend_schema(request=ProjectInputSerializer(partial=True), responses=ProjectOutputSerializer)
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get(owner=user_of(request), project_id=project_id)
+        serializer = ProjectInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.project_update(
+            acting_user=user_of(request),
+            project=project,
+            name=serializer.validated_data.get("name"),
+            description=serializer.validated_data.get("description"),
+            origin=origin(request),
+        )
+        return Response(ProjectOutputSerializer(project).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, project_id: int) -> Response:
+        project = selectors.project_get(owner=user_of(request), project_id=project_id)
+        services.project_delete(
+            acting_user=user_of(request), project=project, origin=origin(request)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,101 @@
+"""Dashboard forms. The secret field never renders its value back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from accounts.models import User
+from core.errors import ApplicationError
+from keys.models import Project
+from keys.providers import CHOICES, PROVIDERS, Provider
+
+
+class _ProjectChoice(forms.ModelChoiceField):
+    def __init__(self, owner: User, **kwargs: Any) -> None:
+        super().__init__(
+            queryset=Project.objects.filter(owner=owner),
+            required=False,
+            empty_label="No project",
+            **kwargs,
+        )
+
+
+class ApiKeyForm(forms.Form):
+    provider = forms.ChoiceField(choices=CHOICES)
+    name = forms.CharField(max_length=100, help_text="So you can tell your keys apart.")
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False)
+    base_url = forms.URLField(
+        required=False,
+        max_length=300,
+        label="Base URL",
+        help_text="OpenAI-compatible servers only, e.g. https://llm.example.com/v1",
+    )
+    key = forms.CharField(
+        label="API key",
+        max_length=4096,
+        strip=True,
+        widget=forms.PasswordInput(
+            render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}
+        ),
+        help_text="Checked with the provider, then encrypted. You will only see it masked.",
+    )
+    is_default = forms.BooleanField(
+        required=False, label="Make this the default key for its provider in the project"
+    )
+
+    def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["project"] = _ProjectChoice(owner)
+
+    def hint_provider(self) -> Provider:
+        """The provider whose format hint the form shows (the chosen one, else the first)."""
+        return PROVIDERS.get(str(self["provider"].value() or ""), next(iter(PROVIDERS.values())))
+
+    def format_warning(self) -> str:
+        """A hint when the pasted key does not look like the provider's keys (not an error)."""
+        provider = PROVIDERS.get(self.cleaned_data.get("provider", ""))
+        key = self.cleaned_data.get("key", "")
+        if provider and key and not provider.matches_format(key):
+            return f"This does not look like a {provider.label} key: {provider.hint}"
+        return ""
+
+
+class ApiKeyEditForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False)
+    is_default = forms.BooleanField(required=False, label="Default key for its provider")
+
+    def __init__(self, *args: Any, owner: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["project"] = _ProjectChoice(owner)
+
+
+class RotateForm(forms.Form):
+    key = forms.CharField(
+        label="New secret",
+        max_length=4096,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Same key record, name and history; the old secret is replaced.",
+    )
+
+
+class ProjectForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    description = forms.CharField(
+        max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+
+def add_application_error(form: forms.Form, error: ApplicationError) -> None:
+    """Show a service error on the form: on its fields when it names them."""
+    placed = False
+    for field, messages in (error.fields or {}).items():
+        if field in form.fields:
+            for message in messages:
+                form.add_error(field, message)
+            placed = True
+    if not placed:
+        form.add_error(None, error.message)

@@ -1,0 +1,179 @@
+"""Key vault: projects, encrypted provider keys, their audit trail, onboarding progress."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from core.fields import EncryptedTextField, decrypt_field
+from keys.providers import CHOICES as PROVIDER_CHOICES
+
+
+class Project(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="key_projects"
+    )
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint("owner", Lower("name"), name="keys_project_name_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    class Status(models.TextChoices):
+        VALID = "valid", "Valid"
+        INVALID = "invalid", "Invalid"
+        UNVERIFIED = "unverified", "Unverified"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="api_keys"
+    )
+    provider = models.CharField(max_length=32, choices=PROVIDER_CHOICES)
+    name = models.CharField(max_length=100)
+    secret = EncryptedTextField(aad_owner_field="owner")
+    # The only part of the secret kept readable: first 4 + last 4 characters.
+    masked_key = models.CharField(max_length=32)
+    base_url = models.URLField(blank=True, max_length=300)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNVERIFIED)
+    status_detail = models.CharField(max_length=300, blank=True)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_validated_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+        constraints = [
+            models.UniqueConstraint(
+                "owner",
+                "project",
+                Lower("name"),
+                condition=Q(project__isnull=False),
+                name="keys_apikey_name_unique_in_project",
+            ),
+            models.UniqueConstraint(
+                "owner",
+                Lower("name"),
+                condition=Q(project__isnull=True),
+                name="keys_apikey_name_unique_without_project",
+            ),
+            models.UniqueConstraint(
+                fields=["project", "provider"],
+                condition=Q(is_default=True, project__isnull=False),
+                name="keys_apikey_one_default_per_project_provider",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "provider"],
+                condition=Q(is_default=True, project__isnull=True),
+                name="keys_apikey_one_default_per_owner_provider",
+            ),
+        ]
+        indexes = [models.Index(fields=["owner", "provider"], name="keys_apikey_owner_provider")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider}, {self.masked_key})"
+
+    def get_secret(self) -> str:
+        """The plaintext. Call only from ``keys.services``/``keys.access``, which audit it."""
+        return decrypt_field(self, "secret") or ""
+
+
+class KeyAuditEvent(models.Model):
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        DEFAULT_SET = "default_set", "Made default"
+        VALIDATED = "validated", "Validated"
+        ROTATED = "rotated", "Rotated"
+        USED = "used", "Used by a backend service"
+        FETCHED = "fetched", "Fetched over the API"
+        FETCH_DENIED = "fetch_denied", "Fetch refused"
+        DELETED = "deleted", "Deleted"
+
+    class Source(models.TextChoices):
+        DASHBOARD = "dashboard", "Dashboard"
+        API = "api", "API"
+        BACKEND = "backend", "Backend service"
+        FETCH_API = "fetch_api", "Fetch API"
+        SCHEDULE = "schedule", "Nightly check"
+        COMMAND = "command", "Management command"
+
+    # Who the event concerns. Null only for refused fetches naming no known user.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="key_audit_events",
+    )
+    # Kept after the key is deleted, so the trail still shows what happened to it.
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    key_label = models.CharField(max_length=200, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    action = models.CharField(max_length=16, choices=Action.choices)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    # Never a secret: outcome, reason, changed field names.
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="keys_audit_owner_time"),
+            models.Index(fields=["api_key", "-created_at"], name="keys_audit_key_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.key_label} at {self.created_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def actor_label(self) -> str:
+        if self.actor_id:
+            return str(self.actor)
+        return self.get_source_display()
+
+
+class OnboardingSession(models.Model):
+    """First-run wizard progress (seed 002): project → keys → validate → done."""
+
+    STEPS = ["project", "keys", "validate", "done"]
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="key_onboarding"
+    )
+    current_step = models.PositiveSmallIntegerField(default=1)
+    progress = models.FloatField(default=0.0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"onboarding of {self.user} (step {self.current_step})"
+
+    @property
+    def step_name(self) -> str:
+        return self.STEPS[min(self.current_step, len(self.STEPS)) - 1]

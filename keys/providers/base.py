@@ -1,0 +1,150 @@
+"""What every provider module provides, and the two ways we check a key.
+
+Each provider module defines ``PROVIDER``: its label, the environment variable the
+development fallback reads, a format hint and pattern, the setting holding its base URL,
+and ``check(secret, base_url)`` — one cheap authenticated call that tells a valid key
+from a rejected one. OpenAI and OpenAI-compatible APIs are checked with the official
+``openai`` SDK; the others with httpx. Nothing here logs or returns the secret.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlparse
+
+import httpx
+import openai
+from django.conf import settings
+
+from core.errors import ApplicationError
+
+Outcome = Literal["valid", "invalid", "unverified"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one validation call: valid, invalid (rejected) or unverified."""
+
+    status: Outcome
+    detail: str
+
+
+@dataclass(frozen=True)
+class Provider:
+    slug: str
+    label: str
+    env_var: str
+    hint: str
+    pattern: str | None
+    base_url_setting: str | None
+    check: Callable[[str, str], Check]
+    needs_base_url: bool = False
+
+    def base_url(self, custom: str = "") -> str:
+        if self.needs_base_url:
+            return custom.rstrip("/")
+        assert self.base_url_setting is not None
+        return str(getattr(settings, self.base_url_setting)).rstrip("/")
+
+    def matches_format(self, secret: str) -> bool:
+        return self.pattern is None or re.fullmatch(self.pattern, secret) is not None
+
+
+def timeout() -> float:
+    return float(settings.KEYS_VALIDATION_TIMEOUT)
+
+
+def rejected(label: str, status: int) -> Check:
+    return Check("invalid", f"{label} rejected this key (HTTP {status}).")
+
+
+def unreachable(label: str, why: str) -> Check:
+    return Check("unverified", f"Could not check with {label}: {why}. You can save it anyway.")
+
+
+def check_with_openai_sdk(label: str, secret: str, base_url: str, *, admin: bool = False) -> Check:
+    """``GET /models`` (or, for admin keys, ``GET /organization/projects``) via the SDK."""
+    client = openai.OpenAI(
+        api_key=secret,
+        admin_api_key=secret if admin else None,
+        base_url=base_url,
+        organization=None,
+        project=None,
+        timeout=timeout(),
+        max_retries=0,
+    )
+    try:
+        with client:
+            if admin:
+                client.admin.organization.projects.list(limit=1)
+            else:
+                client.models.list()
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        return rejected(label, exc.status_code)
+    except openai.APITimeoutError:
+        return unreachable(label, "the request timed out")
+    except openai.APIConnectionError:
+        return unreachable(label, "the service could not be reached")
+    except openai.APIStatusError as exc:
+        return unreachable(label, f"it answered HTTP {exc.status_code}")
+    except openai.APIError:
+        return unreachable(label, "it sent an answer we could not read")
+    return Check("valid", f"{label} accepted this key.")
+
+
+def check_with_http(
+    label: str,
+    url: str,
+    headers: dict[str, str],
+    *,
+    rejection_statuses: tuple[int, ...] = (401, 403),
+    is_rejection: Callable[[httpx.Response], bool] | None = None,
+) -> Check:
+    """One authenticated GET; 401/403 (or ``is_rejection``) means the key is invalid."""
+    try:
+        with httpx.Client(timeout=timeout(), follow_redirects=False) as client:
+            response = client.get(url, headers=headers)
+    except httpx.TimeoutException:
+        return unreachable(label, "the request timed out")
+    except httpx.HTTPError:
+        return unreachable(label, "the service could not be reached")
+    if response.status_code in rejection_statuses or (is_rejection and is_rejection(response)):
+        return rejected(label, response.status_code)
+    if response.is_success:
+        return Check("valid", f"{label} accepted this key.")
+    return unreachable(label, f"it answered HTTP {response.status_code}")
+
+
+def check_base_url(url: str) -> str:
+    """A user-supplied base URL, refused when it points into our own network.
+
+    Outside development only public addresses are allowed (``KEYS_ALLOW_PRIVATE_BASE_URLS``
+    lifts this for self-hosted model servers on a LAN), so the key check cannot be used
+    to probe internal services.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ApplicationError("Enter an http(s) base URL.", fields={"base_url": ["Invalid URL."]})
+    if settings.KEYS_ALLOW_PRIVATE_BASE_URLS:
+        return url.rstrip("/")
+    if parsed.scheme != "https":
+        raise ApplicationError("The base URL must use https.", fields={"base_url": ["Use https."]})
+    try:
+        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, type=socket.SOCK_STREAM)
+    except OSError:
+        raise ApplicationError(
+            "The base URL's host does not resolve.", fields={"base_url": ["Unknown host."]}
+        ) from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise ApplicationError(
+                "The base URL points to a private address.",
+                fields={"base_url": ["Private and local addresses are not allowed."]},
+            )
+    return url.rstrip("/")

@@ -1,0 +1,23 @@
+"""OpenAI: project/user keys are checked with ``GET /v1/models``; admin keys
+(``sk-admin-…``) cannot call that, so they are checked with ``GET /organization/projects``."""
+
+from __future__ import annotations
+
+from keys.providers.base import Check, Provider, check_with_openai_sdk
+
+LABEL = "OpenAI"
+
+
+def check(secret: str, base_url: str) -> Check:
+    return check_with_openai_sdk(LABEL, secret, base_url, admin=secret.startswith("sk-admin-"))
+
+
+PROVIDER = Provider(
+    slug="openai",
+    label=LABEL,
+    env_var="OPENAI_API_KEY",
+    hint="Starts with sk- (sk-proj-…, sk-svcacct-…, or sk-admin-… for usage tracking).",
+    pattern=r"sk-[A-Za-z0-9_\-]{20,}",
+    base_url_setting="OPENAI_BASE_URL",
+    check=check,
+)

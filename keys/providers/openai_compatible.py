@@ -1,0 +1,24 @@
+"""Any OpenAI-compatible server (vLLM, Ollama, LiteLLM, …) at a base URL the user gives:
+``GET <base_url>/models`` through the openai SDK."""
+
+from __future__ import annotations
+
+from keys.providers.base import Check, Provider, check_with_openai_sdk
+
+LABEL = "OpenAI-compatible"
+
+
+def check(secret: str, base_url: str) -> Check:
+    return check_with_openai_sdk(LABEL, secret, base_url)
+
+
+PROVIDER = Provider(
+    slug="openai_compatible",
+    label=LABEL,
+    env_var="OPENAI_COMPATIBLE_API_KEY",
+    hint="Whatever your server issues; give its base URL too (e.g. https://llm.example.com/v1).",
+    pattern=None,
+    base_url_setting=None,
+    check=check,
+    needs_base_url=True,
+)

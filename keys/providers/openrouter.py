@@ -1,0 +1,22 @@
+"""OpenRouter: ``GET /api/v1/key`` describes the calling key (limits, usage)."""
+
+from __future__ import annotations
+
+from keys.providers.base import Check, Provider, check_with_http
+
+LABEL = "OpenRouter"
+
+
+def check(secret: str, base_url: str) -> Check:
+    return check_with_http(LABEL, f"{base_url}/key", {"Authorization": f"Bearer {secret}"})
+
+
+PROVIDER = Provider(
+    slug="openrouter",
+    label=LABEL,
+    env_var="OPENROUTER_API_KEY",
+    hint="Starts with sk-or-v1- followed by 64 hexadecimal characters.",
+    pattern=r"sk-or-(v1-)?[A-Za-z0-9]{20,}",
+    base_url_setting="OPENROUTER_BASE_URL",
+    check=check,
+)

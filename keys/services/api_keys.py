@@ -1,0 +1,300 @@
+"""Writes on provider keys: check with the provider, create, update, rotate, revalidate,
+delete. Checking is a network call, so it happens before the saving transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from core.errors import ApplicationError, Conflict, NotFound
+from keys import ratelimit
+from keys.models import ApiKey, Project
+from keys.providers import PROVIDERS, Check, Provider, get_provider
+from keys.providers.base import check_base_url
+from keys.services.common import UNSET, Action, Origin, audit, by_user, mask_secret
+
+# --- Checking a key ----------------------------------------------------------------------
+
+
+def api_key_check(*, acting_user: User, provider: str, secret: str, base_url: str = "") -> Check:
+    """Ask the provider whether ``secret`` works (rate limited per user). Saves nothing."""
+    spec = _provider_or_error(provider)
+    url = _base_url_or_error(spec.slug, base_url)
+    secret = _clean_secret(secret)
+    ratelimit.limit("validation", acting_user.pk, settings.KEYS_VALIDATION_RATE)
+    return spec.check(secret, spec.base_url(url))
+
+
+def _provider_or_error(provider: str) -> Provider:
+    if provider not in PROVIDERS:
+        raise ApplicationError(
+            f"Unknown provider {provider!r}.",
+            fields={"provider": [f"Choose one of: {', '.join(PROVIDERS)}."]},
+        )
+    return get_provider(provider)
+
+
+def _base_url_or_error(provider: str, base_url: str) -> str:
+    if get_provider(provider).needs_base_url:
+        if not base_url:
+            raise ApplicationError(
+                "An OpenAI-compatible key needs the server's base URL.",
+                fields={"base_url": ["This field is required for OpenAI-compatible keys."]},
+            )
+        return check_base_url(base_url)
+    if base_url:
+        raise ApplicationError(
+            "Only OpenAI-compatible keys take a base URL.",
+            fields={"base_url": ["Leave empty for this provider."]},
+        )
+    return ""
+
+
+def _clean_secret(secret: str) -> str:
+    secret = (secret or "").strip()
+    if not secret:
+        raise ApplicationError("Paste the key.", fields={"key": ["This field is required."]})
+    if len(secret) > 4096 or any(ch.isspace() for ch in secret):
+        raise ApplicationError(
+            "That does not look like an API key.",
+            fields={"key": ["A key is one line with no spaces."]},
+        )
+    return secret
+
+
+def _refuse_invalid(check: Check) -> None:
+    if check.status == "invalid":
+        raise ApplicationError(check.detail, code="invalid_key", fields={"key": [check.detail]})
+
+
+# --- Keys --------------------------------------------------------------------------------
+
+
+def _check_name_free(owner: User, name: str, project: Project | None, exclude: int | None) -> None:
+    clash = ApiKey.objects.filter(owner=owner, project=project, name__iexact=name)
+    if exclude:
+        clash = clash.exclude(pk=exclude)
+    if clash.exists():
+        where = f"project “{project.name}”" if project else "your keys without a project"
+        raise Conflict(
+            f"A key named “{name}” already exists in {where}.",
+            fields={"name": ["Choose another name."]},
+        )
+
+
+def _make_default(api_key: ApiKey) -> None:
+    """Clear the other default of this key's (project, provider) scope, then mark this one."""
+    scope = ApiKey.objects.filter(owner_id=api_key.owner_id, provider=api_key.provider)
+    scope = (
+        scope.filter(project=api_key.project)
+        if api_key.project_id
+        else scope.filter(project__isnull=True)
+    )
+    scope.filter(is_default=True).exclude(pk=api_key.pk).update(is_default=False)
+    api_key.is_default = True
+
+
+def _save(api_key: ApiKey, **kwargs: Any) -> None:
+    try:
+        with transaction.atomic():
+            api_key.save(**kwargs)
+    except IntegrityError:
+        raise Conflict(
+            "Another key already uses that name or is the default here.",
+            fields={"name": ["Choose another name."]},
+        ) from None
+
+
+def api_key_create(
+    *,
+    acting_user: User,
+    provider: str,
+    name: str,
+    secret: str,
+    origin: Origin,
+    project: Project | None = None,
+    base_url: str = "",
+    is_default: bool = False,
+) -> tuple[ApiKey, Check]:
+    """Check ``secret`` with the provider, then store it encrypted.
+
+    A key the provider rejects is not saved. One it could not check is saved with status
+    "unverified". The first key of a provider in a project becomes its default.
+    """
+    name = name.strip()
+    if project is not None and project.owner_id != acting_user.pk:
+        raise NotFound("Project not found.")
+    _check_name_free(acting_user, name, project, None)
+    check = api_key_check(
+        acting_user=acting_user, provider=provider, secret=secret, base_url=base_url
+    )
+    _refuse_invalid(check)
+    secret = _clean_secret(secret)
+    now = timezone.now()
+    with transaction.atomic():
+        api_key = ApiKey(
+            owner=acting_user,
+            project=project,
+            provider=provider,
+            name=name,
+            secret=secret,
+            masked_key=mask_secret(secret),
+            base_url=base_url.rstrip("/"),
+            status=check.status,
+            status_detail=check.detail,
+            last_validated_at=now if check.status == "valid" else None,
+        )
+        first = not ApiKey.objects.filter(
+            owner=acting_user, provider=provider, project=project
+        ).exists()
+        if is_default or first:
+            _make_default(api_key)
+        _save(api_key)
+        by_user(
+            acting_user,
+            Action.CREATED,
+            origin,
+            api_key=api_key,
+            detail={"project_id": api_key.project_id},
+        )
+        by_user(
+            acting_user,
+            Action.VALIDATED,
+            origin,
+            api_key=api_key,
+            detail={"status": check.status},
+        )
+    return api_key, check
+
+
+def api_key_update(
+    *,
+    acting_user: User,
+    api_key: ApiKey,
+    origin: Origin,
+    name: str | None = None,
+    project: Any = UNSET,
+    is_default: bool | None = None,
+) -> ApiKey:
+    """Rename a key, move it to another project (or none), or make it the default."""
+    if api_key.owner_id != acting_user.pk:
+        raise NotFound("Key not found.")
+    changed: list[str] = []
+    with transaction.atomic():
+        if project is not UNSET and project != api_key.project:
+            if project is not None and project.owner_id != acting_user.pk:
+                raise NotFound("Project not found.")
+            api_key.project = project
+            if api_key.is_default and is_default is not True:
+                api_key.is_default = False  # the new project keeps its own default
+            changed.append("project")
+        if name is not None and name.strip() != api_key.name:
+            api_key.name = name.strip()
+            changed.append("name")
+        if changed:
+            _check_name_free(acting_user, api_key.name, api_key.project, api_key.pk)
+        if is_default is True and (not api_key.is_default or "project" in changed):
+            _make_default(api_key)
+            changed.append("is_default")
+        elif is_default is False and api_key.is_default:
+            api_key.is_default = False
+            changed.append("is_default")
+        if not changed:
+            return api_key
+        _save(api_key)
+        action = (
+            Action.DEFAULT_SET
+            if changed == ["is_default"] and api_key.is_default
+            else (Action.UPDATED)
+        )
+        by_user(
+            acting_user,
+            action,
+            origin,
+            api_key=api_key,
+            detail={"changed": changed},
+        )
+    return api_key
+
+
+def api_key_rotate(
+    *, acting_user: User, api_key: ApiKey, secret: str, origin: Origin
+) -> tuple[ApiKey, Check]:
+    """Replace a key's secret (same id, name, project and history) after checking it."""
+    if api_key.owner_id != acting_user.pk:
+        raise NotFound("Key not found.")
+    check = api_key_check(
+        acting_user=acting_user,
+        provider=api_key.provider,
+        secret=secret,
+        base_url=api_key.base_url,
+    )
+    _refuse_invalid(check)
+    secret = _clean_secret(secret)
+    with transaction.atomic():
+        api_key.secret = secret
+        api_key.masked_key = mask_secret(secret)
+        api_key.status = check.status
+        api_key.status_detail = check.detail
+        api_key.last_validated_at = timezone.now() if check.status == "valid" else None
+        api_key.save()
+        by_user(
+            acting_user,
+            Action.ROTATED,
+            origin,
+            api_key=api_key,
+            detail={"status": check.status},
+        )
+    return api_key, check
+
+
+def api_key_revalidate(
+    *, api_key: ApiKey, origin: Origin, acting_user: User | None = None
+) -> Check:
+    """Check a stored key again. ``acting_user`` None means the nightly schedule.
+
+    A key the provider could not be asked about keeps its previous status.
+    """
+    if acting_user is not None:
+        if api_key.owner_id != acting_user.pk:
+            raise NotFound("Key not found.")
+        ratelimit.limit("validation", acting_user.pk, settings.KEYS_VALIDATION_RATE)
+    spec = get_provider(api_key.provider)
+    check = spec.check(api_key.get_secret(), spec.base_url(api_key.base_url))
+    with transaction.atomic():
+        fields = ["status_detail", "updated_at"]
+        api_key.status_detail = check.detail
+        if check.status != "unverified" or api_key.status == "unverified":
+            api_key.status = check.status
+            fields.append("status")
+        if check.status == "valid":
+            api_key.last_validated_at = timezone.now()
+            fields.append("last_validated_at")
+        api_key.save(update_fields=fields)
+        audit(
+            owner_id=api_key.owner_id,
+            actor=acting_user,
+            action=Action.VALIDATED,
+            origin=origin,
+            api_key=api_key,
+            detail={"status": check.status},
+        )
+    return check
+
+
+def api_key_delete(*, acting_user: User, api_key: ApiKey, origin: Origin) -> None:
+    """Delete a key. Its audit trail stays (with the key's name and mask)."""
+    if api_key.owner_id != acting_user.pk:
+        raise NotFound("Key not found.")
+    with transaction.atomic():
+        by_user(
+            acting_user,
+            Action.DELETED,
+            origin,
+            api_key=api_key,
+        )
+        api_key.delete()

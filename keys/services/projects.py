@@ -1,0 +1,87 @@
+"""Writes on projects."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from accounts.models import User
+from core.errors import ApplicationError, Conflict, NotFound
+from keys.models import ApiKey, Project
+from keys.services.common import Action, Origin, by_user
+
+# --- Projects ----------------------------------------------------------------------------
+
+
+def project_create(
+    *, acting_user: User, name: str, description: str = "", origin: Origin
+) -> Project:
+    """Create a project (names are unique per user, ignoring case)."""
+    name = name.strip()
+    if not name:
+        raise ApplicationError("Name the project.", fields={"name": ["This field is required."]})
+    if Project.objects.filter(owner=acting_user, name__iexact=name).exists():
+        raise Conflict(
+            f"You already have a project named “{name}”.", fields={"name": ["Choose another name."]}
+        )
+    with transaction.atomic():
+        project = Project.objects.create(owner=acting_user, name=name, description=description)
+        by_user(
+            acting_user,
+            Action.CREATED,
+            origin,
+            detail={"project_id": project.pk, "project": project.name},
+        )
+    return project
+
+
+def project_update(
+    *,
+    acting_user: User,
+    project: Project,
+    origin: Origin,
+    name: str | None = None,
+    description: str | None = None,
+) -> Project:
+    """Rename a project or change its description."""
+    if project.owner_id != acting_user.pk:
+        raise NotFound("Project not found.")
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise ApplicationError(
+                "Name the project.", fields={"name": ["This field is required."]}
+            )
+        clash = Project.objects.filter(owner=acting_user, name__iexact=name).exclude(pk=project.pk)
+        if clash.exists():
+            raise Conflict(
+                f"You already have a project named “{name}”.",
+                fields={"name": ["Choose another name."]},
+            )
+        project.name = name
+    if description is not None:
+        project.description = description
+    with transaction.atomic():
+        project.save()
+        by_user(
+            acting_user,
+            Action.UPDATED,
+            origin,
+            detail={"project_id": project.pk, "project": project.name},
+        )
+    return project
+
+
+def project_delete(*, acting_user: User, project: Project, origin: Origin) -> None:
+    """Delete an empty project; one that still holds keys is refused (409)."""
+    if project.owner_id != acting_user.pk:
+        raise NotFound("Project not found.")
+    with transaction.atomic():
+        if ApiKey.objects.filter(project=project).exists():
+            raise Conflict("Move or delete this project's keys before deleting it.")
+        by_user(
+            acting_user,
+            Action.DELETED,
+            origin,
+            detail={"project_id": project.pk, "project": project.name},
+        )
+        project.delete()

@@ -1,0 +1,332 @@
+"""Dashboard pages for keys and projects. Thin: a form, an owner-scoped read, one service."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.models import User
+from core.errors import ApplicationError, NotFound
+from keys import selectors, services
+from keys.forms import (
+    ApiKeyEditForm,
+    ApiKeyForm,
+    ProjectForm,
+    RotateForm,
+    add_application_error,
+)
+from keys.models import ApiKey, KeyAuditEvent, Project
+from keys.providers import PROVIDERS, Check
+
+PAGE = KeyAuditEvent.Source.DASHBOARD
+
+
+def user_of(request: HttpRequest) -> User:
+    return cast(User, request.user)
+
+
+def origin(request: HttpRequest) -> services.Origin:
+    return services.Origin(source=PAGE, ip=request.META.get("REMOTE_ADDR") or None)
+
+
+def _get_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:
+    try:
+        return selectors.api_key_get(owner=user_of(request), key_id=key_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
+def _get_project_for_user(request: HttpRequest, project_id: int) -> Project:
+    try:
+        return selectors.project_get(owner=user_of(request), project_id=project_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
+def _saved_message(request: HttpRequest, check: Check, warning: str) -> None:
+    level = messages.SUCCESS if check.status == "valid" else messages.WARNING
+    if check.status == "valid":
+        text = "Key saved and verified."
+    else:
+        text = f"Key saved as unverified. {check.detail}"
+    messages.add_message(request, level, text)
+    if warning:
+        messages.warning(request, warning)
+
+
+# --- Keys --------------------------------------------------------------------------------
+
+
+@login_required
+@require_GET
+def key_list(request: HttpRequest) -> HttpResponse:
+    owner = user_of(request)
+    project_id = request.GET.get("project", "")
+    provider = request.GET.get("provider", "")
+    try:
+        keys = list(selectors.api_key_list(owner=owner, project_id=project_id, provider=provider))
+    except NotFound:
+        keys = []
+    context = {
+        "keys": keys,
+        "projects": list(selectors.project_list(owner=owner)),
+        "providers": PROVIDERS.values(),
+        "selected_project": project_id,
+        "selected_provider": provider,
+        "filtered": bool(project_id or provider),
+        "invalid_count": selectors.invalid_key_count(owner=owner),
+        "recent_events": selectors.audit_events_for_owner(owner=owner, limit=10),
+    }
+    template = "keys/_key_table.html" if request.htmx else "keys/key_list.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def key_new(request: HttpRequest) -> HttpResponse:
+    owner = user_of(request)
+    initial = {"project": request.GET.get("project") or None}
+    form = ApiKeyForm(request.POST or None, owner=owner, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            api_key, check = services.api_key_create(
+                acting_user=owner,
+                provider=data["provider"],
+                name=data["name"],
+                secret=data["key"],
+                project=data["project"],
+                base_url=data["base_url"] or "",
+                is_default=data["is_default"],
+                origin=origin(request),
+            )
+        except ApplicationError as exc:
+            add_application_error(form, exc)
+        else:
+            _saved_message(request, check, form.format_warning())
+            return redirect("keys:detail", key_id=api_key.pk)
+    return render(request, "keys/key_new.html", {"form": form, "providers": PROVIDERS.values()})
+
+
+@login_required
+@require_POST
+def key_check(request: HttpRequest) -> HttpResponse:
+    """htmx: check a pasted key with its provider before saving (nothing is stored)."""
+    form = ApiKeyForm(request.POST, owner=user_of(request))
+    form.is_valid()
+    data = form.cleaned_data
+    context: dict = {"warning": form.format_warning() if "key" in data else ""}
+    if "provider" not in data or "key" not in data:
+        context["error"] = "Choose a provider and paste the key first."
+    else:
+        try:
+            context["check"] = services.api_key_check(
+                acting_user=user_of(request),
+                provider=data["provider"],
+                secret=data["key"],
+                base_url=data.get("base_url") or "",
+            )
+        except ApplicationError as exc:
+            context["error"] = exc.message
+    return render(request, "keys/_check_result.html", context)
+
+
+@login_required
+@require_GET
+def key_hint(request: HttpRequest) -> HttpResponse:
+    """htmx: the expected format of the chosen provider's keys."""
+    provider = PROVIDERS.get(request.GET.get("provider", ""))
+    return render(request, "keys/_hint.html", {"provider": provider})
+
+
+@login_required
+@require_GET
+def key_detail(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = _get_key_for_user(request, key_id)
+    return _render_detail(request, api_key)
+
+
+def _render_detail(
+    request: HttpRequest,
+    api_key: ApiKey,
+    edit_form: ApiKeyEditForm | None = None,
+    rotate_form: RotateForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    owner = user_of(request)
+    edit_form = edit_form or ApiKeyEditForm(
+        owner=owner,
+        initial={
+            "name": api_key.name,
+            "project": api_key.project_id,
+            "is_default": api_key.is_default,
+        },
+    )
+    context = {
+        "key": api_key,
+        "provider": PROVIDERS.get(api_key.provider),
+        "edit_form": edit_form,
+        "rotate_form": rotate_form or RotateForm(),
+        "events": selectors.audit_events_for_key(owner=owner, api_key=api_key),
+    }
+    return render(request, "keys/key_detail.html", context, status=status)
+
+
+@login_required
+@require_POST
+def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = _get_key_for_user(request, key_id)
+    form = ApiKeyEditForm(request.POST, owner=user_of(request))
+    if form.is_valid():
+        try:
+            services.api_key_update(
+                acting_user=user_of(request),
+                api_key=api_key,
+                name=form.cleaned_data["name"],
+                project=form.cleaned_data["project"],
+                is_default=form.cleaned_data["is_default"],
+                origin=origin(request),
+            )
+        except ApplicationError as exc:
+            add_application_error(form, exc)
+        else:
+            messages.success(request, "Key updated.")
+            return redirect("keys:detail", key_id=api_key.pk)
+    api_key.refresh_from_db()
+    return _render_detail(request, api_key, edit_form=form, status=400)
+
+
+@login_required
+@require_POST
+def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = _get_key_for_user(request, key_id)
+    form = RotateForm(request.POST)
+    if form.is_valid():
+        try:
+            _, check = services.api_key_rotate(
+                acting_user=user_of(request),
+                api_key=api_key,
+                secret=form.cleaned_data["key"],
+                origin=origin(request),
+            )
+        except ApplicationError as exc:
+            add_application_error(form, exc)
+        else:
+            messages.success(request, f"Key rotated. {check.detail}")
+            return redirect("keys:detail", key_id=api_key.pk)
+    api_key.refresh_from_db()
+    return _render_detail(request, api_key, rotate_form=form, status=400)
+
+
+@login_required
+@require_POST
+def key_revalidate(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = _get_key_for_user(request, key_id)
+    try:
+        check = services.api_key_revalidate(
+            api_key=api_key, acting_user=user_of(request), origin=origin(request)
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        level = {"valid": messages.SUCCESS, "invalid": messages.ERROR}.get(
+            check.status, messages.WARNING
+        )
+        messages.add_message(request, level, check.detail)
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return redirect(target)
+    return redirect("keys:detail", key_id=api_key.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
+    api_key = _get_key_for_user(request, key_id)
+    if request.method == "POST":
+        services.api_key_delete(
+            acting_user=user_of(request), api_key=api_key, origin=origin(request)
+        )
+        messages.success(request, f"Key “{api_key.name}” deleted.")
+        return redirect("keys:list")
+    return render(request, "keys/key_confirm_delete.html", {"key": api_key})
+
+
+# --- Projects ----------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_list(request: HttpRequest) -> HttpResponse:
+    owner = user_of(request)
+    form = ProjectForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = services.project_create(
+                acting_user=owner,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                origin=origin(request),
+            )
+        except ApplicationError as exc:
+            add_application_error(form, exc)
+        else:
+            messages.success(request, f"Project “{project.name}” created.")
+            return redirect("keys:project_detail", project_id=project.pk)
+    projects = list(selectors.project_list(owner=owner))
+    status = 400 if form.errors else 200
+    return render(
+        request, "keys/project_list.html", {"projects": projects, "form": form}, status=status
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+    owner = user_of(request)
+    project = _get_project_for_user(request, project_id)
+    initial = {"name": project.name, "description": project.description}
+    form = ProjectForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.project_update(
+                acting_user=owner,
+                project=project,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                origin=origin(request),
+            )
+        except ApplicationError as exc:
+            add_application_error(form, exc)
+        else:
+            messages.success(request, "Project saved.")
+            return redirect("keys:project_detail", project_id=project.pk)
+    keys = list(selectors.api_key_list(owner=owner, project_id=project.pk))
+    status = 400 if form.errors else 200
+    return render(
+        request,
+        "keys/project_detail.html",
+        {"project": project, "keys": keys, "form": form},
+        status=status,
+    )
+
+
+@login_required
+@require_POST
+def project_delete(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = _get_project_for_user(request, project_id)
+    try:
+        services.project_delete(
+            acting_user=user_of(request), project=project, origin=origin(request)
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("keys:project_detail", project_id=project.pk)
+    messages.success(request, f"Project “{project.name}” deleted.")
+    return redirect("keys:project_list")
