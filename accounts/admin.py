@@ -40,3 +40,61 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+
+# --- CLI sessions, personal API tokens, device login (issue 4): no hash is shown ---------
+from accounts.models import ApiToken, CliSession, DeviceAuthorization  # noqa: E402
+
+
+@admin.register(CliSession)
+class CliSessionAdmin(admin.ModelAdmin):
+    list_display = ("user", "origin", "client_name", "created_at", "expires_at", "revoked_at")
+    list_filter = ("origin", "revoked_reason")
+    search_fields = ("user__email", "account_id", "client_name")
+    fields = (
+        "public_id",
+        "user",
+        "account_id",
+        "origin",
+        "client_name",
+        "created_at",
+        "expires_at",
+        "last_refreshed_at",
+        "revoked_at",
+        "revoked_reason",
+    )
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected CLI sessions")
+    def revoke(self, request, queryset):
+        from accounts.tokens import cli_session_revoke
+
+        for session in queryset:
+            cli_session_revoke(session=session, reason="revoked_by_operator")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ("user", "name", "version", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("version",)
+    search_fields = ("user__email", "name")
+    fields = ("user", "name", "version", "created_at", "expires_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(DeviceAuthorization)
+class DeviceAuthorizationAdmin(admin.ModelAdmin):
+    list_display = ("client_name", "status", "user", "created_at", "expires_at")
+    list_filter = ("status",)
+    fields = ("client_name", "status", "user", "interval", "created_at", "expires_at", "decided_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False

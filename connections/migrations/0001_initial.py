@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('accounts', '0002_apitoken_clisession_deviceauthorization_refreshtoken_and_more'),
+        ('accounts', '0002_cli_sessions_api_tokens_device_login'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,44 @@
+"""Reads for CLI sessions and personal API tokens, scoped to their owner."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import ApiToken, CliSession
+from core.errors import NotFound
+
+
+def api_tokens_for(*, user: Any) -> QuerySet[ApiToken]:
+    """The user's tokens that still work (not revoked, not expired, current version)."""
+    return ApiToken.objects.filter(
+        user=user,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+        version=settings.API_TOKEN_VERSION,
+    ).order_by("-created_at")
+
+
+def api_token_get_for_user(*, user: Any, token_id: Any) -> ApiToken:
+    found = ApiToken.objects.filter(user=user, pk=token_id).first()
+    if found is None:
+        raise NotFound("No such API token.")
+    return found
+
+
+def cli_session_for(*, user: Any, public_id: str) -> CliSession | None:
+    try:
+        uuid.UUID(public_id)
+    except ValueError:
+        return None
+    return CliSession.objects.filter(user=user, public_id=public_id).first()
+
+
+def cli_sessions_for(*, user: Any) -> QuerySet[CliSession]:
+    return CliSession.objects.filter(
+        user=user, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).order_by("-created_at")

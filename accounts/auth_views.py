@@ -1,0 +1,118 @@
+"""Pages for personal API tokens and device login approval."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import devices, tokens
+from accounts.auth_selectors import api_token_get_for_user, api_tokens_for, cli_sessions_for
+from accounts.models import User
+from core.errors import ApplicationError, RateLimited
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        label="Token name",
+        max_length=100,
+        help_text="Where you will use it, e.g. “laptop CLI” or “VS Code”.",
+    )
+
+
+class UserCodeForm(forms.Form):
+    user_code = forms.CharField(
+        label="Code shown by your CLI",
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters"}),
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_list(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    form = ApiTokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        row, new_token = tokens.api_token_create(user=user, name=form.cleaned_data["name"])
+        messages.success(request, f"Created “{row.name}”. Copy it now: it is shown only once.")
+        form = ApiTokenForm()
+    context = {
+        "form": form,
+        "new_token": new_token,
+        "tokens": api_tokens_for(user=user),
+        "sessions": cli_sessions_for(user=user),
+    }
+    response = render(request, "accounts/tokens.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    try:
+        found = api_token_get_for_user(user=request.user, token_id=token_id)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("connections:tokens")
+    tokens.api_token_revoke(token=found)
+    messages.success(request, f"Revoked “{found.name}”. It no longer works.")
+    return redirect("connections:tokens")
+
+
+@login_required
+@require_POST
+def cli_session_end(request: HttpRequest, public_id: str) -> HttpResponse:
+    from accounts.auth_selectors import cli_session_for
+
+    session = cli_session_for(user=request.user, public_id=public_id)
+    if session is None:
+        messages.error(request, "No such CLI sign-in.")
+    else:
+        tokens.cli_session_revoke(session=session, reason="signed_out_from_dashboard")
+        messages.success(request, "Signed that CLI out.")
+    return redirect("connections:tokens")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def device_verify(request: HttpRequest) -> HttpResponse:
+    """Enter the CLI's code, see which client asks, approve or deny (RFC 8628 §3.3)."""
+    user: User = request.user  # type: ignore[assignment]
+    action = request.POST.get("action", "")
+    form = UserCodeForm(request.POST or request.GET or None)
+    context: dict = {"form": form, "pending": None, "decided": None}
+    status = 200
+    if form.is_bound and form.is_valid():
+        code = form.cleaned_data["user_code"]
+        try:
+            if request.method == "POST" and action in ("approve", "deny"):
+                from connections.selectors import atlassian_profile_for
+
+                profile = atlassian_profile_for(user=user)
+                row = devices.device_authorization_decide(
+                    user=user,
+                    user_code=code,
+                    approve=action == "approve",
+                    account_id=profile.account_id if profile else "",
+                )
+                context["decided"] = row
+            else:
+                context["pending"] = devices.device_authorization_find(user=user, user_code=code)
+                context["user_code"] = devices.user_code_format(
+                    devices.user_code_normalize(code)
+                )
+        except RateLimited as exc:
+            form.add_error("user_code", exc.message)
+            status = 429
+        except ApplicationError as exc:
+            form.add_error("user_code", exc.message)
+            status = 400
+    response = render(request, "accounts/device.html", context, status=status)
+    response["Cache-Control"] = "no-store"
+    return response

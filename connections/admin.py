@@ -1,0 +1,63 @@
+"""Operators see connection state, never tokens (the encrypted fields are not editable)."""
+
+from django.contrib import admin
+
+from connections.models import AccessibleResource, AtlassianProfile, Connection, KaySession
+
+
+class AccessibleResourceInline(admin.TabularInline):
+    model = AccessibleResource
+    extra = 0
+    fields = ("name", "url", "resource_id", "scopes")
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    list_display = ("user", "service", "status", "expires_at", "last_refreshed_at")
+    list_filter = ("service", "status")
+    search_fields = ("user__email", "external_account_id")
+    fields = (
+        "user",
+        "service",
+        "status",
+        "external_account_id",
+        "scopes",
+        "expires_at",
+        "connected_at",
+        "last_refreshed_at",
+        "last_error",
+    )
+    readonly_fields = (
+        "user",
+        "service",
+        "external_account_id",
+        "scopes",
+        "expires_at",
+        "connected_at",
+        "last_refreshed_at",
+        "last_error",
+    )
+    inlines = [AccessibleResourceInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(AtlassianProfile)
+class AtlassianProfileAdmin(admin.ModelAdmin):
+    list_display = ("user", "account_id", "name", "email", "account_status", "updated_at")
+    search_fields = ("user__email", "account_id", "email", "name")
+    readonly_fields = ("user", "account_id", "created_at", "updated_at")
+
+
+@admin.register(KaySession)
+class KaySessionAdmin(admin.ModelAdmin):
+    list_display = ("pk", "user", "created_at", "last_used_at")
+    search_fields = ("user__email",)
+    fields = ("user", "created_at", "last_used_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False

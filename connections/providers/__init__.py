@@ -1,0 +1,102 @@
+"""One adapter per outside OAuth provider, all over httpx, all URLs from settings.
+
+Each module offers ``authorize_url``, ``exchange_code``, ``refresh``, ``fetch_identity``
+and ``fetch_resources``. They take secrets as arguments, never read the database, and
+turn transport and vendor errors into :class:`core.errors.ProviderError` (never echoing
+a token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+from core.errors import ProviderError
+
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class InvalidGrant(ProviderError):
+    """The provider refused a code or refresh token for good (RFC 6749 ``invalid_grant``)."""
+
+    status = 400
+    code = "invalid_grant"
+
+
+@dataclass(frozen=True)
+class OAuthTokens:
+    access_token: str
+    refresh_token: str | None
+    expires_in: int | None
+    scopes: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    account_id: str
+    name: str = ""
+    email: str = ""
+    email_verified: bool = False
+    picture: str = ""
+    account_type: str = ""
+    account_status: str = ""
+
+
+@dataclass(frozen=True)
+class Resource:
+    id: str
+    name: str
+    url: str
+    scopes: list[str] = field(default_factory=list)
+    avatar_url: str = ""
+
+
+def client() -> httpx.Client:
+    return httpx.Client(timeout=TIMEOUT, headers={"Accept": "application/json"})
+
+
+def token_response(label: str, response: httpx.Response) -> OAuthTokens:
+    """Parse an RFC 6749 token response; ``invalid_grant`` becomes :class:`InvalidGrant`."""
+    body: Any
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code >= 400 or not isinstance(body, dict) or "access_token" not in body:
+        error = body.get("error") if isinstance(body, dict) else None
+        if error == "invalid_grant":
+            raise InvalidGrant(f"{label} refused the grant; connect the service again.")
+        raise ProviderError(
+            f"{label} token endpoint answered {response.status_code}"
+            + (f" ({error})" if isinstance(error, str) else "")
+        )
+    expires = body.get("expires_in")
+    scope = body.get("scope", body.get("scopes", ""))
+    return OAuthTokens(
+        access_token=str(body["access_token"]),
+        refresh_token=str(body["refresh_token"]) if body.get("refresh_token") else None,
+        expires_in=int(expires) if isinstance(expires, int | float | str) and expires else None,
+        scopes=" ".join(scope) if isinstance(scope, list) else str(scope or ""),
+    )
+
+
+def get_json(label: str, http: httpx.Client, url: str, access_token: str) -> Any:
+    try:
+        response = http.get(url, headers={"Authorization": f"Bearer {access_token}"})
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"{label} did not answer ({type(exc).__name__}).") from None
+    if response.status_code >= 400:
+        raise ProviderError(f"{label} answered {response.status_code} for {url.split('?')[0]}")
+    try:
+        return response.json()
+    except ValueError:
+        raise ProviderError(f"{label} answered with something that is not JSON.") from None
+
+
+def provider_module(name: str) -> ModuleType:
+    from connections.providers import atlassian, bitbucket
+
+    return {"atlassian": atlassian, "bitbucket": bitbucket}[name]

@@ -1,0 +1,77 @@
+"""Reads for connections, always scoped to one owner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from connections.models import AccessibleResource, AtlassianProfile, Connection, KaySession
+from connections.registry import SERVICES, ServiceSpec
+
+
+@dataclass
+class ServiceStatus:
+    spec: ServiceSpec
+    connection: Connection | None
+    resources: list[AccessibleResource] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if self.connection is None:
+            return "not_connected"
+        return (
+            "needs_reauth"
+            if self.connection.status == Connection.Status.NEEDS_REAUTH
+            else "connected"
+        )
+
+
+def connections_for_session(*, session: KaySession) -> dict[str, bool]:
+    """Seed 003's ``{"jira": true, ...}`` for every registered service."""
+    connected: set[str] = set()
+    if session.user_id is not None:
+        connected = set(
+            Connection.objects.filter(
+                user_id=session.user_id, status=Connection.Status.ACTIVE
+            ).values_list("service", flat=True)
+        )
+    return {name: name in connected for name in SERVICES}
+
+
+def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
+    """Every registered service with the user's connection and sites (two queries)."""
+    connections = {
+        c.service: c
+        for c in Connection.objects.filter(user=user).prefetch_related("resources")
+    }
+    return [
+        ServiceStatus(
+            spec=spec,
+            connection=connections.get(name),
+            resources=list(connections[name].resources.all()) if name in connections else [],
+        )
+        for name, spec in SERVICES.items()
+    ]
+
+
+def atlassian_profile_for(*, user: Any) -> AtlassianProfile | None:
+    return AtlassianProfile.objects.filter(user=user).first()
+
+
+def accessible_resources_for(*, user: Any) -> list[dict[str, Any]]:
+    """The user's Atlassian sites across connections, once each, in the API's shape."""
+    seen: dict[str, dict[str, Any]] = {}
+    rows = AccessibleResource.objects.filter(connection__user=user).order_by("name", "pk")
+    for row in rows:
+        entry = seen.setdefault(
+            row.resource_id,
+            {
+                "id": row.resource_id,
+                "name": row.name,
+                "url": row.url,
+                "scopes": [],
+                "avatarUrl": row.avatar_url,
+            },
+        )
+        entry["scopes"] = sorted(set(entry["scopes"]) | set(row.scopes))
+    return list(seen.values())

@@ -1,0 +1,40 @@
+"""Steps shared by connection tests: the CLI's calls and the browser's trip to the fake."""
+
+from urllib.parse import urlsplit
+
+import httpx
+
+
+def connect(client, service="jira", session_id=None, **extra):
+    body = {"session_id": session_id} if session_id else {}
+    response = client.post(f"/connections/connect?service={service}", body, format="json", **extra)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def consent(authorization_url: str) -> str:
+    """What the browser does at the provider: returns the callback path + query."""
+    response = httpx.get(authorization_url, follow_redirects=False)
+    assert response.status_code == 302, response.text
+    location = urlsplit(response.headers["location"])
+    return f"{location.path}?{location.query}"
+
+
+def connect_and_consent(client, browser, service="jira", session_id=None):
+    """The CLI starts, the browser consents and lands on the callback."""
+    started = connect(client, service, session_id)
+    callback = browser.get(consent(started["authorization_url"]))
+    return started, callback
+
+
+def first_login(client, browser, service="jira"):
+    """Seed steps 1-4: returns the connect body and the completed status body."""
+    started, callback = connect_and_consent(client, browser, service)
+    assert callback.status_code == 200, callback.content
+    status = client.get(f"/auth/status/{started['state']}")
+    assert status.status_code == 200, status.content
+    return started, status.json()
+
+
+def bearer(token: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
