@@ -1,0 +1,76 @@
+"""Who a first connection belongs to (issue 4, "Identity on first connection")."""
+
+import pytest
+from allauth.account.models import EmailAddress
+
+from accounts.models import User
+from connections.models import AtlassianProfile, Connection
+from tests.accounts.factories import UserFactory
+from tests.connections.helpers import connect, connect_and_consent, consent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_new_user_is_created_from_the_profile(oauth, api_client, client):
+    _, callback = connect_and_consent(api_client, client)
+    assert callback.status_code == 200
+    user = User.objects.get(email="mia@example.com")
+    assert not user.has_usable_password()
+    assert EmailAddress.objects.get(user=user).verified is True
+
+
+def test_the_logged_in_browser_user_gets_the_connection(oauth, api_client, alice_browser, alice):
+    started = connect(api_client)
+    response = alice_browser.get(consent(started["authorization_url"]))
+    assert response.status_code == 200
+    assert AtlassianProfile.objects.get(account_id=oauth.me["account_id"]).user == alice
+    assert Connection.objects.get().user == alice
+    assert not User.objects.filter(email="mia@example.com").exists()
+
+
+def test_an_existing_verified_email_is_linked_when_atlassian_verified_it_too(oauth, api_client, client):
+    mia = UserFactory(email="mia@example.com")
+    _, callback = connect_and_consent(api_client, client)
+    assert callback.status_code == 200
+    assert Connection.objects.get().user == mia
+
+
+def test_an_unverified_email_is_never_merged(oauth, api_client, client):
+    mia = UserFactory(email="mia@example.com")
+    EmailAddress.objects.filter(user=mia).update(verified=False)
+    _, callback = connect_and_consent(api_client, client)
+    assert callback.status_code == 400
+    assert b"already exists" in callback.content
+    assert Connection.objects.count() == 0
+
+
+def test_an_email_atlassian_did_not_verify_is_never_merged(oauth, api_client, client):
+    UserFactory(email="mia@example.com")
+    oauth.me = {**oauth.me, "email_verified": False}
+    _, callback = connect_and_consent(api_client, client)
+    assert callback.status_code == 400
+    assert Connection.objects.count() == 0
+
+
+def test_the_linked_account_wins_over_the_browser_user(oauth, api_client, client, alice, bob):
+    AtlassianProfile.objects.create(user=alice, account_id=oauth.me["account_id"])
+    client.force_login(bob)
+    started = connect(api_client)
+    assert client.get(consent(started["authorization_url"])).status_code == 200
+    assert Connection.objects.get().user == alice
+
+
+def test_an_atlassian_account_linked_elsewhere_cannot_join_another_session(
+    oauth, api_client, client, alice, bob
+):
+    # bob's CLI session exists; the Atlassian account belongs to alice.
+    client.force_login(bob)
+    started = connect(api_client)
+    oauth.me = {**oauth.me, "account_id": "bob-atlassian"}
+    assert client.get(consent(started["authorization_url"])).status_code == 200
+    AtlassianProfile.objects.create(user=alice, account_id="alice-atlassian")
+    oauth.me = {**oauth.me, "account_id": "alice-atlassian"}
+    _, callback = connect_and_consent(api_client, client, "confluence", started["session_id"])
+    assert callback.status_code == 400
+    assert b"linked to another Kay account" in callback.content
+    assert not Connection.objects.filter(service="confluence").exists()
