@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 
@@ -86,10 +85,12 @@ def resolve_key(*, owner_id: Any, provider: str, project_id: Any = None) -> ApiK
 
 
 def _record_use(api_key: ApiKey, *, action: str, origin: Origin) -> None:
+    # Two statements, no transaction: the audit row is written first, so a failure can only
+    # leave a recorded use without its timestamp, and the hot fetch path pays no
+    # BEGIN/SAVEPOINT round trips.
     now = timezone.now()
-    with transaction.atomic():
-        audit(owner_id=api_key.owner_id, action=action, origin=origin, api_key=api_key)
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    audit(owner_id=api_key.owner_id, action=action, origin=origin, api_key=api_key)
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     api_key.last_used_at = now
 
 

@@ -28,6 +28,7 @@ class ApiKeyForm(forms.Form):
     project = forms.ModelChoiceField(queryset=Project.objects.none(), required=False)
     base_url = forms.URLField(
         required=False,
+        assume_scheme="https",
         max_length=300,
         label="Base URL",
         help_text="OpenAI-compatible servers only, e.g. https://llm.example.com/v1",

@@ -1,0 +1,223 @@
+"""Fake AI-provider APIs for key checks: one real HTTP server on 127.0.0.1.
+
+It answers the cheap authenticated calls Kay's validators make, with each provider's real
+auth header and its real success and rejection bodies:
+
+=================  ===================================  ==============================
+provider           request                              credential
+=================  ===================================  ==============================
+OpenAI (+compat)   GET {base}/v1/models                 Authorization: Bearer
+OpenAI admin       GET {base}/v1/organization/projects  Authorization: Bearer sk-admin-…
+Mistral            GET {base}/v1/models                 Authorization: Bearer
+Groq               GET {base}/openai/v1/models          Authorization: Bearer
+Anthropic          GET {base}/v1/models                 x-api-key + anthropic-version
+Gemini             GET {base}/v1beta/models             x-goog-api-key (bad key: 400)
+OpenRouter         GET {base}/api/v1/key                Authorization: Bearer
+Exa                GET {base}/websets/v0/websets        x-api-key
+=================  ===================================  ==============================
+
+A key is valid when it is in ``valid_keys``. ``fail_status`` makes every request answer
+that status (e.g. 500); ``delay`` makes every answer late (timeouts).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlparse
+
+BASE_URL_SETTINGS = {
+    "OPENAI_BASE_URL": "/v1",
+    "ANTHROPIC_BASE_URL": "",
+    "GEMINI_BASE_URL": "",
+    "OPENROUTER_BASE_URL": "/api/v1",
+    "MISTRAL_BASE_URL": "/v1",
+    "GROQ_BASE_URL": "/openai/v1",
+    "EXA_BASE_URL": "",
+    "COPILOTKIT_BASE_URL": "",
+}
+
+
+def _openai_models() -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system"}
+        ],
+    }
+
+
+def _openai_unauthorized(key: str) -> dict[str, Any]:
+    shown = f"{key[:3]}*****{key[-4:]}" if key else ""
+    return {
+        "error": {
+            "message": f"Incorrect API key provided: {shown}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
+
+
+class FakeProviders:
+    def __init__(self, valid_keys: set[str] | None = None) -> None:
+        self.valid_keys: set[str] = set(valid_keys or ())
+        self.fail_status: int | None = None
+        self.delay = 0.0
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def settings_overrides(self) -> dict[str, str]:
+        return {name: self.base_url + suffix for name, suffix in BASE_URL_SETTINGS.items()}
+
+    def start(self) -> FakeProviders:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- protocol ------------------------------------------------------------------------
+
+    def respond(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if self.fail_status:
+            return self.fail_status, {"error": {"message": "The server had an error."}}
+        bearer = headers.get("authorization", "")
+        bearer_key = bearer[7:] if bearer.lower().startswith("bearer ") else ""
+        if path == "/v1/models" and "x-api-key" in headers:  # Anthropic
+            if not headers.get("anthropic-version"):
+                return 400, {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": "anthropic-version required",
+                    },
+                }
+            if headers["x-api-key"] not in self.valid_keys:
+                return 401, {
+                    "type": "error",
+                    "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+                }
+            return 200, {
+                "data": [
+                    {
+                        "type": "model",
+                        "id": "claude-sonnet-4-5",
+                        "display_name": "Claude Sonnet 4.5",
+                        "created_at": "2025-09-29T00:00:00Z",
+                    }
+                ],
+                "has_more": False,
+                "first_id": "claude-sonnet-4-5",
+                "last_id": "claude-sonnet-4-5",
+            }
+        if path in ("/v1/models", "/openai/v1/models"):
+            if bearer_key not in self.valid_keys or bearer_key.startswith("sk-admin-"):
+                return 401, _openai_unauthorized(bearer_key)
+            return 200, _openai_models()
+        if path == "/v1/organization/projects":
+            if bearer_key not in self.valid_keys:
+                return 401, _openai_unauthorized(bearer_key)
+            if not bearer_key.startswith("sk-admin-"):
+                return 403, {
+                    "error": {
+                        "message": "You have insufficient permissions for this "
+                        "operation. Missing scopes: api.management.read.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            return 200, {
+                "object": "list",
+                "data": [
+                    {
+                        "id": "proj_abc",
+                        "object": "organization.project",
+                        "name": "Default project",
+                        "created_at": 1711471533,
+                        "archived_at": None,
+                        "status": "active",
+                    }
+                ],
+                "first_id": "proj_abc",
+                "last_id": "proj_abc",
+                "has_more": False,
+            }
+        if path == "/v1beta/models":
+            if headers.get("x-goog-api-key") not in self.valid_keys:
+                return 400, {
+                    "error": {
+                        "code": 400,
+                        "message": "API key not valid. Please pass a valid API key.",
+                        "status": "INVALID_ARGUMENT",
+                        "details": [
+                            {
+                                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                                "reason": "API_KEY_INVALID",
+                                "domain": "googleapis.com",
+                            }
+                        ],
+                    }
+                }
+            return 200, {
+                "models": [{"name": "models/gemini-2.5-flash", "displayName": "Gemini 2.5 Flash"}],
+                "nextPageToken": "x",
+            }
+        if path == "/api/v1/key":
+            if bearer_key not in self.valid_keys:
+                return 401, {"error": {"message": "No auth credentials found", "code": 401}}
+            return 200, {
+                "data": {
+                    "label": f"{bearer_key[:12]}...{bearer_key[-3:]}",
+                    "limit": None,
+                    "usage": 0.25,
+                    "is_free_tier": False,
+                    "limit_remaining": None,
+                }
+            }
+        if path == "/websets/v0/websets":
+            if headers.get("x-api-key") not in self.valid_keys:
+                return 401, {"error": "Invalid API key"}
+            return 200, {"data": [], "hasMore": False, "nextCursor": None}
+        return 404, {"error": {"message": f"no route {path}"}}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                path = urlparse(self.path).path
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with fake._lock:
+                    fake.requests.append({"path": path, "headers": headers})
+                if fake.delay:
+                    time.sleep(fake.delay)
+                status, body = fake.respond(path, headers)
+                payload = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler

@@ -1,0 +1,90 @@
+"""user_api_keys(): per-user keys for backend services, with the development .env fallback
+(seed 002) only outside production."""
+
+import pytest
+
+from keys.access import MissingAPIKey, user_api_keys
+from keys.models import KeyAuditEvent
+from tests.keys.factories import ApiKeyFactory, ProjectFactory
+
+ENV_GEMINI = "AIzaFromTheEnvironment000000000000000000"
+
+# (DEBUG, DEPLOY_ENV) -> may fall back to the environment
+MODES = [
+    (True, "", True),
+    (True, "render", True),
+    (False, "", True),
+    (False, "render", False),
+]
+
+
+@pytest.mark.parametrize(("debug", "deploy_env", "fallback"), MODES)
+def test_a_stored_key_always_wins(settings, monkeypatch, alice, debug, deploy_env, fallback):
+    settings.DEBUG, settings.DEPLOY_ENV = debug, deploy_env
+    monkeypatch.setenv("GEMINI_API_KEY", ENV_GEMINI)
+    stored = ApiKeyFactory(
+        owner=alice, provider="gemini", secret="AIzaStoredForAlice0000000000000000000000"
+    )
+    with user_api_keys(alice) as keys:
+        assert keys["gemini"] == stored.get_secret()
+        assert keys.source("gemini") == "vault"
+
+
+@pytest.mark.parametrize(("debug", "deploy_env", "fallback"), MODES)
+def test_without_a_stored_key(settings, monkeypatch, alice, debug, deploy_env, fallback):
+    settings.DEBUG, settings.DEPLOY_ENV = debug, deploy_env
+    monkeypatch.setenv("GEMINI_API_KEY", ENV_GEMINI)
+    with user_api_keys(alice) as keys:
+        if fallback:
+            assert keys["gemini"] == ENV_GEMINI
+            assert keys.get("gemini") == ENV_GEMINI
+        else:
+            with pytest.raises(MissingAPIKey, match="No API key found for provider 'gemini'"):
+                keys["gemini"]
+            assert keys.get("gemini") is None
+            assert "gemini" not in keys
+
+
+def test_neither_stored_nor_in_the_environment(settings, monkeypatch, alice):
+    settings.DEBUG, settings.DEPLOY_ENV = True, ""
+    monkeypatch.delenv("EXA_API_KEY", raising=False)
+    with user_api_keys(alice) as keys, pytest.raises(MissingAPIKey) as caught:
+        keys["exa"]
+    assert caught.value.status == 404 and "EXA_API_KEY" in str(caught.value)
+
+
+def test_users_are_isolated(settings, alice, bob):
+    settings.DEBUG, settings.DEPLOY_ENV = False, "render"
+    a = ApiKeyFactory(owner=alice, provider="exa", secret="1a2b3c4d-0000-4000-8000-00000000000a")
+    b = ApiKeyFactory(owner=bob, provider="exa", secret="1a2b3c4d-0000-4000-8000-00000000000b")
+    with user_api_keys(alice.pk) as keys_a, user_api_keys(bob) as keys_b:
+        assert keys_a["exa"] == a.get_secret()
+        assert keys_b["exa"] == b.get_secret()
+
+
+def test_project_default_then_users_default(alice):
+    project = ProjectFactory(owner=alice)
+    personal = ApiKeyFactory(owner=alice, provider="openai", is_default=True)
+    scoped = ApiKeyFactory(owner=alice, provider="openai", project=project, is_default=True)
+    with user_api_keys(alice, project=project) as keys:
+        assert keys["openai"] == scoped.get_secret()
+    with user_api_keys(alice) as keys:
+        assert keys["openai"] == personal.get_secret()
+
+
+def test_use_is_recorded_once_per_read_key_and_values_are_dropped_after(alice):
+    used = ApiKeyFactory(owner=alice, provider="openai")
+    unused = ApiKeyFactory(
+        owner=alice, provider="anthropic", secret="sk-ant-api03-unused000000000000000000"
+    )
+    with user_api_keys(alice) as keys:
+        keys["openai"]
+        keys["openai"]
+        assert "sk-" not in repr(keys)
+    assert list(KeyAuditEvent.objects.filter(action="used").values_list("api_key", flat=True)) == [
+        used.pk
+    ]
+    used.refresh_from_db()
+    unused.refresh_from_db()
+    assert used.last_used_at is not None and unused.last_used_at is None
+    assert len(keys) == 0

@@ -1,0 +1,239 @@
+"""The key-vault JSON API (seed 001 shapes), against fake providers on 127.0.0.1."""
+
+import pytest
+from django.db import connection
+
+from keys.models import ApiKey, KeyAuditEvent, Project
+from tests.keys.conftest import VALID
+from tests.keys.factories import ApiKeyFactory, ProjectFactory
+
+KEY_FIELDS = {
+    "id",
+    "provider",
+    "name",
+    "project_id",
+    "masked_key",
+    "status",
+    "is_default",
+    "created_at",
+    "updated_at",
+    "last_validated_at",
+    "last_used_at",
+}
+
+
+def create(client, **body):
+    payload = {"provider": "openai", "name": "prod", "key": VALID["openai"], **body}
+    return client.post("/api/keys", payload, format="json")
+
+
+def test_create_validates_encrypts_and_answers_the_key_object(alice_api, alice, fake_providers):
+    project = ProjectFactory(owner=alice)
+    response = create(alice_api, project_id=project.pk)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert set(body) == KEY_FIELDS
+    assert body["masked_key"] == "sk-p…Wx9z"
+    assert body["status"] == "valid" and body["last_validated_at"]
+    assert body["project_id"] == project.pk
+    assert body["is_default"] is True  # first openai key of the project
+    assert VALID["openai"] not in response.content.decode()
+    stored = ApiKey.objects.get(pk=body["id"])
+    assert stored.get_secret() == VALID["openai"]
+    assert not stored.secret.startswith("sk-")
+    assert stored.secret not in response.content.decode()
+    actions = set(KeyAuditEvent.objects.filter(api_key=stored).values_list("action", flat=True))
+    assert actions == {"created", "validated"}
+
+
+def test_a_rejected_key_is_not_saved(alice_api, fake_providers):
+    response = create(alice_api, key=VALID["openai"][:-4] + "nope")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_key"
+    assert "rejected" in error["fields"]["key"][0]
+    assert ApiKey.objects.count() == 0
+
+
+def test_a_key_that_cannot_be_checked_is_saved_unverified(alice_api, fake_providers):
+    fake_providers.fail_status = 500
+    response = create(alice_api)
+    assert response.status_code == 201
+    assert response.json()["status"] == "unverified"
+    assert response.json()["last_validated_at"] is None
+
+
+def test_a_timeout_saves_the_key_unverified(alice_api, fake_providers, settings):
+    settings.KEYS_VALIDATION_TIMEOUT = 0.3
+    fake_providers.delay = 1.0
+    assert create(alice_api).json()["status"] == "unverified"
+
+
+def test_openai_compatible_keys_need_a_base_url(alice_api, fake_providers):
+    response = create(alice_api, provider="openai_compatible", key=VALID["openai_compatible"])
+    assert response.status_code == 400
+    assert "base_url" in response.json()["error"]["fields"]
+    response = create(
+        alice_api,
+        provider="openai_compatible",
+        key=VALID["openai_compatible"],
+        base_url=fake_providers.base_url + "/v1",
+    )
+    assert response.status_code == 201
+    assert response.json()["status"] == "valid"
+
+
+def test_names_are_unique_per_owner_and_project(alice_api, alice, fake_providers):
+    assert create(alice_api).status_code == 201
+    response = create(alice_api, name="PROD")
+    assert response.status_code == 409
+    project = ProjectFactory(owner=alice)
+    assert create(alice_api, name="prod", project_id=project.pk).status_code == 201
+
+
+def test_one_default_per_project_and_provider(alice_api, alice, fake_providers):
+    project = ProjectFactory(owner=alice)
+    first = create(alice_api, name="a", project_id=project.pk).json()
+    second = create(alice_api, name="b", project_id=project.pk).json()
+    assert first["is_default"] and not second["is_default"]
+    response = alice_api.patch(f"/api/keys/{second['id']}", {"is_default": True}, format="json")
+    assert response.json()["is_default"] is True
+    assert alice_api.get(f"/api/keys/{first['id']}").json()["is_default"] is False
+    assert ApiKey.objects.filter(project=project, is_default=True).count() == 1
+
+
+def test_list_filters_by_project_and_provider(alice_api, alice):
+    project = ProjectFactory(owner=alice)
+    ApiKeyFactory(owner=alice, project=project, provider="openai")
+    ApiKeyFactory(owner=alice, provider="anthropic")
+    ApiKeyFactory()  # someone else's
+    assert len(alice_api.get("/api/keys").json()) == 2
+    assert len(alice_api.get(f"/api/keys?project_id={project.pk}").json()) == 1
+    assert len(alice_api.get("/api/keys?project_id=none").json()) == 1
+    assert [k["provider"] for k in alice_api.get("/api/keys?provider=anthropic").json()] == [
+        "anthropic"
+    ]
+
+
+def test_patch_renames_and_moves(alice_api, alice):
+    key = ApiKeyFactory(owner=alice)
+    project = ProjectFactory(owner=alice)
+    body = {"name": "renamed", "project_id": project.pk}
+    response = alice_api.patch(f"/api/keys/{key.pk}", body, format="json")
+    assert response.status_code == 200
+    assert response.json()["name"] == "renamed"
+    assert response.json()["project_id"] == project.pk
+    response = alice_api.patch(f"/api/keys/{key.pk}", {"project_id": None}, format="json")
+    assert response.json()["project_id"] is None
+
+
+def test_patch_with_key_rotates_keeping_id_and_history(alice_api, alice, fake_providers):
+    created = create(alice_api).json()
+    new_secret = "sk-proj-RotatedKey000000000000000000000000Zz99"
+    fake_providers.valid_keys.add(new_secret)
+    response = alice_api.patch(f"/api/keys/{created['id']}", {"key": new_secret}, format="json")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == created["id"] and body["masked_key"] == "sk-p…Zz99"
+    assert new_secret not in response.content.decode()
+    key = ApiKey.objects.get(pk=created["id"])
+    assert key.get_secret() == new_secret
+    actions = list(KeyAuditEvent.objects.filter(api_key=key).values_list("action", flat=True))
+    assert actions[0] == "rotated" and "created" in actions
+
+
+def test_rotation_to_a_rejected_secret_keeps_the_old_one(alice_api, alice, fake_providers):
+    created = create(alice_api).json()
+    response = alice_api.patch(
+        f"/api/keys/{created['id']}", {"key": "sk-wrong-000000000000000000000"}, format="json"
+    )
+    assert response.status_code == 400
+    assert ApiKey.objects.get(pk=created["id"]).get_secret() == VALID["openai"]
+
+
+def test_delete_by_query_parameter(alice_api, alice):
+    key = ApiKeyFactory(owner=alice)
+    assert alice_api.delete("/api/keys").status_code == 400
+    assert alice_api.delete(f"/api/keys?id={key.pk}").status_code == 204
+    assert not ApiKey.objects.filter(pk=key.pk).exists()
+    event = KeyAuditEvent.objects.get(action="deleted")
+    assert event.api_key is None and key.name in event.key_label
+
+
+def test_revalidate_marks_a_revoked_key_invalid(alice_api, alice, fake_providers):
+    created = create(alice_api).json()
+    fake_providers.valid_keys.discard(VALID["openai"])
+    response = alice_api.post(f"/api/keys/{created['id']}/validate")
+    assert response.json()["status"] == "invalid"
+
+
+def test_events_endpoint_lists_the_audit_trail(alice_api, alice, fake_providers):
+    created = create(alice_api).json()
+    events = alice_api.get(f"/api/keys/{created['id']}/events").json()
+    assert {e["action"] for e in events} == {"created", "validated"}
+    assert events[0]["actor"] == "alice@example.com"
+    assert events[0]["ip_address"] == "127.0.0.1"
+
+
+def test_validation_is_rate_limited_per_user(alice_api, fake_providers, settings):
+    settings.KEYS_VALIDATION_RATE = "2/hour"
+    assert create(alice_api, name="a").status_code == 201
+    assert create(alice_api, name="b").status_code == 201
+    response = create(alice_api, name="c")
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert response.json()["error"]["code"] == "rate_limited"
+
+
+def test_unauthenticated_requests_get_401(api_client):
+    assert api_client.get("/api/keys").status_code == 401
+    assert api_client.post("/api/keys", {}, format="json").status_code == 401
+    assert api_client.get("/api/projects").status_code == 401
+
+
+# --- projects -------------------------------------------------------------------------------
+
+
+def test_project_crud(alice_api, alice):
+    response = alice_api.post(
+        "/api/projects", {"name": "Chatbot", "description": "web"}, format="json"
+    )
+    assert response.status_code == 201
+    project = response.json()
+    assert project["name"] == "Chatbot" and project["key_count"] == 0
+    assert alice_api.post("/api/projects", {"name": "chatbot"}, format="json").status_code == 409
+    patched = alice_api.patch(f"/api/projects/{project['id']}", {"name": "Bot"}, format="json")
+    assert patched.json()["name"] == "Bot"
+    ApiKeyFactory(owner=alice, project_id=project["id"])
+    assert alice_api.get(f"/api/projects/{project['id']}").json()["key_count"] == 1
+    assert alice_api.delete(f"/api/projects/{project['id']}").status_code == 409
+    ApiKey.objects.filter(project_id=project["id"]).delete()
+    assert alice_api.delete(f"/api/projects/{project['id']}").status_code == 204
+    assert not Project.objects.exists()
+
+
+# --- query counts ---------------------------------------------------------------------------
+
+
+def _count_queries(client, url, django_assert_max_num_queries):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize("url", ["/api/keys", "/api/projects"])
+def test_list_query_count_does_not_grow_with_rows(
+    alice_api, alice, url, django_assert_max_num_queries, locmem_cache
+):
+    project = ProjectFactory(owner=alice)
+    ApiKeyFactory(owner=alice, project=project)
+    one = _count_queries(alice_api, url, django_assert_max_num_queries)
+    for i in range(49):
+        p = ProjectFactory(owner=alice)
+        ApiKeyFactory(owner=alice, project=p if i % 2 else project)
+    fifty = _count_queries(alice_api, url, django_assert_max_num_queries)
+    assert one == fifty
+    with django_assert_max_num_queries(one):
+        alice_api.get(url)

@@ -1,0 +1,127 @@
+"""POST /api/keys/fetch: backend-only, Bearer SERVER_SECRET_KEY, audited, rate limited."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from keys.models import ApiKey, KeyAuditEvent
+from tests.keys.conftest import server_auth
+from tests.keys.factories import ApiKeyFactory, ProjectFactory
+
+URL = "/api/keys/fetch"
+
+
+def fetch(client, body, **headers):
+    return client.post(URL, body, format="json", **headers)
+
+
+def test_without_the_server_secret_it_is_401_and_audited(api_client, alice):
+    ApiKeyFactory(owner=alice)
+    response = fetch(api_client, {"user_id": alice.pk, "provider": "openai"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert "sk-" not in response.content.decode()
+    event = KeyAuditEvent.objects.get()
+    assert event.action == "fetch_denied" and event.detail["reason"] == "bad_secret"
+    assert event.owner is None and event.ip_address == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer wrong-secret", "Basic abc", "Bearer", "", "bearer  "],
+)
+def test_a_wrong_secret_is_401_and_audited(api_client, alice, header):
+    ApiKeyFactory(owner=alice)
+    response = fetch(
+        api_client, {"user_id": alice.pk, "provider": "openai"}, HTTP_AUTHORIZATION=header
+    )
+    assert response.status_code == 401
+    assert KeyAuditEvent.objects.filter(action="fetch_denied").count() == 1
+
+
+def test_a_user_session_is_not_enough(alice_api, alice):
+    ApiKeyFactory(owner=alice)
+    response = fetch(alice_api, {"user_id": alice.pk, "provider": "openai"})
+    assert response.status_code == 401
+
+
+def test_it_returns_the_decrypted_key_and_audits(api_client, alice):
+    key = ApiKeyFactory(owner=alice, provider="openai")
+    response = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())
+    assert response.status_code == 200
+    assert response.json() == {"key": key.get_secret(), "key_id": key.pk, "provider": "openai"}
+    assert response["Cache-Control"] == "no-store"
+    event = KeyAuditEvent.objects.get(action="fetched")
+    assert event.owner == alice and event.api_key == key and event.source == "fetch_api"
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+
+
+def test_project_default_wins_then_users_default(api_client, alice):
+    project = ProjectFactory(owner=alice)
+    personal = ApiKeyFactory(owner=alice, provider="gemini", is_default=True)
+    in_project = ApiKeyFactory(owner=alice, provider="gemini", project=project, is_default=True)
+    ApiKeyFactory(owner=alice, provider="gemini", project=project, name="other")
+
+    def key_id(**body):
+        response = fetch(
+            api_client, {"user_id": alice.pk, "provider": "gemini", **body}, **server_auth()
+        )
+        return response.json().get("key_id")
+
+    assert key_id(project_id=project.pk) == in_project.pk
+    assert key_id() == personal.pk
+    other_project = ProjectFactory(owner=alice)
+    assert key_id(project_id=other_project.pk) == personal.pk
+
+
+def test_a_missing_key_is_a_clear_404_and_audited(api_client, alice):
+    response = fetch(api_client, {"user_id": alice.pk, "provider": "exa"}, **server_auth())
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "missing_api_key"
+    assert "No API key found for provider 'exa'" in error["message"]
+    event = KeyAuditEvent.objects.get(action="fetch_denied")
+    assert event.owner == alice and event.detail["reason"] == "no_key"
+
+
+def test_it_never_answers_with_another_users_key(api_client, alice, bob):
+    ApiKeyFactory(owner=bob, provider="openai", is_default=True)
+    response = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())
+    assert response.status_code == 404
+
+
+def test_bad_bodies_are_400(api_client):
+    response = fetch(api_client, {"user_id": "x", "provider": "nope"}, **server_auth())
+    assert response.status_code == 400
+    assert set(response.json()["error"]["fields"]) == {"user_id", "provider"}
+
+
+def test_it_is_rate_limited_per_user(api_client, alice, bob, settings):
+    settings.KEYS_FETCH_RATE = "3/min"
+    ApiKeyFactory(owner=alice)
+    ApiKeyFactory(owner=bob)
+    for _ in range(3):
+        assert (
+            fetch(
+                api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth()
+            ).status_code
+            == 200
+        )
+    limited = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())
+    assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
+    assert (
+        fetch(api_client, {"user_id": bob.pk, "provider": "openai"}, **server_auth()).status_code
+        == 200
+    )
+
+
+def test_a_fetch_costs_at_most_three_queries(api_client, alice, locmem_cache):
+    ProjectFactory(owner=alice)
+    for provider in ("openai", "anthropic", "gemini", "exa", "groq"):
+        ApiKeyFactory(owner=alice, provider=provider, is_default=True)
+    with CaptureQueriesContext(connection) as ctx:
+        response = fetch(api_client, {"user_id": alice.pk, "provider": "gemini"}, **server_auth())
+    assert response.status_code == 200
+    assert len(ctx.captured_queries) <= 3, [q["sql"] for q in ctx.captured_queries]
+    assert ApiKey.objects.get(pk=response.json()["key_id"]).provider == "gemini"
