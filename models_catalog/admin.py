@@ -28,16 +28,19 @@ class ProviderAdmin(admin.ModelAdmin):
     ]
 
 
+ENDPOINT_COLUMNS = (
+    "provider", "tag", "prompt_price", "completion_price", "context_length",
+    "max_completion_tokens", "quantization", "status", "uptime_last_30m", "inferred",
+    "is_active",
+)  # fmt: skip
+
+
 class EndpointInline(admin.TabularInline):
     model = ModelEndpoint
     extra = 0
     can_delete = False
-    fields = [
-        "provider", "tag", "prompt_price", "completion_price", "context_length",
-        "max_completion_tokens", "quantization", "status", "uptime_last_30m", "inferred",
-        "is_active",
-    ]  # fmt: skip
-    readonly_fields = fields
+    fields = ENDPOINT_COLUMNS
+    readonly_fields = ENDPOINT_COLUMNS
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -71,7 +71,7 @@ class CatalogModelsByProviderApi(APIView):
             raise ApplicationError(
                 "Some filters are not valid.",
                 code="validation_error",
-                fields={name: list(errors) for name, errors in form.errors.items()},
+                fields={name: [str(e) for e in errors] for name, errors in form.errors.items()},
             )
         filters = form.filters()
         key = f"models_catalog:mbp:{catalog_version()}:{filters.cache_key()}"

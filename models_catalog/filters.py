@@ -105,7 +105,10 @@ class CatalogFilters:
             not self.locations or bool(offer.locations.intersection(self.locations)),
             not self.data_policies or offer.policy in self.data_policies,
             self.max_prompt_price is None
-            or (offer.prompt_price is not None and offer.prompt_price * MILLION <= self.max_prompt_price),
+            or (
+                offer.prompt_price is not None
+                and offer.prompt_price * MILLION <= self.max_prompt_price
+            ),
             self.max_completion_price is None
             or (
                 offer.completion_price is not None
@@ -130,7 +133,9 @@ def _price_key(price: Decimal | None) -> tuple[int, Decimal]:
 
 def sort_offers(offers: list[Offer], sort: str) -> list[Offer]:
     """Sort offers; ties (and the default) fall back to featured first, then name."""
-    offers = sorted(offers, key=lambda o: (str(o.model.get("name", "")).lower(), o.provider["slug"]))
+    offers = sorted(
+        offers, key=lambda o: (str(o.model.get("name", "")).lower(), o.provider["slug"])
+    )
     if sort in ("featured", "name"):
         if sort == "featured":
             offers.sort(key=lambda o: not o.model.get("featured"))

@@ -5,11 +5,16 @@ A price of ``None`` means "not published" or "varies per request" (OpenRouter's 
 for routers such as ``openrouter/auto``).
 """
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-PRICE = {"max_digits": 24, "decimal_places": 15, "null": True, "blank": True}
+
+def price_field() -> "models.DecimalField[Decimal | None, Decimal | None]":
+    """USD per token: 15 decimal places hold OpenRouter's smallest published prices."""
+    return models.DecimalField(max_digits=24, decimal_places=15, null=True, blank=True)
 
 
 class DataPolicy(models.TextChoices):
@@ -71,12 +76,12 @@ class Model(models.Model):
     input_modalities = models.JSONField(default=list, blank=True)
     output_modalities = models.JSONField(default=list, blank=True)
     tokenizer = models.CharField(max_length=100, blank=True)
-    prompt_price = models.DecimalField(**PRICE)
-    completion_price = models.DecimalField(**PRICE)
-    request_price = models.DecimalField(**PRICE)
-    image_price = models.DecimalField(**PRICE)
-    cache_read_price = models.DecimalField(**PRICE)
-    cache_write_price = models.DecimalField(**PRICE)
+    prompt_price = price_field()
+    completion_price = price_field()
+    request_price = price_field()
+    image_price = price_field()
+    cache_read_price = price_field()
+    cache_write_price = price_field()
     # Every published price component as OpenRouter sent it (tiers, audio, web search...).
     pricing = models.JSONField(default=dict, blank=True)
     supported_parameters = models.JSONField(default=list, blank=True)
@@ -112,8 +117,8 @@ class ModelEndpoint(models.Model):
     context_length = models.PositiveIntegerField(null=True, blank=True)
     max_completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     max_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
-    prompt_price = models.DecimalField(**PRICE)
-    completion_price = models.DecimalField(**PRICE)
+    prompt_price = price_field()
+    completion_price = price_field()
     pricing = models.JSONField(default=dict, blank=True)
     quantization = models.CharField(max_length=50, blank=True)
     status = models.IntegerField(null=True, blank=True, help_text="0 is healthy")

@@ -1,4 +1,4 @@
-"""The one seam to OpenRouter's catalog API: ``/models``, ``/providers``, ``/models/{id}/endpoints``.
+"""The one seam to OpenRouter's catalog API: `/models`, `/providers`, `/models/{id}/endpoints`.
 
 Retries 429, 5xx and transport errors with exponential backoff and jitter (honouring
 ``Retry-After``); everything else becomes a :class:`~core.errors.ProviderError`. The API

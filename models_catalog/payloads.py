@@ -155,7 +155,9 @@ def parse_model(item: Any) -> Fields:
 
 def parse_models(body: Any) -> list[Fields]:
     """Every model of a ``GET /models`` body, validated as a whole (last duplicate wins)."""
-    parsed = {fields["openrouter_id"]: fields for fields in map(parse_model, _items(body, "models"))}
+    parsed = {
+        fields["openrouter_id"]: fields for fields in map(parse_model, _items(body, "models"))
+    }
     if not parsed:
         raise CatalogPayloadError("The models payload lists no models")
     return list(parsed.values())
@@ -221,7 +223,9 @@ def parse_endpoints(body: Any, model_id: str) -> list[Fields]:
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("endpoints"), list):
         raise CatalogPayloadError(f"{model_id}: the endpoints payload has no 'data.endpoints'")
-    return list({e["tag"]: e for e in (parse_endpoint(i, model_id) for i in data["endpoints"])}.values())
+    return list(
+        {e["tag"]: e for e in (parse_endpoint(i, model_id) for i in data["endpoints"])}.values()
+    )
 
 
 def author_provider_slug(author: str) -> str:

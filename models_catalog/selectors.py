@@ -203,7 +203,9 @@ def preferred_model_for(*, user: Any) -> Model | None:
     """The model the assistant should use for this user (None: use the server default).
 
     A preferred model that was deactivated or is no longer allowed is ignored."""
-    preference = CatalogPreference.objects.filter(user=user).select_related("preferred_model").first()
+    preference = (
+        CatalogPreference.objects.filter(user=user).select_related("preferred_model").first()
+    )
     model = preference.preferred_model if preference else None
     if model is None or not model.is_active or model.disabled:
         return None

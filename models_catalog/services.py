@@ -94,7 +94,9 @@ def _upsert_providers(
             summary.count("providers", "added")
         elif current.fingerprint != digest or not current.listed:
             if current.location_curated:
-                fields = {k: v for k, v in fields.items() if k not in ("headquarters", "datacenters")}
+                fields = {
+                    k: v for k, v in fields.items() if k not in ("headquarters", "datacenters")
+                }
             _apply(current, fields, digest)
             current.listed, current.last_seen = True, now
             to_update.append(current)
@@ -118,7 +120,12 @@ def _upsert_providers(
     return existing
 
 
-MODEL_FIELDS = [*payloads.parse_model({"id": "x/y"}).keys(), "fingerprint", "is_active", "last_seen"]
+MODEL_FIELDS = [
+    *payloads.parse_model({"id": "x/y"}).keys(),
+    "fingerprint",
+    "is_active",
+    "last_seen",
+]
 ENDPOINT_FIELDS = [
     name
     for name in payloads.inferred_endpoint(payloads.parse_model({"id": "x/y"}))
@@ -222,7 +229,9 @@ def _fetch_endpoints(
 ) -> dict[str, list[Fields] | None]:
     found: dict[str, list[Fields] | None] = {}
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = {pool.submit(client.model_endpoints, model_id): model_id for model_id in model_ids}
+        futures = {
+            pool.submit(client.model_endpoints, model_id): model_id for model_id in model_ids
+        }
         for done, future in enumerate(as_completed(futures), start=1):
             model_id = futures[future]
             try:
@@ -251,18 +260,24 @@ def _catalog_write(
     }
     provider_rows = _upsert_providers(providers or [], referenced, now, summary)
     for start in range(0, len(models), BATCH_SIZE):
-        _write_model_batch(models[start : start + BATCH_SIZE], endpoints, provider_rows, now, summary)
+        _write_model_batch(
+            models[start : start + BATCH_SIZE], endpoints, provider_rows, now, summary
+        )
         if progress:
             progress("write", min(start + BATCH_SIZE, len(models)), len(models))
     last_run = (
         SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED).values_list("started_at", flat=True)
     ).first()
-    vanished = Model.objects.filter(is_active=True).exclude(
-        openrouter_id__in=[m["openrouter_id"] for m in models]
-    )
-    # last_seen of a vanished model: the last sync that still listed it.
-    count = vanished.update(is_active=False, last_seen=last_run or now)
-    summary.count("models", "deactivated", count)
+    listed = {m["openrouter_id"] for m in models}
+    vanished = [
+        pk
+        for pk, model_id in Model.objects.filter(is_active=True).values_list("pk", "openrouter_id")
+        if model_id not in listed
+    ]
+    if vanished:
+        # last_seen of a vanished model: the last sync that still listed it.
+        Model.objects.filter(pk__in=vanished).update(is_active=False, last_seen=last_run or now)
+        summary.count("models", "deactivated", len(vanished))
 
 
 def _run(source: str, work: Callable[[SyncSummary], None]) -> SyncSummary:
@@ -359,7 +374,9 @@ def catalog_sync_from_files(
     return _run(f"file {Path(models_path).name}", work)
 
 
-def catalog_load_backup(*, path: Path | None = None, progress: Progress | None = None) -> SyncSummary:
+def catalog_load_backup(
+    *, path: Path | None = None, progress: Progress | None = None
+) -> SyncSummary:
     """Load the shipped models-by-provider snapshot into the tables."""
     document = _read_json(path or snapshot.BACKUP_PATH)
     models, providers, endpoints = snapshot.document_to_fields(document)

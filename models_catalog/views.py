@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from core.errors import ApplicationError
 from models_catalog import selectors, services
@@ -19,7 +20,19 @@ from models_catalog.forms import CatalogFilterForm
 from models_catalog.models import Model, Provider
 
 PAGE_SIZE = 50
-CONTEXT_CHOICES = [(8_000, "8K+"), (32_000, "32K+"), (128_000, "128K+"), (200_000, "200K+"), (1_000_000, "1M+")]
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+CONTEXT_CHOICES = [
+    (8_000, "8K+"),
+    (32_000, "32K+"),
+    (128_000, "128K+"),
+    (200_000, "200K+"),
+    (1_000_000, "1M+"),
+]
 
 
 def _get_model(model_id: str) -> Model:
@@ -45,7 +58,7 @@ def _back(request: HttpRequest, default: str) -> HttpResponse:
 
 @login_required
 @require_GET
-def model_list(request: HttpRequest) -> HttpResponse:
+def model_list(request: HtmxHttpRequest) -> HttpResponse:
     form = CatalogFilterForm(request.GET)
     # Invalid filters are shown with their errors; the results then ignore all filters.
     filters = form.filters() if form.is_valid() else _default_filters()
@@ -106,7 +119,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
 
 @login_required
 @require_POST
-def model_allow(request: HttpRequest, model_id: str) -> HttpResponse:
+def model_allow(request: HtmxHttpRequest, model_id: str) -> HttpResponse:
     model = _get_model(model_id)
     allowed = request.POST.get("allowed") == "1"
     services.preference_model_allow(user=request.user, model=model, allowed=allowed)
@@ -148,4 +161,3 @@ def model_prefer(request: HttpRequest, model_id: str) -> HttpResponse:
         else:
             messages.success(request, f"The assistant will use {model.name}.")
     return _back(request, reverse("models_catalog:detail", args=[model.openrouter_id]))
-

@@ -22,8 +22,11 @@ def per_million(value: Any) -> str:
     if price == 0:
         return "Free"
     amount = price * MILLION
-    text = f"{amount:,.2f}" if amount >= 1 else f"{amount:.4f}".rstrip("0")
-    return f"${text}"
+    if amount >= 1:
+        return f"${amount:,.2f}"
+    # Sub-dollar prices keep up to 4 decimals (e.g. $0.0375) but at least 2 ($0.70).
+    text = f"{amount:.4f}".rstrip("0")
+    return f"${text}{'0' * max(0, 2 - len(text.split('.')[1]))}"
 
 
 @register.filter

@@ -23,7 +23,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-DATA = Path(os.environ.get("KAY_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+DATA = Path(
+    os.environ.get("KAY_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
+)
 MODELS = {
     "2025-05-23": "openrouter_models_2025-05-23.json",
     "2026-05-20": "openrouter_models_2026-05-20.json",
@@ -90,7 +92,10 @@ class FakeOpenRouter:
         """Serve another recorded /models body (a date key of MODELS, or a dict body)."""
         self.models_body = snapshot if isinstance(snapshot, dict) else load(MODELS[snapshot])
         self.by_id = {}
-        for model in self.models_body["data"]:
+        models = self.models_body.get("data") if isinstance(self.models_body, dict) else None
+        for model in models if isinstance(models, list) else []:
+            if not isinstance(model, dict) or "id" not in model:
+                continue  # a deliberately malformed body
             self.by_id[model["id"]] = model
             if model.get("canonical_slug"):
                 self.by_id.setdefault(model["canonical_slug"], model)

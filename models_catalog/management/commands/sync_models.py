@@ -30,7 +30,10 @@ class Command(BaseCommand):
             help="load the shipped models-by-provider snapshot (no network)",
         )
         parser.add_argument(
-            "--providers-file", type=Path, metavar="PATH", help="with --from-file: a /providers body"
+            "--providers-file",
+            type=Path,
+            metavar="PATH",
+            help="with --from-file: a /providers body",
         )
         parser.add_argument(
             "--if-empty", action="store_true", help="do nothing when the catalog has rows"
@@ -50,7 +53,9 @@ class Command(BaseCommand):
             default=snapshot.BACKUP_PATH,
             help="snapshot file for --from-backup and --write-backup (default: the shipped one)",
         )
-        parser.add_argument("--note", default="", help="with --write-backup: where the data is from")
+        parser.add_argument(
+            "--note", default="", help="with --write-backup: where the data is from"
+        )
         parser.add_argument(
             "--as-of", default="", help="with --write-backup: date of the data (default: today)"
         )
@@ -88,9 +93,7 @@ class Command(BaseCommand):
                 bar.close()
         self._report(summary)
 
-    def _sync(
-        self, options: dict[str, Any], progress: services.Progress
-    ) -> services.SyncSummary:
+    def _sync(self, options: dict[str, Any], progress: services.Progress) -> services.SyncSummary:
         if options["from_backup"]:
             return services.catalog_load_backup(path=options["backup_path"], progress=progress)
         if options["from_file"]:
@@ -116,4 +119,3 @@ class Command(BaseCommand):
             self.stdout.write(f"    - {failure}")
         if summary.failed > 20:
             self.stdout.write(f"    ... and {summary.failed - 20} more")
-

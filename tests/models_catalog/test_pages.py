@@ -1,0 +1,201 @@
+"""The Models pages, preferences and the admin."""
+
+from decimal import Decimal
+from unittest import mock
+
+import pytest
+from django.urls import reverse
+
+from models_catalog import selectors, services
+from models_catalog.models import CatalogPreference, Model, Provider
+from tests.models_catalog.factories import ProviderFactory, offer
+
+LIST = "/dashboard/models/"
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def catalog(db):
+    openai = ProviderFactory(slug="openai", name="OpenAI", headquarters="US")
+    deepinfra = ProviderFactory(slug="deepinfra", name="DeepInfra", headquarters="US")
+    tools = offer(
+        provider=openai,
+        openrouter_id="openai/gpt-tools",
+        name="OpenAI: GPT Tools",
+        description="Calls tools.\n\nSecond paragraph.",
+        supported_parameters=["tools"],
+        prompt_price=Decimal("0.00000125"),
+        completion_price=Decimal("0.00001"),
+        context_length=400_000,
+    )
+    offer(
+        provider=deepinfra,
+        openrouter_id="meta-llama/llama-plain",
+        name="Meta: Llama Plain",
+        prompt_price=Decimal("0.0000001"),
+        completion_price=Decimal("0.0000002"),
+    )
+    return tools.model
+
+
+def test_the_models_page_requires_sign_in(client, catalog):
+    response = client.get(LIST)
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_the_models_page_lists_and_filters(alice_browser, catalog):
+    page = alice_browser.get(LIST).content.decode()
+    assert "OpenAI: GPT Tools" in page and "Meta: Llama Plain" in page
+    assert "<strong>2</strong> models" in page
+    assert 'href="/dashboard/models/openai/gpt-tools/"' in page
+    assert "$1.25" in page and "$10.00" in page  # per million tokens
+
+    filtered = alice_browser.get(LIST, {"supports": "tools"}).content.decode()
+    assert "<strong>1</strong> model" in filtered and "Llama Plain" not in filtered
+
+
+def test_htmx_requests_get_only_the_results(alice_browser, catalog):
+    response = alice_browser.get(
+        LIST, {"max_prompt_price": "0.5"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="results"
+    )
+    body = response.content.decode()
+    assert "<html" not in body and 'id="result-count"' in body
+    assert "Llama Plain" in body and "GPT Tools" not in body
+
+
+def test_invalid_filters_show_an_error_and_all_models(alice_browser, catalog):
+    body = alice_browser.get(LIST, {"min_context": "huge"}).content.decode()
+    assert "Some filters are not valid" in body and "<strong>2</strong> models" in body
+
+
+def test_the_models_page_falls_back_to_the_snapshot(alice_browser, db):
+    body = alice_browser.get(LIST).content.decode()
+    assert "<strong>414</strong> models" in body and "From the backup snapshot" in body
+
+
+def test_the_list_page_query_count_is_flat(alice_browser, db, django_assert_max_num_queries):
+    provider = ProviderFactory()
+    for _ in range(50):
+        offer(provider=provider)
+    with django_assert_max_num_queries(14):
+        assert alice_browser.get(LIST).status_code == 200
+
+
+def test_a_model_page_shows_description_prices_and_endpoints(alice_browser, catalog):
+    body = alice_browser.get("/dashboard/models/openai/gpt-tools/").content.decode()
+    assert "<p>Calls tools.</p>" in body and "<p>Second paragraph.</p>" in body
+    assert "$1.25" in body and "$10.00" in body and "400K" in body
+    assert 'data-provider="openai"' in body and "Up</span>" in body
+
+
+def test_an_unknown_model_is_a_404(alice_browser, catalog):
+    assert alice_browser.get("/dashboard/models/nobody/nothing/").status_code == 404
+
+
+def test_allowing_a_model_with_htmx_swaps_the_button(alice_browser, alice, bob, catalog):
+    url = reverse("models_catalog:allow", args=["openai/gpt-tools"])
+    response = alice_browser.post(url, {"allowed": "1"}, HTTP_HX_REQUEST="true")
+    assert "Allowed ✓" in response.content.decode()
+    assert selectors.preferences_for(user=alice).allowed_models == {"openai/gpt-tools"}
+    # Another user's preferences are their own.
+    assert selectors.preferences_for(user=bob).allowed_models == frozenset()
+    alice_browser.post(url, {"allowed": "0"})
+    assert selectors.preferences_for(user=alice).allowed_models == frozenset()
+
+
+def test_allowing_a_provider_allows_its_models(alice_browser, alice, catalog):
+    url = reverse("models_catalog:provider-allow", args=["deepinfra"])
+    response = alice_browser.post(url, {"allowed": "1", "next": "https://evil.example/"})
+    assert response["Location"] == LIST  # never redirects off-site
+    assert selectors.allowed_model_ids_for(user=alice) == {"meta-llama/llama-plain"}
+    body = alice_browser.get(LIST, {"allowed": "1"}).content.decode()
+    assert "Llama Plain" in body and "GPT Tools" not in body
+
+
+def test_choosing_the_assistant_model(alice_browser, alice, bob, catalog):
+    assert selectors.preferred_model_for(user=alice) is None
+    alice_browser.post(reverse("models_catalog:prefer", args=["openai/gpt-tools"]))
+    assert selectors.preferred_model_for(user=alice) == catalog
+    assert selectors.preferred_model_for(user=bob) is None
+    body = alice_browser.get("/dashboard/models/openai/gpt-tools/").content.decode()
+    assert "The assistant uses this model for you." in body
+
+
+def test_the_preferred_model_must_be_allowed_when_the_user_restricts(alice, catalog):
+    services.preference_provider_allow(
+        user=alice, provider=Provider.objects.get(slug="deepinfra"), allowed=True
+    )
+    with pytest.raises(services.ApplicationError, match="not in your allowed models"):
+        services.preference_preferred_set(user=alice, model=catalog)
+    services.preference_model_allow(user=alice, model=catalog, allowed=True)
+    services.preference_preferred_set(user=alice, model=catalog)
+    assert selectors.preferred_model_for(user=alice) == catalog
+
+
+def test_a_hidden_preferred_model_is_not_used(alice, catalog):
+    services.preference_preferred_set(user=alice, model=catalog)
+    services.models_disable(models=[catalog], disabled=True)
+    assert selectors.preferred_model_for(user=alice) is None
+    assert CatalogPreference.objects.get(user=alice).preferred_model == catalog
+
+
+def test_preference_writes_need_sign_in_and_post(client, alice_browser, catalog):
+    url = reverse("models_catalog:allow", args=["openai/gpt-tools"])
+    assert client.post(url, {"allowed": "1"}).status_code == 302
+    assert alice_browser.get(url).status_code == 405
+    assert alice_browser.post(reverse("models_catalog:allow", args=["x/y"])).status_code == 404
+
+
+# --- Admin -------------------------------------------------------------------------------
+
+
+def test_operators_see_and_curate_the_catalog(client, staff, catalog):
+    client.force_login(staff)
+    assert (
+        client.get("/admin/models_catalog/provider/?data_policy__exact=unknown").status_code == 200
+    )
+    assert client.get("/admin/models_catalog/model/?is_active__exact=1").status_code == 200
+    assert client.get(f"/admin/models_catalog/model/{catalog.pk}/change/").status_code == 200
+    provider = Provider.objects.get(slug="openai")
+    response = client.post(
+        f"/admin/models_catalog/provider/{provider.pk}/change/",
+        {
+            "name": "OpenAI",
+            "data_policy": "zero_retention",
+            "headquarters": "US",
+            "datacenters": '["US", "IE"]',
+            "location_curated": "on",
+            "privacy_policy_url": "",
+            "terms_of_service_url": "",
+            "status_page_url": "",
+        },
+    )
+    assert response.status_code == 302, response.content
+    provider.refresh_from_db()
+    assert provider.data_policy == "zero_retention" and provider.datacenters == ["US", "IE"]
+
+
+def test_operators_can_hide_and_feature_models(client, staff, catalog, api_client):
+    client.force_login(staff)
+    url = "/admin/models_catalog/model/"
+    client.post(url, {"action": "feature", "_selected_action": [catalog.pk]})
+    assert Model.objects.get(pk=catalog.pk).is_featured
+    client.post(url, {"action": "disable", "_selected_action": [catalog.pk]})
+    body = api_client.get("/api/openrouter/models-by-provider").json()
+    assert "openai/gpt-tools" not in {m["id"] for p in body["providers"] for m in p["models"]}
+
+
+def test_operators_can_start_a_sync(client, staff, django_capture_on_commit_callbacks):
+    client.force_login(staff)
+    with (
+        mock.patch("models_catalog.tasks.sync_models.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = client.post("/admin/models_catalog/syncrun/start/")
+    assert response.status_code == 302
+    delay.assert_called_once()
+    assert client.get("/admin/models_catalog/syncrun/").status_code == 200
+
+
+def test_non_staff_cannot_reach_the_catalog_admin(alice_browser, catalog):
+    assert alice_browser.get("/admin/models_catalog/model/").status_code == 302
