@@ -98,5 +98,5 @@ def add_application_error(form: forms.Form, error: ApplicationError) -> None:
             for message in messages:
                 form.add_error(field, message)
             placed = True
-    if not placed:
+    if not placed or error.status != 400:
         form.add_error(None, error.message)
