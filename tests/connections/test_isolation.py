@@ -1,0 +1,105 @@
+"""bob cannot see, use or disconnect alice's sessions, connections or tokens."""
+
+import pytest
+
+from accounts.models import CliSession
+from connections.models import Connection
+from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory, cli_tokens_for
+from tests.connections.helpers import bearer, connect, consent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def alices_cli(oauth, api_client, alice_browser, alice):
+    """alice connected Jira from her CLI (her browser finished the callback)."""
+    started = connect(api_client)
+    assert alice_browser.get(consent(started["authorization_url"])).status_code == 200
+    status = api_client.get(f"/auth/status/{started['state']}").json()
+    return started, status
+
+
+def test_bob_cannot_read_alices_connections_with_her_session_id(alices_cli, api_client, bob):
+    started, _ = alices_cli
+    bob_token = cli_tokens_for(bob).token
+    response = api_client.get(f"/connections?session_id={started['session_id']}", **bearer(bob_token))
+    assert response.status_code == 404
+    assert "jira" not in response.content.decode()
+
+
+def test_bob_cannot_disconnect_alices_service(alices_cli, api_client, bob, alice):
+    started, _ = alices_cli
+    bob_token = cli_tokens_for(bob).token
+    response = api_client.post(
+        "/connections/disconnect?service=jira",
+        {"session_id": started["session_id"]},
+        format="json",
+        **bearer(bob_token),
+    )
+    assert response.status_code == 404
+    assert Connection.objects.filter(user=alice, service="jira").exists()
+
+
+def test_bob_cannot_attach_a_connection_to_alices_session(alices_cli, api_client, bob):
+    started, _ = alices_cli
+    bob_token = cli_tokens_for(bob).token
+    response = api_client.post(
+        "/connections/connect?service=confluence",
+        {"session_id": started["session_id"]},
+        format="json",
+        **bearer(bob_token),
+    )
+    assert response.status_code == 404
+
+
+def test_bob_cannot_poll_alices_state(oauth, api_client, alice_browser, bob):
+    started = connect(api_client)
+    alice_browser.get(consent(started["authorization_url"]))
+    bob_token = cli_tokens_for(bob).token
+    response = api_client.get(f"/auth/status/{started['state']}", **bearer(bob_token))
+    assert response.status_code == 404
+    assert "refresh_token" not in response.content.decode()
+
+
+def test_bobs_me_shows_none_of_alices_sites(api_client, alice, bob):
+    AccessibleResourceFactory(connection=ConnectionFactory(user=alice), name="alice-site")
+    body = api_client.get("/auth/me", **bearer(cli_tokens_for(bob).token)).json()
+    assert body["data"]["email"] == "bob@example.com"
+    assert body["data"]["resources"] == []
+    assert body["data"]["account_id"] is None
+
+
+def test_bobs_connections_page_shows_only_his(client, alice, bob):
+    AccessibleResourceFactory(connection=ConnectionFactory(user=alice), name="alice-site")
+    client.force_login(bob)
+    page = client.get("/dashboard/connections/")
+    assert b"alice-site" not in page.content
+    assert page.content.count(b"Not connected") == 3
+
+
+def test_bobs_page_disconnect_never_touches_alice(client, alice, bob):
+    ConnectionFactory(user=alice)
+    client.force_login(bob)
+    client.post("/dashboard/connections/jira/disconnect")
+    assert Connection.objects.filter(user=alice).count() == 1
+
+
+def test_bob_cannot_sign_out_alices_cli(client, alice, bob):
+    cli_tokens_for(alice)
+    session = CliSession.objects.get(user=alice)
+    client.force_login(bob)
+    response = client.post(f"/dashboard/tokens/sessions/{session.public_id}/end", follow=True)
+    assert b"No such CLI sign-in" in response.content
+    session.refresh_from_db()
+    assert session.revoked_at is None
+
+
+def test_a_ciphertext_copied_to_bobs_row_does_not_decrypt(alice, bob):
+    from core.crypto import DecryptionError
+    from core.fields import decrypt_field
+
+    alices = ConnectionFactory(user=alice)
+    bobs = ConnectionFactory(user=bob)
+    Connection.objects.filter(pk=bobs.pk).update(access_token=Connection.objects.get(pk=alices.pk).access_token)
+    with pytest.raises(DecryptionError):
+        decrypt_field(Connection.objects.get(pk=bobs.pk), "access_token")

@@ -1,0 +1,86 @@
+"""The Connections page: status, sites, refresh time, connect and disconnect without the CLI."""
+
+from urllib.parse import urlsplit
+
+import pytest
+
+from connections.models import Connection
+from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_page_lists_every_service_with_its_status(alice_browser, alice):
+    AccessibleResourceFactory(connection=ConnectionFactory(user=alice), name="awesome-jira")
+    ConnectionFactory(user=alice, service="confluence", status=Connection.Status.NEEDS_REAUTH)
+    page = alice_browser.get("/dashboard/connections/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Connected</span>" in html
+    assert "Needs re-authorisation" in html
+    assert "Not connected" in html
+    assert "awesome-jira" in html
+    assert "Tokens refreshed" in html
+    assert "Connect Bitbucket" in html and "Disconnect Jira" in html
+    # The navigation points at this page.
+    assert 'href="/dashboard/connections/" aria-current="page"' in html
+
+
+def test_page_needs_login(client):
+    response = client.get("/dashboard/connections/")
+    assert response.status_code == 302
+
+
+def test_page_query_count_does_not_grow_with_sites(alice_browser, alice, django_assert_max_num_queries):
+    connection = ConnectionFactory(user=alice)
+    AccessibleResourceFactory(connection=connection)
+    with django_assert_max_num_queries(12) as one:
+        alice_browser.get("/dashboard/connections/")
+    for _ in range(49):
+        AccessibleResourceFactory(connection=connection)
+    with django_assert_max_num_queries(len(one.captured_queries)):
+        page = alice_browser.get("/dashboard/connections/")
+    assert page.content.count(b'class="sites"') == 1
+
+
+def test_connect_and_disconnect_from_the_page(oauth, alice_browser, alice):
+    start = alice_browser.post("/dashboard/connections/jira/connect")
+    assert start.status_code == 302
+    assert start["Location"].startswith(f"{oauth.atlassian_auth_url}/authorize?")
+    import httpx
+
+    back = urlsplit(httpx.get(start["Location"], follow_redirects=False).headers["location"])
+    landed = alice_browser.get(f"{back.path}?{back.query}", follow=True)
+    assert landed.redirect_chain[-1][0] == "/dashboard/connections/"
+    assert b"Connected Jira." in landed.content
+    assert b"awesome-jira" in landed.content
+    assert Connection.objects.get(user=alice).service == "jira"
+
+    gone = alice_browser.post("/dashboard/connections/jira/disconnect", follow=True)
+    assert b"Disconnected Jira" in gone.content
+    assert not Connection.objects.filter(user=alice).exists()
+
+
+def test_a_denied_consent_from_the_page_comes_back_with_a_message(oauth, alice_browser, alice):
+    oauth.deny = True
+    import httpx
+
+    start = alice_browser.post("/dashboard/connections/confluence/connect")
+    back = urlsplit(httpx.get(start["Location"], follow_redirects=False).headers["location"])
+    landed = alice_browser.get(f"{back.path}?{back.query}", follow=True)
+    assert b"You declined access to Confluence" in landed.content
+    assert not Connection.objects.exists()
+
+
+def test_unknown_service_on_the_page(alice_browser):
+    response = alice_browser.post("/dashboard/connections/kyg/connect", follow=True)
+    assert b"Unknown service" in response.content
+
+
+def test_admin_never_shows_tokens(client, staff, alice):
+    connection = ConnectionFactory(user=alice, access_token="atlassian-secret-access")
+    client.force_login(staff)
+    page = client.get(f"/admin/connections/connection/{connection.pk}/change/")
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "atlassian-secret-access" not in body and "kay:v" not in body
