@@ -10,15 +10,18 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts import devices, tokens
 from accounts.auth_selectors import api_token_get_for_user, api_tokens_for, cli_session_for
 from accounts.models import ApiToken
-from accounts.throttling import DevicePollThrottle, DeviceStartThrottle, RefreshThrottle
+from accounts.throttling import (
+    DEFAULT_THROTTLES,
+    DevicePollThrottle,
+    DeviceStartThrottle,
+    RefreshThrottle,
+)
 
-_DEFAULT_THROTTLES = api_settings.DEFAULT_THROTTLE_CLASSES
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -37,7 +40,7 @@ class AuthRefreshApi(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [RefreshThrottle, *_DEFAULT_THROTTLES]
+    throttle_classes = [RefreshThrottle, *DEFAULT_THROTTLES]
 
     class InputSerializer(serializers.Serializer):
         refresh_token = serializers.CharField(max_length=200)
@@ -90,7 +93,8 @@ class ApiTokenCreateApi(APIView):
     @extend_schema(
         request=InputSerializer,
         responses=inline_serializer(
-            "ApiTokenCreated", {"token": serializers.CharField(), "api_token": ApiTokenOutputSerializer()}
+            "ApiTokenCreated",
+            {"token": serializers.CharField(), "api_token": ApiTokenOutputSerializer()},
         ),
     )
     def post(self, request: Request) -> Response:
@@ -128,7 +132,7 @@ class DeviceAuthorizationApi(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [DeviceStartThrottle, *_DEFAULT_THROTTLES]
+    throttle_classes = [DeviceStartThrottle, *DEFAULT_THROTTLES]
 
     class InputSerializer(serializers.Serializer):
         client_name = serializers.CharField(max_length=100, required=False, allow_blank=True)

@@ -10,8 +10,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import devices, tokens
-from accounts.auth_selectors import api_token_get_for_user, api_tokens_for, cli_sessions_for
+from accounts.auth_selectors import (
+    api_token_get_for_user,
+    api_tokens_for,
+    cli_session_for,
+    cli_sessions_for,
+)
 from accounts.models import User
+from connections.selectors import atlassian_profile_for
 from core.errors import ApplicationError, RateLimited
 
 
@@ -68,8 +74,6 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def cli_session_end(request: HttpRequest, public_id: str) -> HttpResponse:
-    from accounts.auth_selectors import cli_session_for
-
     session = cli_session_for(user=request.user, public_id=public_id)
     if session is None:
         messages.error(request, "No such CLI sign-in.")
@@ -92,8 +96,6 @@ def device_verify(request: HttpRequest) -> HttpResponse:
         code = form.cleaned_data["user_code"]
         try:
             if request.method == "POST" and action in ("approve", "deny"):
-                from connections.selectors import atlassian_profile_for
-
                 profile = atlassian_profile_for(user=user)
                 row = devices.device_authorization_decide(
                     user=user,
@@ -104,9 +106,7 @@ def device_verify(request: HttpRequest) -> HttpResponse:
                 context["decided"] = row
             else:
                 context["pending"] = devices.device_authorization_find(user=user, user_code=code)
-                context["user_code"] = devices.user_code_format(
-                    devices.user_code_normalize(code)
-                )
+                context["user_code"] = devices.user_code_format(devices.user_code_normalize(code))
         except RateLimited as exc:
             form.add_error("user_code", exc.message)
             status = 429

@@ -69,10 +69,10 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             raise TokenRejected("The token is not valid. Sign in again.") from None
         if not cli_session_is_usable(public_id=str(payload.get("sid", "")), user_id=user_id):
             raise TokenRejected("This sign-in was ended. Sign in again.", code="session_revoked")
-        user = User.objects.filter(pk=user_id, is_active=True).first()
-        if user is None:
+        found = User.objects.filter(pk=user_id, is_active=True).first()
+        if found is None:
             raise TokenRejected("This account is disabled.", code="account_disabled")
-        return user, {"kind": "cli_session", **payload}
+        return found, {"kind": "cli_session", **payload}
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="kay"'

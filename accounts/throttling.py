@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
+
+# The project-wide limits (REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]) still apply.
+DEFAULT_THROTTLES = [AnonRateThrottle, UserRateThrottle]
 
 
 class _IpThrottle(SimpleRateThrottle):

@@ -230,10 +230,13 @@ def api_token_authenticate(payload: dict[str, Any]) -> tuple[User, ApiToken]:
             "Sign in again and create a new token.",
             code="token_version_outdated",
         )
+    sub = str(payload.get("sub", ""))
     row = (
         ApiToken.objects.select_related("user")
-        .filter(jti_hash=token_hash(str(payload.get("jti", ""))), user_id=payload.get("sub"))
+        .filter(jti_hash=token_hash(str(payload.get("jti", ""))), user_id=int(sub))
         .first()
+        if sub.isdigit()
+        else None
     )
     if row is None or row.revoked_at is not None:
         raise TokenRejected("This API token was revoked.", code="token_revoked")

@@ -7,10 +7,9 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from accounts.throttling import ConnectThrottle
+from accounts.throttling import DEFAULT_THROTTLES, ConnectThrottle
 from connections import selectors, services
 from connections.registry import service_get
 from core.errors import ApplicationError
@@ -26,7 +25,7 @@ class ConnectionConnectApi(APIView):
     """``POST /connections/connect?service=``: start OAuth; returns the authorization URL."""
 
     permission_classes = [AllowAny]
-    throttle_classes = [ConnectThrottle, *api_settings.DEFAULT_THROTTLE_CLASSES]
+    throttle_classes = [ConnectThrottle, *DEFAULT_THROTTLES]
 
     class InputSerializer(serializers.Serializer):
         session_id = serializers.CharField(required=False, allow_blank=True, max_length=200)

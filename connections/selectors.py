@@ -41,8 +41,7 @@ def connections_for_session(*, session: KaySession) -> dict[str, bool]:
 def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
     """Every registered service with the user's connection and sites (two queries)."""
     connections = {
-        c.service: c
-        for c in Connection.objects.filter(user=user).prefetch_related("resources")
+        c.service: c for c in Connection.objects.filter(user=user).prefetch_related("resources")
     }
     return [
         ServiceStatus(

@@ -172,9 +172,7 @@ def _claim_state(*, raw_state: str, service: str | None) -> OAuthState:
 
 def _resolve_user(*, identity: Identity, session: KaySession, browser_user: Any) -> User:
     """Who this connection belongs to (the rules of issue 4, "Identity on first connection")."""
-    linked = AtlassianProfile.objects.select_related("user").filter(
-        account_id=identity.account_id
-    )
+    linked = AtlassianProfile.objects.select_related("user").filter(account_id=identity.account_id)
     profile = linked.first()
     if session.user is not None:
         if profile is not None and profile.user_id != session.user_id:
@@ -244,7 +242,9 @@ def _store_connection(
     connection.external_account_id = identity.account_id
     connection.access_token = tokens.access_token
     connection.refresh_token = tokens.refresh_token
-    connection.expires_at = now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
+    connection.expires_at = (
+        now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
+    )
     connection.scopes = tokens.scopes
     connection.last_refreshed_at = now
     connection.last_error = ""
@@ -291,7 +291,9 @@ def oauth_callback_complete(
         sites = provider.fetch_resources(access_token=tokens.access_token)
     except ApplicationError as exc:
         logger.warning("OAuth callback for %s failed: %s", spec.name, exc.code)
-        raise _fail(found, exc.code, f"Could not finish connecting {spec.label}: {exc.message}")
+        raise _fail(
+            found, exc.code, f"Could not finish connecting {spec.label}: {exc.message}"
+        ) from None
     try:
         with transaction.atomic():
             session = KaySession.objects.select_for_update().get(pk=found.session_id)
@@ -354,9 +356,9 @@ def auth_status_collect(*, state: str, user: Any = None) -> dict[str, Any]:
     if found.completed_at is None or found.completed_at + TOKENS_COLLECTABLE_FOR <= timezone.now():
         raise gone
     with transaction.atomic():
-        claimed = OAuthState.objects.filter(
-            pk=found.pk, status=OAuthState.Status.COMPLETED
-        ).update(status=OAuthState.Status.COLLECTED)
+        claimed = OAuthState.objects.filter(pk=found.pk, status=OAuthState.Status.COMPLETED).update(
+            status=OAuthState.Status.COLLECTED
+        )
         if not claimed:
             raise gone
         session = CliSession.objects.get(pk=found.cli_session_id)
@@ -430,7 +432,10 @@ def connection_access_token(*, user: User, service: str) -> str:
         raise NotFound(f"{spec.label} is not connected.")
     if connection.status == Connection.Status.NEEDS_REAUTH:
         raise ConnectionNeedsReauth(f"{spec.label} needs re-authorisation: connect it again.")
-    if connection.expires_at is not None and connection.expires_at <= timezone.now() + REFRESH_MARGIN:
+    if (
+        connection.expires_at is not None
+        and connection.expires_at <= timezone.now() + REFRESH_MARGIN
+    ):
         connection = connection_refresh(connection_id=connection.pk)
     token = decrypt_field(connection, "access_token")
     if not token:

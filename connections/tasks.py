@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 
 from celery import shared_task
 from django.db import transaction
@@ -35,7 +36,7 @@ def refresh_expiring_connections() -> int:
         ).values_list("pk", flat=True)
     )
     for connection_id in ids:
-        transaction.on_commit(lambda pk=connection_id: refresh_connection.delay(pk))
+        transaction.on_commit(partial(refresh_connection.delay, connection_id))
     return len(ids)
 
 

@@ -28,9 +28,7 @@ urlpatterns = [
     path("api/auth/device/token", auth_api.DeviceTokenApi.as_view(), name="api-device-token"),
     # Dashboard pages.
     path("dashboard/connections/", views.connection_list, name="list"),
-    path(
-        "dashboard/connections/<slug:service>/connect", views.connection_start, name="start"
-    ),
+    path("dashboard/connections/<slug:service>/connect", views.connection_start, name="start"),
     path(
         "dashboard/connections/<slug:service>/disconnect",
         views.connection_remove,

@@ -24,20 +24,29 @@ def poll(client, device_code):
 def test_start_returns_rfc_8628_fields(api_client, settings):
     body = start(api_client)
     assert set(body) == {
-        "device_code", "user_code", "verification_uri", "verification_uri_complete",
-        "interval", "expires_in",
+        "device_code",
+        "user_code",
+        "verification_uri",
+        "verification_uri_complete",
+        "interval",
+        "expires_in",
     }
     code = body["user_code"].replace("-", "")
     assert len(code) == 8 and set(code) <= set(USER_CODE_ALPHABET)
     assert body["verification_uri"] == f"{settings.APP_URL}/dashboard/device"
-    assert body["verification_uri_complete"] == f"{body['verification_uri']}?user_code={body['user_code']}"
+    assert (
+        body["verification_uri_complete"]
+        == f"{body['verification_uri']}?user_code={body['user_code']}"
+    )
     assert body["interval"] == 5 and body["expires_in"] == 900
     row = DeviceAuthorization.objects.get()
     assert body["device_code"] not in (row.device_code_hash, row.user_code_hash)
     assert code not in row.user_code_hash
 
 
-def test_pending_then_approved_gives_the_token_pair_once(api_client, alice_browser, alice, time_machine):
+def test_pending_then_approved_gives_the_token_pair_once(
+    api_client, alice_browser, alice, time_machine
+):
     time_machine.move_to("2026-01-01T10:00:00Z", tick=False)
     body = start(api_client)
     pending = poll(api_client, body["device_code"])
@@ -48,7 +57,9 @@ def test_pending_then_approved_gives_the_token_pair_once(api_client, alice_brows
     page = alice_browser.get(f"{complete.path}?{complete.query}")
     assert page.status_code == 200
     assert b"kay CLI on laptop" in page.content
-    approved = alice_browser.post("/dashboard/device", {"user_code": body["user_code"], "action": "approve"})
+    approved = alice_browser.post(
+        "/dashboard/device", {"user_code": body["user_code"], "action": "approve"}
+    )
     assert approved.status_code == 200
     assert b"Device approved" in approved.content
 
@@ -60,7 +71,12 @@ def test_pending_then_approved_gives_the_token_pair_once(api_client, alice_brows
     me = api_client.get("/auth/me", **bearer(pair["token"]))
     assert me.json()["data"]["email"] == alice.email
     assert CliSession.objects.get().client_name == "kay CLI on laptop"
-    assert api_client.post("/auth/refresh", {"refresh_token": pair["refresh_token"]}, format="json").status_code == 200
+    assert (
+        api_client.post(
+            "/auth/refresh", {"refresh_token": pair["refresh_token"]}, format="json"
+        ).status_code
+        == 200
+    )
 
     time_machine.move_to("2026-01-01T10:00:12Z", tick=False)
     again = poll(api_client, body["device_code"])
@@ -85,19 +101,25 @@ def test_polling_too_fast_answers_slow_down_and_grows_the_interval(api_client, t
 
 def test_denied_request_answers_access_denied(api_client, alice_browser):
     body = start(api_client)
-    denied = alice_browser.post("/dashboard/device", {"user_code": body["user_code"], "action": "deny"})
+    denied = alice_browser.post(
+        "/dashboard/device", {"user_code": body["user_code"], "action": "deny"}
+    )
     assert b"Request denied" in denied.content
     response = poll(api_client, body["device_code"])
     assert response.json()["error"]["code"] == "access_denied"
     assert CliSession.objects.count() == 0
 
 
-def test_expired_code_answers_expired_token_and_cannot_be_approved(api_client, alice_browser, time_machine):
+def test_expired_code_answers_expired_token_and_cannot_be_approved(
+    api_client, alice_browser, time_machine
+):
     time_machine.move_to("2026-01-01T10:00:00Z", tick=False)
     body = start(api_client)
     time_machine.move_to("2026-01-01T10:15:01Z", tick=False)
     assert poll(api_client, body["device_code"]).json()["error"]["code"] == "expired_token"
-    page = alice_browser.post("/dashboard/device", {"user_code": body["user_code"], "action": "approve"})
+    page = alice_browser.post(
+        "/dashboard/device", {"user_code": body["user_code"], "action": "approve"}
+    )
     assert page.status_code == 400
     assert DeviceAuthorization.objects.get().status == "pending"
 
@@ -119,10 +141,14 @@ def test_codes_are_accepted_in_any_case_and_spacing(api_client, alice_browser):
 def test_five_wrong_codes_lock_entry(api_client, alice_browser):
     body = start(api_client)
     for _ in range(5):
-        wrong = alice_browser.post("/dashboard/device", {"user_code": "BBBB-BBBB", "action": "check"})
+        wrong = alice_browser.post(
+            "/dashboard/device", {"user_code": "BBBB-BBBB", "action": "check"}
+        )
         assert wrong.status_code == 400
         assert b"not valid" in wrong.content
-    locked = alice_browser.post("/dashboard/device", {"user_code": body["user_code"], "action": "approve"})
+    locked = alice_browser.post(
+        "/dashboard/device", {"user_code": body["user_code"], "action": "approve"}
+    )
     assert locked.status_code == 429
     assert b"Too many wrong codes" in locked.content
     assert DeviceAuthorization.objects.get().status == "pending"

@@ -24,7 +24,9 @@ def test_refresh_rotates_the_pair(api_client, alice):
     assert body["message"] == "Token refreshed successfully"
     assert body["refresh_token"] != pair.refresh_token
     assert response.headers["Cache-Control"] == "no-store"
-    assert api_client.get("/auth/me", **bearer(body["token"])).json()["data"]["email"] == alice.email
+    assert (
+        api_client.get("/auth/me", **bearer(body["token"])).json()["data"]["email"] == alice.email
+    )
     # The old one is spent, the new one works.
     assert refresh(api_client, body["refresh_token"]).status_code == 200
 

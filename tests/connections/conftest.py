@@ -2,7 +2,13 @@
 
 import pytest
 
-from tests.fakes.atlassian import BB_CLIENT_ID, BB_CLIENT_SECRET, CLIENT_ID, CLIENT_SECRET, FakeAtlassian
+from tests.fakes.atlassian import (
+    BB_CLIENT_ID,
+    BB_CLIENT_SECRET,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    FakeAtlassian,
+)
 
 
 @pytest.fixture

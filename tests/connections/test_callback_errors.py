@@ -70,7 +70,10 @@ def test_denied_consent_shows_a_clear_page_and_status_says_so(oauth, api_client,
     status = api_client.get(f"/auth/status/{started['state']}")
     assert status.status_code == 400
     assert status.json() == {
-        "error": {"code": "access_denied", "message": "You declined access to Jira. Nothing was connected."}
+        "error": {
+            "code": "access_denied",
+            "message": "You declined access to Jira. Nothing was connected.",
+        }
     }
 
 

@@ -7,7 +7,13 @@ import pytest
 from django.conf import settings
 
 from accounts.models import CliSession, RefreshToken, User
-from connections.models import AccessibleResource, AtlassianProfile, Connection, KaySession, OAuthState
+from connections.models import (
+    AccessibleResource,
+    AtlassianProfile,
+    Connection,
+    KaySession,
+    OAuthState,
+)
 from core.fields import Ciphertext, decrypt_field
 from tests.connections.helpers import bearer, connect, connect_and_consent, consent, first_login
 
@@ -151,9 +157,9 @@ def test_more_services_join_the_same_session_without_new_tokens(oauth, api_clien
     user = User.objects.get(email="mia@example.com")
     confluence = Connection.objects.get(user=user, service="confluence")
     assert [r.name for r in confluence.resources.all()] == ["Site name"]
-    assert decrypt_field(Connection.objects.get(user=user, service="bitbucket"), "access_token").startswith(
-        "bitbucket-access-"
-    )
+    assert decrypt_field(
+        Connection.objects.get(user=user, service="bitbucket"), "access_token"
+    ).startswith("bitbucket-access-")
 
     gone = api_client.post(
         "/connections/disconnect?service=jira", {"session_id": session_id}, format="json"
@@ -172,7 +178,9 @@ def test_more_services_join_the_same_session_without_new_tokens(oauth, api_clien
     assert api_client.get("/auth/me", **bearer(status["token"])).status_code == 200
 
 
-def test_bitbucket_alone_signs_the_cli_in_with_the_same_atlassian_identity(oauth, api_client, client):
+def test_bitbucket_alone_signs_the_cli_in_with_the_same_atlassian_identity(
+    oauth, api_client, client
+):
     started, status = first_login(api_client, client, "bitbucket")
     assert status["account_id"] == oauth.me["account_id"]
     user = User.objects.get(email="mia@example.com")
@@ -189,7 +197,9 @@ def test_logout_ends_the_session(oauth, api_client, client):
     assert response.status_code == 200
     assert response.json() == {"message": "Logged out successfully"}
     assert api_client.get("/auth/me", **bearer(status["token"])).status_code == 401
-    refresh = api_client.post("/auth/refresh", {"refresh_token": status["refresh_token"]}, format="json")
+    refresh = api_client.post(
+        "/auth/refresh", {"refresh_token": status["refresh_token"]}, format="json"
+    )
     assert refresh.status_code == 401
 
 
@@ -208,7 +218,10 @@ def test_unconfigured_provider_names_the_missing_variables(settings, api_client)
 
 def test_connect_is_rate_limited(oauth, api_client):
     for _ in range(20):
-        assert api_client.post("/connections/connect?service=jira", {}, format="json").status_code == 200
+        assert (
+            api_client.post("/connections/connect?service=jira", {}, format="json").status_code
+            == 200
+        )
     response = api_client.post("/connections/connect?service=jira", {}, format="json")
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "rate_limited"

@@ -28,7 +28,9 @@ def test_the_logged_in_browser_user_gets_the_connection(oauth, api_client, alice
     assert not User.objects.filter(email="mia@example.com").exists()
 
 
-def test_an_existing_verified_email_is_linked_when_atlassian_verified_it_too(oauth, api_client, client):
+def test_an_existing_verified_email_is_linked_when_atlassian_verified_it_too(
+    oauth, api_client, client
+):
     mia = UserFactory(email="mia@example.com")
     _, callback = connect_and_consent(api_client, client)
     assert callback.status_code == 200

@@ -22,7 +22,9 @@ def alices_cli(oauth, api_client, alice_browser, alice):
 def test_bob_cannot_read_alices_connections_with_her_session_id(alices_cli, api_client, bob):
     started, _ = alices_cli
     bob_token = cli_tokens_for(bob).token
-    response = api_client.get(f"/connections?session_id={started['session_id']}", **bearer(bob_token))
+    response = api_client.get(
+        f"/connections?session_id={started['session_id']}", **bearer(bob_token)
+    )
     assert response.status_code == 404
     assert "jira" not in response.content.decode()
 
@@ -100,6 +102,8 @@ def test_a_ciphertext_copied_to_bobs_row_does_not_decrypt(alice, bob):
 
     alices = ConnectionFactory(user=alice)
     bobs = ConnectionFactory(user=bob)
-    Connection.objects.filter(pk=bobs.pk).update(access_token=Connection.objects.get(pk=alices.pk).access_token)
+    Connection.objects.filter(pk=bobs.pk).update(
+        access_token=Connection.objects.get(pk=alices.pk).access_token
+    )
     with pytest.raises(DecryptionError):
         decrypt_field(Connection.objects.get(pk=bobs.pk), "access_token")

@@ -31,7 +31,9 @@ def test_page_needs_login(client):
     assert response.status_code == 302
 
 
-def test_page_query_count_does_not_grow_with_sites(alice_browser, alice, django_assert_max_num_queries):
+def test_page_query_count_does_not_grow_with_sites(
+    alice_browser, alice, django_assert_max_num_queries
+):
     connection = ConnectionFactory(user=alice)
     AccessibleResourceFactory(connection=connection)
     with django_assert_max_num_queries(12) as one:

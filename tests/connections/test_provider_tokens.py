@@ -22,7 +22,9 @@ def _expire_soon(minutes=4):
 
 
 def _token_works(fake, token):
-    response = httpx.get(f"{fake.atlassian_api_url}/me", headers={"Authorization": f"Bearer {token}"})
+    response = httpx.get(
+        f"{fake.atlassian_api_url}/me", headers={"Authorization": f"Bearer {token}"}
+    )
     return response.status_code == 200
 
 
@@ -55,7 +57,9 @@ def test_a_token_expiring_within_five_minutes_is_refreshed_first(oauth, api_clie
 
 
 @pytest.mark.django_db
-def test_invalid_grant_marks_the_connection_for_reauthorisation(oauth, api_client, client, alice_browser):
+def test_invalid_grant_marks_the_connection_for_reauthorisation(
+    oauth, api_client, client, alice_browser
+):
     first_login(api_client, client)
     user = User.objects.get()
     oauth.revoke_refresh_tokens()
@@ -86,7 +90,9 @@ def test_beat_refreshes_only_connections_expiring_soon(
 ):
     started, _ = first_login(api_client, client, "jira")
     connect_and_consent(api_client, client, "confluence", started["session_id"])
-    Connection.objects.filter(service="jira").update(expires_at=timezone.now() + timedelta(minutes=12))
+    Connection.objects.filter(service="jira").update(
+        expires_at=timezone.now() + timedelta(minutes=12)
+    )
     queued = []
     monkeypatch.setattr(tasks.refresh_connection, "delay", lambda pk: queued.append(pk))
     with django_capture_on_commit_callbacks(execute=True):
@@ -94,7 +100,9 @@ def test_beat_refreshes_only_connections_expiring_soon(
     assert queued == [Connection.objects.get(service="jira").pk]
     tasks.refresh_connection(queued[0])
     assert oauth.refresh_calls == 1
-    assert Connection.objects.get(service="jira").expires_at > timezone.now() + timedelta(minutes=55)
+    assert Connection.objects.get(service="jira").expires_at > timezone.now() + timedelta(
+        minutes=55
+    )
     # Running it again finds nothing to do.
     queued.clear()
     with django_capture_on_commit_callbacks(execute=True):
@@ -104,7 +112,9 @@ def test_beat_refreshes_only_connections_expiring_soon(
 @pytest.mark.django_db(transaction=True)
 def test_two_threads_refreshing_at_once_spend_the_refresh_token_once(oauth, api_client, client):
     if db_connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks (select_for_update); run with DATABASE_URL=postgres://…")
+        pytest.skip(
+            "needs PostgreSQL row locks (select_for_update); run with DATABASE_URL=postgres://…"
+        )
     first_login(api_client, client)
     user = User.objects.get()
     _expire_soon()

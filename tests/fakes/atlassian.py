@@ -43,9 +43,7 @@ class FakeAtlassian:
         self.me = load("atlassian_me_response_django-allauth-fixture.json")
         self.token_shape = load("atlassian_oauth_token_response_psoxy-docs.json")
         self.jira_sites = load("atlassian_accessible_resources_multi-site_passport-readme.json")
-        self.confluence_sites = load(
-            "atlassian_accessible_resources_confluence_official-docs.json"
-        )
+        self.confluence_sites = load("atlassian_accessible_resources_confluence_official-docs.json")
         self.bitbucket_user = {
             "type": "user",
             "display_name": self.me["name"],
@@ -190,13 +188,20 @@ class FakeAtlassian:
         if provider == "atlassian" and path == "/me":
             return 200, self.me
         if provider == "atlassian" and path == "/oauth/token/accessible-resources":
-            return 200, (self.confluence_sites if "confluence" in entry["scope"] else self.jira_sites)
+            return 200, (
+                self.confluence_sites if "confluence" in entry["scope"] else self.jira_sites
+            )
         if provider == "bitbucket" and path == "/user":
             return 200, self.bitbucket_user
         if provider == "bitbucket" and path == "/user/emails":
             return 200, {
                 "values": [
-                    {"type": "email", "email": self.me["email"], "is_primary": True, "is_confirmed": True}
+                    {
+                        "type": "email",
+                        "email": self.me["email"],
+                        "is_primary": True,
+                        "is_confirmed": True,
+                    }
                 ]
             }
         return 404, {"error": "not found"}
