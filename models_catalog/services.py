@@ -67,7 +67,8 @@ def catalog_version() -> str:
     return str(cache.get(VERSION_KEY) or "0")
 
 
-def _bump_version() -> None:
+def catalog_cache_invalidate() -> None:
+    """Start a new catalog version: cached API responses of the old one are not served."""
     cache.set(VERSION_KEY, timezone.now().strftime("%Y%m%d%H%M%S%f"), timeout=None)
 
 
@@ -294,7 +295,7 @@ def _run(source: str, work: Callable[[SyncSummary], None]) -> SyncSummary:
         run.status = SyncRun.Status.SUCCEEDED
         run.error = "\n".join(summary.failures)[:5000]
         if any(n["added"] or n["updated"] or n["deactivated"] for n in summary.counts.values()):
-            _bump_version()
+            catalog_cache_invalidate()
     finally:
         numbers = summary.counts["models"]
         run.added, run.updated = numbers["added"], numbers["updated"]
@@ -471,12 +472,12 @@ def preference_preferred_set(*, user: Any, model: Model | None) -> CatalogPrefer
 def models_feature(*, models: Iterable[Model], featured: bool) -> int:
     """Operator action: feature models (shown first) or stop featuring them."""
     count = Model.objects.filter(pk__in=[m.pk for m in models]).update(is_featured=featured)
-    _bump_version()
+    catalog_cache_invalidate()
     return count
 
 
 def models_disable(*, models: Iterable[Model], disabled: bool) -> int:
     """Operator action: hide models from users (or show them again); syncs keep this."""
     count = Model.objects.filter(pk__in=[m.pk for m in models]).update(disabled=disabled)
-    _bump_version()
+    catalog_cache_invalidate()
     return count

@@ -1,5 +1,6 @@
 """``manage.py sync_models``: sync the model catalog from OpenRouter, a file or the backup."""
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,9 @@ class Command(BaseCommand):
             self.stdout.write("The catalog already has data; nothing to do (--if-empty).")
             return
         bars: dict[str, tqdm] = {}
+        if not options["no_progress"]:
+            # httpx logs every request at INFO, which would scroll the progress bar away.
+            logging.getLogger("httpx").setLevel(logging.WARNING)
 
         def progress(stage: str, done: int, total: int) -> None:
             if options["no_progress"]:
