@@ -21,13 +21,16 @@ logger = logging.getLogger(__name__)
 Entry = dict[str, Any]
 
 
-def catalog_offers_from_db() -> list[tuple[Entry, Entry]]:
-    """Every active (provider, model) pair, in one query whatever the catalog's size."""
+def catalog_offers_from_db(*, model_id: str | None = None) -> list[tuple[Entry, Entry]]:
+    """Every active (provider, model) pair (or one model's), in one query whatever the
+    catalog's size."""
     rows = (
         ModelEndpoint.objects.filter(is_active=True, model__is_active=True, model__disabled=False)
         .select_related("model", "provider")
         .order_by("provider__name", "model__name", "tag")
     )
+    if model_id is not None:
+        rows = rows.filter(model__openrouter_id=model_id)
     providers: dict[int, Entry] = {}
     offers = []
     for row in rows:
@@ -50,17 +53,26 @@ def backup_offers(path: Path | None = None) -> list[Offer]:
     return _backup_offers(str(target), target.stat().st_mtime)
 
 
-def catalog_offers() -> tuple[list[Offer], str]:
-    """All offers and where they came from: ``"database"``, or ``"backup"`` when the
-    tables are empty or cannot be read (seed 000's fallback)."""
+def _catalog_is_empty() -> bool:
+    return not ModelEndpoint.objects.filter(is_active=True).exists()
+
+
+def catalog_offers(*, model_id: str | None = None) -> tuple[list[Offer], str]:
+    """All offers (or one model's) and where they came from: ``"database"``, or
+    ``"backup"`` when the tables are empty or cannot be read (seed 000's fallback)."""
     try:
-        pairs = catalog_offers_from_db()
+        pairs = catalog_offers_from_db(model_id=model_id)
+        if not pairs and model_id is not None and not _catalog_is_empty():
+            return [], "database"
     except DatabaseError:
         logger.warning("Catalog tables unreadable; serving the backup snapshot", exc_info=True)
         pairs = []
     if pairs:
         return [Offer.build(p, m) for p, m in pairs], "database"
-    return backup_offers(), "backup"
+    offers = backup_offers()
+    if model_id is not None:
+        offers = [o for o in offers if o.model["id"] == model_id]
+    return offers, "backup"
 
 
 def models_by_provider(*, filters: CatalogFilters) -> dict[str, Any]:
@@ -100,9 +112,8 @@ class ModelRow:
         return [name for name in ("tools", "structured_outputs", "reasoning") if name in params]
 
 
-def catalog_model_rows(*, filters: CatalogFilters) -> tuple[list[ModelRow], str]:
+def catalog_model_rows(*, filters: CatalogFilters, offers: list[Offer]) -> list[ModelRow]:
     """Models with at least one matching offer, in the filters' sort order."""
-    offers, source = catalog_offers()
     rows: dict[str, ModelRow] = {}
     for offer in filters.apply(offers):
         model_id = offer.model["id"]
@@ -110,21 +121,20 @@ def catalog_model_rows(*, filters: CatalogFilters) -> tuple[list[ModelRow], str]
             rows[model_id].offers.append(offer)
         else:
             rows[model_id] = ModelRow(model=offer.model, offers=[offer])
-    return list(rows.values()), source
+    return list(rows.values())
 
 
 def catalog_model_detail(*, model_id: str) -> ModelRow | None:
-    offers, _ = catalog_offers()
-    found = [o for o in offers if o.model["id"] == model_id]
+    """One model with every provider serving it, cheapest first."""
+    found, _ = catalog_offers(model_id=model_id)
     if not found:
         return None
     found.sort(key=lambda o: (o.prompt_price is None, o.prompt_price or 0, o.provider["name"]))
     return ModelRow(model=found[0].model, offers=found)
 
 
-def catalog_filter_choices() -> dict[str, list[tuple[str, str]]]:
+def catalog_filter_choices(*, offers: list[Offer]) -> dict[str, list[tuple[str, str]]]:
     """Choices for the page's filter form, from what the catalog actually holds."""
-    offers, _ = catalog_offers()
     providers = {o.provider["slug"]: o.provider["name"] for o in offers}
     locations = sorted({code for o in offers for code in o.locations})
     inputs = sorted({m for o in offers for m in o.model["architecture"]["input_modalities"]})

@@ -64,7 +64,8 @@ def model_list(request: HtmxHttpRequest) -> HttpResponse:
     filters = form.filters() if form.is_valid() else _default_filters()
     preferences = selectors.preferences_for(user=request.user)
     allowed_only = request.GET.get("allowed") == "1"
-    rows, source = selectors.catalog_model_rows(filters=filters)
+    offers, source = selectors.catalog_offers()
+    rows = selectors.catalog_model_rows(filters=filters, offers=offers)
     if allowed_only:
         rows = [row for row in rows if preferences.allows(row)]
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
@@ -82,7 +83,7 @@ def model_list(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx and request.htmx.target == "results":
         return render(request, "models_catalog/_results.html", context)
     context.update(
-        choices=selectors.catalog_filter_choices(),
+        choices=selectors.catalog_filter_choices(offers=offers),
         sorts=SORTS,
         context_choices=CONTEXT_CHOICES,
         supports=SUPPORTS,
