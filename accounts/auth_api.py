@@ -45,6 +45,9 @@ class AuthRefreshApi(APIView):
     class InputSerializer(serializers.Serializer):
         refresh_token = serializers.CharField(max_length=200)
 
+        class Meta:
+            ref_name = "AuthRefreshInput"
+
     @extend_schema(request=InputSerializer, responses=TokenPairSerializer)
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
@@ -89,6 +92,9 @@ class ApiTokenCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+        class Meta:
+            ref_name = "ApiTokenCreateInput"
 
     @extend_schema(
         request=InputSerializer,
@@ -137,6 +143,9 @@ class DeviceAuthorizationApi(APIView):
     class InputSerializer(serializers.Serializer):
         client_name = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
+        class Meta:
+            ref_name = "DeviceAuthorizationInput"
+
     @extend_schema(
         request=InputSerializer,
         responses=inline_serializer(
@@ -178,6 +187,9 @@ class DeviceTokenApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         device_code = serializers.CharField(max_length=200)
+
+        class Meta:
+            ref_name = "DeviceTokenInput"
 
     @extend_schema(request=InputSerializer, responses=TokenPairSerializer)
     def post(self, request: Request) -> Response:

@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt as pyjwt
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication
 from rest_framework.request import Request
 
@@ -76,3 +77,19 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="kay"'
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the Bearer scheme in the OpenAPI schema (``/api/docs/``)."""
+
+    target_class = "accounts.authentication.BearerTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A CLI session token (GET /auth/status, POST /auth/refresh, "
+            "device login) or a personal API token (POST /api/token).",
+        }

@@ -30,12 +30,18 @@ class ConnectionConnectApi(APIView):
     class InputSerializer(serializers.Serializer):
         session_id = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
+        class Meta:
+            ref_name = "ConnectionConnectInput"
+
     class OutputSerializer(serializers.Serializer):
         service = serializers.CharField()
         session_id = serializers.CharField()
         authorization_url = serializers.URLField()
         state = serializers.CharField()
         message = serializers.CharField()
+
+        class Meta:
+            ref_name = "ConnectionConnect"
 
     @extend_schema(parameters=[SERVICE_PARAM], request=InputSerializer, responses=OutputSerializer)
     def post(self, request: Request) -> Response:
@@ -85,6 +91,9 @@ class ConnectionDisconnectApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         session_id = serializers.CharField(max_length=200)
+
+        class Meta:
+            ref_name = "ConnectionDisconnectInput"
 
     @extend_schema(
         parameters=[SERVICE_PARAM],
