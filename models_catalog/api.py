@@ -12,12 +12,14 @@ from django.core.cache import cache
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
-from models_catalog import selectors
+from models_catalog import selectors, services
 from models_catalog.filters import SORTS, SUPPORTS
 from models_catalog.forms import CatalogFilterForm
 from models_catalog.services import catalog_version
@@ -89,3 +91,51 @@ class CatalogModelsByProviderApi(APIView):
         response["ETag"] = etag
         response["Cache-Control"] = CACHE_CONTROL
         return response
+
+
+class PreferencesOutputSerializer(serializers.Serializer):
+    allowed_models = serializers.ListField(child=serializers.CharField())
+    allowed_providers = serializers.ListField(child=serializers.CharField())
+    preferred_model = serializers.CharField(allow_null=True)
+    restricted = serializers.BooleanField()
+
+
+def _preferences_data(user: object) -> dict[str, object]:
+    preferences = selectors.preferences_for(user=user)
+    return PreferencesOutputSerializer(
+        {
+            "allowed_models": sorted(preferences.allowed_models),
+            "allowed_providers": sorted(preferences.allowed_providers),
+            "preferred_model": preferences.preferred_model,
+            "restricted": preferences.restricted,
+        }
+    ).data
+
+
+class CatalogPreferencesApi(APIView):
+    """``GET/PUT /api/models/preferences``: the caller's allowed models and providers and
+    the model the assistant uses. Empty allow lists mean every model is allowed."""
+
+    class InputSerializer(serializers.Serializer):
+        allowed_models = serializers.ListField(
+            child=serializers.CharField(max_length=200), max_length=2000, default=list
+        )
+        allowed_providers = serializers.ListField(
+            child=serializers.CharField(max_length=100), max_length=500, default=list
+        )
+        preferred_model = serializers.CharField(max_length=200, allow_null=True, default=None)
+
+    @extend_schema(summary="Your model preferences", responses=PreferencesOutputSerializer)
+    def get(self, request: Request) -> Response:
+        return Response(_preferences_data(request.user))
+
+    @extend_schema(
+        summary="Replace your model preferences",
+        request=InputSerializer,
+        responses=PreferencesOutputSerializer,
+    )
+    def put(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.preferences_replace(user=request.user, **serializer.validated_data)
+        return Response(_preferences_data(request.user))

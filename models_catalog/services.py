@@ -469,6 +469,41 @@ def preference_preferred_set(*, user: Any, model: Model | None) -> CatalogPrefer
     return preference
 
 
+@transaction.atomic
+def preferences_replace(
+    *,
+    user: Any,
+    allowed_models: list[str],
+    allowed_providers: list[str],
+    preferred_model: str | None,
+) -> CatalogPreference:
+    """Set all of a user's catalog preferences at once (OpenRouter ids, provider slugs).
+
+    Unknown ids or slugs are a validation error naming them; nothing is changed then."""
+    models = {m.openrouter_id: m for m in Model.objects.filter(openrouter_id__in=allowed_models)}
+    providers = {p.slug: p for p in Provider.objects.filter(slug__in=allowed_providers)}
+    fields: dict[str, list[str]] = {}
+    if missing := sorted(set(allowed_models) - set(models)):
+        fields["allowed_models"] = [f"Unknown model: {model_id}" for model_id in missing]
+    if missing := sorted(set(allowed_providers) - set(providers)):
+        fields["allowed_providers"] = [f"Unknown provider: {slug}" for slug in missing]
+    preferred = (
+        Model.objects.filter(openrouter_id=preferred_model).first() if preferred_model else None
+    )
+    if preferred_model and preferred is None:
+        fields["preferred_model"] = [f"Unknown model: {preferred_model}"]
+    if fields:
+        raise ApplicationError(
+            "Some preferences are not valid.", code="validation_error", fields=fields
+        )
+    preference = _preference(user)
+    preference.allowed_models.set(models.values())
+    preference.allowed_providers.set(providers.values())
+    preference.preferred_model = None
+    preference.save()
+    return preference_preferred_set(user=user, model=preferred)
+
+
 def models_feature(*, models: Iterable[Model], featured: bool) -> int:
     """Operator action: feature models (shown first) or stop featuring them."""
     count = Model.objects.filter(pk__in=[m.pk for m in models]).update(is_featured=featured)

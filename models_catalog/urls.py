@@ -22,4 +22,5 @@ urlpatterns = [
         api.CatalogModelsByProviderApi.as_view(),
         name="api-models-by-provider",
     ),
+    path("api/models/preferences", api.CatalogPreferencesApi.as_view(), name="api-preferences"),
 ]

@@ -68,6 +68,10 @@ def model_list(request: HtmxHttpRequest) -> HttpResponse:
     rows = selectors.catalog_model_rows(filters=filters, offers=offers)
     if allowed_only:
         rows = [row for row in rows if preferences.allows(row)]
+    # Filtering on one provider offers to allow all its models at once.
+    one_provider = next(
+        (o.provider for o in offers if filters.providers == (o.provider["slug"],)), None
+    )
     page = Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -78,6 +82,7 @@ def model_list(request: HtmxHttpRequest) -> HttpResponse:
         "source": source,
         "preferences": preferences,
         "allowed_only": allowed_only,
+        "one_provider": one_provider,
         "query": query.urlencode(),
     }
     if request.htmx and request.htmx.target == "results":

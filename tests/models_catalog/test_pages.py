@@ -112,6 +112,12 @@ def test_allowing_a_provider_allows_its_models(alice_browser, alice, catalog):
     assert "Llama Plain" in body and "GPT Tools" not in body
 
 
+def test_filtering_on_one_provider_offers_to_allow_it(alice_browser, alice, catalog):
+    body = alice_browser.get(LIST, {"provider": "deepinfra"}).content.decode()
+    assert "Allow all DeepInfra models" in body
+    assert "Allow all" not in alice_browser.get(LIST).content.decode()
+
+
 def test_choosing_the_assistant_model(alice_browser, alice, bob, catalog):
     assert selectors.preferred_model_for(user=alice) is None
     alice_browser.post(reverse("models_catalog:prefer", args=["openai/gpt-tools"]))
