@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import CliSession, User, normalize_email
+from accounts.models import CliSession, User
 from accounts.tokens import cli_session_issue_tokens, cli_session_start, token_hash
+from connections.identity import CallbackError, resolve_user, store_profile
 from connections.models import (
     AccessibleResource,
-    AtlassianProfile,
     Connection,
     KaySession,
     OAuthState,
@@ -37,12 +36,6 @@ STATE_LIFETIME = timedelta(minutes=10)
 TOKENS_COLLECTABLE_FOR = timedelta(minutes=10)
 REFRESH_MARGIN = timedelta(minutes=5)
 SESSION_PREFIX = "kaysession_"
-
-
-class CallbackError(ApplicationError):
-    """The OAuth callback cannot complete; shown on the callback page."""
-
-    status = 400
 
 
 @dataclass(frozen=True)
@@ -170,67 +163,6 @@ def _claim_state(*, raw_state: str, service: str | None) -> OAuthState:
     return state
 
 
-def _resolve_user(*, identity: Identity, session: KaySession, browser_user: Any) -> User:
-    """Who this connection belongs to (the rules of issue 4, "Identity on first connection")."""
-    linked = AtlassianProfile.objects.select_related("user").filter(account_id=identity.account_id)
-    profile = linked.first()
-    if session.user is not None:
-        if profile is not None and profile.user_id != session.user_id:
-            raise CallbackError(
-                "This Atlassian account is linked to another Kay account.",
-                code="account_linked_elsewhere",
-            )
-        return session.user
-    if profile is not None:
-        return profile.user
-    if browser_user is not None and browser_user.is_authenticated:
-        return browser_user
-    email = normalize_email(identity.email)
-    if not email:
-        raise CallbackError(
-            "Your Atlassian profile has no email address we can use. Sign in to Kay in "
-            "this browser, then connect again.",
-            code="no_email",
-        )
-    existing = User.objects.filter(email__iexact=email).first()
-    if existing is not None:
-        verified_here = EmailAddress.objects.filter(
-            user=existing, email__iexact=email, verified=True
-        ).exists()
-        if identity.email_verified and verified_here:
-            return existing
-        raise CallbackError(
-            "A Kay account with this email already exists. Sign in to Kay in this browser, "
-            "then connect again to link it.",
-            code="email_in_use",
-        )
-    user = User.objects.create_user(email=email, name=identity.name[:150])
-    user.set_unusable_password()
-    user.save(update_fields=["password"])
-    EmailAddress.objects.create(
-        user=user, email=email, verified=identity.email_verified, primary=True
-    )
-    return user
-
-
-def _store_profile(user: User, identity: Identity) -> None:
-    profile = AtlassianProfile.objects.filter(user=user).first()
-    if profile is not None and profile.account_id != identity.account_id:
-        return  # the user's primary Atlassian identity stays as first linked
-    fields = {
-        "name": identity.name[:200],
-        "email": identity.email,
-        "email_verified": identity.email_verified,
-        "picture": identity.picture[:500],
-        "account_type": identity.account_type[:32],
-        "account_status": identity.account_status[:32],
-        "updated_at": timezone.now(),
-    }
-    AtlassianProfile.objects.update_or_create(
-        user=user, defaults={"account_id": identity.account_id, **fields}
-    )
-
-
 def _store_connection(
     user: User, spec: ServiceSpec, identity: Identity, tokens: OAuthTokens, sites: list[Resource]
 ) -> Connection:
@@ -298,8 +230,8 @@ def oauth_callback_complete(
         with transaction.atomic():
             session = KaySession.objects.select_for_update().get(pk=found.session_id)
             first = session.user is None
-            user = _resolve_user(identity=identity, session=session, browser_user=browser_user)
-            _store_profile(user, identity)
+            user = resolve_user(identity=identity, session=session, browser_user=browser_user)
+            store_profile(user, identity)
             _store_connection(user, spec, identity, tokens, sites)
             if first:
                 session.user = user
