@@ -21,6 +21,7 @@ from accounts.throttling import (
     DeviceStartThrottle,
     RefreshThrottle,
 )
+from core.errors import PermissionDenied
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -104,6 +105,11 @@ class ApiTokenCreateApi(APIView):
         ),
     )
     def post(self, request: Request) -> Response:
+        if isinstance(request.auth, dict) and request.auth.get("kind") == "api":
+            # A leaked token must not be able to mint itself successors.
+            raise PermissionDenied(
+                "API tokens cannot create API tokens. Sign in with the CLI or the browser."
+            )
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         row, jwt = tokens.api_token_create(

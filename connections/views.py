@@ -80,5 +80,6 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
         "title": f"{spec.label} connected",
         "message": "You can close this window and return to the terminal.",
         "service": spec,
+        "signed_in_as": state.user.email if state.cli_session_id and state.user else "",
     }
     return render(request, "connections/callback.html", context)

@@ -142,3 +142,18 @@ def test_tokens_list_query_count_does_not_grow(alice_api, alice):
     for n in range(49):
         api_token_create(user=alice, name=f"t{n}")
     assert count() == (50, 1)
+
+
+def test_an_api_token_cannot_mint_new_tokens(api_client, alice_api):
+    body = create(alice_api)
+    response = api_client.post("/api/token", {"name": "x"}, format="json", **bearer(body["token"]))
+    assert response.status_code == 403
+    assert ApiToken.objects.count() == 1
+
+
+def test_a_cli_session_can_create_a_token(api_client, alice):
+    from tests.connections.factories import cli_tokens_for
+
+    pair = cli_tokens_for(alice)
+    response = api_client.post("/api/token", {"name": "ci"}, format="json", **bearer(pair.token))
+    assert response.status_code == 201

@@ -48,6 +48,7 @@ def test_first_connection_signs_the_cli_in(oauth, api_client, client):
     assert callback.status_code == 200
     assert b"Jira connected" in callback.content
     assert b"return to the terminal" in callback.content
+    assert b"signed in to Kay as <strong>mia@example.com</strong>" in callback.content
 
     status = api_client.get(f"/auth/status/{started['state']}").json()
     assert set(status) == {"status", "account_id", "token", "refresh_token", "message"}
