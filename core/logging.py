@@ -15,6 +15,13 @@ _PATTERNS = [
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
     # JWTs (three base64url segments)
     re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
+    # Credentials in query strings (Gemini's ?key=, OAuth codes and tokens)
+    re.compile(
+        r"(?i)([?&](?:key|api_key|apikey|access_token|refresh_token|token|code|client_secret)=)"
+        r"[^&\s\"']+"
+    ),
+    # Google API keys
+    re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     # Stripe-style secrets
     re.compile(r"\b(?:rk|whsec|sk_live|sk_test)_[A-Za-z0-9]{8,}"),
 ]
@@ -37,15 +44,20 @@ def _setting_secrets() -> tuple[str, ...]:
     return tuple(sorted(set(values), key=len, reverse=True))
 
 
+def _keep_label(match: re.Match[str]) -> str:
+    """Keep what names the secret (``Bearer``, ``?key=``) and drop the secret itself."""
+    if not match.lastindex:
+        return REDACTED
+    label = match.group(1)
+    return f"{label}{REDACTED}" if label.endswith("=") else f"{label} {REDACTED}"
+
+
 def redact(text: str) -> str:
     for secret in _setting_secrets():
         if secret in text:
             text = text.replace(secret, REDACTED)
     for pattern in _PATTERNS:
-        text = pattern.sub(
-            lambda m: f"{m.group(1)} {REDACTED}" if m.lastindex else REDACTED,
-            text,
-        )
+        text = pattern.sub(_keep_label, text)
     return text
 
 

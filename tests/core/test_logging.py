@@ -63,3 +63,15 @@ def test_json_lines_in_production_format(capsys):
     line = capsys.readouterr().err.strip()
     payload = json.loads(line)
     assert payload["message"] == "token Bearer [REDACTED]"
+
+
+def test_it_redacts_credentials_in_query_strings():
+    text = redact(
+        "GET https://generativelanguage.googleapis.com/v1beta/models"
+        "?key=AIzaSyA1234567890abcdefghijklmnopqrstu "
+        "and /callback?code=abc123&state=xyz"
+    )
+    assert "AIzaSy" not in text
+    assert "abc123" not in text
+    assert "?key=[REDACTED]" in text
+    assert "state=xyz" in text
