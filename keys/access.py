@@ -21,7 +21,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Case, IntegerField, Q, Value, When
-from django.utils import timezone
 
 from accounts.models import User
 from core.errors import ApplicationError
@@ -85,13 +84,8 @@ def resolve_key(*, owner_id: Any, provider: str, project_id: Any = None) -> ApiK
 
 
 def _record_use(api_key: ApiKey, *, action: str, origin: Origin) -> None:
-    # Two statements, no transaction: the audit row is written first, so a failure can only
-    # leave a recorded use without its timestamp, and the hot fetch path pays no
-    # BEGIN/SAVEPOINT round trips.
-    now = timezone.now()
+    """Audit one use: a single INSERT. "Last used" is read back from these events."""
     audit(owner_id=api_key.owner_id, action=action, origin=origin, api_key=api_key)
-    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
-    api_key.last_used_at = now
 
 
 # --- In process -------------------------------------------------------------------------
@@ -150,7 +144,7 @@ def user_api_keys(user: User | int, project: Project | int | None = None) -> Ite
     Stored keys win. In development (see :func:`env_fallback_allowed`) providers the user
     has no key for fall back to ``<PROVIDER>_API_KEY``; in production they never do and
     reading one raises :class:`MissingAPIKey`. Each stored key read writes a "used" audit
-    event and updates ``last_used_at``.
+    event (which is what "last used" shows).
     """
     owner_id = user.pk if isinstance(user, User) else user
     project_id = project.pk if isinstance(project, Project) else project
@@ -184,7 +178,8 @@ def user_api_keys(user: User | int, project: Project | int | None = None) -> Ite
 def api_key_fetch(
     *, user_id: int, provider: str, origin: Origin, project_id: int | None = None
 ) -> tuple[ApiKey, str]:
-    """The decrypted key a backend service asked for (3 queries on the success path).
+    """The decrypted key a backend service asked for (2 queries on the success path:
+    the key, the audit row; the rate limit lives in the cache).
 
     Rate limited per user; every outcome is audited.
     """

@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from keys.models import ApiKey, KeyAuditEvent, OnboardingSession, Project
+from keys.selectors import with_last_used
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -53,6 +55,13 @@ class ApiKeyAdmin(_ReadOnly):
     )
     readonly_fields = fields
     actions: list = []
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
+        return with_last_used(super().get_queryset(request))
+
+    @admin.display(description="Last used", ordering="last_used_at")
+    def last_used_at(self, obj: ApiKey) -> Any:
+        return getattr(obj, "last_used_at", None)
 
 
 @admin.register(Project)

@@ -17,7 +17,7 @@ from accounts.models import User
 from core.errors import ApplicationError
 from keys import selectors, services
 from keys.access import api_key_fetch, fetch_denied_record
-from keys.models import KeyAuditEvent
+from keys.models import ApiKey, KeyAuditEvent
 from keys.serializers import (
     ApiKeyCreateInputSerializer,
     ApiKeyFetchInputSerializer,
@@ -47,8 +47,11 @@ def _project(request: Request, project_id: Any) -> Any:
     return selectors.project_get(owner=user_of(request), project_id=project_id)
 
 
-def _key_data(api_key: Any) -> Any:
-    return ApiKeyOutputSerializer(api_key).data  # type: ignore[return-value]
+def _key_data(request: Request, api_key: ApiKey) -> Any:
+    """The key object, re-read through the selector after a write (for ``last_used_at``)."""
+    if not hasattr(api_key, "last_used_at"):
+        api_key = selectors.api_key_get(owner=user_of(request), key_id=api_key.pk)
+    return ApiKeyOutputSerializer(api_key).data
 
 
 class ApiKeyCollectionApi(APIView):
@@ -84,7 +87,7 @@ class ApiKeyCollectionApi(APIView):
             is_default=data["is_default"],
             origin=origin(request),
         )
-        return Response(_key_data(api_key), status=status.HTTP_201_CREATED)
+        return Response(_key_data(request, api_key), status=status.HTTP_201_CREATED)
 
     @extend_schema(parameters=[OpenApiParameter("id", int, required=True)], responses={204: None})
     def delete(self, request: Request) -> Response:
@@ -108,7 +111,7 @@ class ApiKeyDetailApi(APIView):
     @extend_schema(responses=ApiKeyOutputSerializer)
     def get(self, request: Request, key_id: int) -> Response:
         api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
-        return Response(_key_data(api_key))
+        return Response(_key_data(request, api_key))
 
     @extend_schema(request=ApiKeyUpdateInputSerializer, responses=ApiKeyOutputSerializer)
     def patch(self, request: Request, key_id: int) -> Response:
@@ -131,7 +134,7 @@ class ApiKeyDetailApi(APIView):
             is_default=data.get("is_default"),
             origin=origin(request),
         )
-        return Response(_key_data(api_key))
+        return Response(_key_data(request, api_key))
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, key_id: int) -> Response:
@@ -151,7 +154,7 @@ class ApiKeyValidateApi(APIView):
         services.api_key_revalidate(
             api_key=api_key, acting_user=user_of(request), origin=origin(request)
         )
-        return Response(_key_data(api_key))
+        return Response(_key_data(request, api_key))
 
 
 class ApiKeyEventsApi(APIView):

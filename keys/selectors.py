@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from accounts.models import User
 from core.errors import NotFound
@@ -18,11 +18,22 @@ def _pk(value: Any) -> int:
         raise NotFound("Not found.") from None
 
 
+def with_last_used(keys: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
+    """Annotate ``last_used_at``: the newest "used"/"fetched" audit event of each key
+    (a correlated subquery on the (api_key, created_at) index, so still one query)."""
+    newest_use = (
+        KeyAuditEvent.objects.filter(api_key=OuterRef("pk"), action__in=KeyAuditEvent.USE_ACTIONS)
+        .order_by("-created_at")
+        .values("created_at")[:1]
+    )
+    return keys.annotate(last_used_at=Subquery(newest_use))
+
+
 def api_key_list(
     *, owner: User, project_id: Any = None, provider: str | None = None
 ) -> QuerySet[ApiKey]:
     """The owner's keys, newest first, with their project (one query)."""
-    keys = ApiKey.objects.filter(owner=owner).select_related("project")
+    keys = with_last_used(ApiKey.objects.filter(owner=owner).select_related("project"))
     if project_id == "none":
         keys = keys.filter(project__isnull=True)
     elif project_id not in (None, ""):
@@ -34,7 +45,8 @@ def api_key_list(
 
 def api_key_get(*, owner: User, key_id: Any) -> ApiKey:
     """One of the owner's keys, or ``NotFound``."""
-    api_key = ApiKey.objects.filter(owner=owner, pk=_pk(key_id)).select_related("project").first()
+    keys = ApiKey.objects.filter(owner=owner, pk=_pk(key_id)).select_related("project")
+    api_key = with_last_used(keys).first()
     if api_key is None:
         raise NotFound("Key not found.")
     return api_key

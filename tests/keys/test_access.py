@@ -84,7 +84,8 @@ def test_use_is_recorded_once_per_read_key_and_values_are_dropped_after(alice):
     assert list(KeyAuditEvent.objects.filter(action="used").values_list("api_key", flat=True)) == [
         used.pk
     ]
-    used.refresh_from_db()
-    unused.refresh_from_db()
-    assert used.last_used_at is not None and unused.last_used_at is None
+    from keys.selectors import api_key_get
+
+    assert api_key_get(owner=alice, key_id=used.pk).last_used_at is not None
+    assert api_key_get(owner=alice, key_id=unused.pk).last_used_at is None
     assert len(keys) == 0

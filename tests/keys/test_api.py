@@ -167,6 +167,18 @@ def test_revalidate_marks_a_revoked_key_invalid(alice_api, alice, fake_providers
     assert response.json()["status"] == "invalid"
 
 
+def test_last_used_at_follows_backend_use(alice_api, alice):
+    from keys.access import user_api_keys
+
+    key = ApiKeyFactory(owner=alice)
+    assert alice_api.get(f"/api/keys/{key.pk}").json()["last_used_at"] is None
+    with user_api_keys(alice) as keys:
+        keys["openai"]
+    used = alice_api.get(f"/api/keys/{key.pk}").json()["last_used_at"]
+    assert used is not None
+    assert alice_api.get("/api/keys").json()[0]["last_used_at"] == used
+
+
 def test_events_endpoint_lists_the_audit_trail(alice_api, alice, fake_providers):
     created = create(alice_api).json()
     events = alice_api.get(f"/api/keys/{created['id']}/events").json()
