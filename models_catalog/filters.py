@@ -7,7 +7,7 @@ means the same everywhere. Prices in filters are USD per million tokens.
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -90,11 +90,9 @@ class CatalogFilters:
     supports: tuple[str, ...] = ()
     q: str = ""
     sort: str = "featured"
-    only: frozenset[str] | None = field(default=None, compare=False)
 
     def cache_key(self) -> str:
-        values = {k: v for k, v in asdict(self).items() if k != "only"}
-        raw = json.dumps(values, sort_keys=True, default=str)
+        raw = json.dumps(asdict(self), sort_keys=True, default=str)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
     def matches(self, offer: Offer) -> bool:
@@ -119,7 +117,6 @@ class CatalogFilters:
             set(self.output_modalities) <= set(architecture.get("output_modalities") or []),
             set(self.supports) <= offer.parameters,
             not self.q or all(word in offer.text for word in self.q.lower().split()),
-            self.only is None or model.get("id") in self.only,
         )
         return all(checks)
 

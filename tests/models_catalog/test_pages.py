@@ -6,6 +6,7 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 
+from core.errors import ApplicationError
 from models_catalog import selectors, services
 from models_catalog.models import CatalogPreference, Model, Provider
 from tests.models_catalog.factories import ProviderFactory, offer
@@ -131,7 +132,7 @@ def test_the_preferred_model_must_be_allowed_when_the_user_restricts(alice, cata
     services.preference_provider_allow(
         user=alice, provider=Provider.objects.get(slug="deepinfra"), allowed=True
     )
-    with pytest.raises(services.ApplicationError, match="not in your allowed models"):
+    with pytest.raises(ApplicationError, match="not in your allowed models"):
         services.preference_preferred_set(user=alice, model=catalog)
     services.preference_model_allow(user=alice, model=catalog, allowed=True)
     services.preference_preferred_set(user=alice, model=catalog)

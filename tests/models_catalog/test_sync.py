@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from core.errors import ProviderError
+from core.errors import Conflict, ProviderError
 from models_catalog import services
 from models_catalog.models import Model, ModelEndpoint, Provider, SyncRun
 from models_catalog.openrouter import OpenRouterClient
@@ -221,5 +221,5 @@ def test_a_sync_refuses_to_run_twice_at_once(fake_openrouter, openrouter):
     from django.core.cache import cache
 
     cache.add(services.LOCK_KEY, "other", 60)
-    with pytest.raises(services.Conflict):
+    with pytest.raises(Conflict):
         services.catalog_sync(client=openrouter)
