@@ -243,3 +243,13 @@ def test_consent_is_real_http_with_pkce(oauth, api_client, client):
     assert callback.status_code == 200
     exchange = next(r for r in oauth.token_requests if r["grant_type"] == "authorization_code")
     assert exchange["code_verifier"]
+
+
+def test_status_errors_are_logged_without_the_state(oauth, api_client, client, caplog):
+    started, _ = first_login(api_client, client)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert api_client.get(f"/auth/status/{started['state']}").status_code == 410
+        assert api_client.get("/auth/status/" + "y" * 43).status_code == 404
+    assert started["state"] not in caplog.text and "y" * 43 not in caplog.text
+    assert "answered 410" in caplog.text
