@@ -32,7 +32,9 @@ class ConnectionConnectApi(APIView):
     throttle_classes = [ConnectThrottle, *DEFAULT_THROTTLES]
 
     class InputSerializer(serializers.Serializer):
-        session_id = serializers.CharField(required=False, allow_blank=True, max_length=200)
+        session_id = serializers.CharField(
+            required=False, allow_blank=True, allow_null=True, max_length=200
+        )
 
         class Meta:
             ref_name = "ConnectionConnectInput"

@@ -253,3 +253,13 @@ def test_status_errors_are_logged_without_the_state(oauth, api_client, client, c
         assert api_client.get("/auth/status/" + "y" * 43).status_code == 404
     assert started["state"] not in caplog.text and "y" * 43 not in caplog.text
     assert "answered 410" in caplog.text
+
+
+def test_connect_accepts_a_null_or_missing_body(oauth, api_client):
+    assert (
+        api_client.post(
+            "/connections/connect?service=jira", {"session_id": None}, format="json"
+        ).status_code
+        == 200
+    )
+    assert api_client.post("/connections/connect?service=confluence").status_code == 200
