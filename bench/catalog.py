@@ -53,8 +53,12 @@ def main() -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     logging.getLogger("models_catalog").setLevel(logging.WARNING)
     tmp = tempfile.mkdtemp(prefix="kay-bench-")
-    if connection.vendor == "sqlite":
-        connection.settings_dict["TEST"]["NAME"] = os.path.join(tmp, "bench.sqlite3")
+    # A database of its own, so a concurrent test run's test_<name> database is left alone.
+    connection.settings_dict["TEST"]["NAME"] = (
+        os.path.join(tmp, "bench.sqlite3")
+        if connection.vendor == "sqlite"
+        else f"{connection.settings_dict['NAME']}_bench_catalog"
+    )
     real_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     # Measure the view, not the per-client rate limit.
