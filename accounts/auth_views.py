@@ -89,6 +89,7 @@ def device_verify(request: HttpRequest) -> HttpResponse:
     """Enter the CLI's code, see which client asks, approve or deny (RFC 8628 §3.3)."""
     user: User = request.user  # type: ignore[assignment]
     action = request.POST.get("action", "")
+    client_ip = request.META.get("REMOTE_ADDR", "")
     form = UserCodeForm(request.POST or request.GET or None)
     context: dict = {"form": form, "pending": None, "decided": None}
     status = 200
@@ -102,10 +103,13 @@ def device_verify(request: HttpRequest) -> HttpResponse:
                     user_code=code,
                     approve=action == "approve",
                     account_id=profile.account_id if profile else "",
+                    client_ip=client_ip,
                 )
                 context["decided"] = row
             else:
-                context["pending"] = devices.device_authorization_find(user=user, user_code=code)
+                context["pending"] = devices.device_authorization_find(
+                    user=user, user_code=code, client_ip=client_ip
+                )
                 context["user_code"] = devices.user_code_format(devices.user_code_normalize(code))
         except RateLimited as exc:
             form.add_error("user_code", exc.message)

@@ -29,6 +29,7 @@ USER_CODE_LENGTH = 8
 SLOW_DOWN_STEP = 5
 WRONG_CODE_LIMIT = 5
 WRONG_CODE_WINDOW = 15 * 60
+WRONG_CODE_LIMIT_PER_IP = 20
 
 
 class DeviceFlowError(ApplicationError):
@@ -114,14 +115,21 @@ def device_token_poll(*, device_code: str) -> TokenPair:
         return cli_session_issue_tokens(session=session)
 
 
-def _wrong_key(user: User) -> str:
-    return f"accounts:device-wrong-codes:{user.pk}"
+def _wrong_keys(user: User, client_ip: str) -> dict[str, int]:
+    """Counters of wrong codes: per signed-in user, and per client address (so many
+    accounts on one machine cannot share the guessing)."""
+    return {
+        f"accounts:device-wrong-codes:user:{user.pk}": WRONG_CODE_LIMIT,
+        f"accounts:device-wrong-codes:ip:{client_ip}": WRONG_CODE_LIMIT_PER_IP,
+    }
 
 
-def device_authorization_find(*, user: User, user_code: str) -> DeviceAuthorization:
+def device_authorization_find(
+    *, user: User, user_code: str, client_ip: str = ""
+) -> DeviceAuthorization:
     """The pending request a user code names. Five wrong codes lock entry for a while."""
-    key = _wrong_key(user)
-    if (cache.get(key) or 0) >= WRONG_CODE_LIMIT:
+    counters = _wrong_keys(user, client_ip)
+    if any((cache.get(key) or 0) >= limit for key, limit in counters.items()):
         raise RateLimited(
             "Too many wrong codes. Wait 15 minutes, then start the login again.",
             retry_after=WRONG_CODE_WINDOW,
@@ -137,11 +145,12 @@ def device_authorization_find(*, user: User, user_code: str) -> DeviceAuthorizat
         else None
     )
     if row is None:
-        cache.add(key, 0, WRONG_CODE_WINDOW)
-        try:
-            cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, WRONG_CODE_WINDOW)
+        for key in counters:
+            cache.add(key, 0, WRONG_CODE_WINDOW)
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.set(key, 1, WRONG_CODE_WINDOW)
         raise DeviceFlowError(
             "That code is not valid or has expired. Check the code shown by your CLI.",
             code="invalid_user_code",
@@ -152,10 +161,10 @@ def device_authorization_find(*, user: User, user_code: str) -> DeviceAuthorizat
 
 @transaction.atomic
 def device_authorization_decide(
-    *, user: User, user_code: str, approve: bool, account_id: str = ""
+    *, user: User, user_code: str, approve: bool, account_id: str = "", client_ip: str = ""
 ) -> DeviceAuthorization:
     """Approve (opening a CLI session for ``user``) or deny a pending request."""
-    found = device_authorization_find(user=user, user_code=user_code)
+    found = device_authorization_find(user=user, user_code=user_code, client_ip=client_ip)
     row = DeviceAuthorization.objects.select_for_update().get(pk=found.pk)
     if row.status != DeviceAuthorization.Status.PENDING:
         raise DeviceFlowError("This request was already decided.", code="invalid_user_code")

@@ -168,3 +168,16 @@ def test_a_decided_request_cannot_be_decided_again(api_client, alice_browser, cl
     assert again.status_code == 400
     row = DeviceAuthorization.objects.get()
     assert row.status == "approved" and row.user.email == "alice@example.com"
+
+
+def test_many_accounts_on_one_address_cannot_share_the_guessing(api_client, client):
+    from tests.accounts.factories import UserFactory
+
+    for n in range(4):
+        client.force_login(UserFactory())
+        for _ in range(5):
+            client.post("/dashboard/device", {"user_code": "BBBB-BBBB", "action": "check"})
+    body = start(api_client)
+    client.force_login(UserFactory())
+    locked = client.post("/dashboard/device", {"user_code": body["user_code"], "action": "check"})
+    assert locked.status_code == 429
