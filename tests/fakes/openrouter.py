@@ -60,6 +60,9 @@ class FakeOpenRouter:
         self.use_models(models)
         self.delay = delay
         self.malformed_models = False
+        self.retry_after = "0"  # sent with injected 429s
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._lock = threading.Lock()
@@ -190,10 +193,20 @@ class FakeOpenRouter:
                     fake.requests.append((route, dict(self.headers)))
                     queued = fake._failures.get(route)
                     status = queued.popleft() if queued else None
+                with fake._lock:
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    self._answer(route, status)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, route: str, status: int | None) -> None:
                 if fake.delay:
                     threading.Event().wait(fake.delay)
                 if status:
-                    headers = {"Retry-After": "0"} if status == 429 else None
+                    headers = {"Retry-After": fake.retry_after} if status == 429 else None
                     message = {"error": {"code": status, "message": "Injected failure"}}
                     return self._json(status, message, headers)
                 if route == "/models":

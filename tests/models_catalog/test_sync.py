@@ -125,11 +125,23 @@ def test_unknown_fields_and_missing_optional_ones_are_tolerated(fake_openrouter,
 
 
 def test_rate_limit_then_success(fake_openrouter, openrouter):
+    fake_openrouter.retry_after = "7"
     fake_openrouter.fail("/models", 429, 503)
     summary = services.catalog_sync(client=openrouter)
     assert summary.counts["models"]["added"] == 414
     assert fake_openrouter.paths().count("/models") == 3
-    assert len(openrouter.sleeps) == 2
+    # Retry-After is honoured; without it, exponential backoff with jitter (2nd try: 1-2 s).
+    assert openrouter.sleeps[0] == 7.0
+    assert 1.0 <= openrouter.sleeps[1] <= 2.0
+
+
+def test_endpoint_calls_run_with_bounded_concurrency(fake_openrouter, openrouter):
+    fake_openrouter.delay = 0.005
+    fake_openrouter.use_models(
+        {"data": [m for m in fake_openrouter.models_body["data"] if m["id"].startswith("openai/")]}
+    )
+    services.catalog_sync(client=openrouter, concurrency=3)
+    assert 1 < fake_openrouter.max_in_flight <= 3
 
 
 def test_giving_up_after_repeated_errors(fake_openrouter):
