@@ -102,8 +102,10 @@ def decrypt(token: str, *, aad: bytes, keys: Sequence[bytes] | None = None) -> s
     if match is None:
         raise DecryptionError("not a Kay ciphertext")
     wanted = int(match["key_id"])
-    key = next((k for k in _ring(keys) if key_id(k) == wanted), None)
-    if key is None:
+    # Normally one key matches; a 32-bit id collision between ring keys just means
+    # trying each candidate.
+    candidates = [k for k in _ring(keys) if key_id(k) == wanted]
+    if not candidates:
         raise DecryptionError(
             f"ciphertext was sealed with key id {wanted}, which is not in ENCRYPTION_KEYS"
         )
@@ -113,13 +115,13 @@ def decrypt(token: str, *, aad: bytes, keys: Sequence[bytes] | None = None) -> s
         raise DecryptionError("ciphertext is not valid base64") from None
     if len(raw) < NONCE_BYTES + TAG_BYTES:
         raise DecryptionError("ciphertext is truncated")
-    try:
-        plaintext = _cipher(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad)
-    except InvalidTag:
-        raise DecryptionError(
-            "ciphertext failed authentication (tampered, or bound to another row)"
-        ) from None
-    return plaintext.decode("utf-8")
+    for key in candidates:
+        try:
+            plaintext = _cipher(key).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], aad)
+        except InvalidTag:
+            continue
+        return plaintext.decode("utf-8")
+    raise DecryptionError("ciphertext failed authentication (tampered, or bound to another row)")
 
 
 def reencrypt(token: str, *, aad: bytes, keys: Sequence[bytes] | None = None) -> str:

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db.models import Case, IntegerField, Q, Value, When
 
 from accounts.models import User
-from core.errors import ApplicationError
+from core.errors import ApplicationError, RateLimited
 from keys import ratelimit
 from keys.models import ApiKey, KeyAuditEvent, Project
 from keys.providers import PROVIDERS, get_provider
@@ -116,6 +116,10 @@ class UserAPIKeys(Mapping[str, str]):
         self._opened[provider] = value
         return value
 
+    def __contains__(self, provider: object) -> bool:
+        """Membership without opening (or auditing) anything."""
+        return provider in self._stored or provider in self._environment
+
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(set(self._stored) | set(self._environment)))
 
@@ -183,7 +187,13 @@ def api_key_fetch(
 
     Rate limited per user; every outcome is audited.
     """
-    ratelimit.limit("fetch", user_id, settings.KEYS_FETCH_RATE)
+    try:
+        ratelimit.limit("fetch", user_id, settings.KEYS_FETCH_RATE)
+    except RateLimited:
+        fetch_denied_record(
+            origin=origin, reason="rate_limited", user_id=user_id, detail={"provider": provider}
+        )
+        raise
     if provider not in PROVIDERS:
         raise ApplicationError(
             f"Unknown provider {provider!r}.",

@@ -89,7 +89,11 @@ class ApiKeyCollectionApi(APIView):
         )
         return Response(_key_data(request, api_key), status=status.HTTP_201_CREATED)
 
-    @extend_schema(parameters=[OpenApiParameter("id", int, required=True)], responses={204: None})
+    @extend_schema(
+        operation_id="api_keys_destroy_by_query",
+        parameters=[OpenApiParameter("id", int, required=True)],
+        responses={204: None},
+    )
     def delete(self, request: Request) -> Response:
         key_id = request.query_params.get("id")
         if not key_id:
@@ -193,7 +197,10 @@ class ApiKeyFetchApi(APIView):
                 headers={"WWW-Authenticate": 'Bearer realm="kay-keys-fetch"'},
             )
         serializer = ApiKeyFetchInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        if not serializer.is_valid():
+            claimed = request.data.get("user_id") if isinstance(request.data, dict) else None
+            fetch_denied_record(origin=where, reason="bad_request", user_id=claimed)
+            serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         api_key, plaintext = api_key_fetch(
             user_id=data["user_id"],

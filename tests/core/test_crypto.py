@@ -76,6 +76,21 @@ def test_key_id_survives_adding_and_removing_keys(settings):
         crypto.decrypt(token, aad=AAD)
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "ENCRYPTION_KEYS is empty"),
+        ("not base64!", "entry 1 is not valid base64"),
+        (base64.b64encode(b"short").decode(), "decodes to 5 bytes"),
+    ],
+)
+def test_a_malformed_key_ring_fails_with_a_clear_message(raw, message):
+    from core.keyring import KeyRingError, parse_key_ring
+
+    with pytest.raises(KeyRingError, match=message):
+        parse_key_ring(raw)
+
+
 def test_key_id_does_not_reveal_the_key():
     key = new_key()
     assert str(crypto.key_id(key)) not in base64.b64encode(key).decode()

@@ -78,6 +78,7 @@ def test_use_is_recorded_once_per_read_key_and_values_are_dropped_after(alice):
         owner=alice, provider="anthropic", secret="sk-ant-api03-unused000000000000000000"
     )
     with user_api_keys(alice) as keys:
+        assert "openai" in keys and "anthropic" in keys  # asking is not using
         keys["openai"]
         keys["openai"]
         assert "sk-" not in repr(keys)

@@ -92,10 +92,11 @@ def test_it_never_answers_with_another_users_key(api_client, alice, bob):
     assert response.status_code == 404
 
 
-def test_bad_bodies_are_400(api_client):
+def test_bad_bodies_are_400(api_client, db):
     response = fetch(api_client, {"user_id": "x", "provider": "nope"}, **server_auth())
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"user_id", "provider"}
+    assert KeyAuditEvent.objects.get().detail["reason"] == "bad_request"
 
 
 def test_it_is_rate_limited_per_user(api_client, alice, bob, settings):
@@ -111,6 +112,8 @@ def test_it_is_rate_limited_per_user(api_client, alice, bob, settings):
         )
     limited = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())
     assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
+    denied = KeyAuditEvent.objects.get(action="fetch_denied")
+    assert denied.owner == alice and denied.detail["reason"] == "rate_limited"
     assert (
         fetch(api_client, {"user_id": bob.pk, "provider": "openai"}, **server_auth()).status_code
         == 200
