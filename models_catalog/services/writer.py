@@ -54,6 +54,14 @@ def _apply(obj: Any, fields: Fields, digest: str) -> None:
     obj.fingerprint = digest
 
 
+PROVIDER_FIELDS = [
+    *payloads.parse_provider({"slug": "x"}).keys(),
+    "fingerprint",
+    "listed",
+    "last_seen",
+]
+
+
 def _upsert_providers(
     listed: list[Fields], referenced: dict[str, str], now: Any, summary: SyncSummary
 ) -> dict[str, Provider]:
@@ -89,9 +97,8 @@ def _upsert_providers(
     with transaction.atomic():
         Provider.objects.bulk_create(to_create)
         if to_update:
-            Provider.objects.bulk_update(
-                to_update, [f.name for f in Provider._meta.concrete_fields if not f.primary_key]
-            )
+            # Only what OpenRouter publishes: an operator's data policy is never touched.
+            Provider.objects.bulk_update(to_update, PROVIDER_FIELDS)
     if to_create and not all(p.pk for p in to_create):  # backends without RETURNING ids
         existing = {p.slug: p for p in Provider.objects.all()}
     return existing
@@ -211,11 +218,11 @@ def catalog_write(
     missing from ``models`` inactive. ``endpoints`` maps a model id to its fetched
     endpoints, or to None (or no entry) when there is no fresh endpoint data for it."""
     now = timezone.now()
-    referenced = {
-        e["provider_slug"]: e["provider_name"]
-        for model in models
-        for e in (endpoints.get(model["openrouter_id"]) or [payloads.inferred_endpoint(model)])
-    }
+    referenced: dict[str, str] = {}
+    for model in models:
+        fetched = endpoints.get(model["openrouter_id"])
+        for endpoint in [payloads.inferred_endpoint(model)] if fetched is None else fetched:
+            referenced[endpoint["provider_slug"]] = endpoint["provider_name"]
     provider_rows = _upsert_providers(providers or [], referenced, now, summary)
     for start in range(0, len(models), BATCH_SIZE):
         _write_model_batch(
