@@ -20,6 +20,11 @@ _PATTERNS = [
         r"(?i)([?&](?:key|api_key|apikey|access_token|refresh_token|token|code|client_secret)=)"
         r"[^&\s\"']+"
     ),
+    # Possession-is-credential identifiers of the CLI flow (seed 003): session ids and the
+    # OAuth state in /auth/status/<state>
+    re.compile(r"\bkaysession_[A-Za-z0-9_\-]+"),
+    re.compile(r"(/auth/status/)[^\s/?\"']+"),
+    re.compile(r"(?i)([?&]session_id=)[^&\s\"']+"),
     # Google API keys
     re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     # Stripe-style secrets
@@ -49,7 +54,9 @@ def _keep_label(match: re.Match[str]) -> str:
     if not match.lastindex:
         return REDACTED
     label = match.group(1)
-    return f"{label}{REDACTED}" if label.endswith("=") else f"{label} {REDACTED}"
+    if label.endswith(("=", "/")):
+        return f"{label}{REDACTED}"
+    return f"{label} {REDACTED}"
 
 
 def redact(text: str) -> str:

@@ -75,3 +75,14 @@ def test_it_redacts_credentials_in_query_strings():
     assert "abc123" not in text
     assert "?key=[REDACTED]" in text
     assert "state=xyz" in text
+
+
+def test_it_redacts_cli_session_ids_and_oauth_states():
+    text = redact(
+        "Not Found: /auth/status/aq-M8czOemEkQ2-w_gI "
+        "GET /connections?session_id=kaysession_abc123 body kaysession_zzz999"
+    )
+    assert "aq-M8cz" not in text
+    assert "abc123" not in text
+    assert "zzz999" not in text
+    assert "/auth/status/[REDACTED]" in text
