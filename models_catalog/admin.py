@@ -27,6 +27,10 @@ class ProviderAdmin(admin.ModelAdmin):
         ("Sync", {"fields": ["first_seen", "last_seen"]}),
     ]
 
+    def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.catalog_cache_invalidate()  # curated policy/location show up at once
+
 
 ENDPOINT_COLUMNS = (
     "provider", "tag", "prompt_price", "completion_price", "context_length",
@@ -62,6 +66,10 @@ class ModelAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # models come from OpenRouter
+
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        services.catalog_cache_invalidate()
 
     @admin.action(description="Feature the selected models (listed first)")
     def feature(self, request: HttpRequest, queryset: QuerySet[Model]) -> None:

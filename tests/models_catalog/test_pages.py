@@ -183,6 +183,29 @@ def test_operators_see_and_curate_the_catalog(client, staff, catalog):
     assert provider.data_policy == "zero_retention" and provider.datacenters == ["US", "IE"]
 
 
+def test_a_curated_policy_reaches_the_api_without_waiting_for_the_cache(
+    client, staff, catalog, api_client
+):
+    url = "/api/openrouter/models-by-provider?data_policy=zero_retention"
+    assert api_client.get(url).json()["total_models"] == 0
+    client.force_login(staff)
+    provider = Provider.objects.get(slug="openai")
+    response = client.post(
+        "/admin/models_catalog/provider/",
+        {
+            "form-TOTAL_FORMS": "2",
+            "form-INITIAL_FORMS": "2",
+            "form-0-id": str(provider.pk),
+            "form-0-data_policy": "zero_retention",
+            "form-1-id": str(Provider.objects.get(slug="deepinfra").pk),
+            "form-1-data_policy": "unknown",
+            "_save": "Save",
+        },
+    )
+    assert response.status_code == 302, response.content
+    assert api_client.get(url).json()["total_models"] == 1
+
+
 def test_operators_can_hide_and_feature_models(client, staff, catalog, api_client):
     client.force_login(staff)
     url = "/admin/models_catalog/model/"
