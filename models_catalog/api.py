@@ -7,6 +7,7 @@ with an ETag so clients can revalidate for free.
 
 import hashlib
 import json
+import logging
 
 from django.core.cache import cache
 from django.http import HttpResponse
@@ -16,13 +17,16 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
 from models_catalog import selectors, services
-from models_catalog.filters import SORTS, SUPPORTS
+from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters
 from models_catalog.forms import CatalogFilterForm
 from models_catalog.services import catalog_version
+
+logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 60
 CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"
@@ -33,12 +37,57 @@ def _etag_matches(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
+def _cached_document(filters: CatalogFilters) -> tuple[bytes, str]:
+    """The response body and ETag for a filter set, from the shared cache when present.
+
+    A cache that is down (Redis, or the database cache table) must not take the catalog
+    down with it: the document is then built for this request only."""
+    try:
+        key = f"models_catalog:mbp:{catalog_version()}:{filters.cache_key()}"
+        cached = cache.get(key)
+    except Exception:
+        logger.warning("Cache unavailable; building the catalog without it", exc_info=True)
+        key, cached = "", None
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    document = selectors.models_by_provider(filters=filters)
+    body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    result = (body, f'"{hashlib.sha256(body).hexdigest()[:40]}"')
+    if key:
+        try:
+            cache.set(key, result, CACHE_SECONDS)
+        except Exception:
+            logger.warning("Could not cache the catalog document", exc_info=True)
+    return result
+
+
 def _list(name: str, description: str) -> OpenApiParameter:
     return OpenApiParameter(name, OpenApiTypes.STR, description=description)
 
 
+class _FailOpen:
+    """Rate limits that let a request through when the cache holding the counters is
+    down: this read-only, public endpoint should keep answering (seed 000's fallback)."""
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        try:
+            return super().allow_request(request, view)  # type: ignore[misc,no-any-return]
+        except Exception:
+            logger.warning("Rate-limit cache unavailable; allowing the request", exc_info=True)
+            return True
+
+
+class CatalogAnonThrottle(_FailOpen, AnonRateThrottle):
+    pass
+
+
+class CatalogUserThrottle(_FailOpen, UserRateThrottle):
+    pass
+
+
 class CatalogModelsByProviderApi(APIView):
     permission_classes = [AllowAny]
+    throttle_classes = [CatalogAnonThrottle, CatalogUserThrottle]
 
     @extend_schema(
         summary="Models grouped by provider",
@@ -76,14 +125,7 @@ class CatalogModelsByProviderApi(APIView):
                 fields={name: [str(e) for e in errors] for name, errors in form.errors.items()},
             )
         filters = form.filters()
-        key = f"models_catalog:mbp:{catalog_version()}:{filters.cache_key()}"
-        cached = cache.get(key)
-        if cached is None:
-            document = selectors.models_by_provider(filters=filters)
-            body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-            cached = (body, f'"{hashlib.sha256(body).hexdigest()[:40]}"')
-            cache.set(key, cached, CACHE_SECONDS)
-        body, etag = cached
+        body, etag = _cached_document(filters)
         if _etag_matches(request.headers.get("If-None-Match", ""), etag):
             response = HttpResponse(status=304)
         else:

@@ -246,3 +246,28 @@ def test_provider_metadata_comes_from_the_provider_row(api, catalog):
     services.catalog_cache_invalidate()
     openai = next(p for p in api.get(URL).json()["providers"] if p["slug"] == "openai")
     assert openai["status_page_url"] == "https://status.openai.com/"
+
+
+def test_it_still_answers_when_the_cache_and_the_tables_are_down(api, catalog):
+    broken = mock.Mock(side_effect=ConnectionError("cache down"))
+    with (
+        mock.patch("models_catalog.api.cache.get", broken),
+        mock.patch("models_catalog.api.cache.set", broken),
+        mock.patch(
+            "models_catalog.selectors.catalog_offers_from_db",
+            side_effect=OperationalError("database down"),
+        ),
+    ):
+        response = api.get(URL)
+    assert response.status_code == 200
+    assert response.json()["source"] == "backup" and response["ETag"]
+
+
+def test_anonymous_clients_are_rate_limited(api, catalog):
+    from models_catalog.api import CatalogAnonThrottle
+
+    with mock.patch.object(CatalogAnonThrottle, "rate", "2/min"):
+        codes = [api.get(URL).status_code for _ in range(3)]
+        response = api.get(URL)
+    assert codes == [200, 200, 429]
+    assert response.json()["error"]["code"] == "rate_limited" and response["Retry-After"]
