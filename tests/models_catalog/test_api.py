@@ -266,7 +266,7 @@ def test_it_still_answers_when_the_cache_and_the_tables_are_down(api, catalog):
 def test_anonymous_clients_are_rate_limited(api, catalog):
     from models_catalog.api import CatalogAnonThrottle
 
-    with mock.patch.object(CatalogAnonThrottle, "rate", "2/min"):
+    with mock.patch.object(CatalogAnonThrottle, "rate", "2/min", create=True):
         codes = [api.get(URL).status_code for _ in range(3)]
         response = api.get(URL)
     assert codes == [200, 200, 429]
