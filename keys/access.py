@@ -14,6 +14,7 @@ Which stored key answers for a provider: the project's default, else the user's 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from django.conf import settings
 from django.db.models import Case, IntegerField, Q, Value, When
 
 from accounts.models import User
+from core.crypto import DecryptionError
 from core.errors import ApplicationError, RateLimited
 from keys import ratelimit
 from keys.models import ApiKey, KeyAuditEvent, Project
@@ -30,6 +32,7 @@ from keys.providers import PROVIDERS, get_provider
 from keys.services import Origin, audit
 
 Action = KeyAuditEvent.Action
+logger = logging.getLogger(__name__)
 BACKEND = Origin(KeyAuditEvent.Source.BACKEND)
 
 
@@ -48,6 +51,25 @@ class MissingAPIKey(ApplicationError, KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class UnreadableKey(ApplicationError):
+    """A stored key no key in ENCRYPTION_KEYS opens (an operator problem, never a user's)."""
+
+    status = 409
+    code = "key_unreadable"
+
+
+def open_key(api_key: ApiKey) -> str:
+    """The plaintext of a stored key, or ``UnreadableKey`` (no detail about why)."""
+    try:
+        return api_key.get_secret()
+    except DecryptionError:
+        logger.error("stored key %s cannot be decrypted with ENCRYPTION_KEYS", api_key.pk)
+        raise UnreadableKey(
+            f"The stored {api_key.provider} key “{api_key.name}” cannot be decrypted. "
+            "Rotate it (paste it again) or ask the operator to check ENCRYPTION_KEYS."
+        ) from None
 
 
 def env_fallback_allowed() -> bool:
@@ -107,7 +129,7 @@ class UserAPIKeys(Mapping[str, str]):
             return self._opened[provider]
         if provider in self._stored:
             api_key = self._stored[provider]
-            value = api_key.get_secret()
+            value = open_key(api_key)
             _record_use(api_key, action=Action.USED, origin=BACKEND)
         elif provider in self._environment:
             value = self._environment[provider]
@@ -208,7 +230,16 @@ def api_key_fetch(
             detail={"provider": provider, "project_id": project_id},
         )
         raise MissingAPIKey(provider)
-    plaintext = api_key.get_secret()
+    try:
+        plaintext = open_key(api_key)
+    except UnreadableKey:
+        fetch_denied_record(
+            origin=origin,
+            reason="unreadable",
+            user_id=user_id,
+            detail={"provider": provider, "key_id": api_key.pk},
+        )
+        raise
     _record_use(api_key, action=Action.FETCHED, origin=origin)
     return api_key, plaintext
 

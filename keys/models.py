@@ -40,7 +40,7 @@ class ApiKey(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
     )
     project = models.ForeignKey(
-        Project, null=True, blank=True, on_delete=models.PROTECT, related_name="api_keys"
+        Project, null=True, blank=True, on_delete=models.RESTRICT, related_name="api_keys"
     )
     provider = models.CharField(max_length=32, choices=PROVIDER_CHOICES)
     name = models.CharField(max_length=100)

@@ -9,7 +9,7 @@ from functools import partial
 from celery import shared_task
 from django.db import transaction
 
-from core.errors import RateLimited
+from core.errors import ApplicationError
 from keys.models import ApiKey, KeyAuditEvent
 from keys.services import Origin, api_key_revalidate
 
@@ -30,20 +30,19 @@ def revalidate_keys() -> int:
     return len(ids)
 
 
-@shared_task(
-    name="keys.tasks.revalidate_key",
-    autoretry_for=(RateLimited,),
-    retry_backoff=60,
-    retry_jitter=True,
-    max_retries=3,
-)
+@shared_task(name="keys.tasks.revalidate_key")
 def revalidate_key(key_id: int) -> str | None:
     """Check one key with its provider; a rejected key is marked invalid (the dashboard
-    shows it). A key deleted in the meantime is skipped."""
+    shows it). A key deleted in the meantime is skipped. No retries: a provider that
+    cannot be reached leaves the key's status as it was, and tomorrow's run asks again."""
     api_key = ApiKey.objects.filter(pk=key_id).first()
     if api_key is None:
         return None
-    check = api_key_revalidate(api_key=api_key, origin=SCHEDULE)
+    try:
+        check = api_key_revalidate(api_key=api_key, origin=SCHEDULE)
+    except ApplicationError as exc:  # e.g. unreadable: nothing a retry can fix
+        logger.warning("key %s not revalidated: %s", key_id, exc.code)
+        return exc.code
     if check.status == "invalid":
         logger.info(
             "key %s of user %s was rejected by %s", key_id, api_key.owner_id, api_key.provider

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from core.crypto import DecryptionError
 from core.errors import ApplicationError, Conflict, NotFound
 from keys import ratelimit
 from keys.models import ApiKey, Project
@@ -264,7 +265,15 @@ def api_key_revalidate(
             raise NotFound("Key not found.")
         ratelimit.limit("validation", acting_user.pk, settings.KEYS_VALIDATION_RATE)
     spec = get_provider(api_key.provider)
-    check = spec.check(api_key.get_secret(), spec.base_url(api_key.base_url))
+    try:
+        secret = api_key.get_secret()
+    except DecryptionError:
+        raise ApplicationError(
+            "This key cannot be decrypted with the server's keys; rotate it (paste it again).",
+            code="key_unreadable",
+            status=409,
+        ) from None
+    check = spec.check(secret, spec.base_url(api_key.base_url))
     with transaction.atomic():
         fields = ["status_detail", "updated_at"]
         api_key.status_detail = check.detail

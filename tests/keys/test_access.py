@@ -90,3 +90,14 @@ def test_use_is_recorded_once_per_read_key_and_values_are_dropped_after(alice):
     assert api_key_get(owner=alice, key_id=used.pk).last_used_at is not None
     assert api_key_get(owner=alice, key_id=unused.pk).last_used_at is None
     assert len(keys) == 0
+
+
+def test_an_unreadable_stored_key_raises_a_clear_error(settings, alice):
+    import os
+
+    from keys.access import UnreadableKey
+
+    ApiKeyFactory(owner=alice, provider="openai")
+    settings.ENCRYPTION_KEYS = [os.urandom(32)]
+    with user_api_keys(alice) as keys, pytest.raises(UnreadableKey, match="cannot be decrypted"):
+        keys["openai"]

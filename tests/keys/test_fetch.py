@@ -131,3 +131,16 @@ def test_a_fetch_costs_two_queries(api_client, alice, locmem_cache):
     assert response.status_code == 200
     assert len(ctx.captured_queries) <= 2, [q["sql"] for q in ctx.captured_queries]
     assert ApiKey.objects.get(pk=response.json()["key_id"]).provider == "gemini"
+
+
+def test_an_unreadable_key_is_a_clear_409_and_audited(api_client, alice, settings):
+    import os
+
+    key = ApiKeyFactory(owner=alice)
+    settings.ENCRYPTION_KEYS = [os.urandom(32)]  # the operator dropped the key it was sealed with
+    response = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "key_unreadable"
+    event = KeyAuditEvent.objects.get(action="fetch_denied")
+    assert event.detail["reason"] == "unreadable" and event.api_key_id is None
+    assert event.detail["key_id"] == key.pk

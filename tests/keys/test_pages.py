@@ -252,3 +252,14 @@ def test_onboarding_starts_at_keys_for_a_user_with_a_project(alice_browser, alic
 def test_onboarding_form_errors_rerender(alice_browser, fake_providers):
     response = alice_browser.post("/dashboard/onboarding/", {"action": "project", "name": ""})
     assert response.status_code == 400
+
+
+def test_deleting_a_user_deletes_their_vault(alice, bob):
+    project = ProjectFactory(owner=alice)
+    ApiKeyFactory(owner=alice, project=project)
+    ApiKeyFactory(owner=alice)
+    kept = ApiKeyFactory(owner=bob)
+    alice.delete()
+    assert list(ApiKey.objects.all()) == [kept]
+    assert not Project.objects.exists()
+    assert not KeyAuditEvent.objects.filter(owner_id=alice.pk).exists()
