@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Case, IntegerField, Q, Value, When
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
 from core.crypto import DecryptionError
@@ -60,6 +61,7 @@ class UnreadableKey(ApplicationError):
     code = "key_unreadable"
 
 
+@sensitive_variables()
 def open_key(api_key: ApiKey) -> str:
     """The plaintext of a stored key, or ``UnreadableKey`` (no detail about why)."""
     try:
@@ -124,6 +126,7 @@ class UserAPIKeys(Mapping[str, str]):
         self._fallback = fallback
         self._opened: dict[str, str] = {}
 
+    @sensitive_variables("value")
     def __getitem__(self, provider: str) -> str:
         if provider in self._opened:
             return self._opened[provider]
@@ -201,6 +204,7 @@ def user_api_keys(user: User | int, project: Project | int | None = None) -> Ite
 # --- Server to server --------------------------------------------------------------------
 
 
+@sensitive_variables("plaintext")
 def api_key_fetch(
     *, user_id: int, provider: str, origin: Origin, project_id: int | None = None
 ) -> tuple[ApiKey, str]:

@@ -6,6 +6,7 @@ import hmac
 from typing import Any, cast
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -185,6 +186,7 @@ class ApiKeyFetchApi(APIView):
     @extend_schema(
         request=ApiKeyFetchInputSerializer, responses=ApiKeyFetchOutputSerializer, auth=[]
     )
+    @sensitive_variables("plaintext", "body")
     def post(self, request: Request) -> Response:
         where = origin(request, Source.FETCH_API)
         if not _server_secret_ok(request.META.get("HTTP_AUTHORIZATION", "")):

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import User
@@ -87,6 +88,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+@sensitive_post_parameters("key")
 @login_required
 @require_http_methods(["GET", "POST"])
 def key_new(request: HttpRequest) -> HttpResponse:
@@ -114,6 +116,7 @@ def key_new(request: HttpRequest) -> HttpResponse:
     return render(request, "keys/key_new.html", {"form": form, "providers": PROVIDERS.values()})
 
 
+@sensitive_post_parameters("key")
 @login_required
 @require_POST
 def key_check(request: HttpRequest) -> HttpResponse:
@@ -202,6 +205,7 @@ def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
     return _render_detail(request, api_key, edit_form=form, status=400)
 
 
+@sensitive_post_parameters("key")
 @login_required
 @require_POST
 def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:

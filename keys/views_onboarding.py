@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
@@ -17,6 +18,7 @@ from keys.views import origin, user_of
 STEP_TITLES = ["Create a project", "Add your keys", "Check your keys", "Done"]
 
 
+@sensitive_post_parameters("key")
 @login_required
 @require_http_methods(["GET", "POST"])
 def onboarding(request: HttpRequest) -> HttpResponse:

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import httpx
 import openai
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from core.errors import ApplicationError
 
@@ -67,6 +68,7 @@ def unreachable(label: str, why: str) -> Check:
     return Check("unverified", f"Could not check with {label}: {why}. You can save it anyway.")
 
 
+@sensitive_variables()
 def check_with_openai_sdk(label: str, secret: str, base_url: str, *, admin: bool = False) -> Check:
     """``GET /models`` (or, for admin keys, ``GET /organization/projects``) via the SDK."""
     client = openai.OpenAI(
@@ -97,6 +99,7 @@ def check_with_openai_sdk(label: str, secret: str, base_url: str, *, admin: bool
     return Check("valid", f"{label} accepted this key.")
 
 
+@sensitive_variables()
 def check_with_http(
     label: str,
     url: str,

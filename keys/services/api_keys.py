@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
 from core.crypto import DecryptionError
@@ -21,6 +22,7 @@ from keys.services.common import UNSET, Action, Origin, audit, by_user, mask_sec
 # --- Checking a key ----------------------------------------------------------------------
 
 
+@sensitive_variables("secret")
 def api_key_check(*, acting_user: User, provider: str, secret: str, base_url: str = "") -> Check:
     """Ask the provider whether ``secret`` works (rate limited per user). Saves nothing."""
     spec = _provider_or_error(provider)
@@ -110,6 +112,7 @@ def _save(api_key: ApiKey, **kwargs: Any) -> None:
         ) from None
 
 
+@sensitive_variables("secret")
 def api_key_create(
     *,
     acting_user: User,
@@ -222,6 +225,7 @@ def api_key_update(
     return api_key
 
 
+@sensitive_variables("secret")
 def api_key_rotate(
     *, acting_user: User, api_key: ApiKey, secret: str, origin: Origin
 ) -> tuple[ApiKey, Check]:
@@ -253,6 +257,7 @@ def api_key_rotate(
     return api_key, check
 
 
+@sensitive_variables("secret")
 def api_key_revalidate(
     *, api_key: ApiKey, origin: Origin, acting_user: User | None = None
 ) -> Check:

@@ -263,3 +263,36 @@ def test_deleting_a_user_deletes_their_vault(alice, bob):
     assert list(ApiKey.objects.all()) == [kept]
     assert not Project.objects.exists()
     assert not KeyAuditEvent.objects.filter(owner_id=alice.pk).exists()
+
+
+def test_error_reports_never_contain_a_pasted_key(alice_browser, monkeypatch):
+    """If saving crashes, the report operators get (email/logs) has no key in it."""
+    import sys
+
+    from django.core.signals import got_request_exception
+    from django.views.debug import ExceptionReporter
+
+    from keys import services
+
+    def boom(**kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(services, "api_key_create", boom)
+    caught = {}
+
+    def grab(sender, request, **kwargs):
+        caught["request"], caught["exc"] = request, sys.exc_info()
+
+    got_request_exception.connect(grab)
+    alice_browser.raise_request_exception = False
+    try:
+        secret = "sk-proj-NeverInAnyReport000000000000000000Zz"
+        response = alice_browser.post(
+            "/dashboard/keys/new/", {"provider": "openai", "name": "x", "key": secret}
+        )
+    finally:
+        got_request_exception.disconnect(grab)
+    assert response.status_code == 500
+    report = ExceptionReporter(caught["request"], *caught["exc"]).get_traceback_text()
+    assert "database on fire" in report
+    assert secret not in report
