@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from connections import selectors, services
 from connections.models import OAuthState
@@ -50,17 +50,47 @@ def connection_remove(request: HttpRequest, service: str) -> HttpResponse:
     return redirect("connections:list")
 
 
-@require_GET
-def oauth_callback(request: HttpRequest) -> HttpResponse:
-    """Where Atlassian and Bitbucket send the browser back (seed 003 step 3)."""
+def _confirm_link(request: HttpRequest, state: OAuthState) -> HttpResponse:
+    """Ask the logged-in user before a CLI they may not own signs in as them.
+
+    Anyone can run ``kay connect``, consent with their own Atlassian account and send the
+    callback link to a logged-in victim; without this step the victim's browser would link
+    that Atlassian account to the victim and hand the attacker's CLI the victim's tokens.
+    """
     params = request.GET
+    context = {
+        "service": service_get(state.service),
+        "fields": {key: params.get(key, "") for key in ("state", "code", "service")},
+    }
+    response = render(request, "connections/callback_confirm.html", context)
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def oauth_callback(request: HttpRequest) -> HttpResponse:
+    """Where Atlassian and Bitbucket send the browser back (seed 003 step 3).
+
+    A CLI's first connection finished in a browser that is logged in to Kay would sign
+    the CLI in as that user: the page asks first, and only a POST (with CSRF) links them.
+    """
+    params = request.POST if request.method == "POST" else request.GET
+    error = params.get("error") or None
+    browser_user = request.user
+    if request.method == "GET" and not error and request.user.is_authenticated:
+        awaiting = selectors.oauth_state_awaiting_link(state=params.get("state", ""))
+        if awaiting is not None:
+            return _confirm_link(request, awaiting)
+    if request.method == "POST" and params.get("action") != "link":
+        error = "access_denied"
     try:
         state = services.oauth_callback_complete(
             state=params.get("state", ""),
             service=params.get("service") or None,
             code=params.get("code") or None,
-            error=params.get("error") or None,
-            browser_user=request.user,
+            error=error,
+            browser_user=browser_user,
         )
     except ApplicationError as exc:
         found = OAuthState.objects.filter(

@@ -1,6 +1,6 @@
 """Steps shared by connection tests: the CLI's calls and the browser's trip to the fake."""
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -20,10 +20,19 @@ def consent(authorization_url: str) -> str:
     return f"{location.path}?{location.query}"
 
 
+def finish_callback(browser, callback_path: str, action: str = "link"):
+    """The browser lands on the callback; a logged-in user confirms (or cancels) linking."""
+    landed = browser.get(callback_path)
+    if landed.status_code == 200 and b'name="action" value="link"' in landed.content:
+        fields = dict(parse_qsl(urlsplit(callback_path).query))
+        return browser.post("/connections/oauth/callback", {**fields, "action": action})
+    return landed
+
+
 def connect_and_consent(client, browser, service="jira", session_id=None):
     """The CLI starts, the browser consents and lands on the callback."""
     started = connect(client, service, session_id)
-    callback = browser.get(consent(started["authorization_url"]))
+    callback = finish_callback(browser, consent(started["authorization_url"]))
     return started, callback
 
 

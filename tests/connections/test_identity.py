@@ -1,12 +1,15 @@
 """Who a first connection belongs to (issue 4, "Identity on first connection")."""
 
+from urllib.parse import parse_qsl, urlsplit
+
 import pytest
 from allauth.account.models import EmailAddress
+from django.test import Client
 
 from accounts.models import User
 from connections.models import AtlassianProfile, Connection
 from tests.accounts.factories import UserFactory
-from tests.connections.helpers import connect, connect_and_consent, consent
+from tests.connections.helpers import connect, connect_and_consent, consent, finish_callback
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +24,9 @@ def test_a_new_user_is_created_from_the_profile(oauth, api_client, client):
 
 def test_the_logged_in_browser_user_gets_the_connection(oauth, api_client, alice_browser, alice):
     started = connect(api_client)
-    response = alice_browser.get(consent(started["authorization_url"]))
+    response = finish_callback(alice_browser, consent(started["authorization_url"]))
     assert response.status_code == 200
+    assert b"signed in to Kay as <strong>alice" in response.content
     assert AtlassianProfile.objects.get(account_id=oauth.me["account_id"]).user == alice
     assert Connection.objects.get().user == alice
     assert not User.objects.filter(email="mia@example.com").exists()
@@ -58,7 +62,7 @@ def test_the_linked_account_wins_over_the_browser_user(oauth, api_client, client
     AtlassianProfile.objects.create(user=alice, account_id=oauth.me["account_id"])
     client.force_login(bob)
     started = connect(api_client)
-    assert client.get(consent(started["authorization_url"])).status_code == 200
+    assert finish_callback(client, consent(started["authorization_url"])).status_code == 200
     assert Connection.objects.get().user == alice
 
 
@@ -69,10 +73,49 @@ def test_an_atlassian_account_linked_elsewhere_cannot_join_another_session(
     client.force_login(bob)
     started = connect(api_client)
     oauth.me = {**oauth.me, "account_id": "bob-atlassian"}
-    assert client.get(consent(started["authorization_url"])).status_code == 200
+    assert finish_callback(client, consent(started["authorization_url"])).status_code == 200
     AtlassianProfile.objects.create(user=alice, account_id="alice-atlassian")
     oauth.me = {**oauth.me, "account_id": "alice-atlassian"}
     _, callback = connect_and_consent(api_client, client, "confluence", started["session_id"])
     assert callback.status_code == 400
     assert b"linked to another Kay account" in callback.content
     assert not Connection.objects.filter(service="confluence").exists()
+
+
+def test_a_callback_link_sent_to_a_logged_in_user_links_nothing_until_they_confirm(
+    oauth, api_client, alice_browser, alice
+):
+    # mallory runs `kay connect`, consents with her own Atlassian account, stops at the
+    # redirect and sends the callback link to alice, who is logged in to Kay.
+    oauth.me = {**oauth.me, "account_id": "mallory-atlassian", "email": "mallory@example.com"}
+    started = connect(api_client)
+    link = consent(started["authorization_url"])
+    page = alice_browser.get(link)
+    assert page.status_code == 200
+    assert b"Sign a CLI in as alice" in page.content
+    assert page["Cache-Control"] == "no-store"
+    assert not Connection.objects.exists()
+    assert not AtlassianProfile.objects.exists()
+    assert api_client.get(f"/auth/status/{started['state']}").json()["status"] == "pending"
+    # A forged POST without alice's CSRF token links nothing either.
+    forger = Client(enforce_csrf_checks=True)
+    forger.force_login(alice)
+    fields = dict(parse_qsl(urlsplit(link).query))
+    forged = forger.post("/connections/oauth/callback", {**fields, "action": "link"})
+    assert forged.status_code == 403
+    assert not Connection.objects.exists()
+    # alice cancels: nothing is linked and the CLI is told so.
+    cancelled = finish_callback(alice_browser, link, action="cancel")
+    assert cancelled.status_code == 400
+    assert not Connection.objects.exists()
+    assert not AtlassianProfile.objects.exists()
+    status = api_client.get(f"/auth/status/{started['state']}")
+    assert status.status_code == 400
+    assert status.json()["error"]["code"] == "access_denied"
+
+
+def test_a_browser_that_is_not_logged_in_is_not_asked(oauth, api_client, client):
+    started = connect(api_client)
+    page = client.get(consent(started["authorization_url"]))
+    assert page.status_code == 200
+    assert b"Jira connected" in page.content

@@ -5,7 +5,7 @@ import pytest
 from accounts.models import CliSession
 from connections.models import Connection
 from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory, cli_tokens_for
-from tests.connections.helpers import bearer, connect, consent
+from tests.connections.helpers import bearer, connect, consent, finish_callback
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def alices_cli(oauth, api_client, alice_browser, alice):
     """alice connected Jira from her CLI (her browser finished the callback)."""
     started = connect(api_client)
-    assert alice_browser.get(consent(started["authorization_url"])).status_code == 200
+    assert finish_callback(alice_browser, consent(started["authorization_url"])).status_code == 200
     status = api_client.get(f"/auth/status/{started['state']}").json()
     return started, status
 
@@ -56,7 +56,7 @@ def test_bob_cannot_attach_a_connection_to_alices_session(alices_cli, api_client
 
 def test_bob_cannot_poll_alices_state(oauth, api_client, alice_browser, bob):
     started = connect(api_client)
-    alice_browser.get(consent(started["authorization_url"]))
+    finish_callback(alice_browser, consent(started["authorization_url"]))
     bob_token = cli_tokens_for(bob).token
     response = api_client.get(f"/auth/status/{started['state']}", **bearer(bob_token))
     assert response.status_code == 404
