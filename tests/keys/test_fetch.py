@@ -1,6 +1,7 @@
 """POST /api/keys/fetch: backend-only, Bearer SERVER_SECRET_KEY, audited, rate limited."""
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -144,3 +145,28 @@ def test_an_unreadable_key_is_a_clear_409_and_audited(api_client, alice, setting
     event = KeyAuditEvent.objects.get(action="fetch_denied")
     assert event.detail["reason"] == "unreadable" and event.api_key_id is None
     assert event.detail["key_id"] == key.pk
+
+
+def test_no_secret_reaches_the_logs(api_client, alice_api, alice, fake_providers, caplog):
+    import logging
+
+    from tests.keys.conftest import VALID
+
+    caplog.set_level(logging.DEBUG)
+    created = alice_api.post(
+        "/api/keys", {"provider": "openai", "name": "p", "key": VALID["openai"]}, format="json"
+    )
+    assert created.status_code == 201
+    alice_api.post(
+        "/api/keys",
+        {"provider": "anthropic", "name": "a", "key": "sk-ant-api03-wrongwrongwrong00"},
+        format="json",
+    )
+    fetched = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())
+    assert fetched.json()["key"] == VALID["openai"]
+    fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, HTTP_AUTHORIZATION="Bearer nope")
+    assert caplog.records, "the test must see the request logs"
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert VALID["openai"] not in text
+    assert "sk-ant-api03-wrongwrong" not in text
+    assert django_settings.SERVER_SECRET_KEY not in text
