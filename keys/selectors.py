@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from accounts.models import User
-from core.errors import NotFound
+from core.errors import ApplicationError, NotFound
 from keys.models import ApiKey, KeyAuditEvent, OnboardingSession, Project
 
 
@@ -37,7 +37,12 @@ def api_key_list(
     if project_id == "none":
         keys = keys.filter(project__isnull=True)
     elif project_id not in (None, ""):
-        keys = keys.filter(project_id=_pk(project_id))
+        if not str(project_id).isdigit():
+            raise ApplicationError(
+                "project_id must be a project's id or `none`.",
+                fields={"project_id": ["Not a project id."]},
+            )
+        keys = keys.filter(project_id=int(project_id))
     if provider:
         keys = keys.filter(provider=provider)
     return keys

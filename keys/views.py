@@ -72,7 +72,7 @@ def key_list(request: HttpRequest) -> HttpResponse:
     provider = request.GET.get("provider", "")
     try:
         keys = list(selectors.api_key_list(owner=owner, project_id=project_id, provider=provider))
-    except NotFound:
+    except ApplicationError:
         keys = []
     context = {
         "keys": keys,

@@ -110,6 +110,7 @@ def test_list_filters_by_project_and_provider(alice_api, alice):
     assert len(alice_api.get("/api/keys").json()) == 2
     assert len(alice_api.get(f"/api/keys?project_id={project.pk}").json()) == 1
     assert len(alice_api.get("/api/keys?project_id=none").json()) == 1
+    assert alice_api.get("/api/keys?project_id=abc").status_code == 400
     assert [k["provider"] for k in alice_api.get("/api/keys?provider=anthropic").json()] == [
         "anthropic"
     ]

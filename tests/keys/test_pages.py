@@ -42,10 +42,11 @@ def test_list_shows_masks_status_and_filters(alice_browser, alice):
     assert "No keys match" in none
 
 
-def test_list_page_query_count_is_flat(alice_browser, alice, locmem_cache):
+@pytest.mark.parametrize("url", ["/dashboard/keys/", "/dashboard/projects/"])
+def test_list_page_query_count_is_flat(alice_browser, alice, locmem_cache, url):
     def count():
         with CaptureQueriesContext(connection) as ctx:
-            assert alice_browser.get("/dashboard/keys/").status_code == 200
+            assert alice_browser.get(url).status_code == 200
         return len(ctx.captured_queries)
 
     ApiKeyFactory(owner=alice, project=ProjectFactory(owner=alice))
