@@ -78,3 +78,15 @@ def test_import_env_keys(alice, fake_providers, monkeypatch):
     assert VALID["openai"] not in out.getvalue() + err.getvalue()
     call_command("import_env_keys", "--user", "alice@example.com", stdout=out, stderr=err)
     assert ApiKey.objects.filter(owner=alice).count() == 2  # idempotent
+
+
+def test_the_nightly_check_is_scheduled():
+    from django.conf import settings
+
+    from config.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["keys-revalidate-nightly"]
+    assert entry["task"] == revalidate_keys.name
+    app.loader.import_default_modules()
+    assert revalidate_keys.name in app.tasks and revalidate_key.name in app.tasks
+    assert entry["schedule"].hour == {3}
