@@ -93,6 +93,7 @@ def device_verify(request: HttpRequest) -> HttpResponse:
     form = UserCodeForm(request.POST or request.GET or None)
     context: dict = {"form": form, "pending": None, "decided": None}
     status = 200
+    retry_after: int | None = None
     if form.is_bound and form.is_valid():
         code = form.cleaned_data["user_code"]
         try:
@@ -114,9 +115,12 @@ def device_verify(request: HttpRequest) -> HttpResponse:
         except RateLimited as exc:
             form.add_error("user_code", exc.message)
             status = 429
+            retry_after = exc.retry_after
         except ApplicationError as exc:
             form.add_error("user_code", exc.message)
             status = 400
     response = render(request, "accounts/device.html", context, status=status)
     response["Cache-Control"] = "no-store"
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     return response

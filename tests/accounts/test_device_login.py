@@ -150,6 +150,7 @@ def test_five_wrong_codes_lock_entry(api_client, alice_browser):
         "/dashboard/device", {"user_code": body["user_code"], "action": "approve"}
     )
     assert locked.status_code == 429
+    assert locked["Retry-After"] == "900"
     assert b"Too many wrong codes" in locked.content
     assert DeviceAuthorization.objects.get().status == "pending"
 
