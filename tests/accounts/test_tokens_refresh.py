@@ -1,5 +1,6 @@
 """CLI session JWTs and refresh-token rotation with family revocation (RFC 9700 §4.14.2)."""
 
+import jwt as pyjwt
 import pytest
 from django.core.cache import cache
 
@@ -130,3 +131,24 @@ def test_stored_refresh_tokens_are_hashes(alice):
     pair = cli_tokens_for(alice)
     assert not RefreshToken.objects.filter(token_hash=pair.refresh_token).exists()
     assert RefreshToken.objects.get().token_hash != pair.refresh_token
+
+
+@pytest.mark.parametrize("algorithm", ["none", "HS512"])
+def test_a_token_signed_with_another_algorithm_is_refused(api_client, alice, algorithm, settings):
+    """The algorithm is pinned to HS256: ``alg: none`` or HS512 with the same key fail."""
+    pair = cli_tokens_for(alice)
+    claims = pyjwt.decode(pair.token, options={"verify_signature": False})
+    key = None if algorithm == "none" else settings.SECRET_KEY
+    forged = pyjwt.encode(claims, key, algorithm=algorithm)
+    response = api_client.get("/auth/me", **bearer(forged))
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
+
+
+def test_a_refresh_rate_limit_says_when_to_retry(api_client, alice):
+    for _ in range(30):
+        refresh(api_client, "b" * 64)
+    response = refresh(api_client, "b" * 64)
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert 0 < int(response.headers["Retry-After"]) <= 60
