@@ -14,7 +14,14 @@ from django.db.models import Q
 
 from models_catalog import snapshot
 from models_catalog.filters import CatalogFilters, Offer
-from models_catalog.models import CatalogPreference, DataPolicy, Model, ModelEndpoint, Provider
+from models_catalog.models import (
+    CatalogPreference,
+    DataPolicy,
+    Model,
+    ModelEndpoint,
+    Provider,
+    SyncRun,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +163,11 @@ def catalog_filter_choices(*, offers: list[Offer]) -> dict[str, list[tuple[str, 
         "input_modalities": [(m, m) for m in inputs],
         "output_modalities": [(m, m) for m in outputs],
     }
+
+
+def catalog_last_sync() -> SyncRun | None:
+    """The latest successful sync (from OpenRouter, a file or the snapshot)."""
+    return SyncRun.objects.filter(status=SyncRun.Status.SUCCEEDED).first()
 
 
 def catalog_model_get(*, model_id: str) -> Model | None:

@@ -93,6 +93,7 @@ def model_list(request: HtmxHttpRequest) -> HttpResponse:
         context_choices=CONTEXT_CHOICES,
         supports=SUPPORTS,
         selected=form.cleaned_data if form.is_valid() else {},
+        last_sync=selectors.catalog_last_sync(),
     )
     return render(request, "models_catalog/list.html", context)
 

@@ -95,6 +95,14 @@ def test_the_shipped_snapshot_is_the_real_2026_data_and_loads():
     assert Model.objects.get(openrouter_id="anthropic/claude-opus-4.8").prompt_price is not None
 
 
+def test_the_models_page_says_when_the_catalog_was_synced(alice_browser):
+    _run("--from-backup", "--no-progress")
+    body = alice_browser.get("/dashboard/models/").content.decode()
+    assert (
+        "Last synced" in body and "(from backup openrouter-models-by-provider-backup.json)" in body
+    )
+
+
 def test_the_celery_task_runs_the_sync(fake_openrouter):
     result = tasks.sync_models.apply().get()
     assert result["counts"]["models"]["added"] == 414
