@@ -71,7 +71,9 @@ def backup_offers(path: Path | None = None) -> list[Offer]:
 
 
 def _catalog_is_empty() -> bool:
-    return not ModelEndpoint.objects.filter(is_active=True).exists()
+    # Empty means never loaded: a catalog whose models were all hidden by operators or
+    # dropped by OpenRouter is not replaced by the snapshot.
+    return not ModelEndpoint.objects.exists()
 
 
 def catalog_offers(*, model_id: str | None = None) -> tuple[list[Offer], str]:
@@ -79,7 +81,7 @@ def catalog_offers(*, model_id: str | None = None) -> tuple[list[Offer], str]:
     ``"backup"`` when the tables are empty or cannot be read (seed 000's fallback)."""
     try:
         pairs = catalog_offers_from_db(model_id=model_id)
-        if not pairs and model_id is not None and not _catalog_is_empty():
+        if not pairs and not _catalog_is_empty():
             return [], "database"
     except DatabaseError:
         logger.warning("Catalog tables unreadable; serving the backup snapshot", exc_info=True)

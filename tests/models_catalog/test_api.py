@@ -217,6 +217,12 @@ def test_disabled_and_inactive_models_are_not_served(api, catalog):
     assert _ids(api.get(URL)) == ["openai/cheap-mini", "sg-host/reasoner"]
 
 
+def test_a_loaded_catalog_with_everything_hidden_is_not_replaced_by_the_snapshot(api, catalog):
+    Model.objects.update(disabled=True)
+    body = api.get(URL).json()
+    assert body["source"] == "database" and body["total_models"] == 0
+
+
 def _make_catalog(size):
     providers = [ProviderFactory(slug=f"p{i}") for i in range(5)]
     models = Model.objects.bulk_create(
