@@ -2,8 +2,9 @@
 
 Issue 4, "Identity on first connection": the user already linked to the Atlassian
 account; else the user logged in to the browser that finishes the callback; else a new
-user from the profile's email. An existing account is never taken over by email alone:
-only when both Atlassian and Kay have verified that address.
+user from the profile's email, which Atlassian must have verified. An existing account is
+never taken over by email alone: only when both Atlassian and Kay have verified that
+address.
 """
 
 from __future__ import annotations
@@ -47,12 +48,20 @@ def resolve_user(*, identity: Identity, session: KaySession, browser_user: Any) 
             "this browser, then connect again.",
             code="no_email",
         )
+    if not identity.email_verified:
+        # A new account from an address nobody verified could be pre-registered for
+        # someone else's email, and later shared with them after a password reset.
+        raise CallbackError(
+            "Your Atlassian email address is not verified. Verify it with Atlassian, or "
+            "sign in to Kay in this browser, then connect again.",
+            code="email_not_verified",
+        )
     existing = User.objects.filter(email__iexact=email).first()
     if existing is not None:
         verified_here = EmailAddress.objects.filter(
             user=existing, email__iexact=email, verified=True
         ).exists()
-        if identity.email_verified and verified_here:
+        if verified_here:
             return existing
         raise CallbackError(
             "A Kay account with this email already exists. Sign in to Kay in this browser, "
@@ -62,9 +71,7 @@ def resolve_user(*, identity: Identity, session: KaySession, browser_user: Any) 
     user = User.objects.create_user(email=email, name=identity.name[:150])
     user.set_unusable_password()
     user.save(update_fields=["password"])
-    EmailAddress.objects.create(
-        user=user, email=email, verified=identity.email_verified, primary=True
-    )
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
     return user
 
 

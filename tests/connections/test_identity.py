@@ -22,6 +22,18 @@ def test_a_new_user_is_created_from_the_profile(oauth, api_client, client):
     assert EmailAddress.objects.get(user=user).verified is True
 
 
+def test_no_account_is_created_from_an_email_atlassian_did_not_verify(oauth, api_client, client):
+    # Otherwise anyone could pre-register mia@example.com and share it with her later.
+    oauth.me = {**oauth.me, "email_verified": False}
+    started, callback = connect_and_consent(api_client, client)
+    assert callback.status_code == 400
+    assert b"not verified" in callback.content
+    assert not User.objects.exists()
+    assert not AtlassianProfile.objects.exists()
+    status = api_client.get(f"/auth/status/{started['state']}")
+    assert status.json()["error"]["code"] == "email_not_verified"
+
+
 def test_the_logged_in_browser_user_gets_the_connection(oauth, api_client, alice_browser, alice):
     started = connect(api_client)
     response = finish_callback(alice_browser, consent(started["authorization_url"]))
