@@ -1,5 +1,6 @@
 """Operators see keys, projects and the audit trail — masks only, never plaintext or
-ciphertext, and no action that decrypts. Keys are added by their owners, not here."""
+ciphertext, and no action at all (nothing decrypts, nothing changes outside the audited
+services). Deleting a user still removes their vault."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from keys.selectors import with_last_used
 
 
 class _ReadOnly(admin.ModelAdmin):
+    """Operators look; users change their own vault through audited services."""
+
+    actions = None
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -54,7 +62,6 @@ class ApiKeyAdmin(_ReadOnly):
         "last_used_at",
     )
     readonly_fields = fields
-    actions: list = []
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
         return with_last_used(super().get_queryset(request))
@@ -92,9 +99,6 @@ class KeyAuditEventAdmin(_ReadOnly):
         "detail",
     )
     readonly_fields = fields
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(OnboardingSession)

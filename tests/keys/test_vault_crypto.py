@@ -170,3 +170,5 @@ def test_admin_shows_the_mask_and_never_the_secret(client, staff, alice):
         assert str(key.secret) not in page
         assert "kay:v" not in page
     assert client.get("/admin/keys/apikey/add/").status_code == 403
+    assert client.get(f"/admin/keys/apikey/{key.pk}/delete/").status_code == 403
+    assert 'name="action"' not in listing  # no bulk actions, so nothing that decrypts
