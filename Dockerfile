@@ -21,4 +21,4 @@ RUN SECRET_KEY=build-only DEBUG=false APP_URL=https://build.invalid SERVER_SECRE
 
 USER kay
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"]

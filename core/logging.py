@@ -17,7 +17,7 @@ _PATTERNS = [
     re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
     # Credentials in query strings (Gemini's ?key=, OAuth codes and tokens)
     re.compile(
-        r"(?i)([?&](?:key|api_key|apikey|access_token|refresh_token|token|code|client_secret)=)"
+        r"(?i)([?&](?:key|api_key|apikey|access_token|refresh_token|token|code|state|client_secret)=)"
         r"[^&\s\"']+"
     ),
     # Possession-is-credential identifiers of the CLI flow (seed 003): session ids and the

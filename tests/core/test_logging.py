@@ -74,7 +74,7 @@ def test_it_redacts_credentials_in_query_strings():
     assert "AIzaSy" not in text
     assert "abc123" not in text
     assert "?key=[REDACTED]" in text
-    assert "state=xyz" in text
+    assert "xyz" not in text
 
 
 def test_it_redacts_cli_session_ids_and_oauth_states():
