@@ -74,19 +74,6 @@ def current_prefix(keys: Sequence[bytes] | None = None) -> str:
     return f"{PREFIX}:v{current_key_id(keys)}:"
 
 
-def is_token(value: object) -> bool:
-    """Whether ``value`` has the shape of a Kay ciphertext (not whether it decrypts)."""
-    return isinstance(value, str) and _TOKEN.match(value) is not None
-
-
-def token_key_id(token: str) -> int:
-    """The key id a ciphertext names."""
-    match = _TOKEN.match(token)
-    if match is None:
-        raise DecryptionError("not a Kay ciphertext")
-    return int(match["key_id"])
-
-
 def encrypt(plaintext: str, *, aad: bytes, keys: Sequence[bytes] | None = None) -> str:
     """Seal ``plaintext`` under the newest key, bound to ``aad``."""
     key = _ring(keys)[0]

@@ -184,7 +184,3 @@ class OnboardingSession(models.Model):
 
     def __str__(self) -> str:
         return f"onboarding of {self.user} (step {self.current_step})"
-
-    @property
-    def step_name(self) -> str:
-        return self.STEPS[min(self.current_step, len(self.STEPS)) - 1]

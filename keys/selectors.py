@@ -87,10 +87,6 @@ def invalid_key_count(*, owner: User) -> int:
     return ApiKey.objects.filter(owner=owner, status=ApiKey.Status.INVALID).count()
 
 
-def onboarding_get(*, user: User) -> OnboardingSession | None:
-    return OnboardingSession.objects.filter(user=user).first()
-
-
 def onboarding_completed(*, user: User) -> bool:
     """Whether the user finished the key-vault onboarding (the overview hides it then)."""
     return OnboardingSession.objects.filter(user=user, completed_at__isnull=False).exists()
