@@ -151,6 +151,17 @@ class UserAPIKeys(Mapping[str, str]):
     def __len__(self) -> int:
         return len(set(self._stored) | set(self._environment))
 
+    def base_url(self, provider: str) -> str:
+        """Where to send the key: the stored key's own base URL (OpenAI-compatible keys),
+        else the provider's configured one. Reading it opens nothing."""
+        api_key = self._stored.get(provider)
+        if api_key is not None and api_key.base_url:
+            return api_key.base_url
+        spec = PROVIDERS.get(provider)
+        if spec is None or spec.needs_base_url:
+            raise MissingAPIKey(provider, fallback_allowed=self._fallback)
+        return spec.base_url()
+
     def source(self, provider: str) -> str | None:
         """``"vault"``, ``"environment"`` or None — without opening anything."""
         if provider in self._stored:

@@ -92,6 +92,20 @@ def test_use_is_recorded_once_per_read_key_and_values_are_dropped_after(alice):
     assert len(keys) == 0
 
 
+def test_base_urls_for_backend_clients(settings, alice):
+    settings.OPENAI_BASE_URL = "https://proxy.example.com/v1"
+    ApiKeyFactory(
+        owner=alice,
+        provider="openai_compatible",
+        secret="local-token-123456",
+        base_url="https://llm.example.com/v1",
+    )
+    with user_api_keys(alice) as keys:
+        assert keys.base_url("openai_compatible") == "https://llm.example.com/v1"
+        assert keys.base_url("openai") == "https://proxy.example.com/v1"
+    assert not KeyAuditEvent.objects.exists()  # nothing was opened
+
+
 def test_an_unreadable_stored_key_raises_a_clear_error(settings, alice):
     import os
 
