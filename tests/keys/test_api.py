@@ -228,7 +228,7 @@ def test_project_crud(alice_api, alice):
 # --- query counts ---------------------------------------------------------------------------
 
 
-def _count_queries(client, url, django_assert_max_num_queries):
+def _count_queries(client, url):
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as ctx:
@@ -242,11 +242,11 @@ def test_list_query_count_does_not_grow_with_rows(
 ):
     project = ProjectFactory(owner=alice)
     ApiKeyFactory(owner=alice, project=project)
-    one = _count_queries(alice_api, url, django_assert_max_num_queries)
+    one = _count_queries(alice_api, url)
     for i in range(49):
         p = ProjectFactory(owner=alice)
         ApiKeyFactory(owner=alice, project=p if i % 2 else project)
-    fifty = _count_queries(alice_api, url, django_assert_max_num_queries)
+    fifty = _count_queries(alice_api, url)
     assert one == fifty
     with django_assert_max_num_queries(one):
         alice_api.get(url)
