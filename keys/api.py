@@ -9,6 +9,7 @@ from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -190,19 +191,19 @@ class ApiKeyFetchApi(APIView):
     def post(self, request: Request) -> Response:
         where = origin(request, Source.FETCH_API)
         if not _server_secret_ok(request.META.get("HTTP_AUTHORIZATION", "")):
-            claimed = request.data.get("user_id") if isinstance(request.data, dict) else None
-            fetch_denied_record(origin=where, reason="bad_secret", user_id=claimed)
+            fetch_denied_record(origin=where, reason="bad_secret", user_id=_claimed(request))
             raise ApplicationError(
                 "Send the server secret as Authorization: Bearer <SERVER_SECRET_KEY>.",
                 code="not_authenticated",
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="kay-keys-fetch"'},
             )
-        serializer = ApiKeyFetchInputSerializer(data=request.data)
-        if not serializer.is_valid():
-            claimed = request.data.get("user_id") if isinstance(request.data, dict) else None
-            fetch_denied_record(origin=where, reason="bad_request", user_id=claimed)
+        try:
+            serializer = ApiKeyFetchInputSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
+        except (ParseError, ValidationError):
+            fetch_denied_record(origin=where, reason="bad_request", user_id=_claimed(request))
+            raise
         data = serializer.validated_data
         api_key, plaintext = api_key_fetch(
             user_id=data["user_id"],
@@ -212,6 +213,15 @@ class ApiKeyFetchApi(APIView):
         )
         body = {"key": plaintext, "key_id": api_key.pk, "provider": api_key.provider}
         return Response(body, headers={"Cache-Control": "no-store"})
+
+
+def _claimed(request: Request) -> Any:
+    """The user id a refused caller named, for the audit row (None if unreadable)."""
+    try:
+        data = request.data
+    except ParseError:
+        return None
+    return data.get("user_id") if isinstance(data, dict) else None
 
 
 def _server_secret_ok(header: str) -> bool:

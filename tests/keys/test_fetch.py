@@ -40,6 +40,15 @@ def test_a_wrong_secret_is_401_and_audited(api_client, alice, header):
     assert KeyAuditEvent.objects.filter(action="fetch_denied").count() == 1
 
 
+def test_unreadable_bodies_are_refused_and_audited(api_client, db):
+    response = api_client.post(URL, "{not json", content_type="application/json")
+    assert response.status_code == 401
+    response = api_client.post(URL, "{not json", content_type="application/json", **server_auth())
+    assert response.status_code == 400
+    reasons = sorted(KeyAuditEvent.objects.values_list("detail__reason", flat=True))
+    assert reasons == ["bad_request", "bad_secret"]
+
+
 def test_a_user_session_is_not_enough(alice_api, alice):
     ApiKeyFactory(owner=alice)
     response = fetch(alice_api, {"user_id": alice.pk, "provider": "openai"})
