@@ -33,8 +33,17 @@ CACHE_CONTROL = f"public, max-age={CACHE_SECONDS}"
 
 
 def _etag_matches(header: str, etag: str) -> bool:
+    # Weak comparison (RFC 9110 13.1.2), as If-None-Match asks for.
     tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return "*" in tags or etag in tags
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+def _etag(document: dict[str, object]) -> str:
+    """A weak ETag of the data alone: ``generated_at`` changes every time the document is
+    rebuilt (cache expiry, another process), which must not invalidate clients' copies."""
+    data = {key: value for key, value in document.items() if key != "generated_at"}
+    raw = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return f'W/"{hashlib.sha256(raw.encode()).hexdigest()[:40]}"'
 
 
 def _cached_document(filters: CatalogFilters) -> tuple[bytes, str]:
@@ -52,7 +61,7 @@ def _cached_document(filters: CatalogFilters) -> tuple[bytes, str]:
         return cached  # type: ignore[no-any-return]
     document = selectors.models_by_provider(filters=filters)
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-    result = (body, f'"{hashlib.sha256(body).hexdigest()[:40]}"')
+    result = (body, _etag(document))
     if key:
         try:
             cache.set(key, result, CACHE_SECONDS)

@@ -182,6 +182,22 @@ def test_etag_and_304(api, catalog):
     assert other.status_code == 200 and other["ETag"] != etag
 
 
+def test_the_etag_follows_the_data_not_the_time_it_was_built(api, catalog, time_machine):
+    time_machine.move_to(datetime(2026, 9, 1, 12, 0, tzinfo=UTC))
+    etag = api.get(URL)["ETag"]
+    # A minute later the cached copy has expired (or another process builds its own):
+    # the data is the same, so a client's copy is still current.
+    time_machine.move_to(datetime(2026, 9, 1, 12, 1, 5, tzinfo=UTC))
+    services.catalog_cache_invalidate()
+    again = api.get(URL, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304 and again["ETag"] == etag
+    Model.objects.filter(openrouter_id="openai/big").update(name="Renamed")
+    services.catalog_cache_invalidate()
+    changed = api.get(URL, HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag
+    assert "Renamed" in changed.content.decode()
+
+
 def test_responses_are_cached_per_filter_set_until_a_sync_changes_the_catalog(api, catalog):
     before = api.get(f"{URL}?provider=openai").json()
     Model.objects.filter(openrouter_id="openai/big").update(name="Renamed")
