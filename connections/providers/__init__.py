@@ -13,8 +13,9 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+from django.conf import settings
 
-from core.errors import ProviderError
+from core.errors import ApplicationError, ProviderError
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
@@ -52,6 +53,20 @@ class Resource:
     url: str
     scopes: list[str] = field(default_factory=list)
     avatar_url: str = ""
+
+
+def oauth_credentials(label: str, prefix: str) -> tuple[str, str]:
+    """The ``<PREFIX>_CLIENT_ID`` / ``<PREFIX>_CLIENT_SECRET`` pair, or a clear 503."""
+    client_id = getattr(settings, f"{prefix}_CLIENT_ID", "")
+    client_secret = getattr(settings, f"{prefix}_CLIENT_SECRET", "")
+    if not client_id or not client_secret:
+        raise ApplicationError(
+            f"{label} connections are not configured: set {prefix}_CLIENT_ID and "
+            f"{prefix}_CLIENT_SECRET.",
+            code="provider_not_configured",
+            status=503,
+        )
+    return client_id, client_secret
 
 
 def client() -> httpx.Client:

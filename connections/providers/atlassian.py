@@ -18,22 +18,16 @@ from connections.providers import (
     Resource,
     client,
     get_json,
+    oauth_credentials,
     token_response,
 )
-from core.errors import ApplicationError, ProviderError
+from core.errors import ProviderError
 
 LABEL = "Atlassian"
 
 
 def _credentials() -> tuple[str, str]:
-    if not settings.ATLASSIAN_CLIENT_ID or not settings.ATLASSIAN_CLIENT_SECRET:
-        raise ApplicationError(
-            "Atlassian connections are not configured: set ATLASSIAN_CLIENT_ID and "
-            "ATLASSIAN_CLIENT_SECRET.",
-            code="provider_not_configured",
-            status=503,
-        )
-    return settings.ATLASSIAN_CLIENT_ID, settings.ATLASSIAN_CLIENT_SECRET
+    return oauth_credentials(LABEL, "ATLASSIAN")
 
 
 def authorize_url(

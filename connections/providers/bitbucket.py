@@ -18,22 +18,16 @@ from connections.providers import (
     Resource,
     client,
     get_json,
+    oauth_credentials,
     token_response,
 )
-from core.errors import ApplicationError, ProviderError
+from core.errors import ProviderError
 
 LABEL = "Bitbucket"
 
 
 def _credentials() -> tuple[str, str]:
-    if not settings.BITBUCKET_CLIENT_ID or not settings.BITBUCKET_CLIENT_SECRET:
-        raise ApplicationError(
-            "Bitbucket connections are not configured: set BITBUCKET_CLIENT_ID and "
-            "BITBUCKET_CLIENT_SECRET.",
-            code="provider_not_configured",
-            status=503,
-        )
-    return settings.BITBUCKET_CLIENT_ID, settings.BITBUCKET_CLIENT_SECRET
+    return oauth_credentials(LABEL, "BITBUCKET")
 
 
 def authorize_url(
