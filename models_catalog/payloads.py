@@ -32,6 +32,10 @@ CAPABILITIES = {
 }
 
 Fields = dict[str, Any]
+# The largest values our columns hold: a price has 9 digits before the point
+# (max_digits=24, decimal_places=15), a token count is a 32-bit integer on PostgreSQL.
+MAX_PRICE = Decimal(10**9)
+MAX_INT = 2**31 - 1
 
 
 class CatalogPayloadError(ProviderError):
@@ -58,6 +62,8 @@ def price(value: Any, *, where: str) -> Decimal | None:
         raise CatalogPayloadError(f"{where}: price {value!r} is not a number")
     if amount < 0:
         return None
+    if amount >= MAX_PRICE:
+        raise CatalogPayloadError(f"{where}: price {value!r} is out of range")
     return amount.quantize(Decimal("1e-15")).normalize() if amount else Decimal(0)
 
 
@@ -72,8 +78,10 @@ def _int(value: Any, *, where: str) -> int | None:
         raise CatalogPayloadError(f"{where}: {value!r} is not a whole number")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise CatalogPayloadError(f"{where}: {value!r} is not a whole number") from None
+    if number > MAX_INT:
+        raise CatalogPayloadError(f"{where}: {value!r} is out of range")
     return number if number >= 0 else None
 
 
@@ -189,6 +197,12 @@ def parse_providers(body: Any) -> list[Fields]:
     return list({p["slug"]: p for p in map(parse_provider, _items(body, "providers"))}.values())
 
 
+def _uptime(value: Any, *, where: str) -> Decimal | None:
+    """A percentage; anything outside 0-100 is not an uptime we can show."""
+    uptime = price(value, where=f"{where} uptime")
+    return uptime if uptime is not None and uptime <= 100 else None
+
+
 def parse_endpoint(item: Any, model_id: str) -> Fields:
     """One entry of ``data.endpoints``, with the provider it names (``provider_slug``)."""
     if not isinstance(item, dict):
@@ -213,7 +227,7 @@ def parse_endpoint(item: Any, model_id: str) -> Fields:
         "pricing": pricing,
         "quantization": _text(item.get("quantization"), 50),
         "status": status if isinstance(status, int) and not isinstance(status, bool) else None,
-        "uptime_last_30m": price(uptime, where=f"{where} uptime") if uptime is not None else None,
+        "uptime_last_30m": _uptime(uptime, where=where),
         "supported_parameters": _strings(item.get("supported_parameters")),
         "inferred": False,
     }

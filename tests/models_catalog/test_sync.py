@@ -103,6 +103,11 @@ def test_malformed_json_fails_and_leaves_rows_untouched(fake_openrouter, openrou
         {"data": [{"name": "no id"}]},
         {"data": [{"id": "a/b", "pricing": {"prompt": "cheap"}}]},
         {"data": [{"id": "a/b", "context_length": "long"}]},
+        # Numbers our columns cannot hold are malformed too, not a database error mid-sync.
+        {"data": [{"id": "a/b", "pricing": {"prompt": "1e30"}}]},
+        {"data": [{"id": "a/b", "pricing": {"completion": "12345678901"}}]},
+        {"data": [{"id": "a/b", "context_length": 10**12}]},
+        {"data": [{"id": "a/b", "top_provider": {"max_completion_tokens": float("inf")}}]},
     ],
 )
 def test_a_malformed_payload_is_rejected_before_any_write(fake_openrouter, openrouter, body):
@@ -169,6 +174,28 @@ def test_one_models_endpoints_failing_does_not_fail_the_sync(fake_openrouter, op
     rows = ModelEndpoint.objects.filter(model__openrouter_id=model_id, is_active=True)
     assert set(rows.values_list("tag")) == before
     assert SyncRun.objects.first().failed == 1
+
+
+def test_one_models_malformed_endpoints_do_not_fail_the_sync(fake_openrouter, openrouter):
+    model_id = "qwen/qwen3.8-27b"
+    real = fake_openrouter.endpoints_body
+
+    def endpoints_body(requested):
+        body = real(requested)
+        if requested == model_id:
+            body["data"]["endpoints"][0]["pricing"]["prompt"] = "1e30"
+        else:
+            body["data"]["endpoints"][0]["uptime_last_30m"] = 12345.6
+        return body
+
+    fake_openrouter.endpoints_body = endpoints_body
+    summary = services.catalog_sync(client=openrouter)
+
+    assert summary.failed == 1 and model_id in summary.failures[0]
+    assert summary.counts["models"]["added"] == 414
+    assert ModelEndpoint.objects.get(model__openrouter_id=model_id).inferred
+    # An uptime that is not a percentage is not shown, and does not fail the model.
+    assert not ModelEndpoint.objects.filter(uptime_last_30m__gt=100).exists()
 
 
 def test_a_new_model_whose_endpoints_fail_is_listed_from_its_listing(fake_openrouter, openrouter):
