@@ -3,6 +3,7 @@ start a sync."""
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import QuerySet
@@ -13,8 +14,29 @@ from models_catalog import services, tasks
 from models_catalog.models import Model, ModelEndpoint, Provider, SyncRun
 
 
+class ProviderAdminForm(forms.ModelForm):
+    """Country codes stored the way the sync writes them and the filters compare them."""
+
+    class Meta:
+        model = Provider
+        fields = [
+            "name", "data_policy", "headquarters", "datacenters", "location_curated",
+            "privacy_policy_url", "terms_of_service_url", "status_page_url",
+        ]  # fmt: skip
+
+    def clean_headquarters(self) -> str:
+        return str(self.cleaned_data.get("headquarters") or "").strip().upper()
+
+    def clean_datacenters(self) -> list[str]:
+        value = self.cleaned_data.get("datacenters") or []
+        if not isinstance(value, list) or not all(isinstance(code, str) for code in value):
+            raise forms.ValidationError('A list of country codes, e.g. ["US", "DE"].')
+        return list(dict.fromkeys(code.strip().upper() for code in value if code.strip()))
+
+
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    form = ProviderAdminForm
     list_display = ["name", "slug", "headquarters", "data_policy", "location_curated", "listed"]
     list_filter = ["data_policy", "headquarters", "location_curated", "listed"]
     list_editable = ["data_policy"]
@@ -28,6 +50,8 @@ class ProviderAdmin(admin.ModelAdmin):
     ]
 
     def save_model(self, request: HttpRequest, obj: Provider, form: Any, change: bool) -> None:
+        if {"headquarters", "datacenters"} & set(form.changed_data):
+            obj.location_curated = True  # an operator's location must survive later syncs
         super().save_model(request, obj, form, change)
         services.catalog_cache_invalidate()  # curated policy/location show up at once
 

@@ -9,6 +9,7 @@ from django.urls import reverse
 from core.errors import ApplicationError
 from models_catalog import selectors, services
 from models_catalog.models import CatalogPreference, Model, Provider
+from tests.fakes.openrouter import DATA, MODELS, PROVIDERS
 from tests.models_catalog.factories import ProviderFactory, offer
 
 LIST = "/dashboard/models/"
@@ -230,3 +231,32 @@ def test_operators_can_start_a_sync(client, staff, django_capture_on_commit_call
 
 def test_non_staff_cannot_reach_the_catalog_admin(alice_browser, catalog):
     assert alice_browser.get("/admin/models_catalog/model/").status_code == 302
+
+
+def test_an_operators_location_edit_is_kept_by_later_syncs(client, staff, catalog):
+    client.force_login(staff)
+    provider = Provider.objects.get(slug="openai")
+    response = client.post(
+        f"/admin/models_catalog/provider/{provider.pk}/change/",
+        {
+            "name": "OpenAI",
+            "data_policy": "unknown",
+            "headquarters": "de",
+            "datacenters": "",
+            "privacy_policy_url": "",
+            "terms_of_service_url": "",
+            "status_page_url": "",
+        },
+    )
+    assert response.status_code == 302, response.content
+    provider.refresh_from_db()
+    # Stored as the filters expect it, and marked curated so the next sync keeps it.
+    assert provider.headquarters == "DE" and provider.datacenters == []
+    assert provider.location_curated
+    services.catalog_sync_from_files(
+        models_path=DATA / MODELS["2026-08-19"], providers_path=DATA / PROVIDERS
+    )
+    provider.refresh_from_db()
+    assert provider.headquarters == "DE" and provider.datacenters == []
+    body = client.get("/api/openrouter/models-by-provider?location=DE").json()
+    assert "openai" in {p["slug"] for p in body["providers"]}
