@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from accounts.models import User
 from core.errors import ApplicationError, Conflict, NotFound
@@ -10,6 +10,22 @@ from keys.models import ApiKey, Project
 from keys.services.common import Action, Origin, by_user
 
 # --- Projects ----------------------------------------------------------------------------
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(
+        f"You already have a project named “{name}”.", fields={"name": ["Choose another name."]}
+    )
+
+
+def _save(project: Project) -> None:
+    """Save, turning the unique-name constraint (a concurrent request won the pre-check
+    race) into the same 409 as the pre-check."""
+    try:
+        with transaction.atomic():
+            project.save()
+    except IntegrityError:
+        raise _name_taken(project.name) from None
 
 
 def project_create(
@@ -20,11 +36,10 @@ def project_create(
     if not name:
         raise ApplicationError("Name the project.", fields={"name": ["This field is required."]})
     if Project.objects.filter(owner=acting_user, name__iexact=name).exists():
-        raise Conflict(
-            f"You already have a project named “{name}”.", fields={"name": ["Choose another name."]}
-        )
+        raise _name_taken(name)
     with transaction.atomic():
-        project = Project.objects.create(owner=acting_user, name=name, description=description)
+        project = Project(owner=acting_user, name=name, description=description)
+        _save(project)
         by_user(
             acting_user,
             Action.CREATED,
@@ -53,15 +68,18 @@ def project_update(
             )
         clash = Project.objects.filter(owner=acting_user, name__iexact=name).exclude(pk=project.pk)
         if clash.exists():
-            raise Conflict(
-                f"You already have a project named “{name}”.",
-                fields={"name": ["Choose another name."]},
-            )
-        project.name = name
-    if description is not None:
-        project.description = description
+            raise _name_taken(name)
+    before = (project.name, project.description)
     with transaction.atomic():
-        project.save()
+        if name is not None:
+            project.name = name
+        if description is not None:
+            project.description = description
+        try:
+            _save(project)
+        except Conflict:
+            project.name, project.description = before
+            raise
         by_user(
             acting_user,
             Action.UPDATED,

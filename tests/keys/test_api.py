@@ -250,3 +250,35 @@ def test_list_query_count_does_not_grow_with_rows(
     assert one == fifty
     with django_assert_max_num_queries(one):
         alice_api.get(url)
+
+
+# --- races: the database constraint, not a 500, answers the loser -----------------------------
+
+
+def _lose_the_race():
+    """Pretend the "is the name free?" pre-check ran before a concurrent request committed."""
+    from unittest import mock
+
+    from django.db.models.query import QuerySet
+
+    return mock.patch.object(QuerySet, "exists", return_value=False)
+
+
+def test_a_project_name_taken_concurrently_is_a_409_not_a_500(alice_api, alice):
+    ProjectFactory(owner=alice, name="Chatbot")
+    with _lose_the_race():
+        response = alice_api.post("/api/projects", {"name": "chatbot"}, format="json")
+    assert response.status_code == 409, response.content
+    assert response.json()["error"]["fields"]["name"]
+    assert Project.objects.filter(owner=alice).count() == 1
+
+
+def test_renaming_a_project_onto_a_name_taken_concurrently_is_a_409(alice_api, alice):
+    ProjectFactory(owner=alice, name="Chatbot")
+    other = ProjectFactory(owner=alice, name="Other")
+    with _lose_the_race():
+        response = alice_api.patch(f"/api/projects/{other.pk}", {"name": "CHATBOT"}, format="json")
+    assert response.status_code == 409, response.content
+    other.refresh_from_db()
+    assert other.name == "Other"
+    assert not KeyAuditEvent.objects.filter(owner=alice, action="updated").exists()
