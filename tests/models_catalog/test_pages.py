@@ -70,6 +70,15 @@ def test_invalid_filters_show_an_error_and_all_models(alice_browser, catalog):
     assert "Some filters are not valid" in body and "<strong>2</strong> models" in body
 
 
+def test_invalid_filters_are_reported_in_an_htmx_update_too(alice_browser, catalog):
+    response = alice_browser.get(
+        LIST, {"max_prompt_price": "-1"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="results"
+    )
+    body = response.content.decode()
+    assert "<html" not in body and 'role="alert"' in body and "Some filters are not valid" in body
+    assert "<strong>2</strong> models" in body
+
+
 def test_the_models_page_falls_back_to_the_snapshot(alice_browser, db):
     body = alice_browser.get(LIST).content.decode()
     assert "<strong>414</strong> models" in body and "From the backup snapshot" in body
@@ -260,3 +269,17 @@ def test_an_operators_location_edit_is_kept_by_later_syncs(client, staff, catalo
     assert provider.headquarters == "DE" and provider.datacenters == []
     body = client.get("/api/openrouter/models-by-provider?location=DE").json()
     assert "openai" in {p["slug"] for p in body["providers"]}
+
+
+def test_third_party_text_is_escaped(alice_browser, alice, catalog):
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    Model.objects.filter(pk=catalog.pk).update(name=f"Evil {evil}", description=f"Hi {evil}")
+    services.catalog_cache_invalidate()
+    for url in (LIST, "/dashboard/models/openai/gpt-tools/"):
+        body = alice_browser.get(url).content.decode()
+        assert "Evil" in body and "<script>alert" not in body and "<img src=x" not in body
+    response = alice_browser.post(
+        reverse("models_catalog:allow", args=["openai/gpt-tools"]), {"allowed": "1"}, follow=True
+    )
+    assert "Evil &lt;script&gt;" in response.content.decode()
+    assert "<script>alert" not in response.content.decode()
