@@ -22,11 +22,10 @@ def per_million(value: Any) -> str:
     if price == 0:
         return "Free"
     amount = price * MILLION
-    if amount >= 1:
-        return f"${amount:,.2f}"
-    # Sub-dollar prices keep up to 4 decimals (e.g. $0.0375) but at least 2 ($0.70).
-    text = f"{amount:.4f}".rstrip("0")
-    return f"${text}{'0' * max(0, 2 - len(text.split('.')[1]))}"
+    # Up to 4 decimals (e.g. $0.0375, $1.125: real prices, not to be rounded to $1.12)
+    # but at least 2 ($0.70, $10.00).
+    whole, _, decimals = f"{amount:,.4f}".partition(".")
+    return f"${whole}.{decimals.rstrip('0').ljust(2, '0')}"
 
 
 @register.filter

@@ -63,3 +63,11 @@ def test_price_and_token_formatting():
     assert per_million("-1") == "varies"
     assert tokens(1_048_576) == "1M" and tokens(200_000) == "200K" and tokens(None) == "—"
     assert per_million("0.0000007") == "$0.70"
+    # Real 2026 prices: never rounded to a different (lower) price than the one charged.
+    assert per_million("0.000001125") == "$1.125"
+    assert per_million("0.000004425") == "$4.425"
+    assert per_million("0.000001875") == "$1.875"
+    assert per_million("0.000078596") == "$78.596"
+    assert per_million("0.00015") == "$150.00"
+    assert per_million("0.0012") == "$1,200.00"
+    assert per_million("0.000000078596") == "$0.0786"
