@@ -79,6 +79,9 @@ def check_with_openai_sdk(label: str, secret: str, base_url: str, *, admin: bool
         project=None,
         timeout=timeout(),
         max_retries=0,
+        # The SDK follows redirects by default: a vetted public base URL could then bounce
+        # the check into the private network (check_base_url only saw the first host).
+        http_client=openai.DefaultHttpxClient(follow_redirects=False),
     )
     try:
         with client:

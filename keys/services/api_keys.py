@@ -270,6 +270,8 @@ def api_key_revalidate(
             raise NotFound("Key not found.")
         ratelimit.limit("validation", acting_user.pk, settings.KEYS_VALIDATION_RATE)
     spec = get_provider(api_key.provider)
+    # Vet a stored base URL again: its host may resolve to a private address by now.
+    base_url = check_base_url(api_key.base_url) if spec.needs_base_url else ""
     try:
         secret = api_key.get_secret()
     except DecryptionError:
@@ -278,7 +280,7 @@ def api_key_revalidate(
             code="key_unreadable",
             status=409,
         ) from None
-    check = spec.check(secret, spec.base_url(api_key.base_url))
+    check = spec.check(secret, spec.base_url(base_url))
     with transaction.atomic():
         fields = ["status_detail", "updated_at"]
         api_key.status_detail = check.detail

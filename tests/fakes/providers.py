@@ -68,6 +68,8 @@ class FakeProviders:
         self.valid_keys: set[str] = set(valid_keys or ())
         self.fail_status: int | None = None
         self.delay = 0.0
+        # When set, every request to another path is answered 302 → this URL.
+        self.redirect_to: str | None = None
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -206,6 +208,12 @@ class FakeProviders:
                     fake.requests.append({"path": path, "headers": headers})
                 if fake.delay:
                     time.sleep(fake.delay)
+                if fake.redirect_to and not fake.redirect_to.endswith(path):
+                    self.send_response(302)
+                    self.send_header("Location", fake.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status, body = fake.respond(path, headers)
                 payload = json.dumps(body).encode()
                 try:

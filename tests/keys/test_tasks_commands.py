@@ -90,3 +90,21 @@ def test_the_nightly_check_is_scheduled():
     app.loader.import_default_modules()
     assert revalidate_keys.name in app.tasks and revalidate_key.name in app.tasks
     assert entry["schedule"].hour == {3}
+
+
+def test_revalidation_refuses_a_base_url_that_now_points_inside(alice, fake_providers, settings):
+    """The base URL was checked when saved; its host may resolve elsewhere since (DNS
+    rebinding) or have been saved where private addresses were allowed. The nightly check
+    must not send the key into the private network."""
+    key = ApiKeyFactory(
+        owner=alice,
+        provider="openai_compatible",
+        secret=VALID["openai_compatible"],
+        base_url=fake_providers.base_url + "/v1",
+        status="valid",
+    )
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = False
+    assert revalidate_key(key.pk) == "bad_request"
+    assert fake_providers.requests == []
+    key.refresh_from_db()
+    assert key.status == "valid"

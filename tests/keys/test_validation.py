@@ -126,3 +126,14 @@ def test_private_base_urls_are_refused_in_production(settings):
 def test_private_base_urls_are_allowed_when_configured(settings):
     settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
     assert check_base_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/v1"
+
+
+def test_a_check_does_not_follow_redirects(fake_providers):
+    """A public base URL that redirects into the private network must not carry the
+    check (and the key) there: the SDK follows redirects unless told not to."""
+    fake_providers.redirect_to = fake_providers.base_url + "/v1/models"
+    result = PROVIDERS["openai_compatible"].check(
+        VALID["openai_compatible"], fake_providers.base_url + "/elsewhere"
+    )
+    assert result.status == "unverified"
+    assert [r["path"] for r in fake_providers.requests] == ["/elsewhere/models"]
