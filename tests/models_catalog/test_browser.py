@@ -47,3 +47,28 @@ def test_filter_to_tool_capable_models_under_a_price_and_open_one(page, screensh
     page.get_by_role("button", name="Use for the assistant").click()
     page.get_by_text("The assistant uses this model for you.").wait_for()
     screenshot(page, "model-detail")
+
+
+def test_keyboard_and_screen_reader_users_keep_their_place(page):
+    call_command("sync_models", "--from-backup", "--no-progress", stdout=None)
+    UserFactory(email="erin@example.com")
+    login(page, "erin@example.com")
+    page.goto("/dashboard/models/?provider=anthropic")
+
+    # The result count is announced from a live region that stays in the page.
+    status = page.locator("#result-status")
+    assert status.get_attribute("role") == "status"
+    page.get_by_label("Tools").check()
+    page.wait_for_function(
+        "document.querySelector('#result-status').innerText.includes('model')"
+        " && !document.querySelector('.htmx-request')"
+    )
+    assert status.inner_text() == page.locator("#result-count").inner_text()
+
+    # Allowing a model from the keyboard swaps the button and keeps the focus on it.
+    button = page.locator("tr.catalog-row").first.get_by_role("button", name="Allow")
+    button.focus()
+    page.keyboard.press("Enter")
+    page.locator("tr.catalog-row").first.locator("button[aria-pressed=true]").wait_for()
+    focused = page.evaluate("document.activeElement.getAttribute('aria-pressed')")
+    assert focused == "true"
