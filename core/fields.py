@@ -24,7 +24,9 @@ How it decides:
 * The additional authenticated data is ``kay|<app_label.model>|<field>|<owner id>``:
   a ciphertext moved to another model, field or owner's row fails to decrypt. The row's
   own primary key is not in it because it is unknown before the first insert. Changing
-  a row's owner therefore requires setting the secret again.
+  a row's owner therefore requires setting the secret again: ``save()`` of a row whose
+  owner changed while it still holds the old ciphertext raises ``CryptoError`` instead of
+  writing a row nobody can decrypt.
 
 Rotation (``manage.py rotate_encryption_key``) finds every such field through the app
 registry (:func:`encrypted_fields`) and uses :func:`rotate_field`.
@@ -38,6 +40,7 @@ from typing import Any
 
 from django.apps import apps
 from django.db import models, transaction
+from django.db.models.signals import post_init, pre_save
 
 from core import crypto
 
@@ -69,6 +72,41 @@ class EncryptedTextField(models.TextField):
             kwargs["editable"] = True
         return name, path, args, kwargs
 
+    def contribute_to_class(
+        self, cls: type[models.Model], name: str, private_only: bool = False
+    ) -> None:
+        super().contribute_to_class(cls, name, private_only=private_only)
+        if self.aad_owner_field is not None and not cls._meta.abstract:
+            post_init.connect(self._remember_owner, sender=cls, weak=False)
+            pre_save.connect(self._refuse_owner_change, sender=cls, weak=False)
+
+    # --- the owner a stored ciphertext is bound to ----------------------------------------
+    def _sealed_for_key(self) -> str:
+        return f"_kay_{self.attname}_sealed_for"
+
+    def _remember_owner(self, sender: Any, instance: models.Model, **kwargs: Any) -> None:
+        # __dict__, not getattr: a deferred owner column must not cost a query.
+        owner_id = instance.__dict__.get(self.owner_attname() or "")
+        instance.__dict__[self._sealed_for_key()] = owner_id
+
+    def _refuse_owner_change(
+        self, sender: Any, instance: models.Model, update_fields: Any = None, **kwargs: Any
+    ) -> None:
+        value = instance.__dict__.get(self.attname)
+        if not isinstance(value, Ciphertext):
+            return  # None, or plaintext that pre_save seals for the current owner
+        sealed_for = instance.__dict__.get(self._sealed_for_key())
+        owner_attname = self.owner_attname()
+        if sealed_for is None or owner_attname is None:
+            return
+        if update_fields is not None and self.aad_owner_field not in update_fields:
+            return
+        if instance.__dict__.get(owner_attname) != sealed_for:
+            raise crypto.CryptoError(
+                f"{self.model_label()}: the row's {self.aad_owner_field} changed; set "
+                f"{self.name} again so it is sealed for the new {self.aad_owner_field}"
+            )
+
     # --- database round trip --------------------------------------------------------------
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Ciphertext | None:
         return None if value is None else Ciphertext(value)
@@ -81,6 +119,7 @@ class EncryptedTextField(models.TextField):
             raise TypeError(f"{self.model_label()}: secrets must be str, not {type(value)}")
         sealed = Ciphertext(crypto.encrypt(value, aad=self.aad_for(model_instance)))
         setattr(model_instance, self.attname, sealed)
+        self._remember_owner(type(model_instance), model_instance)
         return sealed
 
     def get_prep_value(self, value: Any) -> Any:

@@ -171,6 +171,29 @@ def test_ciphertext_copied_to_another_owners_row_fails(vaulted_table):
         decrypt_field(Vaulted.objects.get(pk=alices.pk), "note")
 
 
+def test_moving_a_row_to_another_owner_without_resealing_is_refused(vaulted_table):
+    """The secret is bound to its owner: saving a new owner while keeping the old
+    ciphertext would leave a row nobody can decrypt, so it fails loudly instead."""
+    alice, bob = UserFactory(), UserFactory()
+    row = Vaulted.objects.create(owner=alice, secret="alice-secret")
+    loaded = Vaulted.objects.get(pk=row.pk)
+    loaded.owner = bob
+    with pytest.raises(crypto.CryptoError, match="owner"):
+        loaded.save()
+    with pytest.raises(crypto.CryptoError, match="owner"):
+        loaded.save(update_fields=["owner"])
+    assert decrypt_field(Vaulted.objects.get(pk=row.pk), "secret") == "alice-secret"
+    # Setting the secret again seals it for the new owner.
+    loaded.secret = "bob-secret"
+    loaded.note = None
+    loaded.save()
+    assert decrypt_field(Vaulted.objects.get(pk=row.pk), "secret") == "bob-secret"
+    # Other saves of the row are unaffected.
+    again = Vaulted.objects.get(pk=row.pk)
+    again.save()
+    assert decrypt_field(Vaulted.objects.get(pk=row.pk), "secret") == "bob-secret"
+
+
 def test_update_with_plaintext_is_refused(vaulted_table):
     row = Vaulted.objects.create(owner=UserFactory(), secret="sk-1")
     with pytest.raises(TypeError, match="Ciphertext only"):
