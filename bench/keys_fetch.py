@@ -56,15 +56,20 @@ def pick_database() -> tuple[str, str | None]:
     if parsed.scheme.startswith("postgres") and _answers(
         parsed.hostname or "", parsed.port or 5432
     ):
-        try:
-            import psycopg
+        import psycopg
 
-            with psycopg.connect(_libpq(base), autocommit=True, connect_timeout=2) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-                conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-            return urlunparse(parsed._replace(path=f"/{BENCH_DB}")), base
-        except Exception as exc:
-            print(f"PostgreSQL not usable ({exc.__class__.__name__}: {exc}); using SQLite")
+        # The named database may not exist (a fresh checkout, or a name only tests use):
+        # the server's maintenance database can create the bench database just as well.
+        error: Exception | None = None
+        for admin in (base, urlunparse(parsed._replace(path="/postgres"))):
+            try:
+                with psycopg.connect(_libpq(admin), autocommit=True, connect_timeout=2) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
+                    conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+                return urlunparse(parsed._replace(path=f"/{BENCH_DB}")), admin
+            except Exception as exc:
+                error = exc
+        print(f"PostgreSQL not usable ({error.__class__.__name__}: {error}); using SQLite")
     path = Path(tempfile.mkdtemp(prefix="kay-bench-")) / "bench.sqlite3"
     return f"sqlite:///{path}", None
 
