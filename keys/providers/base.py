@@ -136,6 +136,12 @@ def check_base_url(url: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise ApplicationError("Enter an http(s) base URL.", fields={"base_url": ["Invalid URL."]})
+    if parsed.username or parsed.password:
+        # The base URL is stored and shown in clear (detail page, admin): no secrets in it.
+        raise ApplicationError(
+            "Put credentials in the key field, not in the base URL.",
+            fields={"base_url": ["No user name or password in the URL."]},
+        )
     if settings.KEYS_ALLOW_PRIVATE_BASE_URLS:
         return url.rstrip("/")
     if parsed.scheme != "https":

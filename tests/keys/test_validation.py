@@ -137,3 +137,13 @@ def test_a_check_does_not_follow_redirects(fake_providers):
     )
     assert result.status == "unverified"
     assert [r["path"] for r in fake_providers.requests] == ["/elsewhere/models"]
+
+
+@pytest.mark.parametrize("allow_private", [True, False])
+def test_base_urls_with_credentials_are_refused(settings, allow_private):
+    """The base URL is stored and shown in clear (key page, admin): it must hold no secret."""
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = allow_private
+    for url in ("https://user:hunter2@llm.example.com/v1", "http://token@127.0.0.1:8000/v1"):
+        with pytest.raises(ApplicationError) as caught:
+            check_base_url(url)
+        assert "hunter2" not in caught.value.message
