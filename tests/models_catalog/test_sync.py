@@ -262,3 +262,26 @@ def test_a_sync_refuses_to_run_twice_at_once(fake_openrouter, openrouter):
     cache.add(services.LOCK_KEY, "other", 60)
     with pytest.raises(Conflict):
         services.catalog_sync(client=openrouter)
+
+
+def test_a_sync_that_changes_prices_refreshes_the_cached_api_answer(fake_openrouter, openrouter):
+    from rest_framework.test import APIClient
+
+    api, url = APIClient(), "/api/openrouter/models-by-provider?provider=mistral"
+    services.catalog_sync(client=openrouter)
+    first = api.get(url)
+    services.catalog_sync(client=openrouter)  # nothing changed: the cached answer stands
+    assert api.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+
+    body = json.loads(json.dumps(fake_openrouter.models_body))
+    model = next(m for m in body["data"] if m["id"].startswith("mistralai/"))
+    model["pricing"]["prompt"] = "0.000123"
+    fake_openrouter.use_models(body)
+    services.catalog_sync(client=openrouter)
+
+    changed = api.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert changed.status_code == 200 and changed["ETag"] != first["ETag"]
+    prices = {
+        m["id"]: m["pricing"]["prompt"] for p in changed.json()["providers"] for m in p["models"]
+    }
+    assert prices[model["id"]] == "0.000123"
