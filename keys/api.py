@@ -125,19 +125,15 @@ class ApiKeyDetailApi(APIView):
         serializer = ApiKeyUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        user = user_of(request)
-        if "key" in data:
-            api_key, _ = services.api_key_rotate(
-                acting_user=user, api_key=api_key, secret=data["key"], origin=origin(request)
-            )
         api_key = services.api_key_update(
-            acting_user=user,
+            acting_user=user_of(request),
             api_key=api_key,
             name=data.get("name"),
             project=_project(request, data["project_id"])
             if "project_id" in data
             else services.UNSET,
             is_default=data.get("is_default"),
+            secret=data.get("key"),
             origin=origin(request),
         )
         return Response(_key_data(request, api_key))

@@ -175,6 +175,7 @@ def api_key_create(
     return api_key, check
 
 
+@sensitive_variables("secret")
 def api_key_update(
     *,
     acting_user: User,
@@ -183,12 +184,21 @@ def api_key_update(
     name: str | None = None,
     project: Any = UNSET,
     is_default: bool | None = None,
+    secret: str | None = None,
 ) -> ApiKey:
-    """Rename a key, move it to another project (or none), or make it the default."""
+    """Rename a key, move it to another project (or none), make it the default, and/or
+    rotate it (``secret``, checked with the provider first) — all or nothing."""
     if api_key.owner_id != acting_user.pk:
         raise NotFound("Key not found.")
+    check = None
+    if secret is not None:
+        secret, check = _checked_secret(acting_user=acting_user, api_key=api_key, secret=secret)
     changed: list[str] = []
     with transaction.atomic():
+        if secret is not None and check is not None:
+            _apply_rotation(
+                acting_user=acting_user, api_key=api_key, secret=secret, check=check, origin=origin
+            )
         if project is not UNSET and project != api_key.project:
             if project is not None and project.owner_id != acting_user.pk:
                 raise NotFound("Project not found.")
@@ -226,12 +236,8 @@ def api_key_update(
 
 
 @sensitive_variables("secret")
-def api_key_rotate(
-    *, acting_user: User, api_key: ApiKey, secret: str, origin: Origin
-) -> tuple[ApiKey, Check]:
-    """Replace a key's secret (same id, name, project and history) after checking it."""
-    if api_key.owner_id != acting_user.pk:
-        raise NotFound("Key not found.")
+def _checked_secret(*, acting_user: User, api_key: ApiKey, secret: str) -> tuple[str, Check]:
+    """A replacement secret for ``api_key``, checked with its provider (rejected: error)."""
     check = api_key_check(
         acting_user=acting_user,
         provider=api_key.provider,
@@ -239,20 +245,34 @@ def api_key_rotate(
         base_url=api_key.base_url,
     )
     _refuse_invalid(check)
-    secret = _clean_secret(secret)
+    return _clean_secret(secret), check
+
+
+@sensitive_variables("secret")
+def _apply_rotation(
+    *, acting_user: User, api_key: ApiKey, secret: str, check: Check, origin: Origin
+) -> None:
+    """Store a checked secret on the key and audit it (inside the caller's transaction)."""
+    api_key.secret = secret
+    api_key.masked_key = mask_secret(secret)
+    api_key.status = check.status
+    api_key.status_detail = check.detail
+    api_key.last_validated_at = timezone.now() if check.status == "valid" else None
+    api_key.save()
+    by_user(acting_user, Action.ROTATED, origin, api_key=api_key, detail={"status": check.status})
+
+
+@sensitive_variables("secret")
+def api_key_rotate(
+    *, acting_user: User, api_key: ApiKey, secret: str, origin: Origin
+) -> tuple[ApiKey, Check]:
+    """Replace a key's secret (same id, name, project and history) after checking it."""
+    if api_key.owner_id != acting_user.pk:
+        raise NotFound("Key not found.")
+    secret, check = _checked_secret(acting_user=acting_user, api_key=api_key, secret=secret)
     with transaction.atomic():
-        api_key.secret = secret
-        api_key.masked_key = mask_secret(secret)
-        api_key.status = check.status
-        api_key.status_detail = check.detail
-        api_key.last_validated_at = timezone.now() if check.status == "valid" else None
-        api_key.save()
-        by_user(
-            acting_user,
-            Action.ROTATED,
-            origin,
-            api_key=api_key,
-            detail={"status": check.status},
+        _apply_rotation(
+            acting_user=acting_user, api_key=api_key, secret=secret, check=check, origin=origin
         )
     return api_key, check
 

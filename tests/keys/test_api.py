@@ -143,6 +143,22 @@ def test_patch_with_key_rotates_keeping_id_and_history(alice_api, alice, fake_pr
     assert actions[0] == "rotated" and "created" in actions
 
 
+def test_a_patch_that_fails_changes_nothing(alice_api, alice, fake_providers):
+    """PATCH with a new key and a name already taken: the 409 must not leave the key
+    rotated behind the caller's back (one request, all or nothing)."""
+    create(alice_api, name="taken")
+    created = create(alice_api, name="mine").json()
+    new_secret = "sk-proj-RotatedKey000000000000000000000000Zz99"
+    fake_providers.valid_keys.add(new_secret)
+    response = alice_api.patch(
+        f"/api/keys/{created['id']}", {"key": new_secret, "name": "TAKEN"}, format="json"
+    )
+    assert response.status_code == 409, response.content
+    key = ApiKey.objects.get(pk=created["id"])
+    assert key.get_secret() == VALID["openai"] and key.name == "mine"
+    assert not KeyAuditEvent.objects.filter(api_key=key, action="rotated").exists()
+
+
 def test_rotation_to_a_rejected_secret_keeps_the_old_one(alice_api, alice, fake_providers):
     created = create(alice_api).json()
     response = alice_api.patch(
