@@ -69,6 +69,12 @@ class Offer:
         )
 
     @property
+    def pricing(self) -> Entry:
+        """The per-token prices as published (``"-1"``: varies, as for routers)."""
+        endpoint = self.model.get("endpoint") or {}
+        return endpoint.get("pricing") or self.model.get("pricing") or {}
+
+    @property
     def prompt_per_million(self) -> Decimal | None:
         return None if self.prompt_price is None else self.prompt_price * MILLION
 

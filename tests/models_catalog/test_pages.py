@@ -10,7 +10,12 @@ from core.errors import ApplicationError
 from models_catalog import selectors, services
 from models_catalog.models import CatalogPreference, Model, Provider
 from tests.fakes.openrouter import DATA, MODELS, PROVIDERS
-from tests.models_catalog.factories import ProviderFactory, offer
+from tests.models_catalog.factories import (
+    ModelEndpointFactory,
+    ModelFactory,
+    ProviderFactory,
+    offer,
+)
 
 LIST = "/dashboard/models/"
 pytestmark = pytest.mark.django_db
@@ -283,3 +288,19 @@ def test_third_party_text_is_escaped(alice_browser, alice, catalog):
     )
     assert "Evil &lt;script&gt;" in response.content.decode()
     assert "<script>alert" not in response.content.decode()
+
+
+def test_a_router_whose_price_varies_says_so(alice_browser, catalog):
+    varies = {"prompt": "-1", "completion": "-1"}
+    model = ModelFactory(
+        openrouter_id="openrouter/auto",
+        name="Auto Router",
+        prompt_price=None,
+        completion_price=None,
+        pricing=varies,
+    )
+    ModelEndpointFactory(model=model, provider=ProviderFactory(), pricing=varies)
+    row = alice_browser.get(LIST, {"q": "auto router"}).content.decode()
+    detail = alice_browser.get("/dashboard/models/openrouter/auto/").content.decode()
+    for body in (row, detail.split('id="providers"')[1]):
+        assert 'class="num">varies</td>' in body, body
