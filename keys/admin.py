@@ -20,7 +20,13 @@ class _ReadOnly(admin.ModelAdmin):
     actions = None
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+        # Never from this model's own pages. Deleting a user elsewhere in the admin asks
+        # this too, for every row the cascade takes along; refusing there would make
+        # users with a vault undeletable.
+        opts = self.model._meta
+        match = getattr(request, "resolver_match", None)
+        url_name = (match.url_name if match else None) or ""
+        return bool(url_name) and not url_name.startswith(f"{opts.app_label}_{opts.model_name}_")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -12,9 +12,9 @@ from django.db import connection
 
 from core import crypto
 from core.fields import Ciphertext, stale_rows
-from keys.models import ApiKey
+from keys.models import ApiKey, Project
 from tests.keys.conftest import VALID
-from tests.keys.factories import ApiKeyFactory
+from tests.keys.factories import ApiKeyFactory, ProjectFactory
 
 
 def test_no_table_holds_a_plaintext_key(alice_api, alice, fake_providers):
@@ -172,3 +172,20 @@ def test_admin_shows_the_mask_and_never_the_secret(client, staff, alice):
     assert client.get("/admin/keys/apikey/add/").status_code == 403
     assert client.get(f"/admin/keys/apikey/{key.pk}/delete/").status_code == 403
     assert 'name="action"' not in listing  # no bulk actions, so nothing that decrypts
+
+
+def test_operators_can_delete_a_user_with_a_vault_but_not_its_rows(client, staff, alice):
+    """Deleting a user in the admin takes their vault along (the cascade asks each admin
+    for delete permission); the vault's own admin pages still delete nothing."""
+    project = ProjectFactory(owner=alice)
+    key = ApiKeyFactory(owner=alice, project=project)
+    client.force_login(staff)
+    assert client.post(f"/admin/keys/apikey/{key.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert (
+        client.post(f"/admin/keys/project/{project.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
+    change = client.get(f"/admin/keys/apikey/{key.pk}/change/").content.decode()
+    assert f"/admin/keys/apikey/{key.pk}/delete/" not in change
+    response = client.post(f"/admin/accounts/user/{alice.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not ApiKey.objects.exists() and not Project.objects.exists()
