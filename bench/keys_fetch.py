@@ -3,7 +3,7 @@
     .venv/bin/python bench/keys_fetch.py [--users 1000] [--keys-per-user 5] [--duration 8]
 
 Starts the app under gunicorn on 127.0.0.1 with PostgreSQL when one answers (a throwaway
-database ``kay_bench_keys`` next to ``DATABASE_URL``, or postgres://kay:kay@127.0.0.1/kay;
+database ``kay_bench_keys_<pid>`` next to ``DATABASE_URL``, or postgres://kay:kay@127.0.0.1/kay;
 SQLite in var/ otherwise) and Redis for the cache when one answers. Loads users x keys
 (encrypted like real ones), then, in one run and with the same client concurrency,
 alternates timed rounds of
@@ -35,7 +35,8 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PROVIDERS = ["openai", "anthropic", "gemini", "openrouter", "exa"]
-BENCH_DB = "kay_bench_keys"
+# One database per run: two runs on one server must not drop each other's data mid-run.
+BENCH_DB = f"kay_bench_keys_{os.getpid()}"
 
 
 # --- infrastructure ------------------------------------------------------------------------
