@@ -91,6 +91,35 @@ def test_a_malformed_key_ring_fails_with_a_clear_message(raw, message):
         parse_key_ring(raw)
 
 
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("", "ENCRYPTION_KEYS is empty"),
+        ("not base64!", "entry 1 is not valid base64"),
+        (base64.b64encode(b"short").decode(), "entry 1 decodes to 5 bytes"),
+    ],
+)
+def test_the_process_refuses_to_start_with_a_bad_key_ring(raw, message):
+    """Not just the parser: settings must stop the process (gunicorn and Celery both call
+    django.setup()) before it serves anything or writes a secret it could not read back."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "ENCRYPTION_KEYS": raw, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and message in result.stderr
+
+
 def test_key_id_does_not_reveal_the_key():
     key = new_key()
     assert str(crypto.key_id(key)) not in base64.b64encode(key).decode()
