@@ -157,7 +157,15 @@ def api_key_create(
         ).exists()
         if is_default or first:
             _make_default(api_key)
-        _save(api_key)
+        try:
+            _save(api_key)
+        except Conflict:
+            if is_default or not first:
+                raise
+            # A concurrent request just added this scope's first key (and so its default).
+            # This key never asked to be the default: save it without.
+            api_key.is_default = False
+            _save(api_key)
         by_user(
             acting_user,
             Action.CREATED,

@@ -298,3 +298,58 @@ def test_renaming_a_project_onto_a_name_taken_concurrently_is_a_409(alice_api, a
     other.refresh_from_db()
     assert other.name == "Other"
     assert not KeyAuditEvent.objects.filter(owner=alice, action="updated").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_keys_at_once_both_save(alice, fake_providers):
+    """Two keys of one provider added to an empty project at the same moment: each thinks it
+    is the first and so the default; the one that loses the default must still be saved
+    (it never asked to be the default), not refused with a 409."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from keys import services
+
+    project = ProjectFactory(owner=alice)
+    holding, release = threading.Event(), threading.Event()
+
+    def other_request():
+        with transaction.atomic():
+            ApiKeyFactory(owner=alice, project=project, name="theirs", is_default=True)
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    other = threading.Thread(target=other_request)
+    other.start()
+    holding.wait(10)
+    result = {}
+
+    def this_request():
+        try:
+            result["key"], _ = services.api_key_create(
+                acting_user=alice,
+                provider="openai",
+                name="mine",
+                secret=VALID["openai"],
+                project=project,
+                origin=services.Origin("api"),
+            )
+        except Exception as exc:
+            result["error"] = exc
+        finally:
+            connection.close()
+
+    this = threading.Thread(target=this_request)
+    this.start()
+    time.sleep(1.0)  # "mine" is now waiting on the unique index behind "theirs"
+    release.set()
+    other.join(10)
+    this.join(10)
+    assert "error" not in result, result.get("error")
+    assert set(ApiKey.objects.values_list("name", "is_default")) == {
+        ("theirs", True),
+        ("mine", False),
+    }
