@@ -130,3 +130,11 @@ def test_env_file_is_written_once_with_fresh_secrets(tmp_path):
     other = tmp_path / "other.env"
     ensure_env_file(other)
     assert other.read_text() != first
+
+
+def test_an_app_command_names_the_configuration_error(production_env, tmp_path):
+    env = {**production_env, "ENCRYPTION_KEYS": ""}
+    result = _manage(["rotate_encryption_key"], env, tmp_path)
+    assert result.returncode == 1
+    assert "Configuration error: ENCRYPTION_KEYS is empty" in result.stderr
+    assert "Unknown command" not in result.stderr
