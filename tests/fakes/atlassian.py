@@ -21,9 +21,11 @@ import json
 import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse
+
+from tests.fakes.server import LocalHTTPServer
 
 DATA = Path(
     os.environ.get("KAY_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -38,7 +40,7 @@ def load(name: str):
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
-class FakeAtlassian:
+class FakeAtlassian(LocalHTTPServer):
     def __init__(self) -> None:
         self.me = load("atlassian_me_response_django-allauth-fixture.json")
         self.token_shape = load("atlassian_oauth_token_response_psoxy-docs.json")
@@ -63,29 +65,14 @@ class FakeAtlassian:
         self._access: dict[str, dict] = {}
         self._refresh: dict[str, dict] = {}  # token -> {"spent": bool, ...}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     # --- control -------------------------------------------------------------------------
-
-    @property
-    def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     atlassian_auth_url = property(lambda self: f"{self.origin}/atlassian/auth")
     atlassian_api_url = property(lambda self: f"{self.origin}/atlassian/api")
     bitbucket_auth_url = property(lambda self: f"{self.origin}/bitbucket/site/oauth2")
     bitbucket_api_url = property(lambda self: f"{self.origin}/bitbucket/api/2.0")
-
-    def start(self) -> FakeAtlassian:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def expire_access_tokens(self) -> None:
         with self._lock:

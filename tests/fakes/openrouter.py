@@ -19,9 +19,11 @@ import threading
 import zlib
 from collections import defaultdict, deque
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from tests.fakes.server import LocalHTTPServer
 
 DATA = Path(
     os.environ.get("KAY_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -53,7 +55,7 @@ def load(name: str):
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
-class FakeOpenRouter:
+class FakeOpenRouter(LocalHTTPServer):
     def __init__(self, models: str = "2026-08-19", *, delay: float = 0.0) -> None:
         self.providers_body = load(PROVIDERS)
         self.provider_names = {p["slug"]: p["name"] for p in self.providers_body["data"]}
@@ -66,24 +68,13 @@ class FakeOpenRouter:
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._failures: dict[str, deque[int]] = defaultdict(deque)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     # --- control -----------------------------------------------------------------------
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/api/v1"
-
-    def start(self) -> "FakeOpenRouter":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.origin}/api/v1"
 
     def __enter__(self) -> "FakeOpenRouter":
         return self.start()

@@ -25,9 +25,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlparse
+
+from tests.fakes.server import LocalHTTPServer
 
 BASE_URL_SETTINGS = {
     "OPENAI_BASE_URL": "/v1",
@@ -63,7 +65,7 @@ def _openai_unauthorized(key: str) -> dict[str, Any]:
     }
 
 
-class FakeProviders:
+class FakeProviders(LocalHTTPServer):
     def __init__(self, valid_keys: set[str] | None = None) -> None:
         self.valid_keys: set[str] = set(valid_keys or ())
         self.fail_status: int | None = None
@@ -72,25 +74,14 @@ class FakeProviders:
         self.redirect_to: str | None = None
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.origin
 
     def settings_overrides(self) -> dict[str, str]:
         return {name: self.base_url + suffix for name, suffix in BASE_URL_SETTINGS.items()}
-
-    def start(self) -> FakeProviders:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     # --- protocol ------------------------------------------------------------------------
 
