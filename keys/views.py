@@ -88,6 +88,21 @@ def key_list(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
+def create_key_from_form(request: HttpRequest, form: ApiKeyForm) -> tuple[ApiKey, Check]:
+    """Save the key of a valid ``ApiKeyForm`` (validated with its provider first)."""
+    data = form.cleaned_data
+    return services.api_key_create(
+        acting_user=user_of(request),
+        provider=data["provider"],
+        name=data["name"],
+        secret=data["key"],
+        project=data["project"],
+        base_url=data["base_url"] or "",
+        is_default=data["is_default"],
+        origin=origin(request),
+    )
+
+
 @sensitive_post_parameters("key")
 @login_required
 @require_http_methods(["GET", "POST"])
@@ -96,18 +111,8 @@ def key_new(request: HttpRequest) -> HttpResponse:
     initial = {"project": request.GET.get("project") or None}
     form = ApiKeyForm(request.POST or None, owner=owner, initial=initial)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
         try:
-            api_key, check = services.api_key_create(
-                acting_user=owner,
-                provider=data["provider"],
-                name=data["name"],
-                secret=data["key"],
-                project=data["project"],
-                base_url=data["base_url"] or "",
-                is_default=data["is_default"],
-                origin=origin(request),
-            )
+            api_key, check = create_key_from_form(request, form)
         except ApplicationError as exc:
             add_application_error(form, exc)
         else:

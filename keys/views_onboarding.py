@@ -13,7 +13,7 @@ from core.errors import ApplicationError
 from keys import selectors, services
 from keys.forms import ApiKeyForm, ProjectForm, add_application_error
 from keys.models import OnboardingSession
-from keys.views import origin, user_of
+from keys.views import create_key_from_form, origin, user_of
 
 STEP_TITLES = ["Create a project", "Add your keys", "Check your keys", "Done"]
 
@@ -84,17 +84,7 @@ def _handle(
         elif action == "key":
             if not key_form.is_valid():
                 return False
-            data = key_form.cleaned_data
-            api_key, check = services.api_key_create(
-                acting_user=owner,
-                provider=data["provider"],
-                name=data["name"],
-                secret=data["key"],
-                project=data["project"],
-                base_url=data["base_url"] or "",
-                is_default=data["is_default"],
-                origin=origin(request),
-            )
+            api_key, check = create_key_from_form(request, key_form)
             messages.success(
                 request, f"Added “{api_key.name}” ({api_key.masked_key}): {check.detail}"
             )
