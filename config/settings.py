@@ -440,6 +440,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # runserver's access log: Django's default handler prints query strings
+        # (session_id, code, state) unfiltered, so it goes through ours instead.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "celery": {"level": LOG_LEVEL},
     },
 }

@@ -1,7 +1,17 @@
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
 
 from core.logging import REDACTED, RedactSecretsFilter, redact
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _record(msg, *args, exc_info=None):
@@ -86,3 +96,47 @@ def test_it_redacts_cli_session_ids_and_oauth_states():
     assert "abc123" not in text
     assert "zzz999" not in text
     assert "/auth/status/[REDACTED]" in text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_development_server_access_log_is_redacted(tmp_path):
+    """`make run` starts `manage.py runserver`; its `django.server` lines go through the filter."""
+    port = _free_port()
+    log = tmp_path / "runserver.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            # A database of its own (empty: answers may be 500s; the log lines are what count).
+            env={**os.environ, "DEBUG": "true", "LOG_FORMAT": "text", "KAY_VAR_DIR": str(tmp_path)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        httpx.get(
+            f"{base}/connections?session_id=kaysession_xyzSession&code=abcCode&state=defState"
+        )
+        httpx.get(f"{base}/connections/oauth/callback?service=jira&code=CodeQ456&state=StateQ789")
+        httpx.get(f"{base}/auth/status/StateValue123abc", timeout=5)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    text = log.read_text()
+    assert '"GET /healthz HTTP/1.1" 200' in text  # the access log is on
+    assert "session_id=[REDACTED]" in text
+    for secret in ("xyzSession", "abcCode", "defState", "CodeQ456", "StateQ789", "StateValue123"):
+        assert secret not in text, text
