@@ -86,3 +86,19 @@ def test_admin_never_shows_tokens(client, staff, alice):
     assert page.status_code == 200
     body = page.content.decode()
     assert "atlassian-secret-access" not in body and "kay:v" not in body
+
+
+def test_a_site_url_that_is_not_https_is_not_rendered_as_a_link(alice_browser, alice):
+    connection = ConnectionFactory(user=alice)
+    AccessibleResourceFactory(connection=connection, name="evil-site", url="javascript:alert(1)")
+    AccessibleResourceFactory(
+        connection=connection, name="plain-site", url="http://plain.atlassian.net"
+    )
+    AccessibleResourceFactory(
+        connection=connection, name="good-site", url="https://good.atlassian.net"
+    )
+    html = alice_browser.get("/dashboard/connections/").content.decode()
+    assert 'href="javascript:' not in html
+    assert 'href="http://plain' not in html
+    assert "evil-site" in html and "plain-site" in html  # still named, just not a link
+    assert '<a href="https://good.atlassian.net"' in html
