@@ -1,17 +1,26 @@
-"""allauth adapters: emails are stored lower-case, like the User model does."""
+"""allauth adapters: emails are stored lower-case, like the User model does; the client
+address (allauth's rate limits) is the one the rest of Kay uses."""
 
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 from accounts.models import normalize_email
+from core.clientip import client_ip
 
 
 class AccountAdapter(DefaultAccountAdapter):
     def clean_email(self, email: str) -> str:
         return normalize_email(super().clean_email(email))
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        ip = client_ip(request)
+        if not ip:  # as allauth's own: no address, no rate-limit key
+            raise PermissionDenied("Unable to determine the client address.")
+        return ip
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):

@@ -1,4 +1,8 @@
-"""Per-client rate limits for the sign-in endpoints (keyed by client IP)."""
+"""Per-client rate limits for the API, keyed by the client address of ``core.clientip``.
+
+DRF's own ``get_ident`` trusts a forged ``X-Forwarded-For`` unless told how many proxies
+there are; these classes ask the one function the rest of Kay uses.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,28 @@ from typing import Any
 
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
-# The project-wide limits (REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]) still apply.
-DEFAULT_THROTTLES = [AnonRateThrottle, UserRateThrottle]
+from core.clientip import client_ip
 
 
-class _IpThrottle(SimpleRateThrottle):
+class _ClientIpMixin:
+    def get_ident(self, request: Any) -> str:
+        return client_ip(request)
+
+
+class AnonThrottle(_ClientIpMixin, AnonRateThrottle):
+    """``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["anon"]`` per client address."""
+
+
+class UserThrottle(_ClientIpMixin, UserRateThrottle):
+    """``...["user"]`` per signed-in user (per client address when anonymous)."""
+
+
+# The project-wide limits (REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"]), for views that add
+# their own.
+DEFAULT_THROTTLES = [AnonThrottle, UserThrottle]
+
+
+class _IpThrottle(_ClientIpMixin, SimpleRateThrottle):
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
