@@ -199,13 +199,33 @@ def cli_session_is_usable(*, public_id: str, user_id: int) -> bool:
 
 @transaction.atomic
 def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
-    """A new personal API token; the JWT is returned once and never stored."""
+    """A new personal API token; the JWT is returned once and never stored.
+
+    An account holds at most ``MAX_API_TOKENS_PER_USER`` usable tokens (409 beyond).
+    """
     jwt = PersonalApiToken()
     lifetime = timedelta(seconds=settings.API_TOKEN_EXPIRES_IN)
     jwt.set_exp(lifetime=lifetime)
     jwt["sub"] = str(user.pk)
     jwt["kayUserId"] = f"kay/{user.pk}"
     jwt["version"] = settings.API_TOKEN_VERSION
+    # Counted under a lock on the user's row: two creates at once cannot both take the
+    # last place. Revoked, expired and outdated-version tokens no longer count.
+    User.objects.select_for_update(no_key=True).only("pk").get(pk=user.pk)
+    limit = settings.MAX_API_TOKENS_PER_USER
+    usable = ApiToken.objects.filter(
+        user=user,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+        version=settings.API_TOKEN_VERSION,
+    )
+    if usable.count() >= limit:
+        raise ApplicationError(
+            f"You have {limit} API token{'' if limit == 1 else 's'}, the most one account "
+            "can have. Revoke one first.",
+            code="limit_reached",
+            status=409,
+        )
     row = ApiToken.objects.create(
         user=user,
         name=name.strip()[:100] or "API token",

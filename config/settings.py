@@ -392,6 +392,8 @@ CLI_SESSION_EXPIRES_IN = _duration("CLI_SESSION_EXPIRES_IN", "30m")
 CLI_REFRESH_TOKEN_EXPIRES_IN = _duration("CLI_REFRESH_TOKEN_EXPIRES_IN", "7d")
 API_TOKEN_EXPIRES_IN = _duration("API_TOKEN_EXPIRES_IN", "30d")
 API_TOKEN_VERSION = env.int("API_TOKEN_VERSION", default=3)
+# Most usable (unrevoked, unexpired) personal API tokens one account can hold.
+MAX_API_TOKENS_PER_USER = env.int("MAX_API_TOKENS_PER_USER", default=50)
 
 # --- Key vault (keys app) ---------------------------------------------------------------
 # Per-user limits, "N/s|min|hour|day": backend fetches of decrypted keys, and key checks
@@ -402,6 +404,9 @@ KEYS_VALIDATION_TIMEOUT = env.float("KEYS_VALIDATION_TIMEOUT", default=8.0)
 # OpenAI-compatible base URLs may point at private/loopback addresses (a LAN model server).
 # Off in production so the key check cannot probe internal services.
 KEYS_ALLOW_PRIVATE_BASE_URLS = env.bool("KEYS_ALLOW_PRIVATE_BASE_URLS", default=not IS_PRODUCTION)
+# Most projects and keys one account can create (a bound on what one sign-up can store).
+MAX_PROJECTS_PER_USER = env.int("MAX_PROJECTS_PER_USER", default=100)
+MAX_KEYS_PER_USER = env.int("MAX_KEYS_PER_USER", default=500)
 
 # --- Connections, CLI sessions and JWTs (issue 4) ------------------------------------------
 # A CLI refresh-token family ends this long after sign-in, however often it is refreshed.

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -112,6 +113,17 @@ def _save(api_key: ApiKey, **kwargs: Any) -> None:
         ) from None
 
 
+def _refuse_over_limit(owner: User) -> None:
+    """409 once ``owner`` has ``MAX_KEYS_PER_USER`` keys."""
+    limit = settings.MAX_KEYS_PER_USER
+    if ApiKey.objects.filter(owner=owner).count() >= limit:
+        raise Conflict(
+            f"You have {limit} key{pluralize(limit)}, the most one account can have. "
+            "Delete one first.",
+            code="limit_reached",
+        )
+
+
 @sensitive_variables("secret")
 def api_key_create(
     *,
@@ -127,12 +139,14 @@ def api_key_create(
     """Check ``secret`` with the provider, then store it encrypted.
 
     A key the provider rejects is not saved. One it could not check is saved with status
-    "unverified". The first key of a provider in a project becomes its default.
+    "unverified". The first key of a provider in a project becomes its default. An account
+    holds at most ``MAX_KEYS_PER_USER`` keys.
     """
     name = name.strip()
     if project is not None and project.owner_id != acting_user.pk:
         raise NotFound("Project not found.")
     _check_name_free(acting_user, name, project, None)
+    _refuse_over_limit(acting_user)  # before asking the provider about a key we would refuse
     check = api_key_check(
         acting_user=acting_user, provider=provider, secret=secret, base_url=base_url
     )
@@ -140,6 +154,10 @@ def api_key_create(
     secret = _clean_secret(secret)
     now = timezone.now()
     with transaction.atomic():
+        # Counted again under a lock on the owner's row: two creates at once cannot both
+        # take the last place (the check above ran before the provider call).
+        User.objects.select_for_update(no_key=True).only("pk").get(pk=acting_user.pk)
+        _refuse_over_limit(acting_user)
         api_key = ApiKey(
             owner=acting_user,
             project=project,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.template.defaultfilters import pluralize
 
 from accounts.models import User
 from core.errors import ApplicationError, Conflict, NotFound
@@ -28,16 +30,32 @@ def _save(project: Project) -> None:
         raise _name_taken(project.name) from None
 
 
+def _refuse_over_limit(owner: User) -> None:
+    """409 once ``owner`` has ``MAX_PROJECTS_PER_USER`` projects."""
+    limit = settings.MAX_PROJECTS_PER_USER
+    if Project.objects.filter(owner=owner).count() >= limit:
+        raise Conflict(
+            f"You have {limit} project{pluralize(limit)}, the most one account can have. "
+            "Delete one first.",
+            code="limit_reached",
+        )
+
+
 def project_create(
     *, acting_user: User, name: str, description: str = "", origin: Origin
 ) -> Project:
-    """Create a project (names are unique per user, ignoring case)."""
+    """Create a project (names are unique per user, ignoring case; at most
+    ``MAX_PROJECTS_PER_USER`` per user)."""
     name = name.strip()
     if not name:
         raise ApplicationError("Name the project.", fields={"name": ["This field is required."]})
     if Project.objects.filter(owner=acting_user, name__iexact=name).exists():
         raise _name_taken(name)
     with transaction.atomic():
+        # Counted under a lock on the owner's row: two creates at once cannot both take the
+        # last place.
+        User.objects.select_for_update(no_key=True).only("pk").get(pk=acting_user.pk)
+        _refuse_over_limit(acting_user)
         project = Project(owner=acting_user, name=name, description=description)
         _save(project)
         by_user(
