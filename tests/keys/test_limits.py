@@ -108,13 +108,13 @@ def test_revoked_tokens_do_not_count_towards_the_limit(small_limits, alice_api):
 # --- Two creates at once -----------------------------------------------------------------
 
 
-def _create_project(user):
+def _project_create(user):
     from keys import services
 
     services.project_create(acting_user=user, name="racing", origin=services.Origin("api"))
 
 
-def _create_key(user):
+def _api_key_create(user):
     from keys import services
 
     services.api_key_create(
@@ -126,14 +126,14 @@ def _create_key(user):
     )
 
 
-def _create_token(user):
+def _api_token_create(user):
     from accounts import tokens
 
     tokens.api_token_create(user=user, name="racing")
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("create", [_create_project, _create_key, _create_token])
+@pytest.mark.parametrize("create", [_project_create, _api_key_create, _api_token_create])
 def test_two_creates_at_once_cannot_both_take_the_last_place(
     create, small_limits, alice, fake_providers
 ):
@@ -148,7 +148,7 @@ def test_two_creates_at_once_cannot_both_take_the_last_place(
         pytest.skip("needs concurrent transactions (SQLite runs one writer at a time)")
     ProjectFactory(owner=alice, name="one")
     ApiKeyFactory(owner=alice, name="one")
-    _create_token(alice)
+    _api_token_create(alice)
     holding, release = threading.Event(), threading.Event()
 
     def first_request():
