@@ -3,9 +3,9 @@
     .venv/bin/python bench/catalog.py [--requests 200]
 
 Uses a throwaway test database on whatever DATABASE_URL points at (SQLite by default,
-PostgreSQL when set) and the fake OpenRouter server on 127.0.0.1 serving the largest
-recorded /models body (2026-08-19, 414 models) with per-model /endpoints. The cache is
-Redis when REDIS_URL is set, else the database cache table.
+PostgreSQL when set) and the fake OpenRouter server on 127.0.0.1 serving every model of
+the shipped snapshot (the real 2026-08-19 listing, 414 models) with per-model /endpoints.
+The cache is Redis when REDIS_URL is set, else the database cache table.
 
 Targets (issue 5): sync under 10 s; cached responses at least 5x uncached throughput.
 """
@@ -47,7 +47,7 @@ def main() -> int:
     from models_catalog.api import CatalogModelsByProviderApi
     from models_catalog.models import Model, ModelEndpoint, Provider
     from models_catalog.openrouter import OpenRouterClient
-    from tests.fakes.openrouter import FakeOpenRouter
+    from tests.fakes.openrouter import FakeOpenRouter, shipped_models
 
     setup_test_environment()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -69,7 +69,7 @@ def main() -> int:
     print(f"Kay catalog benchmark ({backend})")
 
     try:
-        with FakeOpenRouter("2026-08-19") as fake:
+        with FakeOpenRouter(shipped_models()) as fake:
             with OpenRouterClient(base_url=fake.base_url, api_key="") as client:
                 started = time.perf_counter()
                 summary = services.catalog_sync(client=client, concurrency=args.concurrency)

@@ -6,7 +6,11 @@ Real HTTP, the real protocol: ``/authorize`` redirects the browser back with a c
 refresh tokens (a spent one answers ``invalid_grant``, as Atlassian's rotating tokens
 do), and the API answers ``/me``, ``/oauth/token/accessible-resources``,
 ``/2.0/user`` and ``/2.0/user/emails`` for a valid access token only. Bodies are the
-recorded payloads in ``../shared/data/``.
+recorded payloads in ``tests/fixtures/``.
+
+Failures are injected per path with :meth:`FakeAtlassian.fail`: the next requests answer
+with the given statuses (with ``Retry-After`` when :attr:`retry_after` is set) or, for
+:data:`DROP`, close the connection without an answer; later requests are served normally.
 
 Base URLs for settings: :attr:`atlassian_auth_url`, :attr:`atlassian_api_url`,
 :attr:`bitbucket_auth_url`, :attr:`bitbucket_api_url`.
@@ -18,22 +22,25 @@ import base64
 import hashlib
 import itertools
 import json
-import os
 import threading
 import time
+from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse
 
 from tests.fakes.server import LocalHTTPServer
 
-DATA = Path(
-    os.environ.get("KAY_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
 CLIENT_ID = "fake-atlassian-client"
 CLIENT_SECRET = "fake-atlassian-secret"
 BB_CLIENT_ID = "fake-bitbucket-key"
 BB_CLIENT_SECRET = "fake-bitbucket-secret"
+TOKEN_PATHS = {
+    "atlassian": "/atlassian/auth/oauth/token",
+    "bitbucket": "/bitbucket/site/oauth2/access_token",
+}
+DROP = "drop"  # an injected failure: close the connection without answering
 
 
 def load(name: str):
@@ -60,6 +67,9 @@ class FakeAtlassian(LocalHTTPServer):
         self.refresh_delay = 0.0
         self.refresh_calls = 0
         self.token_requests: list[dict] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.retry_after: str | None = None  # sent with injected 429s and 503s
+        self._failures: dict[str, deque[int | str]] = defaultdict(deque)
         self._ids = itertools.count(1)
         self._codes: dict[str, dict] = {}
         self._access: dict[str, dict] = {}
@@ -87,6 +97,16 @@ class FakeAtlassian(LocalHTTPServer):
     def live_refresh_tokens(self) -> list[str]:
         with self._lock:
             return [token for token, entry in self._refresh.items() if not entry["spent"]]
+
+    def issue_tokens(self, provider: str = "atlassian", scope: str = "read:jira-work") -> dict:
+        """A token response as after a consent, for seeding a connection directly."""
+        with self._lock:
+            return self._issue(provider, scope)
+
+    def fail(self, path: str, *answers: int | str) -> None:
+        """Answer the next requests for ``path`` with these statuses (or :data:`DROP`)."""
+        with self._lock:
+            self._failures[path].extend(answers)
 
     # --- token logic ---------------------------------------------------------------------
 
@@ -202,18 +222,41 @@ class FakeAtlassian(LocalHTTPServer):
             def log_message(self, *args):
                 pass
 
-            def _send(self, status: int, body: object = None, location: str = "") -> None:
+            def _send(
+                self, status: int, body: object = None, location: str = "", headers=None
+            ) -> None:
                 self.send_response(status)
                 if location:
                     self.send_header("Location", location)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 payload = json.dumps(body if body is not None else {}).encode()
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
 
+            def _injected(self, path: str) -> bool:
+                """Record the request; answer an injected failure if one is queued."""
+                with fake._lock:
+                    fake.requests.append((self.command, path))
+                    queued = fake._failures.get(path)
+                    answer = queued.popleft() if queued else None
+                if answer is None:
+                    return False
+                if answer == DROP:
+                    self.close_connection = True  # no status line: the client sees a disconnect
+                    return True
+                headers = {}
+                if fake.retry_after is not None and answer in (429, 503):
+                    headers["Retry-After"] = fake.retry_after
+                self._send(answer, {"error": "injected", "status": answer}, headers=headers)
+                return True
+
             def do_GET(self):
                 url = urlparse(self.path)
+                if self._injected(url.path):
+                    return None
                 query = dict(parse_qsl(url.query))
                 bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
                 for prefix, provider in (
@@ -235,11 +278,13 @@ class FakeAtlassian(LocalHTTPServer):
             def do_POST(self):
                 url = urlparse(self.path)
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                if url.path == "/atlassian/auth/oauth/token":
+                if self._injected(url.path):
+                    return None
+                if url.path == TOKEN_PATHS["atlassian"]:
                     form = json.loads(raw or "{}")
                     client = (form.pop("client_id", ""), form.pop("client_secret", ""))
                     provider = "atlassian"
-                elif url.path == "/bitbucket/site/oauth2/access_token":
+                elif url.path == TOKEN_PATHS["bitbucket"]:
                     form = dict(parse_qsl(raw))
                     basic = self.headers.get("Authorization", "").removeprefix("Basic ")
                     user, _, password = base64.b64decode(basic or b"").decode().partition(":")

@@ -1,7 +1,9 @@
 """A fake OpenRouter catalog API: a real HTTP server on 127.0.0.1 serving real payloads.
 
 - ``GET /api/v1/models`` serves one of the recorded ``/models`` bodies in
-  ``../shared/data/`` (switch with :meth:`FakeOpenRouter.use_models`).
+  ``tests/fixtures/`` (excerpts of three real snapshots; switch with
+  :meth:`FakeOpenRouter.use_models`), or any body given as a dict, such as
+  :func:`shipped_models` (all 414 models of the snapshot Kay ships, for the benchmark).
 - ``GET /api/v1/providers`` serves the recorded ``/providers`` body.
 - ``GET /api/v1/models/{id}/endpoints`` serves the recorded Gemini 2.5 Pro Preview body for
   that model. For every other model, only one endpoints body was ever recorded, so the
@@ -14,7 +16,6 @@ Failures are injected per path: :meth:`fail` (status codes, then success),
 """
 
 import json
-import os
 import threading
 import zlib
 from collections import defaultdict, deque
@@ -25,13 +26,13 @@ from urllib.parse import unquote, urlparse
 
 from tests.fakes.server import LocalHTTPServer
 
-DATA = Path(
-    os.environ.get("KAY_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
-)
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
+# Excerpts of three real /models snapshots (see tests/fixtures/PROVENANCE.md): between them
+# models are added, change price and vanish.
 MODELS = {
-    "2025-05-23": "openrouter_models_2025-05-23.json",
-    "2026-05-20": "openrouter_models_2026-05-20.json",
-    "2026-08-19": "openrouter_models_2026-08-19.json",
+    "2025-05-23": "openrouter_models_2025-05-23.excerpt.json",
+    "2026-05-20": "openrouter_models_2026-05-20.excerpt.json",
+    "2026-08-19": "openrouter_models_2026-08-19.excerpt.json",
 }
 PROVIDERS = "openrouter_providers_2026-05-20.json"
 RECORDED_ENDPOINTS = {
@@ -55,8 +56,21 @@ def load(name: str):
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
+def shipped_models() -> dict:
+    """A /models body of every model in the shipped snapshot (the real 2026-08-19 listing)."""
+    from models_catalog.snapshot import BACKUP_PATH
+
+    document = json.loads(BACKUP_PATH.read_text(encoding="utf-8"))
+    models = {
+        model["id"]: {k: v for k, v in model.items() if k not in ("author", "featured", "endpoint")}
+        for provider in document["providers"]
+        for model in provider["models"]
+    }
+    return {"data": list(models.values())}
+
+
 class FakeOpenRouter(LocalHTTPServer):
-    def __init__(self, models: str = "2026-08-19", *, delay: float = 0.0) -> None:
+    def __init__(self, models: str | dict = "2026-08-19", *, delay: float = 0.0) -> None:
         self.providers_body = load(PROVIDERS)
         self.provider_names = {p["slug"]: p["name"] for p in self.providers_body["data"]}
         self.use_models(models)
@@ -82,7 +96,7 @@ class FakeOpenRouter(LocalHTTPServer):
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def use_models(self, snapshot: str) -> None:
+    def use_models(self, snapshot: str | dict) -> None:
         """Serve another recorded /models body (a date key of MODELS, or a dict body)."""
         self.models_body = snapshot if isinstance(snapshot, dict) else load(MODELS[snapshot])
         self.by_id = {}

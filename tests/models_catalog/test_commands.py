@@ -13,6 +13,14 @@ from tests.fakes.openrouter import DATA, MODELS, PROVIDERS
 pytestmark = pytest.mark.django_db
 
 
+def _recorded(snapshot):
+    return {m["id"] for m in json.loads((DATA / MODELS[snapshot]).read_text())["data"]}
+
+
+NEWEST = len(_recorded("2026-08-19"))  # models the fake serves
+SHIPPED = 414  # models in the shipped snapshot (all of 2026-08-19)
+
+
 def _run(*args):
     out, err = io.StringIO(), io.StringIO()
     call_command("sync_models", *args, stdout=out, stderr=err)
@@ -21,11 +29,11 @@ def _run(*args):
 
 def test_sync_models_shows_progress_and_a_summary(fake_openrouter):
     out, err = _run("--concurrency", "4")
-    assert "Fetching endpoints: 100%" in err and "414/414" in err  # the tqdm bar
-    assert "models     414 added, 0 updated, 0 deactivated, 0 unchanged" in out
+    assert "Fetching endpoints: 100%" in err and f"{NEWEST}/{NEWEST}" in err  # the tqdm bar
+    assert f"models     {NEWEST} added, 0 updated, 0 deactivated, 0 unchanged" in out
     assert "failed     0" in out
     out, _ = _run()
-    assert "models     0 added, 0 updated, 0 deactivated, 414 unchanged" in out
+    assert f"models     0 added, 0 updated, 0 deactivated, {NEWEST} unchanged" in out
 
 
 def test_sync_models_lists_failures(fake_openrouter):
@@ -50,8 +58,9 @@ def test_from_file_loads_a_saved_models_response_offline(settings):
         str(DATA / PROVIDERS),
         "--no-progress",
     )
-    assert "models     356 added" in out
-    assert ModelEndpoint.objects.filter(inferred=True).count() == 356
+    count = len(_recorded("2026-05-20"))
+    assert f"models     {count} added" in out
+    assert ModelEndpoint.objects.filter(inferred=True).count() == count
     assert (
         ModelEndpoint.objects.get(model__openrouter_id="openai/gpt-4o").provider.headquarters
         == "US"
@@ -70,14 +79,14 @@ def test_write_backup_then_load_it_on_an_empty_catalog(fake_openrouter, tmp_path
     out, _ = _run(
         "--no-progress", "--write-backup", "--backup-path", str(target), "--as-of", "2026-08-19"
     )
-    assert "Wrote 414 models" in out
+    assert f"Wrote {NEWEST} models" in out
     document = json.loads(target.read_text())
-    assert document["data_as_of"] == "2026-08-19" and document["total_models"] == 414
+    assert document["data_as_of"] == "2026-08-19" and document["total_models"] == NEWEST
     endpoints = ModelEndpoint.objects.filter(is_active=True).count()
 
     Model.objects.all().delete()
     out, _ = _run("--from-backup", "--if-empty", "--backup-path", str(target), "--no-progress")
-    assert "models     414 added" in out
+    assert f"models     {NEWEST} added" in out
     assert ModelEndpoint.objects.filter(is_active=True).count() == endpoints
     out, _ = _run("--from-backup", "--if-empty", "--backup-path", str(target))
     assert "nothing to do" in out
@@ -87,11 +96,11 @@ def test_the_shipped_snapshot_is_the_real_2026_data_and_loads():
     document = json.loads(snapshot.BACKUP_PATH.read_text())
     assert document["data_as_of"] == "2026-08-19"
     assert "2026-08-19" in document["note"] and "2026-05-20" in document["note"]
-    recorded = {m["id"] for m in json.loads((DATA / MODELS["2026-08-19"]).read_text())["data"]}
     shipped = {m["id"] for p in document["providers"] for m in p["models"]}
-    assert shipped == recorded
+    assert len(shipped) == document["total_models"] == SHIPPED
+    assert _recorded("2026-08-19") <= shipped  # the test excerpt is part of the same listing
     out, _ = _run("--from-backup", "--if-empty", "--no-progress")
-    assert "models     414 added" in out
+    assert f"models     {SHIPPED} added" in out
     assert Model.objects.get(openrouter_id="anthropic/claude-opus-4.8").prompt_price is not None
 
 
@@ -105,7 +114,7 @@ def test_the_models_page_says_when_the_catalog_was_synced(alice_browser):
 
 def test_the_celery_task_runs_the_sync(fake_openrouter):
     result = tasks.sync_models.apply().get()
-    assert result["counts"]["models"]["added"] == 414
+    assert result["counts"]["models"]["added"] == NEWEST
     assert SyncRun.objects.get(pk=result["run"]).status == "succeeded"
 
 
