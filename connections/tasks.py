@@ -6,10 +6,11 @@ Tasks take ids, never tokens, and call one service each.
 from __future__ import annotations
 
 import logging
+import random
 from datetime import timedelta
 from functools import partial
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,12 +18,26 @@ from accounts.devices import device_authorizations_purge
 from accounts.tokens import auth_records_purge
 from connections.models import Connection
 from connections.services import connection_refresh, oauth_records_purge
-from core.errors import ApplicationError
+from core.errors import ApplicationError, ProviderUnavailable
 
 logger = logging.getLogger(__name__)
 
 # Beat runs every 10 minutes; refreshing what expires within 15 leaves a margin.
 BEAT_WINDOW = timedelta(minutes=15)
+# A provider that is down or busy: retry after about 10-20, 20-40, 40-80 and 80-160 s, so
+# the tries end within the beat window; the next beat run tries again after that.
+REFRESH_RETRIES = 4
+RETRY_BACKOFF = 10.0
+MAX_RETRY_AFTER = 300.0
+
+
+def retry_countdown(*, retries: int, retry_after: float | None) -> float:
+    """Seconds before the next try: the provider's ``Retry-After`` when it sent one (capped),
+    else exponential backoff with jitter, so many workers do not retry in step."""
+    if retry_after is not None:
+        return min(retry_after, MAX_RETRY_AFTER)
+    base = RETRY_BACKOFF * 2**retries
+    return base + random.uniform(0, base)  # noqa: S311 - jitter, not crypto
 
 
 @shared_task(name="connections.tasks.refresh_expiring_connections")
@@ -40,19 +55,25 @@ def refresh_expiring_connections() -> int:
     return len(ids)
 
 
-@shared_task(
-    name="connections.tasks.refresh_connection",
-    autoretry_for=(ConnectionError, TimeoutError),
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=3,
-)
-def refresh_connection(connection_id: int) -> None:
-    """Refresh one connection under its row lock (a no-op if another worker just did)."""
+@shared_task(bind=True, name="connections.tasks.refresh_connection", max_retries=REFRESH_RETRIES)
+def refresh_connection(self: Task, connection_id: int) -> None:
+    """Refresh one connection under its row lock (a no-op if another worker just did).
+
+    A provider that is down or busy is retried later; a refused grant is not (the
+    connection is marked as needing re-authorisation)."""
     try:
         connection_refresh(connection_id=connection_id, within=BEAT_WINDOW)
     except Connection.DoesNotExist:
         return  # disconnected meanwhile
+    except ProviderUnavailable as exc:
+        retries = self.request.retries
+        if retries >= REFRESH_RETRIES:
+            logger.warning(
+                "Connection %s not refreshed after %d tries: %s", connection_id, retries + 1, exc
+            )
+            return
+        countdown = retry_countdown(retries=retries, retry_after=exc.retry_after)
+        raise self.retry(exc=exc, countdown=countdown) from None
     except ApplicationError as exc:
         logger.warning("Connection %s not refreshed: %s", connection_id, exc.code)
 

@@ -1,5 +1,6 @@
 """The one family of application errors. Services raise them; handlers map them."""
 
+import math
 from typing import Any
 
 
@@ -52,6 +53,19 @@ class ProviderError(ApplicationError):
 
     status = 502
     code = "provider_error"
+
+
+class ProviderUnavailable(ProviderError):
+    """An outside service is down or busy for now (network error, 5xx, 429): try again later,
+    not before ``retry_after`` seconds when the service said so."""
+
+    status = 503
+    code = "provider_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after else None
+        super().__init__(message, headers=headers)
+        self.retry_after = retry_after
 
 
 class ConnectionNeedsReauth(ApplicationError):

@@ -3,21 +3,27 @@
 Each module offers ``authorize_url``, ``exchange_code``, ``refresh``, ``fetch_identity``
 and ``fetch_resources``. They take secrets as arguments, never read the database, and
 turn transport and vendor errors into :class:`core.errors.ProviderError` (never echoing
-a token).
+a token): :class:`core.errors.ProviderUnavailable` when trying again later may work
+(network errors, 5xx, 429 with its ``Retry-After``), so Celery tasks can retry those.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from types import ModuleType
 from typing import Any
 
 import httpx
 from django.conf import settings
 
-from core.errors import ApplicationError, ProviderError
+from core.errors import ApplicationError, ProviderError, ProviderUnavailable
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# Answers that say "not now" rather than "no" (as models_catalog/openrouter.py retries).
+RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 
 
 class InvalidGrant(ProviderError):
@@ -73,6 +79,37 @@ def client() -> httpx.Client:
     return httpx.Client(timeout=TIMEOUT, headers={"Accept": "application/json"})
 
 
+def retry_after(response: httpx.Response) -> float | None:
+    """The wait ``Retry-After`` asks for, in seconds (it may be seconds or an HTTP date)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):  # not a date, or one without a time zone
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def send(label: str, http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request; a network error or a "not now" status is :class:`ProviderUnavailable`."""
+    try:
+        response = http.request(method, url, **kwargs)
+    except httpx.TransportError as exc:
+        raise ProviderUnavailable(f"{label} did not answer ({type(exc).__name__}).") from None
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"{label} did not answer ({type(exc).__name__}).") from None
+    if response.status_code in RETRY_STATUSES:
+        raise ProviderUnavailable(
+            f"{label} answered {response.status_code} for {url.split('?')[0]}; try again later.",
+            retry_after=retry_after(response),
+        )
+    return response
+
+
 def token_response(label: str, response: httpx.Response) -> OAuthTokens:
     """Parse an RFC 6749 token response; ``invalid_grant`` becomes :class:`InvalidGrant`."""
     body: Any
@@ -99,10 +136,7 @@ def token_response(label: str, response: httpx.Response) -> OAuthTokens:
 
 
 def get_json(label: str, http: httpx.Client, url: str, access_token: str) -> Any:
-    try:
-        response = http.get(url, headers={"Authorization": f"Bearer {access_token}"})
-    except httpx.HTTPError as exc:
-        raise ProviderError(f"{label} did not answer ({type(exc).__name__}).") from None
+    response = send(label, http, "GET", url, headers={"Authorization": f"Bearer {access_token}"})
     if response.status_code >= 400:
         raise ProviderError(f"{label} answered {response.status_code} for {url.split('?')[0]}")
     try:

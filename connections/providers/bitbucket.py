@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import httpx
 from django.conf import settings
 
 from connections.providers import (
@@ -19,6 +18,7 @@ from connections.providers import (
     client,
     get_json,
     oauth_credentials,
+    send,
     token_response,
 )
 from core.errors import ProviderError
@@ -47,15 +47,9 @@ def authorize_url(
 
 def _token(form: dict[str, str]) -> OAuthTokens:
     client_id, client_secret = _credentials()
-    try:
-        with client() as http:
-            response = http.post(
-                f"{settings.BITBUCKET_AUTH_URL.rstrip('/')}/access_token",
-                data=form,
-                auth=(client_id, client_secret),
-            )
-    except httpx.HTTPError as exc:
-        raise ProviderError(f"{LABEL} did not answer ({type(exc).__name__}).") from None
+    url = f"{settings.BITBUCKET_AUTH_URL.rstrip('/')}/access_token"
+    with client() as http:
+        response = send(LABEL, http, "POST", url, data=form, auth=(client_id, client_secret))
     return token_response(LABEL, response)
 
 
