@@ -55,6 +55,13 @@ SECRET_KEY = _required("SECRET_KEY", "set a long random value (`make run` writes
 SERVER_SECRET_KEY = _required(
     "SERVER_SECRET_KEY", "backend services send it as a Bearer token to /api/keys/fetch"
 )
+# It opens every user's keys over the network: too short to guess, and whitespace (easily
+# pasted in) does not count.
+if IS_PRODUCTION and len("".join(SERVER_SECRET_KEY.split())) < 32:
+    raise ImproperlyConfigured(
+        "SERVER_SECRET_KEY is too short: production needs at least 32 characters, not "
+        "counting whitespace (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+    )
 try:
     ENCRYPTION_KEYS = parse_key_ring(env.str("ENCRYPTION_KEYS", default=""))
 except KeyRingError as exc:
@@ -399,6 +406,8 @@ MAX_API_TOKENS_PER_USER = env.int("MAX_API_TOKENS_PER_USER", default=50)
 # Per-user limits, "N/s|min|hour|day": backend fetches of decrypted keys, and key checks
 # against providers (each check is a real call to the provider).
 KEYS_FETCH_RATE = env.str("KEYS_FETCH_RATE", default="600/min")
+# Per client address: wrong server secrets on /api/keys/fetch before it answers 429.
+KEYS_FETCH_FAILURE_RATE = env.str("KEYS_FETCH_FAILURE_RATE", default="10/min")
 KEYS_VALIDATION_RATE = env.str("KEYS_VALIDATION_RATE", default="30/hour")
 KEYS_VALIDATION_TIMEOUT = env.float("KEYS_VALIDATION_TIMEOUT", default=8.0)
 # OpenAI-compatible base URLs may point at private/loopback addresses (a LAN model server).

@@ -18,10 +18,13 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Case, IntegerField, Q, Value, When
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
@@ -227,9 +230,7 @@ def api_key_fetch(
     try:
         ratelimit.limit("fetch", user_id, settings.KEYS_FETCH_RATE)
     except RateLimited:
-        fetch_denied_record(
-            origin=origin, reason="rate_limited", user_id=user_id, detail={"provider": provider}
-        )
+        fetch_denied_record(origin=origin, reason="rate_limited", user_id=user_id)
         raise
     if provider not in PROVIDERS:
         raise ApplicationError(
@@ -259,15 +260,69 @@ def api_key_fetch(
     return api_key, plaintext
 
 
+# Wrong server secrets are counted per client address; past KEYS_FETCH_FAILURE_RATE the
+# address is refused before its secret is even compared.
+FAILED_FETCH = "failed_fetch"
+# Refusals anyone can cause in bulk: one audit row per address (and user) and window.
+COUNTED_REASONS = frozenset({"bad_secret", "too_many_failures", "rate_limited"})
+COUNTED_WINDOW = 3600
+
+
+def fetch_caller_check(*, origin: Origin) -> None:
+    """Refuse (429) an address that sent too many wrong server secrets in this window,
+    before anything about this request is looked at."""
+    try:
+        ratelimit.ensure_budget(FAILED_FETCH, origin.ip or "-", settings.KEYS_FETCH_FAILURE_RATE)
+    except RateLimited:
+        fetch_denied_record(origin=origin, reason="too_many_failures")
+        raise
+
+
+def fetch_bad_secret_record(*, origin: Origin) -> None:
+    """Count a wrong server secret against its address, and audit it (counted)."""
+    ratelimit.hit(FAILED_FETCH, origin.ip or "-", settings.KEYS_FETCH_FAILURE_RATE)
+    fetch_denied_record(origin=origin, reason="bad_secret")
+
+
 def fetch_denied_record(
     *, origin: Origin, reason: str, user_id: Any = None, detail: dict[str, Any] | None = None
 ) -> None:
     """Audit a refused fetch. Attached to the user only when the caller was authenticated
-    (``reason`` other than a bad secret) and the user exists."""
-    owner = None
-    if reason != "bad_secret" and isinstance(user_id, int):
-        owner = User.objects.filter(pk=user_id).first()
+    (a refusal after the secret matched) and the user exists. Refusals in
+    ``COUNTED_REASONS`` raise the count of their window's row instead of adding one."""
+    authenticated = reason not in ("bad_secret", "too_many_failures")
+    owner_id = user_id if authenticated and isinstance(user_id, int) else None
+    if reason in COUNTED_REASONS:
+        _count_refusal(origin=origin, reason=reason, owner_id=owner_id)
+        return
+    owner = User.objects.filter(pk=owner_id).first() if owner_id else None
     payload = {"reason": reason, **(detail or {})}
     if user_id is not None:
         payload["user_id"] = str(user_id)[:64]
     audit(owner=owner, action=Action.FETCH_DENIED, origin=origin, detail=payload)
+
+
+def _count_refusal(*, origin: Origin, reason: str, owner_id: int | None) -> None:
+    """One UPDATE per refusal (``count + 1``); the window's first refusal creates the row.
+    The unique ``aggregate_key`` keeps two first refusals at once from making two rows."""
+    now = int(timezone.now().timestamp())
+    start = datetime.fromtimestamp(now - now % COUNTED_WINDOW, tz=UTC)
+    key = f"fetch_denied:{reason}:{origin.ip or '-'}:{owner_id or '-'}:{start:%Y%m%d%H%M}"
+    rows = KeyAuditEvent.objects.filter(aggregate_key=key)
+    if rows.update(count=F("count") + 1):
+        return
+    detail: dict[str, Any] = {"reason": reason, "window_start": start.isoformat()}
+    if owner_id is not None:
+        detail["user_id"] = str(owner_id)
+    try:
+        with transaction.atomic():
+            KeyAuditEvent.objects.create(
+                owner=User.objects.filter(pk=owner_id).first() if owner_id else None,
+                action=Action.FETCH_DENIED,
+                source=origin.source,
+                ip_address=origin.ip,
+                detail=detail,
+                aggregate_key=key,
+            )
+    except IntegrityError:  # another request created it first
+        rows.update(count=F("count") + 1)

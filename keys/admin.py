@@ -88,7 +88,16 @@ class ProjectAdmin(_ReadOnly):
 
 @admin.register(KeyAuditEvent)
 class KeyAuditEventAdmin(_ReadOnly):
-    list_display = ("created_at", "action", "owner", "key_label", "actor", "source", "ip_address")
+    list_display = (
+        "created_at",
+        "action",
+        "owner",
+        "key_label",
+        "actor",
+        "source",
+        "ip_address",
+        "count",
+    )
     list_filter = ("action", "source", "created_at")
     search_fields = ("owner__email", "key_label", "ip_address")
     list_select_related = ("owner", "actor")
@@ -102,6 +111,7 @@ class KeyAuditEventAdmin(_ReadOnly):
         "action",
         "source",
         "ip_address",
+        "count",
         "detail",
     )
     readonly_fields = fields

@@ -16,9 +16,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
+from core.clientip import client_ip
 from core.errors import ApplicationError
 from keys import selectors, services
-from keys.access import api_key_fetch, fetch_denied_record
+from keys.access import (
+    api_key_fetch,
+    fetch_bad_secret_record,
+    fetch_caller_check,
+    fetch_denied_record,
+)
 from keys.models import ApiKey, KeyAuditEvent
 from keys.serializers import (
     ApiKeyCreateInputSerializer,
@@ -40,7 +46,7 @@ def user_of(request: Request) -> User:
 
 
 def origin(request: Request, source: str = Source.API) -> services.Origin:
-    return services.Origin(source=source, ip=request.META.get("REMOTE_ADDR") or None)
+    return services.Origin(source=source, ip=client_ip(request) or None)
 
 
 def _project(request: Request, project_id: Any) -> Any:
@@ -173,7 +179,9 @@ class ApiKeyFetchApi(APIView):
     """``POST /api/keys/fetch``: a user's decrypted key, for backend services only.
 
     Authenticated by ``Authorization: Bearer <SERVER_SECRET_KEY>`` (constant-time
-    comparison), not by a user session. Every call is audited; per-user rate limit.
+    comparison), not by a user session. Every call is audited; per-user rate limit. An
+    address that sent too many wrong secrets is refused (429) before its secret is compared,
+    and such refusals are counted on one audit row per address and hour, not one each.
     """
 
     authentication_classes = ()
@@ -186,8 +194,9 @@ class ApiKeyFetchApi(APIView):
     @sensitive_variables("plaintext", "body")
     def post(self, request: Request) -> Response:
         where = origin(request, Source.FETCH_API)
+        fetch_caller_check(origin=where)
         if not _server_secret_ok(request.META.get("HTTP_AUTHORIZATION", "")):
-            fetch_denied_record(origin=where, reason="bad_secret", user_id=_claimed(request))
+            fetch_bad_secret_record(origin=where)
             raise ApplicationError(
                 "Send the server secret as Authorization: Bearer <SERVER_SECRET_KEY>.",
                 code="not_authenticated",

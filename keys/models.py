@@ -151,12 +151,24 @@ class KeyAuditEvent(models.Model):
     # Never a secret: outcome, reason, changed field names.
     detail = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Refusals that come in floods (wrong server secrets, limits) are one row per address
+    # and window, counted up (keys.access), not one row each. ``aggregate_key`` names that
+    # row; empty on every other event, which the partial unique index leaves out.
+    count = models.PositiveIntegerField(default=1)
+    aggregate_key = models.CharField(max_length=200, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="keys_audit_owner_time"),
             models.Index(fields=["api_key", "-created_at"], name="keys_audit_key_time"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["aggregate_key"],
+                condition=~Q(aggregate_key=""),
+                name="keys_audit_aggregate_unique",
+            ),
         ]
 
     def __str__(self) -> str:

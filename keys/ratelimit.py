@@ -1,7 +1,9 @@
-"""Per-user fixed-window rate limits kept in the shared cache (Redis in production).
+"""Fixed-window rate limits kept in the shared cache (Redis in production).
 
 ``limit("fetch", user_id, settings.KEYS_FETCH_RATE)`` counts one hit and raises
-``RateLimited`` (429 with ``Retry-After``) once the window's budget is spent.
+``RateLimited`` (429 with ``Retry-After``) once the window's budget is spent. To limit
+only failures, ``ensure_budget`` refuses a spent budget without counting and ``hit``
+counts a failure once it happened.
 """
 
 from __future__ import annotations
@@ -25,21 +27,40 @@ def parse_rate(rate: str) -> tuple[int, int]:
         raise ImproperlyConfigured(f"rate {rate!r} is not N/s, N/min, N/hour or N/day") from None
 
 
-def limit(scope: str, ident: object, rate: str) -> None:
-    """Count one hit of ``scope`` for ``ident``; raise ``RateLimited`` past the limit."""
-    allowed, period = parse_rate(rate)
-    now = int(time.time())
-    window = now // period
-    key = f"keys:rl:{scope}:{ident}:{window}"
+def _key(scope: str, ident: object, period: int) -> str:
+    return f"keys:rl:{scope}:{ident}:{int(time.time()) // period}"
+
+
+def hit(scope: str, ident: object, rate: str) -> int:
+    """Count one hit of ``scope`` for ``ident`` in the current window; the count so far."""
+    _, period = parse_rate(rate)
+    key = _key(scope, ident, period)
     cache.add(key, 0, timeout=period + 1)
     try:
-        count = cache.incr(key)
+        return int(cache.incr(key))
     except ValueError:  # expired between add and incr
         cache.set(key, 1, timeout=period + 1)
-        count = 1
-    if count > allowed:
-        retry_after = max(1, period - now % period)
-        raise RateLimited(
-            f"Too many {scope} requests: the limit is {rate}. Try again in {retry_after} s.",
-            retry_after=retry_after,
-        )
+        return 1
+
+
+def limit(scope: str, ident: object, rate: str) -> None:
+    """Count one hit of ``scope`` for ``ident``; raise ``RateLimited`` past the limit."""
+    if hit(scope, ident, rate) > parse_rate(rate)[0]:
+        raise _limited(scope, rate)
+
+
+def ensure_budget(scope: str, ident: object, rate: str) -> None:
+    """Raise ``RateLimited`` if this window's budget is already spent (counts nothing)."""
+    allowed, period = parse_rate(rate)
+    if (cache.get(_key(scope, ident, period)) or 0) >= allowed:
+        raise _limited(scope, rate)
+
+
+def _limited(scope: str, rate: str) -> RateLimited:
+    period = parse_rate(rate)[1]
+    retry_after = max(1, period - int(time.time()) % period)
+    return RateLimited(
+        f"Too many {scope.replace('_', ' ')} requests: the limit is {rate}. "
+        f"Try again in {retry_after} s.",
+        retry_after=retry_after,
+    )

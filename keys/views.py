@@ -13,6 +13,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.models import User
+from core.clientip import client_ip
 from core.errors import ApplicationError, NotFound
 from keys import selectors, services
 from keys.forms import (
@@ -33,7 +34,7 @@ def user_of(request: HttpRequest) -> User:
 
 
 def origin(request: HttpRequest) -> services.Origin:
-    return services.Origin(source=PAGE, ip=request.META.get("REMOTE_ADDR") or None)
+    return services.Origin(source=PAGE, ip=client_ip(request) or None)
 
 
 def _get_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:

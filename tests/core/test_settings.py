@@ -84,6 +84,24 @@ def test_a_malformed_encryption_key_fails_start_up(production_env, tmp_path):
     assert "ENCRYPTION_KEYS entry 1 decodes to 12 bytes" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "secret",
+    ["s" * 31, " " * 10 + "s" * 16 + "\t" * 10 + "s" * 15 + " " * 10],
+    ids=["31-characters", "padded-with-whitespace"],
+)
+def test_a_short_server_secret_fails_production_start_up(production_env, tmp_path, secret):
+    result = _manage(["check"], {**production_env, "SERVER_SECRET_KEY": secret}, tmp_path)
+    assert result.returncode != 0
+    assert "SERVER_SECRET_KEY is too short" in result.stderr
+    assert secret.strip() not in result.stderr
+
+
+def test_a_short_server_secret_is_fine_in_development(production_env, tmp_path):
+    env = {**production_env, "DEBUG": "true", "SERVER_SECRET_KEY": "dev"}
+    result = _manage(["check"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_bad_duration_fails_start_up(production_env, tmp_path):
     result = _manage(["check"], {**production_env, "CLI_SESSION_EXPIRES_IN": "soon"}, tmp_path)
     assert result.returncode != 0

@@ -120,10 +120,12 @@ def test_it_is_rate_limited_per_user(api_client, alice, bob, settings):
             ).status_code
             == 200
         )
-    limited = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())
-    assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
-    denied = KeyAuditEvent.objects.get(action="fetch_denied")
+    for _ in range(2):
+        limited = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())
+        assert limited.status_code == 429 and int(limited["Retry-After"]) >= 1
+    denied = KeyAuditEvent.objects.get(action="fetch_denied")  # one row, counting both
     assert denied.owner == alice and denied.detail["reason"] == "rate_limited"
+    assert denied.count == 2
     assert (
         fetch(api_client, {"user_id": bob.pk, "provider": "openai"}, **server_auth()).status_code
         == 200
@@ -179,3 +181,82 @@ def test_no_secret_reaches_the_logs(api_client, alice_api, alice, fake_providers
     assert VALID["openai"] not in text
     assert "sk-ant-api03-wrongwrong" not in text
     assert django_settings.SERVER_SECRET_KEY not in text
+
+
+# --- Guessing the server secret ----------------------------------------------------------
+
+WRONG = {"HTTP_AUTHORIZATION": "Bearer not-the-server-secret"}
+
+
+def test_guessing_the_secret_is_refused_after_the_limit_and_audited_as_counts(
+    api_client, alice, settings, time_machine
+):
+    time_machine.move_to("2026-01-01T10:00:05Z", tick=False)
+    settings.KEYS_FETCH_FAILURE_RATE = "10/min"
+    answers = [
+        fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **WRONG) for _ in range(500)
+    ]
+    assert [a.status_code for a in answers[:10]] == [401] * 10
+    assert {a.status_code for a in answers[10:]} == {429}
+    assert answers[-1]["Retry-After"] == "55"
+    assert answers[-1].json()["error"]["code"] == "rate_limited"
+    rows = {e.detail["reason"]: e for e in KeyAuditEvent.objects.filter(action="fetch_denied")}
+    assert set(rows) == {"bad_secret", "too_many_failures"}
+    assert rows["bad_secret"].count == 10 and rows["too_many_failures"].count == 490
+    assert all(e.ip_address == "127.0.0.1" and e.owner is None for e in rows.values())
+    assert rows["bad_secret"].detail["window_start"] == "2026-01-01T10:00:00+00:00"
+
+
+def test_an_address_over_the_limit_is_refused_even_with_the_right_secret(
+    api_client, alice, settings, time_machine
+):
+    time_machine.move_to("2026-01-01T10:00:05Z", tick=False)
+    settings.KEYS_FETCH_FAILURE_RATE = "3/min"
+    ApiKeyFactory(owner=alice)
+    body = {"user_id": alice.pk, "provider": "openai"}
+    for _ in range(3):
+        assert fetch(api_client, body, **WRONG).status_code == 401
+    assert fetch(api_client, body, **server_auth()).status_code == 429
+    other = fetch(api_client, body, REMOTE_ADDR="192.0.2.10", **server_auth())
+    assert other.status_code == 200
+    time_machine.move_to("2026-01-01T10:01:00Z", tick=False)  # the next window
+    assert fetch(api_client, body, **server_auth()).status_code == 200
+
+
+def test_below_the_limit_the_right_secret_still_works(api_client, alice, settings):
+    settings.KEYS_FETCH_FAILURE_RATE = "3/min"
+    ApiKeyFactory(owner=alice)
+    body = {"user_id": alice.pk, "provider": "openai"}
+    for _ in range(2):
+        fetch(api_client, body, **WRONG)
+    assert fetch(api_client, body, **server_auth()).status_code == 200
+
+
+def test_a_forged_forwarded_address_does_not_reset_the_limit(api_client, alice, settings):
+    settings.KEYS_FETCH_FAILURE_RATE = "3/min"
+    settings.TRUSTED_PROXY_COUNT = 1
+    body = {"user_id": alice.pk, "provider": "openai"}
+    codes = [
+        fetch(
+            api_client,
+            body,
+            REMOTE_ADDR="10.0.0.5",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, 203.0.113.7",
+            **WRONG,
+        ).status_code
+        for n in range(5)
+    ]
+    assert codes == [401, 401, 401, 429, 429]
+    assert set(KeyAuditEvent.objects.values_list("ip_address", flat=True)) == {"203.0.113.7"}
+
+
+def test_the_admin_shows_how_many_refusals_a_row_counts(api_client, client, staff, settings):
+    settings.KEYS_FETCH_FAILURE_RATE = "1000/min"
+    for _ in range(37):
+        fetch(api_client, {"user_id": 1, "provider": "openai"}, **WRONG)
+    event = KeyAuditEvent.objects.get()
+    client.force_login(staff)
+    listing = client.get("/admin/keys/keyauditevent/").content.decode()
+    assert '<td class="field-count">37</td>' in listing
+    detail = client.get(f"/admin/keys/keyauditevent/{event.pk}/change/").content.decode()
+    assert "37" in detail and "bad_secret" in detail
