@@ -17,7 +17,7 @@ from tests.fakes import atlassian, openrouter
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 SIBLING = "shared"  # the folder beside the checkout that held the payloads
-# Either spelling of a path to it: "../shared/..." or a join such as `parents[3] / "shared"`.
+# Either spelling of a path to it: relative (dot-dot, slash, the name) or a `Path` join.
 OUTSIDE = re.compile(rf"\.\./{SIBLING}\b|/\s*[\"']{SIBLING}[\"']")
 
 
