@@ -18,6 +18,9 @@ RUN SECRET_KEY=build-only DEBUG=false APP_URL=https://build.invalid SERVER_SECRE
     ENCRYPTION_KEYS=$(python -m core.envfile --new-key) EMAIL_URL=consolemail:// \
     python manage.py collectstatic --no-input \
     && mkdir -p /app/var && chown -R kay /app/var
+# A container is a deployment: production unless DEPLOY_ENV names another (set after the
+# build step, whose throw-away values would not pass production's start-up checks).
+ENV DEPLOY_ENV=production
 
 USER kay
 EXPOSE 8000

@@ -410,9 +410,14 @@ KEYS_FETCH_RATE = env.str("KEYS_FETCH_RATE", default="600/min")
 KEYS_FETCH_FAILURE_RATE = env.str("KEYS_FETCH_FAILURE_RATE", default="10/min")
 KEYS_VALIDATION_RATE = env.str("KEYS_VALIDATION_RATE", default="30/hour")
 KEYS_VALIDATION_TIMEOUT = env.float("KEYS_VALIDATION_TIMEOUT", default=8.0)
-# OpenAI-compatible base URLs may point at private/loopback addresses (a LAN model server).
-# Off in production so the key check cannot probe internal services.
-KEYS_ALLOW_PRIVATE_BASE_URLS = env.bool("KEYS_ALLOW_PRIVATE_BASE_URLS", default=not IS_PRODUCTION)
+# OpenAI-compatible base URLs may point at private/loopback addresses (a model server on
+# this machine) only with DEBUG, so a key check cannot reach or probe internal services.
+KEYS_ALLOW_PRIVATE_BASE_URLS = env.bool("KEYS_ALLOW_PRIVATE_BASE_URLS", default=DEBUG)
+if KEYS_ALLOW_PRIVATE_BASE_URLS and not DEBUG:
+    raise ImproperlyConfigured(
+        "KEYS_ALLOW_PRIVATE_BASE_URLS=true needs DEBUG=true: outside development, key "
+        "checks must not reach private addresses"
+    )
 # Most projects and keys one account can create (a bound on what one sign-up can store).
 MAX_PROJECTS_PER_USER = env.int("MAX_PROJECTS_PER_USER", default=100)
 MAX_KEYS_PER_USER = env.int("MAX_KEYS_PER_USER", default=500)

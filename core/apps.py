@@ -6,4 +6,7 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from core import schema  # noqa: F401  (registers OpenAPI extensions)
+        from core import (
+            checks,  # noqa: F401  (registers the deployment checks)
+            schema,  # noqa: F401  (registers OpenAPI extensions)
+        )

@@ -9,9 +9,7 @@ from a rejected one. OpenAI and OpenAI-compatible APIs are checked with the offi
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +21,7 @@ from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
 from core.errors import ApplicationError
+from core.netguard import AddressRefused, GuardedTransport, resolve
 
 Outcome = Literal["valid", "invalid", "unverified"]
 
@@ -69,8 +68,17 @@ def unreachable(label: str, why: str) -> Check:
 
 
 @sensitive_variables()
-def check_with_openai_sdk(label: str, secret: str, base_url: str, *, admin: bool = False) -> Check:
-    """``GET /models`` (or, for admin keys, ``GET /organization/projects``) via the SDK."""
+def check_with_openai_sdk(
+    label: str, secret: str, base_url: str, *, admin: bool = False, user_host: bool = False
+) -> Check:
+    """``GET /models`` (or, for admin keys, ``GET /organization/projects``) via the SDK.
+
+    ``user_host``: the base URL came from a user, so the connection goes through
+    ``GuardedTransport`` (private addresses refused, no second DNS lookup to rebind).
+    """
+    transport = (
+        GuardedTransport(allow_private=settings.KEYS_ALLOW_PRIVATE_BASE_URLS) if user_host else None
+    )
     client = openai.OpenAI(
         api_key=secret,
         admin_api_key=secret if admin else None,
@@ -81,7 +89,7 @@ def check_with_openai_sdk(label: str, secret: str, base_url: str, *, admin: bool
         max_retries=0,
         # The SDK follows redirects by default: a vetted public base URL could then bounce
         # the check into the private network (check_base_url only saw the first host).
-        http_client=openai.DefaultHttpxClient(follow_redirects=False),
+        http_client=openai.DefaultHttpxClient(follow_redirects=False, transport=transport),
     )
     try:
         with client:
@@ -129,9 +137,9 @@ def check_with_http(
 def check_base_url(url: str) -> str:
     """A user-supplied base URL, refused when it points into our own network.
 
-    Outside development only public addresses are allowed (``KEYS_ALLOW_PRIVATE_BASE_URLS``
-    lifts this for self-hosted model servers on a LAN), so the key check cannot be used
-    to probe internal services.
+    Outside development (``KEYS_ALLOW_PRIVATE_BASE_URLS``, on only with ``DEBUG``) only
+    public https addresses are allowed, so the key check cannot be used to probe internal
+    services.
     """
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
@@ -146,17 +154,14 @@ def check_base_url(url: str) -> str:
         return url.rstrip("/")
     if parsed.scheme != "https":
         raise ApplicationError("The base URL must use https.", fields={"base_url": ["Use https."]})
+    # An early answer for the form; the check itself resolves and vets again, then connects
+    # to the address it vetted (GuardedTransport). Nothing is sent before the refusal, so
+    # it cannot tell whether anything listens there.
     try:
-        infos = socket.getaddrinfo(parsed.hostname, parsed.port or 443, type=socket.SOCK_STREAM)
-    except OSError:
+        resolve(parsed.hostname, allow_private=False)
+    except AddressRefused as exc:
         raise ApplicationError(
-            "The base URL's host does not resolve.", fields={"base_url": ["Unknown host."]}
+            f"The base URL cannot be used: {exc}.",
+            fields={"base_url": ["Use a public host name or address."]},
         ) from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise ApplicationError(
-                "The base URL points to a private address.",
-                fields={"base_url": ["Private and local addresses are not allowed."]},
-            )
     return url.rstrip("/")

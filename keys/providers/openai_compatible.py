@@ -1,5 +1,5 @@
 """Any OpenAI-compatible server (vLLM, Ollama, LiteLLM, …) at a base URL the user gives:
-``GET <base_url>/models`` through the openai SDK."""
+``GET <base_url>/models`` through the openai SDK, connected only to a vetted address."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ LABEL = "OpenAI-compatible"
 
 
 def check(secret: str, base_url: str) -> Check:
-    return check_with_openai_sdk(LABEL, secret, base_url)
+    return check_with_openai_sdk(LABEL, secret, base_url, user_host=True)
 
 
 PROVIDER = Provider(

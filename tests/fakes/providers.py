@@ -17,17 +17,26 @@ Exa                GET {base}/websets/v0/websets        x-api-key
 =================  ===================================  ==============================
 
 A key is valid when it is in ``valid_keys``. ``fail_status`` makes every request answer
-that status (e.g. 500); ``delay`` makes every answer late (timeouts).
+that status (e.g. 500); ``delay`` makes every answer late (timeouts). With ``tls`` (from
+``tls_files()``) it speaks https, as a user's own model server would.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.fakes.server import LocalHTTPServer
 
@@ -65,8 +74,71 @@ def _openai_unauthorized(key: str) -> dict[str, Any]:
     }
 
 
+def tls_files(directory: Path, hostname: str) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a certificate for ``hostname`` only (no IP address) signed by
+    it: ``(ca.pem, cert.pem, key.pem)``. Trust the CA with ``SSL_CERT_FILE``."""
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Kay test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
 class FakeProviders(LocalHTTPServer):
-    def __init__(self, valid_keys: set[str] | None = None) -> None:
+    def __init__(
+        self, valid_keys: set[str] | None = None, *, tls: tuple[Path, Path, Path] | None = None
+    ) -> None:
         self.valid_keys: set[str] = set(valid_keys or ())
         self.fail_status: int | None = None
         self.delay = 0.0
@@ -75,10 +147,20 @@ class FakeProviders(LocalHTTPServer):
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         super().__init__()
+        self.scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls[1], tls[2])
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
 
     @property
     def base_url(self) -> str:
-        return self.origin
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def settings_overrides(self) -> dict[str, str]:
         return {name: self.base_url + suffix for name, suffix in BASE_URL_SETTINGS.items()}

@@ -1,12 +1,20 @@
 """Each provider's key check, through its real client (openai SDK or httpx), against fake
-provider servers on 127.0.0.1: valid, rejected (401/403), server error (500), timeout."""
+provider servers on 127.0.0.1: valid, rejected (401/403), server error (500), timeout.
+A user's own base URL is vetted, and the check connects only to the address it vetted."""
+
+import socket
+from types import SimpleNamespace
 
 import pytest
 
 from core.errors import ApplicationError
+from keys.models import ApiKey
 from keys.providers import PROVIDERS
 from keys.providers.base import check_base_url
+from tests.fakes.providers import FakeProviders, tls_files
 from tests.keys.conftest import VALID
+
+PUBLIC = "93.184.215.14"  # a global address; tests never let a connection reach it
 
 CHECKED = [
     ("openai", "openai"),
@@ -147,3 +155,166 @@ def test_base_urls_with_credentials_are_refused(settings, allow_private):
         with pytest.raises(ApplicationError) as caught:
             check_base_url(url)
         assert "hunter2" not in caught.value.message
+
+
+# --- A user's base URL: vetting, and connecting only to the vetted address ---------------
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """Scripted DNS for names in ``answers``: each lookup takes the next answer (a list of
+    addresses), the last one repeating. Other names resolve as usual."""
+    real = socket.getaddrinfo
+    state = SimpleNamespace(answers={}, lookups=[])
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in state.answers:
+            return real(host, port, *args, **kwargs)
+        state.lookups.append(host)
+        queue = state.answers[host]
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        return [info for address in answer for info in real(address, port, *args, **kwargs)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return state
+
+
+@pytest.fixture
+def dialled(monkeypatch):
+    """Every address a client opens a TCP connection to (the connection still happens)."""
+    real = socket.create_connection
+    seen = []
+
+    def create_connection(address, *args, **kwargs):
+        seen.append(address)
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    return seen
+
+
+@pytest.fixture
+def tls_server(tmp_path, monkeypatch, settings):
+    """A user's https model server whose certificate names only ``llm.rebind.test``;
+    the checks trust its CA."""
+    files = tls_files(tmp_path, "llm.rebind.test")
+    monkeypatch.setenv("SSL_CERT_FILE", str(files[0]))
+    fake = FakeProviders(set(VALID.values()), tls=files).start()
+    settings.KEYS_VALIDATION_TIMEOUT = 2.0
+    yield fake
+    fake.stop()
+
+
+def check_compatible(base_url):
+    return PROVIDERS["openai_compatible"].check(VALID["openai_compatible"], base_url)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        ["127.0.0.1"],
+        ["10.0.0.5"],
+        ["169.254.169.254"],
+        ["::1"],
+        ["fe80::1"],
+        ["::ffff:127.0.0.1"],
+        ["64:ff9b::a00:5"],
+        ["2002:a00:5::"],
+        ["224.0.0.1"],
+        ["0.0.0.0"],
+        ["240.0.0.1"],
+        ["100.64.0.1"],
+        [PUBLIC, "10.0.0.5"],
+    ],
+)
+def test_a_host_resolving_to_any_internal_address_is_refused(settings, dns, answer):
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = False
+    dns.answers["llm.rebind.test"] = [answer]
+    with pytest.raises(ApplicationError) as caught:
+        check_base_url("https://llm.rebind.test/v1")
+    assert caught.value.fields and "base_url" in caught.value.fields
+
+
+def test_a_public_host_is_accepted(settings, dns):
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = False
+    dns.answers["llm.rebind.test"] = [[PUBLIC]]
+    assert check_base_url("https://llm.rebind.test/v1/") == "https://llm.rebind.test/v1"
+
+
+def test_a_check_dials_the_address_it_vetted_and_never_looks_the_host_up_again(
+    settings, dns, monkeypatch
+):
+    """DNS rebinding: the first answer is public, the next one internal. The connection
+    must go to the first (vetted) address; a second lookup by the client must not happen."""
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = False
+    dns.answers["llm.rebind.test"] = [[PUBLIC], ["127.0.0.1"]]
+    dialled = []
+
+    def create_connection(address, *args, **kwargs):
+        dialled.append(address)
+        raise ConnectionRefusedError  # nothing leaves this machine
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    result = check_compatible("https://llm.rebind.test/v1")
+    assert dialled == [(PUBLIC, 443)]
+    assert dns.lookups == ["llm.rebind.test"]
+    assert result.status == "unverified"
+
+
+def test_a_host_that_turns_internal_after_the_form_vetted_it_gets_no_key(
+    alice_api, settings, dns, dialled, tls_server
+):
+    """The form's lookup sees a public address; by the time the check connects the host
+    points at an internal server (here the fake on 127.0.0.1). The key is never sent."""
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = False
+    dns.answers["llm.rebind.test"] = [[PUBLIC], ["127.0.0.1"]]
+    response = alice_api.post(
+        "/api/keys",
+        {
+            "provider": "openai_compatible",
+            "name": "rebind",
+            "key": VALID["openai_compatible"],
+            "base_url": f"https://llm.rebind.test:{tls_server.port}/v1",
+        },
+        format="json",
+    )
+    assert tls_server.requests == []
+    assert dialled == []
+    assert response.status_code == 201, response.content
+    assert response.json()["status"] == "unverified"
+    assert ApiKey.objects.get().status_detail == (
+        "Could not check with OpenAI-compatible: the service could not be reached. "
+        "You can save it anyway."
+    )
+
+
+def test_a_pinned_https_check_keeps_the_host_name_for_tls_and_the_host_header(
+    settings, dns, tls_server
+):
+    """The check dials the vetted address, yet TLS (SNI, certificate name) and the Host
+    header still use the host name: the certificate names no IP address."""
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
+    dns.answers["llm.rebind.test"] = [["127.0.0.1"]]
+    result = check_compatible(f"https://llm.rebind.test:{tls_server.port}/v1")
+    assert result.status == "valid", result.detail
+    assert tls_server.requests[0]["headers"]["host"] == f"llm.rebind.test:{tls_server.port}"
+
+
+def test_a_pinned_https_check_still_refuses_a_certificate_for_another_name(
+    settings, dns, tls_server
+):
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
+    dns.answers["llm.other.test"] = [["127.0.0.1"]]
+    result = check_compatible(f"https://llm.other.test:{tls_server.port}/v1")
+    assert result.status == "unverified"
+    assert tls_server.requests == []
+
+
+def test_a_check_tries_the_next_vetted_address_when_one_cannot_be_reached(
+    settings, dns, dialled, fake_providers
+):
+    dns.answers["llm.rebind.test"] = [["127.0.0.2", "127.0.0.1"]]
+    result = check_compatible(f"http://llm.rebind.test:{fake_providers.port}/v1")
+    assert result.status == "valid", result.detail
+    assert dialled == [("127.0.0.2", fake_providers.port), ("127.0.0.1", fake_providers.port)]
+    assert dns.lookups == ["llm.rebind.test"]
