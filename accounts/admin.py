@@ -43,7 +43,12 @@ class UserAdmin(BaseUserAdmin):
 
 
 # --- CLI sessions, personal API tokens, device login (issue 4): no hash is shown ---------
-from accounts.models import ApiToken, CliSession, DeviceAuthorization  # noqa: E402
+from accounts.models import (  # noqa: E402
+    ApiToken,
+    CliSession,
+    DeviceAuthorization,
+    SecurityEvent,
+)
 
 
 @admin.register(CliSession)
@@ -71,10 +76,16 @@ class CliSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected CLI sessions")
     def revoke(self, request, queryset):
+        from accounts.services import RequestOrigin
         from accounts.tokens import cli_session_revoke
 
         for session in queryset:
-            cli_session_revoke(session=session, reason="revoked_by_operator")
+            cli_session_revoke(
+                session=session,
+                reason="revoked_by_operator",
+                actor=request.user,
+                origin=RequestOrigin.of(request),
+            )
 
 
 @admin.register(ApiToken)
@@ -97,4 +108,23 @@ class DeviceAuthorizationAdmin(admin.ModelAdmin):
     readonly_fields = fields
 
     def has_add_permission(self, request):
+        return False
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(admin.ModelAdmin):
+    """Every account's security trail, read-only: what happened, by whom, from where."""
+
+    list_display = ("created_at", "user", "kind", "actor", "ip_address", "client")
+    list_filter = ("kind",)
+    search_fields = ("user__email", "actor__email", "ip_address")
+    fields = ("created_at", "user", "kind", "actor", "ip_address", "client", "detail")
+    readonly_fields = fields
+    list_select_related = ("user", "actor")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

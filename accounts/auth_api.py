@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from accounts import devices, tokens
 from accounts.auth_selectors import api_token_get_for_user, api_tokens_for, cli_session_for
 from accounts.models import ApiToken
+from accounts.services import RequestOrigin
 from accounts.throttling import (
     DEFAULT_THROTTLES,
     DevicePollThrottle,
@@ -53,7 +54,9 @@ class AuthRefreshApi(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        pair = tokens.cli_session_refresh(refresh_token=data.validated_data["refresh_token"])
+        pair = tokens.cli_session_refresh(
+            refresh_token=data.validated_data["refresh_token"], origin=RequestOrigin.of(request)
+        )
         body = {
             "token": pair.token,
             "refresh_token": pair.refresh_token,
@@ -73,10 +76,19 @@ class AuthLogoutApi(APIView):
         if auth.get("kind") == "cli_session":
             session = cli_session_for(user=request.user, public_id=str(auth.get("sid", "")))
             if session is not None:
-                tokens.cli_session_revoke(session=session, reason="logout")
+                tokens.cli_session_revoke(
+                    session=session,
+                    reason="logout",
+                    actor=request.user,  # type: ignore[arg-type]
+                    origin=RequestOrigin.of(request),
+                )
         elif auth.get("kind") == "api":
             found = api_token_get_for_user(user=request.user, token_id=auth["api_token_id"])
-            tokens.api_token_revoke(token=found)
+            tokens.api_token_revoke(
+                token=found,
+                actor=request.user,  # type: ignore[arg-type]
+                origin=RequestOrigin.of(request),
+            )
         else:
             logout(request._request)
         return Response({"message": "Logged out successfully"})
@@ -112,9 +124,14 @@ class ApiTokenCreateApi(APIView):
             )
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
+        minted_by = None
+        if isinstance(request.auth, dict) and request.auth.get("kind") == "cli_session":
+            minted_by = cli_session_for(user=request.user, public_id=str(request.auth.get("sid")))
         row, jwt = tokens.api_token_create(
             user=request.user,  # type: ignore[arg-type]
             name=data.validated_data.get("name") or "API token",
+            cli_session=minted_by,
+            origin=RequestOrigin.of(request),
         )
         body = {"token": jwt, "api_token": ApiTokenOutputSerializer(row).data}
         return Response(body, status=201, headers=NO_STORE)
@@ -135,7 +152,11 @@ class ApiTokenRevokeApi(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, token_id: int) -> Response:
         found = api_token_get_for_user(user=request.user, token_id=token_id)
-        tokens.api_token_revoke(token=found)
+        tokens.api_token_revoke(
+            token=found,
+            actor=request.user,  # type: ignore[arg-type]
+            origin=RequestOrigin.of(request),
+        )
         return Response(status=204)
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import ApiToken, CliSession
+from accounts.models import ApiToken, CliSession, SecurityEvent
 from core.errors import NotFound
 
 
@@ -42,3 +42,12 @@ def cli_sessions_for(*, user: Any) -> QuerySet[CliSession]:
     return CliSession.objects.filter(
         user=user, revoked_at__isnull=True, expires_at__gt=timezone.now()
     ).order_by("-created_at")
+
+
+def security_events_for(*, user: Any) -> QuerySet[SecurityEvent]:
+    """The user's security trail, newest first (with the acting user for display)."""
+    return (
+        SecurityEvent.objects.filter(user=user)
+        .select_related("actor")
+        .order_by("-created_at", "-pk")
+    )

@@ -139,6 +139,11 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField()
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The CLI sign-in that minted it: revoking that family revokes this token too, so a
+    # phished CLI session cannot outlive its revocation through a token it created.
+    cli_session = models.ForeignKey(
+        CliSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_tokens"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -178,3 +183,48 @@ class DeviceAuthorization(models.Model):
 
     def __str__(self) -> str:
         return f"device login {self.pk} ({self.status})"
+
+
+class SecurityEvent(models.Model):
+    """One security-relevant event of an account (sign-ins, tokens, connections).
+
+    Shaped like the vault's ``KeyAuditEvent``: who it concerns, who did it, from where.
+    ``detail`` never holds a secret.
+    """
+
+    class Kind(models.TextChoices):
+        CLI_SIGNED_IN = "cli_signed_in", "CLI signed in"
+        REFRESH_REUSE = "refresh_reuse", "Refresh token reused: sign-in ended"
+        CLI_SESSION_REVOKED = "cli_session_revoked", "CLI sign-in ended"
+        API_TOKEN_CREATED = "api_token_created", "API token created"
+        API_TOKEN_REVOKED = "api_token_revoked", "API token revoked"
+        CONNECTED = "connected", "Service connected"
+        DISCONNECTED = "disconnected", "Service disconnected"
+        NEEDS_REAUTH = "needs_reauth", "Service needs re-authorisation"
+        CONNECTION_UNREADABLE = "connection_unreadable", "Stored service token unreadable"
+
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="security_events", db_index=False
+    )
+    actor = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    client = models.CharField(max_length=200, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="security_event_user_time")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.user_id}"
+
+    @property
+    def summary(self) -> str:
+        """One line for people: the kind, plus the service or token it names."""
+        label = self.get_kind_display()
+        named = self.detail.get("service") or self.detail.get("token_name") or ""
+        return f"{label}: {named}" if named else label

@@ -1,10 +1,53 @@
 """Writes for accounts."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.db import transaction
 
-from accounts.models import User, normalize_email
+from accounts.models import SecurityEvent, User, normalize_email
+
+Kind = SecurityEvent.Kind
+
+
+@dataclass(frozen=True)
+class RequestOrigin:
+    """Where a security-relevant request came from: the client address and program."""
+
+    ip: str | None = None
+    client: str = ""
+
+    @classmethod
+    def of(cls, request: Any) -> RequestOrigin:
+        from core.clientip import client_ip
+
+        return cls(ip=client_ip(request) or None, client=request.META.get("HTTP_USER_AGENT", ""))
+
+
+NOWHERE = RequestOrigin()
+
+
+def security_event_record(
+    *,
+    user: User | Any,
+    kind: str,
+    origin: RequestOrigin = NOWHERE,
+    actor: User | None = None,
+    detail: dict[str, Any] | None = None,
+) -> SecurityEvent:
+    """Record one event on ``user``'s security trail. ``detail`` must never hold a secret."""
+    return SecurityEvent.objects.create(
+        user_id=getattr(user, "pk", user),
+        actor=actor,
+        kind=kind,
+        ip_address=origin.ip,
+        client=origin.client[:200],
+        detail=detail or {},
+    )
 
 
 @transaction.atomic

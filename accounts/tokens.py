@@ -28,6 +28,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import Token
 
 from accounts.models import ApiToken, CliSession, RefreshToken, User
+from accounts.services import NOWHERE, Kind, RequestOrigin, security_event_record
 from core.errors import ApplicationError
 
 # Revocation is cached this long, so a revoked family stops working within it everywhere.
@@ -97,10 +98,22 @@ def _new_refresh_token(session: CliSession) -> str:
 
 
 def cli_session_start(
-    *, user: User, origin: str, account_id: str = "", client_name: str = ""
+    *,
+    user: User,
+    origin: str,
+    account_id: str = "",
+    client_name: str = "",
+    request_origin: RequestOrigin = NOWHERE,
 ) -> CliSession:
     """Open a refresh-token family for ``user`` (tokens are issued separately, once)."""
     now = timezone.now()
+    security_event_record(
+        user=user,
+        kind=Kind.CLI_SIGNED_IN,
+        origin=request_origin,
+        actor=user,
+        detail={"via": origin, "client": client_name[:100]},
+    )
     return CliSession.objects.create(
         public_id=uuid.uuid4(),
         user=user,
@@ -125,7 +138,7 @@ def cli_session_issue_tokens(*, session: CliSession) -> TokenPair:
     )
 
 
-def cli_session_refresh(*, refresh_token: str) -> TokenPair:
+def cli_session_refresh(*, refresh_token: str, origin: RequestOrigin = NOWHERE) -> TokenPair:
     """Rotate a refresh token; reuse of a rotated one revokes its whole family."""
     with transaction.atomic():
         found = (
@@ -158,7 +171,7 @@ def cli_session_refresh(*, refresh_token: str) -> TokenPair:
             )
     if reused:
         # Outside the block above so the revocation commits even though we answer 401.
-        cli_session_revoke(session=session, reason="refresh_token_reuse")
+        cli_session_revoke(session=session, reason="refresh_token_reuse", origin=origin)
         raise TokenRejected(
             "This refresh token was already used, so the sign-in was ended for safety. "
             "Sign in again.",
@@ -171,11 +184,37 @@ def _state_key(public_id: Any) -> str:
     return f"accounts:cli-session:{public_id}"
 
 
-def cli_session_revoke(*, session: CliSession, reason: str) -> None:
-    """End a family: its refresh tokens and session JWTs stop working everywhere."""
-    CliSession.objects.filter(pk=session.pk, revoked_at__isnull=True).update(
-        revoked_at=timezone.now(), revoked_reason=reason
-    )
+def cli_session_revoke(
+    *,
+    session: CliSession,
+    reason: str,
+    actor: User | None = None,
+    origin: RequestOrigin = NOWHERE,
+) -> None:
+    """End a family: its refresh tokens, session JWTs and the personal API tokens it
+    minted stop working everywhere."""
+    now = timezone.now()
+    with transaction.atomic():
+        ended = CliSession.objects.filter(pk=session.pk, revoked_at__isnull=True).update(
+            revoked_at=now, revoked_reason=reason
+        )
+        minted = ApiToken.objects.filter(cli_session=session, revoked_at__isnull=True).update(
+            revoked_at=now
+        )
+        if ended:
+            security_event_record(
+                user=session.user_id,
+                kind=Kind.REFRESH_REUSE
+                if reason == "refresh_token_reuse"
+                else Kind.CLI_SESSION_REVOKED,
+                origin=origin,
+                actor=actor,
+                detail={
+                    "reason": reason,
+                    "client": session.client_name,
+                    "api_tokens_revoked": minted,
+                },
+            )
     cache.set(_state_key(session.public_id), "revoked", SESSION_STATE_CACHE_SECONDS)
 
 
@@ -198,10 +237,17 @@ def cli_session_is_usable(*, public_id: str, user_id: int) -> bool:
 
 
 @transaction.atomic
-def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
+def api_token_create(
+    *,
+    user: User,
+    name: str,
+    cli_session: CliSession | None = None,
+    origin: RequestOrigin = NOWHERE,
+) -> tuple[ApiToken, str]:
     """A new personal API token; the JWT is returned once and never stored.
 
-    An account holds at most ``MAX_API_TOKENS_PER_USER`` usable tokens (409 beyond).
+    A token minted with a CLI session's JWT remembers it and dies with that family. An
+    account holds at most ``MAX_API_TOKENS_PER_USER`` usable tokens (409 beyond).
     """
     jwt = PersonalApiToken()
     lifetime = timedelta(seconds=settings.API_TOKEN_EXPIRES_IN)
@@ -233,13 +279,33 @@ def api_token_create(*, user: User, name: str) -> tuple[ApiToken, str]:
         version=settings.API_TOKEN_VERSION,
         created_at=timezone.now(),
         expires_at=timezone.now() + lifetime,
+        cli_session=cli_session,
+    )
+    security_event_record(
+        user=user,
+        kind=Kind.API_TOKEN_CREATED,
+        origin=origin,
+        actor=user,
+        detail={"token_name": row.name, "via_cli_session": cli_session is not None},
     )
     return row, str(jwt)
 
 
-def api_token_revoke(*, token: ApiToken) -> None:
+def api_token_revoke(
+    *, token: ApiToken, actor: User | None = None, origin: RequestOrigin = NOWHERE
+) -> None:
     """Revoke one personal token (idempotent)."""
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    if revoked:
+        security_event_record(
+            user=token.user_id,
+            kind=Kind.API_TOKEN_REVOKED,
+            origin=origin,
+            actor=actor,
+            detail={"token_name": token.name},
+        )
 
 
 def api_token_authenticate(payload: dict[str, Any]) -> tuple[User, ApiToken]:
@@ -252,13 +318,17 @@ def api_token_authenticate(payload: dict[str, Any]) -> tuple[User, ApiToken]:
         )
     sub = str(payload.get("sub", ""))
     row = (
-        ApiToken.objects.select_related("user")
+        ApiToken.objects.select_related("user", "cli_session")
         .filter(jti_hash=token_hash(str(payload.get("jti", ""))), user_id=int(sub))
         .first()
         if sub.isdigit()
         else None
     )
-    if row is None or row.revoked_at is not None:
+    if (
+        row is None
+        or row.revoked_at is not None
+        or (row.cli_session is not None and row.cli_session.revoked_at is not None)
+    ):
         raise TokenRejected("This API token was revoked.", code="token_revoked")
     if not row.user.is_active:
         raise TokenRejected("This account is disabled.", code="account_disabled")

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.services import RequestOrigin
 from accounts.throttling import DEFAULT_THROTTLES, ConnectThrottle
 from connections import selectors, services
 from connections.registry import service_get
@@ -44,6 +45,9 @@ class ConnectionConnectApi(APIView):
         session_id = serializers.CharField()
         authorization_url = serializers.URLField()
         state = serializers.CharField()
+        user_code = serializers.CharField(
+            help_text="Print it: the browser shows it again before the CLI is signed in."
+        )
         message = serializers.CharField()
 
         class Meta:
@@ -58,12 +62,14 @@ class ConnectionConnectApi(APIView):
             service=service,
             session_id=data.validated_data.get("session_id") or None,
             user=request.user if request.user.is_authenticated else None,
+            request_origin=RequestOrigin.of(request),
         )
         body = {
             "service": started.service,
             "session_id": started.session_id,
             "authorization_url": started.authorization_url,
             "state": started.state,
+            "user_code": started.user_code,
             "message": f"Please visit the authorization URL to connect {started.service}",
         }
         return Response(self.OutputSerializer(body).data)
@@ -121,7 +127,9 @@ class ConnectionDisconnectApi(APIView):
             session_id=data.validated_data["session_id"], user=request.user
         )
         if session.user is not None:
-            services.connection_disconnect(user=session.user, service=service)
+            services.connection_disconnect(
+                user=session.user, service=service, request_origin=RequestOrigin.of(request)
+            )
         return Response(
             {
                 "service": service,

@@ -37,6 +37,7 @@ class OAuthState(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        AWAITING_CONFIRMATION = "awaiting", "Waiting for the browser to confirm"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         COLLECTED = "collected", "Tokens collected"
@@ -65,6 +66,18 @@ class OAuthState(models.Model):
     )
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=300, blank=True)
+    # Who asked, shown on the confirmation page so a person can tell their CLI from a
+    # phisher's: the code the CLI printed, its address and program.
+    user_code = models.CharField(max_length=16, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    client_name = models.CharField(max_length=200, blank=True)
+    # SHA-256 of a nonce kept in the Django session of the browser allowed to finish:
+    # the one that started a dashboard connection, or that brought a CLI's code back.
+    browser_hash = models.CharField(max_length=64, blank=True)
+    # A CLI's first connection, exchanged but not yet confirmed: the provider's tokens
+    # (encrypted) and the identity and sites they showed (not secret).
+    pending_tokens = EncryptedTextField(aad_owner_field="session", null=True, blank=True)
+    pending_identity = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils import timezone
-
 from accounts.tokens import token_hash
 from connections.models import (
     AccessibleResource,
@@ -47,21 +45,13 @@ def connections_for_session(*, session: KaySession) -> dict[str, bool]:
     return {name: name in connected for name in SERVICES}
 
 
-def oauth_state_awaiting_link(*, state: str) -> OAuthState | None:
-    """A usable CLI state whose Kay session has no user yet, i.e. one whose callback would
-    sign the CLI in as the browser's logged-in user (so that user must confirm first)."""
-    return (
-        OAuthState.objects.filter(
-            state_hash=token_hash(state or ""),
-            origin=OAuthState.Origin.CLI,
-            status=OAuthState.Status.PENDING,
-            used_at__isnull=True,
-            expires_at__gt=timezone.now(),
-            session__user__isnull=True,
-        )
-        .only("pk", "service")
-        .first()
-    )
+def oauth_state_started_by(*, state: str, user: Any) -> bool:
+    """Whether ``user`` started this state from their dashboard (to send them back there)."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    return OAuthState.objects.filter(
+        state_hash=token_hash(state or ""), origin=OAuthState.Origin.DASHBOARD, user=user
+    ).exists()
 
 
 def service_statuses_for(*, user: Any) -> list[ServiceStatus]:

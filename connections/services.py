@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,9 +18,18 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import CliSession, User
+from accounts.devices import USER_CODE_ALPHABET, USER_CODE_LENGTH, user_code_format
+from accounts.models import CliSession, SecurityEvent, User
+from accounts.services import NOWHERE, RequestOrigin, security_event_record
 from accounts.tokens import cli_session_issue_tokens, cli_session_start, token_hash
-from connections.identity import CallbackError, resolve_user, store_profile
+from connections.identity import (
+    CallbackError,
+    LinkTarget,
+    link_target,
+    store_profile,
+    user_create_from_identity,
+    user_for_session,
+)
 from connections.models import (
     AccessibleResource,
     Connection,
@@ -27,6 +38,7 @@ from connections.models import (
 )
 from connections.providers import Identity, InvalidGrant, OAuthTokens, Resource, provider_module
 from connections.registry import ServiceSpec, service_get
+from core.crypto import DecryptionError
 from core.errors import ApplicationError, ConnectionNeedsReauth, NotFound
 from core.fields import decrypt_field
 
@@ -36,6 +48,12 @@ STATE_LIFETIME = timedelta(minutes=10)
 TOKENS_COLLECTABLE_FOR = timedelta(minutes=10)
 REFRESH_MARGIN = timedelta(minutes=5)
 SESSION_PREFIX = "kaysession_"
+SecurityKind = SecurityEvent.Kind
+
+
+def user_code_new() -> str:
+    """The short code a CLI prints and the confirmation page repeats (RFC 8628 alphabet)."""
+    return "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -44,6 +62,27 @@ class ConnectStart:
     session_id: str
     authorization_url: str
     state: str
+    user_code: str
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    """A finished callback: ``state`` completed, or ``confirm_nonce`` set when a CLI's
+    first connection now waits for the browser's confirmation (keep the nonce in the
+    browser's session)."""
+
+    state: OAuthState
+    confirm_nonce: str = ""
+
+
+@dataclass(frozen=True)
+class LinkPreview:
+    """What the confirmation page shows before a CLI is signed in."""
+
+    state: OAuthState
+    spec: ServiceSpec
+    target: LinkTarget
+    identity: Identity
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -85,6 +124,21 @@ def kay_session_find(*, session_id: str, user: Any = None) -> KaySession:
 # --- connect ------------------------------------------------------------------------------
 
 
+def _session_for_connect(*, session_id: str, user: Any) -> KaySession:
+    """The given session; one already signed in needs its own account's Bearer token, so a
+    leaked ``session_id`` cannot swap the session's connections for someone else's."""
+    session = kay_session_find(session_id=session_id, user=user)
+    if session.user_id is not None and not getattr(user, "is_authenticated", False):
+        raise ApplicationError(
+            "This session is signed in: send its session token as Authorization: Bearer "
+            "to connect another service.",
+            code="authentication_required",
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="kay"'},
+        )
+    return session
+
+
 @transaction.atomic
 def connection_start(
     *,
@@ -92,17 +146,25 @@ def connection_start(
     session_id: str | None = None,
     user: User | None = None,
     origin: str = OAuthState.Origin.CLI,
+    browser_nonce: str = "",
+    request_origin: RequestOrigin = NOWHERE,
 ) -> ConnectStart:
-    """Begin OAuth for ``service``: a (new or given) Kay session and a single-use state."""
+    """Begin OAuth for ``service``: a (new or given) Kay session and a single-use state.
+
+    A dashboard start is bound to the browser (``browser_nonce``, kept in its Django
+    session) and to ``user``: only they can finish it (RFC 9700 §4.7.1).
+    """
     spec = service_get(service)
     raw_session = session_id or ""
-    if session_id:
-        session = kay_session_find(session_id=session_id, user=user)
-    elif origin == OAuthState.Origin.DASHBOARD and user is not None:
+    if origin == OAuthState.Origin.DASHBOARD:
+        if user is None or not browser_nonce:
+            raise ApplicationError("Sign in to connect from the dashboard.", status=403)
         # The dashboard never shows a session id; any of the user's sessions will do.
         session = KaySession.objects.filter(user=user).first() or KaySession.objects.create(
             key_hash=token_hash(SESSION_PREFIX + secrets.token_urlsafe(32)), user=user
         )
+    elif session_id:
+        session = _session_for_connect(session_id=session_id, user=user)
     else:
         raw_session = SESSION_PREFIX + secrets.token_urlsafe(32)
         session = KaySession.objects.create(key_hash=token_hash(raw_session))
@@ -110,6 +172,7 @@ def connection_start(
     session.save(update_fields=["last_used_at"])
 
     state = secrets.token_urlsafe(32)
+    user_code = user_code_new()
     now = timezone.now()
     OAuthState.objects.create(
         state_hash=token_hash(state),
@@ -118,20 +181,30 @@ def connection_start(
         origin=origin,
         created_at=now,
         expires_at=now + STATE_LIFETIME,
+        user=user if origin == OAuthState.Origin.DASHBOARD else None,
+        browser_hash=token_hash(browser_nonce) if browser_nonce else "",
+        user_code=user_code,
+        client_ip=request_origin.ip,
+        client_name=request_origin.client[:200],
     )
     challenge = pkce_challenge(pkce_verifier(state)) if spec.pkce else None
     url = provider_module(spec.provider).authorize_url(
         scopes=spec.scopes, state=state, redirect_uri=redirect_uri(spec), code_challenge=challenge
     )
-    return ConnectStart(spec.name, raw_session, url, state)
+    return ConnectStart(spec.name, raw_session, url, state, user_code_format(user_code))
 
 
 # --- callback -----------------------------------------------------------------------------
 
 
 def _fail(state: OAuthState, code: str, message: str) -> CallbackError:
+    """Mark the attempt failed (the CLI's poll then says why) and drop parked tokens."""
     OAuthState.objects.filter(pk=state.pk).update(
-        status=OAuthState.Status.FAILED, error_code=code, error_message=message[:300]
+        status=OAuthState.Status.FAILED,
+        error_code=code,
+        error_message=message[:300],
+        pending_tokens=None,
+        pending_identity=None,
     )
     return CallbackError(message, code=code)
 
@@ -196,13 +269,115 @@ def _store_connection(
     return connection
 
 
-def oauth_callback_complete(
-    *, state: str, service: str | None, code: str | None, error: str | None, browser_user: Any
+def _browser_holds(state: OAuthState, nonces: Iterable[str]) -> bool:
+    return bool(state.browser_hash) and any(
+        hmac.compare_digest(token_hash(nonce), state.browser_hash) for nonce in nonces
+    )
+
+
+def _exchange(
+    found: OAuthState, spec: ServiceSpec, raw_state: str, code: str
+) -> tuple[OAuthTokens, Identity, list[Resource]]:
+    provider = provider_module(spec.provider)
+    try:
+        tokens = provider.exchange_code(
+            code=code,
+            redirect_uri=redirect_uri(spec),
+            code_verifier=pkce_verifier(raw_state) if spec.pkce else None,
+        )
+        identity = provider.fetch_identity(access_token=tokens.access_token)
+        sites = provider.fetch_resources(access_token=tokens.access_token)
+    except ApplicationError as exc:
+        logger.warning("OAuth callback for %s failed: %s", spec.name, exc.code)
+        raise _fail(
+            found, exc.code, f"Could not finish connecting {spec.label}: {exc.message}"
+        ) from None
+    return tokens, identity, sites
+
+
+def _complete(
+    found: OAuthState,
+    user: User,
+    spec: ServiceSpec,
+    identity: Identity,
+    tokens: OAuthTokens,
+    sites: list[Resource],
+    *,
+    first: bool,
+    request_origin: RequestOrigin,
 ) -> OAuthState:
-    """Finish an authorisation: exchange the code, store the connection, and on a Kay
-    session's first connection link the user and open a CLI session."""
+    """Store the connection; on a session's first connection also sign the CLI in."""
+    session = KaySession.objects.select_for_update().get(pk=found.session_id)
+    store_profile(user, identity)
+    _store_connection(user, spec, identity, tokens, sites)
+    security_event_record(
+        user=user,
+        kind=SecurityKind.CONNECTED,
+        origin=request_origin,
+        actor=user,
+        detail={"service": spec.name, "via": found.origin, "account_id": identity.account_id},
+    )
+    if first:
+        session.user = user
+        session.save(update_fields=["user"])
+        found.cli_session = cli_session_start(
+            user=user,
+            origin=CliSession.Origin.CONNECTION,
+            account_id=identity.account_id,
+            client_name=found.client_name[:100],
+            request_origin=RequestOrigin(ip=found.client_ip, client=found.client_name),
+        )
+    found.user = user
+    found.account_id = identity.account_id
+    found.status = OAuthState.Status.COMPLETED
+    found.completed_at = timezone.now()
+    found.pending_tokens = None
+    found.pending_identity = None
+    found.save(
+        update_fields=[
+            "user",
+            "account_id",
+            "status",
+            "completed_at",
+            "cli_session",
+            "pending_tokens",
+            "pending_identity",
+        ]
+    )
+    return found
+
+
+def oauth_callback_complete(
+    *,
+    state: str,
+    service: str | None,
+    code: str | None,
+    error: str | None,
+    browser_user: Any,
+    browser_nonces: Iterable[str] = (),
+    request_origin: RequestOrigin = NOWHERE,
+) -> CallbackOutcome:
+    """Finish an authorisation at the provider's redirect.
+
+    A dashboard start completes only in the browser session and for the Kay user that
+    began it. A CLI's first connection is exchanged and then waits for the person in
+    the browser to confirm (:func:`oauth_link_confirm`); later connections of a signed-in
+    session complete at once.
+    """
     found = _claim_state(raw_state=state, service=service)
     spec = service_get(found.service)
+    if found.origin == OAuthState.Origin.DASHBOARD and not (
+        getattr(browser_user, "is_authenticated", False)
+        and browser_user.pk == found.user_id
+        and _browser_holds(found, browser_nonces)
+    ):
+        raise _fail(
+            found,
+            "browser_mismatch",
+            f"This {spec.label} connection was started in another browser or by another "
+            "Kay account, so nothing was connected. If you want to connect, start again "
+            "from your own dashboard.",
+        )
     if error:
         message = (
             f"You declined access to {spec.label}. Nothing was connected."
@@ -212,43 +387,144 @@ def oauth_callback_complete(
         raise _fail(found, error[:64], message)
     if not code:
         raise _fail(found, "missing_code", f"{spec.label} sent no authorisation code.")
-    provider = provider_module(spec.provider)
-    try:
-        tokens = provider.exchange_code(
-            code=code,
-            redirect_uri=redirect_uri(spec),
-            code_verifier=pkce_verifier(state) if spec.pkce else None,
-        )
-        identity = provider.fetch_identity(access_token=tokens.access_token)
-        sites = provider.fetch_resources(access_token=tokens.access_token)
-    except ApplicationError as exc:
-        logger.warning("OAuth callback for %s failed: %s", spec.name, exc.code)
-        raise _fail(
-            found, exc.code, f"Could not finish connecting {spec.label}: {exc.message}"
-        ) from None
+    tokens, identity, sites = _exchange(found, spec, state, code)
     try:
         with transaction.atomic():
             session = KaySession.objects.select_for_update().get(pk=found.session_id)
-            first = session.user is None
-            user = resolve_user(identity=identity, session=session, browser_user=browser_user)
-            store_profile(user, identity)
-            _store_connection(user, spec, identity, tokens, sites)
-            if first:
-                session.user = user
-                session.save(update_fields=["user"])
-                found.cli_session = cli_session_start(
-                    user=user, origin=CliSession.Origin.CONNECTION, account_id=identity.account_id
+            if session.user is None:
+                return _await_confirmation(found, identity, tokens, sites)
+            user = user_for_session(identity=identity, session=session)
+            return CallbackOutcome(
+                _complete(
+                    found,
+                    user,
+                    spec,
+                    identity,
+                    tokens,
+                    sites,
+                    first=False,
+                    request_origin=request_origin,
                 )
-            found.user = user
-            found.account_id = identity.account_id
-            found.status = OAuthState.Status.COMPLETED
-            found.completed_at = timezone.now()
-            found.save(
-                update_fields=["user", "account_id", "status", "completed_at", "cli_session"]
             )
     except CallbackError as exc:
         raise _fail(found, exc.code, exc.message) from None
+
+
+def _await_confirmation(
+    found: OAuthState, identity: Identity, tokens: OAuthTokens, sites: list[Resource]
+) -> CallbackOutcome:
+    """Park a CLI's first connection until the browser that brought it back confirms."""
+    nonce = secrets.token_urlsafe(32)
+    found.status = OAuthState.Status.AWAITING_CONFIRMATION
+    found.browser_hash = token_hash(nonce)
+    # Ten more minutes from here: the person may first have to sign in (by emailed code).
+    found.expires_at = timezone.now() + STATE_LIFETIME
+    found.pending_tokens = json.dumps(asdict(tokens))
+    found.pending_identity = {
+        "identity": asdict(identity),
+        "sites": [asdict(site) for site in sites],
+    }
+    found.save(
+        update_fields=["status", "browser_hash", "expires_at", "pending_tokens", "pending_identity"]
+    )
+    return CallbackOutcome(found, confirm_nonce=nonce)
+
+
+def _awaiting(*, link_id: int, browser_nonces: Iterable[str], lock: bool = False) -> OAuthState:
+    rows = OAuthState.objects.select_related("session")
+    if lock:
+        rows = rows.select_for_update()
+    found = rows.filter(
+        pk=link_id, origin=OAuthState.Origin.CLI, status=OAuthState.Status.AWAITING_CONFIRMATION
+    ).first()
+    if found is None or not _browser_holds(found, browser_nonces):
+        raise CallbackError(
+            "There is no sign-in waiting for this browser. Run `kay connect` again.",
+            code="no_pending_link",
+        )
+    if found.expires_at <= timezone.now():
+        raise _fail(found, "state_expired", "This sign-in waited too long. Start again.")
     return found
+
+
+def _pending(found: OAuthState) -> tuple[Identity, OAuthTokens, list[Resource]]:
+    data = found.pending_identity or {}
+    identity = Identity(**data["identity"])
+    sites = [Resource(**site) for site in data.get("sites", [])]
+    tokens = OAuthTokens(**json.loads(decrypt_field(found, "pending_tokens") or "{}"))
+    return identity, tokens, sites
+
+
+def oauth_link_preview(
+    *, link_id: int, browser_nonces: Iterable[str], browser_user: Any
+) -> LinkPreview:
+    """What a CLI's first connection waiting in this browser would do, for the page."""
+    found = _awaiting(link_id=link_id, browser_nonces=browser_nonces)
+    data = found.pending_identity or {}
+    identity = Identity(**data["identity"])
+    try:
+        target = link_target(identity=identity, browser_user=browser_user)
+    except CallbackError as exc:
+        raise _fail(found, exc.code, exc.message) from None
+    return LinkPreview(found, service_get(found.service), target, identity)
+
+
+def oauth_link_confirm(
+    *,
+    link_id: int,
+    browser_nonces: Iterable[str],
+    browser_user: Any,
+    approve: bool,
+    request_origin: RequestOrigin = NOWHERE,
+) -> OAuthState:
+    """The person in the browser approves (or refuses) signing the CLI in.
+
+    An existing account must be the one signed in to this browser; a new one is created
+    only now. Nothing is linked before this point.
+    """
+    try:
+        with transaction.atomic():
+            found = _awaiting(link_id=link_id, browser_nonces=browser_nonces, lock=True)
+            spec = service_get(found.service)
+            if not approve:
+                raise CallbackError(
+                    f"You cancelled. No CLI was signed in and {spec.label} was not connected.",
+                    code="access_denied",
+                )
+            identity, tokens, sites = _pending(found)
+            target = link_target(identity=identity, browser_user=browser_user)
+            if not target.allows(browser_user):
+                raise CallbackError(
+                    f"Sign in to Kay as {target.email} to continue.", code="wrong_account"
+                )
+            session = KaySession.objects.select_for_update().get(pk=found.session_id)
+            if session.user is not None:
+                raise CallbackError("This sign-in was already completed.", code="state_reused")
+            user = target.user or user_create_from_identity(identity=identity, email=target.email)
+            return _complete(
+                found,
+                user,
+                spec,
+                identity,
+                tokens,
+                sites,
+                first=True,
+                request_origin=request_origin,
+            )
+    except CallbackError as exc:
+        # Outside the transaction, so the failure is recorded although it rolled back.
+        # A browser that holds no nonce, or the wrong account, changes nothing.
+        if exc.code not in ("no_pending_link", "wrong_account"):
+            OAuthState.objects.filter(
+                pk=link_id, status=OAuthState.Status.AWAITING_CONFIRMATION
+            ).update(
+                status=OAuthState.Status.FAILED,
+                error_code=exc.code,
+                error_message=exc.message[:300],
+                pending_tokens=None,
+                pending_identity=None,
+            )
+        raise
 
 
 # --- CLI polling, listing, disconnect ------------------------------------------------------
@@ -263,7 +539,7 @@ def auth_status_collect(*, state: str, user: Any = None) -> dict[str, Any]:
         and found.user_id not in (None, user.pk)
     ):
         raise NotFound("No such authorisation.")
-    if found.status == OAuthState.Status.PENDING:
+    if found.status in (OAuthState.Status.PENDING, OAuthState.Status.AWAITING_CONFIRMATION):
         if found.expires_at <= timezone.now():
             raise ApplicationError(
                 "The authorisation expired. Start again.", code="expired", status=410
@@ -304,10 +580,21 @@ def auth_status_collect(*, state: str, user: Any = None) -> dict[str, Any]:
     }
 
 
-def connection_disconnect(*, user: User, service: str) -> None:
+def connection_disconnect(
+    *, user: User, service: str, request_origin: RequestOrigin = NOWHERE
+) -> None:
     """Forget one service's tokens and sites for ``user`` (idempotent)."""
     spec = service_get(service)
-    Connection.objects.filter(user=user, service=spec.name).delete()
+    with transaction.atomic():
+        deleted, _ = Connection.objects.filter(user=user, service=spec.name).delete()
+        if deleted:
+            security_event_record(
+                user=user,
+                kind=SecurityKind.DISCONNECTED,
+                origin=request_origin,
+                actor=user,
+                detail={"service": spec.name},
+            )
 
 
 # --- provider access tokens ----------------------------------------------------------------
@@ -319,7 +606,7 @@ def connection_refresh(*, connection_id: int, within: timedelta = REFRESH_MARGIN
     The row is locked for the whole exchange, so two workers never spend the same
     rotating refresh token: the second one waits, then finds a fresh token and returns.
     """
-    needs_reauth = False
+    needs_reauth = unreadable = False
     with transaction.atomic():
         connection = Connection.objects.select_for_update().get(pk=connection_id)
         now = timezone.now()
@@ -329,15 +616,22 @@ def connection_refresh(*, connection_id: int, within: timedelta = REFRESH_MARGIN
             return connection
         else:
             spec = service_get(connection.service)
-            secret = decrypt_field(connection, "refresh_token")
             try:
+                secret = decrypt_field(connection, "refresh_token")
                 if not secret:
                     raise InvalidGrant("No refresh token stored.")
                 tokens = provider_module(spec.provider).refresh(refresh_token=secret)
+            except DecryptionError:
+                unreadable = True
             except InvalidGrant:
                 connection.status = Connection.Status.NEEDS_REAUTH
                 connection.last_error = f"{spec.label} refused the refresh token."
                 connection.save(update_fields=["status", "last_error"])
+                security_event_record(
+                    user=connection.user_id,
+                    kind=SecurityKind.NEEDS_REAUTH,
+                    detail={"service": spec.name},
+                )
                 needs_reauth = True
             else:
                 connection.access_token = tokens.access_token
@@ -349,11 +643,35 @@ def connection_refresh(*, connection_id: int, within: timedelta = REFRESH_MARGIN
                 connection.last_refreshed_at = now
                 connection.last_error = ""
                 connection.save()
+    if unreadable:
+        raise _unreadable(connection)
     if needs_reauth:
         raise ConnectionNeedsReauth(
             f"The {connection.service} connection needs re-authorisation: connect it again."
         )
     return connection
+
+
+class ConnectionUnreadable(ApplicationError):
+    """A stored provider token no key in ENCRYPTION_KEYS opens (as the vault's keys)."""
+
+    status = 409
+    code = "connection_unreadable"
+
+
+def _unreadable(connection: Connection) -> ConnectionUnreadable:
+    """Audit an undecryptable token (call outside any transaction that will roll back)."""
+    logger.error("connection %s token cannot be decrypted with ENCRYPTION_KEYS", connection.pk)
+    security_event_record(
+        user=connection.user_id,
+        kind=SecurityKind.CONNECTION_UNREADABLE,
+        detail={"service": connection.service},
+    )
+    label = service_get(connection.service).label
+    return ConnectionUnreadable(
+        f"The stored {label} token cannot be decrypted: connect {label} again, or ask "
+        "the operator to check ENCRYPTION_KEYS."
+    )
 
 
 def connection_access_token(*, user: User, service: str) -> str:
@@ -369,7 +687,10 @@ def connection_access_token(*, user: User, service: str) -> str:
         and connection.expires_at <= timezone.now() + REFRESH_MARGIN
     ):
         connection = connection_refresh(connection_id=connection.pk)
-    token = decrypt_field(connection, "access_token")
+    try:
+        token = decrypt_field(connection, "access_token")
+    except DecryptionError:
+        raise _unreadable(connection) from None
     if not token:
         raise ConnectionNeedsReauth(f"{spec.label} has no access token: connect it again.")
     return token

@@ -12,6 +12,7 @@ urlpatterns = [
     # Kay CLI (seed 003), kept exactly.
     path("connections/connect", api.ConnectionConnectApi.as_view(), name="connect"),
     path("connections/oauth/callback", views.oauth_callback, name="oauth-callback"),
+    path("connections/oauth/confirm/<int:link_id>", views.oauth_link_confirm, name="confirm"),
     path("connections", api.ConnectionListApi.as_view(), name="api-list"),
     path("connections/disconnect", api.ConnectionDisconnectApi.as_view(), name="disconnect"),
     path("auth/status/<str:state>", api.AuthStatusApi.as_view(), name="auth-status"),

@@ -1,6 +1,6 @@
 """Steps shared by connection tests: the CLI's calls and the browser's trip to the fake."""
 
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -21,17 +21,22 @@ def consent(authorization_url: str) -> str:
 
 
 def finish_callback(browser, callback_path: str, action: str = "link"):
-    """The browser lands on the callback; a logged-in user confirms (or cancels) linking."""
+    """The browser lands on the callback; a CLI's first connection is then confirmed (or
+    cancelled) on the confirmation page. Returns the last response."""
     landed = browser.get(callback_path)
-    if landed.status_code == 200 and b'name="action" value="link"' in landed.content:
-        fields = dict(parse_qsl(urlsplit(callback_path).query))
-        return browser.post("/connections/oauth/callback", {**fields, "action": action})
+    if landed.status_code == 302 and "/connections/oauth/confirm/" in landed["Location"]:
+        confirm_url = landed["Location"]
+        page = browser.get(confirm_url)
+        if page.status_code == 200 and b'name="action" value="link"' in page.content:
+            return browser.post(confirm_url, {"action": action})
+        return page
     return landed
 
 
-def connect_and_consent(client, browser, service="jira", session_id=None):
-    """The CLI starts, the browser consents and lands on the callback."""
-    started = connect(client, service, session_id)
+def connect_and_consent(client, browser, service="jira", session_id=None, token=None):
+    """The CLI starts (with its session token for a signed-in session), the browser
+    consents and lands on the callback."""
+    started = connect(client, service, session_id, **(bearer(token) if token else {}))
     callback = finish_callback(browser, consent(started["authorization_url"]))
     return started, callback
 

@@ -30,7 +30,7 @@ def test_forged_state_shows_an_error_page_and_creates_nothing(oauth, api_client,
 def test_reused_state_is_refused(oauth, api_client, client):
     started = connect(api_client, "jira")
     path = consent(started["authorization_url"])
-    assert client.get(path).status_code == 200
+    assert client.get(path).status_code == 302
     Connection.objects.all().delete()
     again = client.get(path)
     assert again.status_code == 400

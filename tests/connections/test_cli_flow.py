@@ -1,5 +1,6 @@
 """Seed 003 "How Service Connection Works", steps 1-6, against the fake Atlassian server."""
 
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -22,7 +23,15 @@ pytestmark = pytest.mark.django_db
 
 def test_connect_returns_the_seed_body_and_an_atlassian_authorize_url(oauth, api_client):
     body = connect(api_client, "jira")
-    assert set(body) == {"service", "session_id", "authorization_url", "state", "message"}
+    assert set(body) == {
+        "service",
+        "session_id",
+        "authorization_url",
+        "state",
+        "message",
+        "user_code",
+    }
+    assert re.fullmatch(r"[B-Z]{4}-[B-Z]{4}", body["user_code"])
     assert body["service"] == "jira"
     assert body["session_id"].startswith("kaysession_")
     assert body["message"] == "Please visit the authorization URL to connect jira"
@@ -144,10 +153,11 @@ def test_more_services_join_the_same_session_without_new_tokens(oauth, api_clien
     listing = api_client.get(f"/connections?session_id={session_id}").json()
     assert listing == {"connections": {"jira": True, "confluence": False, "bitbucket": False}}
 
-    second, callback = connect_and_consent(api_client, client, "confluence", session_id)
+    token = status["token"]
+    second, callback = connect_and_consent(api_client, client, "confluence", session_id, token)
     assert second["session_id"] == session_id
     assert callback.status_code == 200
-    bitbucket, callback = connect_and_consent(api_client, client, "bitbucket", session_id)
+    bitbucket, callback = connect_and_consent(api_client, client, "bitbucket", session_id, token)
     assert callback.status_code == 200
     assert CliSession.objects.count() == 1  # no new tokens
     polled = api_client.get(f"/auth/status/{second['state']}").json()
@@ -186,8 +196,14 @@ def test_bitbucket_alone_signs_the_cli_in_with_the_same_atlassian_identity(
     assert status["account_id"] == oauth.me["account_id"]
     user = User.objects.get(email="mia@example.com")
     assert Connection.objects.get(user=user).service == "bitbucket"
-    # Connecting Jira later from a new CLI install finds the same user by account id.
-    started, status2 = first_login(api_client, client, "jira")
+    # Connecting Jira later from a new CLI install finds the same user by account id; the
+    # browser must be signed in as that user (no password: by emailed code) to confirm.
+    started = connect(api_client, "jira")
+    confirm_url = client.get(consent(started["authorization_url"]))["Location"]
+    assert client.get(confirm_url)["Location"].startswith("/accounts/login/code/?next=")
+    client.force_login(user)
+    assert client.post(confirm_url, {"action": "link"}).status_code == 200
+    assert api_client.get(f"/auth/status/{started['state']}").json()["token"]
     assert User.objects.count() == 1
     assert Connection.objects.filter(user=user).count() == 2
 
@@ -240,7 +256,7 @@ def test_consent_is_real_http_with_pkce(oauth, api_client, client):
     """The fake rejects a wrong PKCE verifier, so a success proves the verifier matched."""
     started = connect(api_client, "jira")
     callback = client.get(consent(started["authorization_url"]))
-    assert callback.status_code == 200
+    assert callback.status_code == 302  # to the confirmation page: the code was accepted
     exchange = next(r for r in oauth.token_requests if r["grant_type"] == "authorization_code")
     assert exchange["code_verifier"]
 

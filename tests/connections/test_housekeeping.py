@@ -53,8 +53,8 @@ def test_purge_removes_only_what_has_expired(oauth, api_client, client, time_mac
 
 
 def test_deleting_a_user_deletes_everything_of_theirs(oauth, api_client, client):
-    started, _ = first_login(api_client, client)
-    connect_and_consent(api_client, client, "confluence", started["session_id"])
+    started, status = first_login(api_client, client)
+    connect_and_consent(api_client, client, "confluence", started["session_id"], status["token"])
     user = User.objects.get()
     api_token_create(user=user, name="t")
     user.delete()
@@ -74,7 +74,7 @@ def test_deleting_a_user_deletes_everything_of_theirs(oauth, api_client, client)
 def test_connecting_again_repairs_a_connection_that_needs_reauthorisation(
     oauth, api_client, client
 ):
-    started, _ = first_login(api_client, client)
+    started, status = first_login(api_client, client)
     user = User.objects.get()
     oauth.revoke_refresh_tokens()
     Connection.objects.update(expires_at=timezone.now() + timedelta(minutes=1))
@@ -83,7 +83,9 @@ def test_connecting_again_repairs_a_connection_that_needs_reauthorisation(
     listing = api_client.get(f"/connections?session_id={started['session_id']}").json()
     assert listing["connections"]["jira"] is False
 
-    _, callback = connect_and_consent(api_client, client, "jira", started["session_id"])
+    _, callback = connect_and_consent(
+        api_client, client, "jira", started["session_id"], status["token"]
+    )
     assert callback.status_code == 200
     assert Connection.objects.get().status == Connection.Status.ACTIVE
     assert connection_access_token(user=user, service="jira").startswith("atlassian-access-")

@@ -1,7 +1,5 @@
 """Who a first connection belongs to (issue 4, "Identity on first connection")."""
 
-from urllib.parse import parse_qsl, urlsplit
-
 import pytest
 from allauth.account.models import EmailAddress
 from django.test import Client
@@ -44,15 +42,6 @@ def test_the_logged_in_browser_user_gets_the_connection(oauth, api_client, alice
     assert not User.objects.filter(email="mia@example.com").exists()
 
 
-def test_an_existing_verified_email_is_linked_when_atlassian_verified_it_too(
-    oauth, api_client, client
-):
-    mia = UserFactory(email="mia@example.com")
-    _, callback = connect_and_consent(api_client, client)
-    assert callback.status_code == 200
-    assert Connection.objects.get().user == mia
-
-
 def test_an_unverified_email_is_never_merged(oauth, api_client, client):
     mia = UserFactory(email="mia@example.com")
     EmailAddress.objects.filter(user=mia).update(verified=False)
@@ -70,14 +59,6 @@ def test_an_email_atlassian_did_not_verify_is_never_merged(oauth, api_client, cl
     assert Connection.objects.count() == 0
 
 
-def test_the_linked_account_wins_over_the_browser_user(oauth, api_client, client, alice, bob):
-    AtlassianProfile.objects.create(user=alice, account_id=oauth.me["account_id"])
-    client.force_login(bob)
-    started = connect(api_client)
-    assert finish_callback(client, consent(started["authorization_url"])).status_code == 200
-    assert Connection.objects.get().user == alice
-
-
 def test_an_atlassian_account_linked_elsewhere_cannot_join_another_session(
     oauth, api_client, client, alice, bob
 ):
@@ -86,12 +67,51 @@ def test_an_atlassian_account_linked_elsewhere_cannot_join_another_session(
     started = connect(api_client)
     oauth.me = {**oauth.me, "account_id": "bob-atlassian"}
     assert finish_callback(client, consent(started["authorization_url"])).status_code == 200
+    token = api_client.get(f"/auth/status/{started['state']}").json()["token"]
     AtlassianProfile.objects.create(user=alice, account_id="alice-atlassian")
     oauth.me = {**oauth.me, "account_id": "alice-atlassian"}
-    _, callback = connect_and_consent(api_client, client, "confluence", started["session_id"])
+    _, callback = connect_and_consent(
+        api_client, client, "confluence", started["session_id"], token
+    )
     assert callback.status_code == 400
     assert b"linked to another Kay account" in callback.content
     assert not Connection.objects.filter(service="confluence").exists()
+
+
+def test_an_existing_verified_email_is_linked_only_once_its_owner_signs_in(
+    oauth, api_client, client
+):
+    mia = UserFactory(email="mia@example.com")
+    started = connect(api_client)
+    landed = client.get(consent(started["authorization_url"]))
+    confirm_url = landed["Location"]
+    to_login = client.get(confirm_url)
+    assert to_login.status_code == 302
+    assert to_login["Location"].startswith("/accounts/login/?next=")
+    assert not Connection.objects.exists()
+    assert api_client.get(f"/auth/status/{started['state']}").json()["status"] == "pending"
+    client.force_login(mia)
+    page = client.get(confirm_url)
+    assert b"Continue as mia@example.com" in page.content
+    assert client.post(confirm_url, {"action": "link"}).status_code == 200
+    assert Connection.objects.get().user == mia
+
+
+def test_the_linked_account_wins_over_the_browser_user(oauth, api_client, client, alice, bob):
+    AtlassianProfile.objects.create(user=alice, account_id=oauth.me["account_id"])
+    client.force_login(bob)
+    started = connect(api_client)
+    landed = client.get(consent(started["authorization_url"]))
+    confirm_url = landed["Location"]
+    page = client.get(confirm_url)
+    assert b"Sign in as alice@example.com to continue" in page.content
+    assert b'value="link"' not in page.content
+    # bob cannot complete it by posting anyway.
+    assert client.post(confirm_url, {"action": "link"}).status_code == 302
+    assert not Connection.objects.exists()
+    client.force_login(alice)
+    assert client.post(confirm_url, {"action": "link"}).status_code == 200
+    assert Connection.objects.get().user == alice
 
 
 def test_a_callback_link_sent_to_a_logged_in_user_links_nothing_until_they_confirm(
@@ -100,11 +120,14 @@ def test_a_callback_link_sent_to_a_logged_in_user_links_nothing_until_they_confi
     # mallory runs `kay connect`, consents with her own Atlassian account, stops at the
     # redirect and sends the callback link to alice, who is logged in to Kay.
     oauth.me = {**oauth.me, "account_id": "mallory-atlassian", "email": "mallory@example.com"}
-    started = connect(api_client)
+    started = connect(api_client, HTTP_USER_AGENT="kay-cli/1.0")
     link = consent(started["authorization_url"])
-    page = alice_browser.get(link)
+    confirm_url = alice_browser.get(link)["Location"]
+    page = alice_browser.get(confirm_url)
     assert page.status_code == 200
-    assert b"Sign a CLI in as alice" in page.content
+    assert b"Sign in your CLI as alice@example.com?" in page.content
+    assert started["user_code"].encode() in page.content
+    assert b"kay-cli/1.0" in page.content and b"127.0.0.1" in page.content
     assert page["Cache-Control"] == "no-store"
     assert not Connection.objects.exists()
     assert not AtlassianProfile.objects.exists()
@@ -112,12 +135,10 @@ def test_a_callback_link_sent_to_a_logged_in_user_links_nothing_until_they_confi
     # A forged POST without alice's CSRF token links nothing either.
     forger = Client(enforce_csrf_checks=True)
     forger.force_login(alice)
-    fields = dict(parse_qsl(urlsplit(link).query))
-    forged = forger.post("/connections/oauth/callback", {**fields, "action": "link"})
-    assert forged.status_code == 403
+    assert forger.post(confirm_url, {"action": "link"}).status_code == 403
     assert not Connection.objects.exists()
     # alice cancels: nothing is linked and the CLI is told so.
-    cancelled = finish_callback(alice_browser, link, action="cancel")
+    cancelled = alice_browser.post(confirm_url, {"action": "cancel"})
     assert cancelled.status_code == 400
     assert not Connection.objects.exists()
     assert not AtlassianProfile.objects.exists()
@@ -126,8 +147,15 @@ def test_a_callback_link_sent_to_a_logged_in_user_links_nothing_until_they_confi
     assert status.json()["error"]["code"] == "access_denied"
 
 
-def test_a_browser_that_is_not_logged_in_is_not_asked(oauth, api_client, client):
+def test_a_new_identity_is_confirmed_with_the_code_before_the_account_exists(
+    oauth, api_client, client
+):
     started = connect(api_client)
-    page = client.get(consent(started["authorization_url"]))
+    confirm_url = client.get(consent(started["authorization_url"]))["Location"]
+    page = client.get(confirm_url)
     assert page.status_code == 200
-    assert b"Jira connected" in page.content
+    assert started["user_code"].encode() in page.content
+    assert b"A new Kay account, <strong>mia@example.com</strong>" in page.content
+    assert not User.objects.exists()
+    assert client.post(confirm_url, {"action": "link"}).status_code == 200
+    assert User.objects.get().email == "mia@example.com"

@@ -88,8 +88,8 @@ def test_a_service_that_is_not_connected(alice):
 def test_beat_refreshes_only_connections_expiring_soon(
     oauth, api_client, client, monkeypatch, django_capture_on_commit_callbacks
 ):
-    started, _ = first_login(api_client, client, "jira")
-    connect_and_consent(api_client, client, "confluence", started["session_id"])
+    started, status = first_login(api_client, client, "jira")
+    connect_and_consent(api_client, client, "confluence", started["session_id"], status["token"])
     Connection.objects.filter(service="jira").update(
         expires_at=timezone.now() + timedelta(minutes=12)
     )

@@ -1,0 +1,203 @@
+"""Attacks on the OAuth flows (issue 8): links sent to a victim, leaked session ids, and
+access that must not outlive a revoked sign-in."""
+
+import re
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from accounts.models import ApiToken, CliSession, SecurityEvent, User
+from connections.models import AtlassianProfile, Connection, OAuthState
+from tests.accounts.factories import UserFactory
+from tests.connections.helpers import bearer, connect, consent, first_login
+
+pytestmark = pytest.mark.django_db
+
+
+def _dashboard_start(browser, service="jira") -> str:
+    response = browser.post(f"/dashboard/connections/{service}/connect")
+    assert response.status_code == 302
+    return response["Location"]
+
+
+# --- dashboard state bound to the browser and user that started it ------------------------
+
+
+def test_a_dashboard_link_sent_to_another_user_links_nothing(oauth, client, alice, bob):
+    # bob starts a Jira connection in his dashboard and sends the Atlassian link to alice.
+    bob_browser = Client()
+    bob_browser.force_login(bob)
+    authorize_url = _dashboard_start(bob_browser)
+    client.force_login(alice)
+    landed = client.get(consent(authorize_url))
+    assert landed.status_code == 400
+    assert b"started in another browser" in landed.content
+    assert not Connection.objects.exists()
+    assert not AtlassianProfile.objects.exists()
+    assert OAuthState.objects.get().status == OAuthState.Status.FAILED
+
+
+def test_a_dashboard_link_opened_by_a_logged_out_victim_links_nothing(oauth, client, bob):
+    bob_browser = Client()
+    bob_browser.force_login(bob)
+    landed = client.get(consent(_dashboard_start(bob_browser)))
+    assert landed.status_code == 400
+    assert not Connection.objects.exists()
+    assert not AtlassianProfile.objects.exists()
+
+
+def test_a_dashboard_link_finished_in_another_browser_of_the_same_user_links_nothing(oauth, alice):
+    first, second = Client(), Client()
+    first.force_login(alice)
+    second.force_login(alice)
+    landed = second.get(consent(_dashboard_start(first)))
+    assert landed.status_code == 400
+    assert not Connection.objects.exists()
+
+
+def test_a_dashboard_link_completes_in_the_browser_that_started_it(oauth, alice_browser, alice):
+    landed = alice_browser.get(consent(_dashboard_start(alice_browser)))
+    assert landed.status_code == 302 and landed["Location"] == "/dashboard/connections/"
+    assert Connection.objects.get().user == alice
+    assert SecurityEvent.objects.filter(user=alice, kind="connected").exists()
+
+
+# --- a phished CLI connect link ---------------------------------------------------------
+
+
+def test_a_phished_cli_link_does_not_sign_the_attacker_in_as_a_logged_out_victim(
+    oauth, api_client, client
+):
+    mia = UserFactory(email="mia@example.com")  # verified, like her Atlassian email
+    started = connect(api_client)  # the attacker's CLI
+    landed = client.get(consent(started["authorization_url"]))  # mia consents
+    confirm_url = landed["Location"]
+    assert client.get(confirm_url)["Location"].startswith("/accounts/login/")
+    assert api_client.get(f"/auth/status/{started['state']}").json()["status"] == "pending"
+    assert not CliSession.objects.exists() and not Connection.objects.exists()
+    # The attacker's own browser, without mia's cookie, cannot confirm for her either.
+    attacker = Client()
+    attacker.force_login(UserFactory(email="mallory@example.com"))
+    assert b"no sign-in waiting" in attacker.post(confirm_url, {"action": "link"}).content
+    # Nor can a forged cross-site POST from mia's browser once she signs in.
+    mia_browser = Client(enforce_csrf_checks=True)
+    mia_browser.cookies = client.cookies
+    mia_browser.force_login(mia)
+    assert mia_browser.post(confirm_url, {"action": "link"}).status_code == 403
+    assert not CliSession.objects.exists()
+    assert OAuthState.objects.get().status == OAuthState.Status.AWAITING_CONFIRMATION
+
+
+def test_an_account_without_password_confirms_after_an_emailed_code(oauth, api_client, client):
+    # mia's account was created by an earlier CLI sign-in, so it has no password.
+    _, first = first_login(api_client, client)
+    client.logout()
+    started = connect(api_client)
+    confirm_url = client.get(consent(started["authorization_url"]))["Location"]
+    to_code = client.get(confirm_url)
+    assert to_code["Location"].startswith("/accounts/login/code/?next=")
+    asked = client.post(to_code["Location"], {"email": "mia@example.com"}, follow=True)
+    assert asked.status_code == 200
+    code = re.search(r"^\s*([A-Z0-9-]{6,})\s*$", mail.outbox[-1].body, re.MULTILINE).group(1)
+    confirm_page = client.post(
+        asked.redirect_chain[-1][0], {"code": code, "next": confirm_url}, follow=True
+    )
+    assert confirm_page.request["PATH_INFO"] == confirm_url
+    assert started["user_code"].encode() in confirm_page.content
+    assert client.post(confirm_url, {"action": "link"}).status_code == 200
+    assert api_client.get(f"/auth/status/{started['state']}").json()["token"]
+    assert CliSession.objects.count() == 2
+
+
+def test_the_confirmation_expires(oauth, api_client, client, time_machine):
+    started = connect(api_client)
+    confirm_url = client.get(consent(started["authorization_url"]))["Location"]
+    time_machine.move_to(OAuthState.objects.get().expires_at.timestamp() + 1)
+    assert client.post(confirm_url, {"action": "link"}).status_code == 400
+    assert not User.objects.exists()
+    body = api_client.get(f"/auth/status/{started['state']}").json()
+    assert body["error"]["code"] == "state_expired"
+
+
+# --- a leaked session_id -------------------------------------------------------------------
+
+
+def test_a_signed_in_session_id_alone_cannot_connect_another_account(
+    oauth, api_client, client, bob
+):
+    started, status = first_login(api_client, client)
+    leaked = {"session_id": started["session_id"]}
+    anonymous = api_client.post("/connections/connect?service=confluence", leaked, format="json")
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["code"] == "authentication_required"
+    api_client.force_authenticate(bob)
+    assert (
+        api_client.post("/connections/connect?service=confluence", leaked, format="json")
+    ).status_code == 404
+    api_client.force_authenticate(None)
+    own = api_client.post(
+        "/connections/connect?service=confluence", leaked, format="json", **bearer(status["token"])
+    )
+    assert own.status_code == 200
+
+
+# --- personal tokens minted by a CLI sign-in die with it ----------------------------------
+
+
+def _mint(api_client, token: str) -> str:
+    response = api_client.post("/api/token", {"name": "minted"}, format="json", **bearer(token))
+    assert response.status_code == 201
+    return response.json()["token"]
+
+
+def test_a_token_minted_by_a_cli_session_stops_working_on_logout(oauth, api_client, client):
+    _, status = first_login(api_client, client)
+    minted = _mint(api_client, status["token"])
+    assert api_client.get("/auth/me", **bearer(minted)).status_code == 200
+    assert api_client.post("/auth/logout", **bearer(status["token"])).status_code == 200
+    refused = api_client.get("/auth/me", **bearer(minted))
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "token_revoked"
+
+
+def test_a_token_minted_by_a_cli_session_stops_working_on_refresh_token_reuse(
+    oauth, api_client, client
+):
+    _, status = first_login(api_client, client)
+    minted = _mint(api_client, status["token"])
+    body = {"refresh_token": status["refresh_token"]}
+    assert api_client.post("/auth/refresh", body, format="json").status_code == 200
+    assert api_client.post("/auth/refresh", body, format="json").status_code == 401  # reuse
+    assert api_client.get("/auth/me", **bearer(minted)).status_code == 401
+    user = User.objects.get()
+    assert SecurityEvent.objects.filter(user=user, kind="refresh_reuse").count() == 1
+
+
+def test_a_token_minted_by_a_cli_session_stops_working_when_an_operator_revokes_it(
+    oauth, api_client, client, staff
+):
+    _, status = first_login(api_client, client)
+    minted = _mint(api_client, status["token"])
+    operator = Client()
+    operator.force_login(staff)
+    session = CliSession.objects.get()
+    response = operator.post(
+        "/admin/accounts/clisession/",
+        {"action": "revoke", "_selected_action": [session.pk]},
+    )
+    assert response.status_code == 302
+    assert api_client.get("/auth/me", **bearer(minted)).status_code == 401
+    assert ApiToken.objects.get().revoked_at is not None
+    event = SecurityEvent.objects.get(kind="cli_session_revoked")
+    assert event.actor == staff and event.detail["api_tokens_revoked"] == 1
+
+
+def test_tokens_made_in_the_browser_survive_a_cli_logout(oauth, api_client, client):
+    _, status = first_login(api_client, client)
+    user = User.objects.get()
+    browser = Client()
+    browser.force_login(user)
+    browser.post("/dashboard/tokens/", {"name": "browser token"})
+    assert api_client.post("/auth/logout", **bearer(status["token"])).status_code == 200
+    assert ApiToken.objects.get(name="browser token").revoked_at is None
