@@ -2,11 +2,15 @@
 
 Pure functions, no database. Unknown fields are ignored (and every price component is
 kept in ``pricing``); missing optional fields get defaults; a malformed payload raises
-:class:`CatalogPayloadError` before anything is written.
+:class:`CatalogPayloadError` before anything is written. A model, provider or endpoint
+whose id is not of the safe shape below is skipped and logged, and the rest is used.
 """
 
 import hashlib
 import json
+import logging
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -14,6 +18,8 @@ from typing import Any
 from django.utils.text import slugify
 
 from core.errors import ProviderError
+
+logger = logging.getLogger(__name__)
 
 # First-party provider of a model author, where OpenRouter's slugs differ.
 AUTHOR_PROVIDERS = {
@@ -36,10 +42,40 @@ Fields = dict[str, Any]
 # (max_digits=24, decimal_places=15), a token count is a 32-bit integer on PostgreSQL.
 MAX_PRICE = Decimal(10**9)
 MAX_INT = 2**31 - 1
+# Ids go into URLs and pages: one id with a newline made every Models page a 500. Real
+# ones look like "openai/gpt-4o", "openai/gpt-4o:batch", "~anthropic/claude-sonnet-latest"
+# and provider slugs like "google-vertex"; nothing else is accepted.
+SAFE_MODEL_ID = re.compile(r"~?[A-Za-z0-9][\w.:-]*(?:/[A-Za-z0-9][\w.:-]*)?", re.ASCII)
+SAFE_PROVIDER_SLUG = re.compile(r"[A-Za-z0-9][\w.-]*", re.ASCII)
+MAX_ID_LENGTH = 200
+MAX_SLUG_LENGTH = 100
 
 
 class CatalogPayloadError(ProviderError):
     code = "catalog_payload_invalid"
+
+
+class UnsafeId(CatalogPayloadError):
+    """An id we will not put in a URL or a page; the entry is skipped, not the payload."""
+
+    code = "catalog_unsafe_id"
+
+
+def _safe(value: Any, pattern: re.Pattern[str], limit: int, what: str) -> str:
+    if isinstance(value, str) and len(value) <= limit and pattern.fullmatch(value):
+        return value
+    # repr() keeps a newline in the id from starting a new log line.
+    raise UnsafeId(f"{what} {str(value)[:80]!r} is not a safe id")
+
+
+def _skipping_unsafe(entries: list[Any], parse: Callable[[Any], Fields]) -> list[Fields]:
+    parsed = []
+    for entry in entries:
+        try:
+            parsed.append(parse(entry))
+        except UnsafeId as exc:
+            logger.warning("Skipped an OpenRouter entry: %s", exc.message)
+    return parsed
 
 
 def fingerprint(fields: Fields) -> str:
@@ -128,8 +164,8 @@ def _created(value: Any, where: str) -> datetime | None:
 
 def parse_model(item: Any) -> Fields:
     if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-        raise CatalogPayloadError(f"A model entry has no 'id': {str(item)[:80]}")
-    model_id = item["id"]
+        raise CatalogPayloadError(f"A model entry has no 'id': {str(item)[:80]!r}")
+    model_id = _safe(item["id"], SAFE_MODEL_ID, MAX_ID_LENGTH, "Model id")
     architecture = item.get("architecture") or {}
     top = item.get("top_provider") or {}
     if not isinstance(architecture, dict) or not isinstance(top, dict):
@@ -138,7 +174,7 @@ def parse_model(item: Any) -> Fields:
     author = model_id.split("/", 1)[0] if "/" in model_id else "openrouter"
     moderated = top.get("is_moderated")
     return {
-        "openrouter_id": model_id[:200],
+        "openrouter_id": model_id,
         "canonical_slug": _text(item.get("canonical_slug"), 200),
         "author": author[:100],
         "name": _text(item.get("name") or model_id, 300),
@@ -162,9 +198,11 @@ def parse_model(item: Any) -> Fields:
 
 
 def parse_models(body: Any) -> list[Fields]:
-    """Every model of a ``GET /models`` body, validated as a whole (last duplicate wins)."""
+    """Every model of a ``GET /models`` body, validated as a whole (last duplicate wins);
+    models with an unsafe id are skipped."""
     parsed = {
-        fields["openrouter_id"]: fields for fields in map(parse_model, _items(body, "models"))
+        fields["openrouter_id"]: fields
+        for fields in _skipping_unsafe(_items(body, "models"), parse_model)
     }
     if not parsed:
         raise CatalogPayloadError("The models payload lists no models")
@@ -177,8 +215,15 @@ def _country(value: Any) -> str:
 
 def parse_provider(item: Any) -> Fields:
     if not isinstance(item, dict) or not (item.get("slug") or item.get("name")):
-        raise CatalogPayloadError(f"A provider entry has no 'slug': {str(item)[:80]}")
-    slug = slugify(item.get("slug") or item["name"])[:100]
+        raise CatalogPayloadError(f"A provider entry has no 'slug': {str(item)[:80]!r}")
+    if item.get("slug"):
+        _safe(item["slug"], SAFE_PROVIDER_SLUG, MAX_SLUG_LENGTH, "Provider slug")
+    slug = _safe(
+        slugify(item.get("slug") or item["name"])[:MAX_SLUG_LENGTH],
+        SAFE_PROVIDER_SLUG,
+        MAX_SLUG_LENGTH,
+        "Provider slug",
+    )
     datacenters = item.get("datacenters")
     return {
         "slug": slug,
@@ -194,7 +239,9 @@ def parse_provider(item: Any) -> Fields:
 
 
 def parse_providers(body: Any) -> list[Fields]:
-    return list({p["slug"]: p for p in map(parse_provider, _items(body, "providers"))}.values())
+    """Every provider of a ``GET /providers`` body; those with an unsafe slug are skipped."""
+    providers = _skipping_unsafe(_items(body, "providers"), parse_provider)
+    return list({p["slug"]: p for p in providers}.values())
 
 
 def _uptime(value: Any, *, where: str) -> Decimal | None:
@@ -210,12 +257,15 @@ def parse_endpoint(item: Any, model_id: str) -> Fields:
     tag = _text(item.get("tag")) or slugify(item.get("provider_name") or item.get("name") or "")
     if not tag:
         raise CatalogPayloadError(f"{model_id}: an endpoint names no provider")
+    provider_slug = slugify(
+        _safe(tag.split("/", 1)[0], SAFE_PROVIDER_SLUG, MAX_SLUG_LENGTH, f"{model_id}: provider")
+    )[:MAX_SLUG_LENGTH]
     where = f"{model_id} @ {tag}"
     prices, pricing = _pricing(item.get("pricing"), where)
     uptime = item.get("uptime_last_30m")
     status = item.get("status")
     return {
-        "provider_slug": slugify(tag.split("/", 1)[0])[:100],
+        "provider_slug": provider_slug,
         "provider_name": _text(item.get("provider_name") or tag.split("/", 1)[0], 200),
         "tag": tag[:200],
         "name": _text(item.get("name"), 300),
@@ -237,9 +287,8 @@ def parse_endpoints(body: Any, model_id: str) -> list[Fields]:
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("endpoints"), list):
         raise CatalogPayloadError(f"{model_id}: the endpoints payload has no 'data.endpoints'")
-    return list(
-        {e["tag"]: e for e in (parse_endpoint(i, model_id) for i in data["endpoints"])}.values()
-    )
+    endpoints = _skipping_unsafe(data["endpoints"], lambda item: parse_endpoint(item, model_id))
+    return list({e["tag"]: e for e in endpoints}.values())
 
 
 def author_provider_slug(author: str) -> str:

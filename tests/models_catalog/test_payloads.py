@@ -71,3 +71,90 @@ def test_price_and_token_formatting():
     assert per_million("0.00015") == "$150.00"
     assert per_million("0.0012") == "$1,200.00"
     assert per_million("0.000000078596") == "$0.0786"
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "openai/gpt-4o",
+        "openai/gpt-4o:batch",
+        "~anthropic/claude-sonnet-latest",
+        "meta-llama/llama-3.3-70b-instruct:free",
+        "qwen/qwen3.8-27b",
+        "mistralai/mistral-small-3.1-24b-instruct",
+        "router",
+    ],
+)
+def test_real_model_ids_are_accepted(model_id):
+    assert [m["openrouter_id"] for m in payloads.parse_models({"data": [{"id": model_id}]})] == [
+        model_id
+    ]
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "openai/gpt-4o\n",
+        "evil/line\nbreak",
+        "evil/tab\there",
+        "evil/carriage\rreturn",
+        "evil/with space",
+        "evil/<script>",
+        'evil/"quote',
+        "evil/query?x=1",
+        "evil/frag#x",
+        "evil/percent%2F",
+        "evil/back\\slash",
+        "../etc/passwd",
+        "evil/a/b",
+        "evil/",
+        "/evil",
+        "evil/nul\0byte",
+        "evil/ｆｕｌｌｗｉｄｔｈ",
+        "evil/" + "x" * 200,
+    ],
+)
+def test_unsafe_model_ids_are_skipped_and_logged(model_id, caplog):
+    body = {"data": [{"id": "openai/gpt-4o", "name": "GPT-4o"}, {"id": model_id, "name": "Evil"}]}
+    with caplog.at_level("WARNING", logger="models_catalog.payloads"):
+        parsed = payloads.parse_models(body)
+    assert [m["openrouter_id"] for m in parsed] == ["openai/gpt-4o"]
+    assert "Skipped" in caplog.text and "\n" not in caplog.messages[0]  # no log injection
+
+
+def test_a_models_body_with_only_unsafe_ids_is_malformed():
+    with pytest.raises(payloads.CatalogPayloadError):
+        payloads.parse_models({"data": [{"id": "evil/\n"}]})
+
+
+def test_unsafe_provider_slugs_are_skipped_and_logged(caplog):
+    body = {
+        "data": [
+            {"slug": "deepinfra", "name": "DeepInfra"},
+            {"slug": "evil\nslug", "name": "Evil"},
+            {"slug": "evil/slug", "name": "Evil"},
+            {"slug": "évil", "name": "Evil"},
+            {"name": "!!!"},  # no slug, and nothing of the name makes one
+            {"name": "Google AI Studio"},
+        ]
+    }
+    with caplog.at_level("WARNING", logger="models_catalog.payloads"):
+        parsed = payloads.parse_providers(body)
+    assert [p["slug"] for p in parsed] == ["deepinfra", "google-ai-studio"]
+    assert caplog.text.count("Skipped") == 4
+
+
+def test_endpoints_naming_an_unsafe_provider_are_skipped(caplog):
+    body = {
+        "data": {
+            "endpoints": [
+                {"tag": "deepinfra/fp8", "provider_name": "DeepInfra"},
+                {"tag": "evil\nhost/fp8", "provider_name": "Evil"},
+                {"tag": "!!!", "provider_name": "Evil"},
+            ]
+        }
+    }
+    with caplog.at_level("WARNING", logger="models_catalog.payloads"):
+        parsed = payloads.parse_endpoints(body, "openai/gpt-4o")
+    assert [e["provider_slug"] for e in parsed] == ["deepinfra"]
+    assert caplog.text.count("Skipped") == 2

@@ -289,3 +289,25 @@ def test_a_sync_that_changes_prices_refreshes_the_cached_api_answer(fake_openrou
         m["id"]: m["pricing"]["prompt"] for p in changed.json()["providers"] for m in p["models"]
     }
     assert prices[model["id"]] == "0.000123"
+
+
+def test_models_with_unsafe_ids_are_skipped_and_the_models_page_still_renders(
+    fake_openrouter, openrouter, alice_browser
+):
+    body = json.loads(json.dumps(fake_openrouter.models_body))
+    good = body["data"][0]
+    body["data"] += [
+        {**good, "id": "evil/new\nline", "name": "Evil: Newline"},
+        {**good, "id": "evil/<b>bold</b>", "name": "Evil: Markup"},
+        {**good, "id": "evil/space d", "name": "Evil: Space"},
+    ]
+    fake_openrouter.use_models(body)
+    summary = services.catalog_sync(client=openrouter)
+
+    assert summary.counts["models"]["added"] == NEWEST and summary.failed == 0
+    assert not Model.objects.filter(openrouter_id__startswith="evil/").exists()
+    assert not any("evil" in path for path in fake_openrouter.paths())  # never fetched
+    page = alice_browser.get("/dashboard/models/")
+    assert page.status_code == 200
+    assert f"<strong>{NEWEST}</strong> models" in page.content.decode()
+    assert "Evil" not in page.content.decode()
