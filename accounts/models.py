@@ -223,6 +223,10 @@ class SecurityEvent(models.Model):
         return f"{self.get_kind_display()} for {self.user_id}"
 
     @property
+    def is_recent(self) -> bool:
+        return (timezone.now() - self.created_at).total_seconds() < 60
+
+    @property
     def summary(self) -> str:
         """One line for people: the kind, plus the service or token it names."""
         label = self.get_kind_display()

@@ -58,7 +58,9 @@ def _nonce_keep(request: HttpRequest, response: HttpResponse, nonce: str) -> Htt
 
 def _no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
+    # Not "no-referrer": Chromium then sends "Origin: null" with the form's POST, which
+    # Django's CSRF check rightly refuses. Same-origin keeps the URL at home.
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

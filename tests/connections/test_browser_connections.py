@@ -42,7 +42,13 @@ def test_cli_callback_page_and_device_approval(
     settings.ATLASSIAN_CALLBACK_URL = f"{live_server.url}/connections/oauth/callback"
     started = httpx.post(f"{live_server.url}/connections/connect?service=jira", json={}).json()
     page.goto(started["authorization_url"])
-    page.wait_for_url("**/connections/oauth/callback?**")
+    page.wait_for_url("**/connections/oauth/confirm/**")
+    assert page.get_by_role("heading", name="Sign in your CLI?").is_visible()
+    assert page.get_by_test_id("user-code").inner_text() == started["user_code"]
+    screenshot(page, "connections-cli-confirm")
+    pending = httpx.get(f"{live_server.url}/auth/status/{started['state']}").json()
+    assert pending["status"] == "pending"
+    page.get_by_role("button", name="Continue").click()
     assert page.get_by_role("heading", name="Jira connected").is_visible()
     screenshot(page, "connections-callback-success")
     status = httpx.get(f"{live_server.url}/auth/status/{started['state']}").json()
@@ -70,3 +76,15 @@ def test_cli_callback_page_and_device_approval(
     assert page.locator("#new-token-value").input_value().count(".") == 2
     assert page.get_by_role("cell", name="kay CLI on build box").is_visible()
     screenshot(page, "tokens-created")
+
+
+def test_security_activity_lists_what_happened(page, screenshot, live_server, alice):
+    login(page, alice.email)
+    page.goto("/dashboard/tokens/")
+    page.get_by_label("Token name").fill("laptop")
+    page.get_by_role("button", name="Create token").click()
+    page.get_by_role("link", name="Security activity").click()
+    page.wait_for_url("**/accounts/security/")
+    assert page.get_by_role("heading", name="Security activity").is_visible()
+    assert page.get_by_text("API token created: laptop").is_visible()
+    screenshot(page, "account-security-activity")
