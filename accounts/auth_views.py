@@ -18,6 +18,7 @@ from accounts.auth_selectors import (
 )
 from accounts.models import User
 from connections.selectors import atlassian_profile_for
+from core.clientip import client_ip
 from core.errors import ApplicationError, RateLimited
 
 
@@ -89,7 +90,7 @@ def device_verify(request: HttpRequest) -> HttpResponse:
     """Enter the CLI's code, see which client asks, approve or deny (RFC 8628 §3.3)."""
     user: User = request.user  # type: ignore[assignment]
     action = request.POST.get("action", "")
-    client_ip = request.META.get("REMOTE_ADDR", "")
+    address = client_ip(request)
     form = UserCodeForm(request.POST or request.GET or None)
     context: dict = {"form": form, "pending": None, "decided": None}
     status = 200
@@ -104,12 +105,12 @@ def device_verify(request: HttpRequest) -> HttpResponse:
                     user_code=code,
                     approve=action == "approve",
                     account_id=profile.account_id if profile else "",
-                    client_ip=client_ip,
+                    client_ip=address,
                 )
                 context["decided"] = row
             else:
                 context["pending"] = devices.device_authorization_find(
-                    user=user, user_code=code, client_ip=client_ip
+                    user=user, user_code=code, client_ip=address
                 )
                 context["user_code"] = devices.user_code_format(devices.user_code_normalize(code))
         except RateLimited as exc:

@@ -11,7 +11,9 @@ Errors use our JSON shape with RFC 8628's names as codes: ``authorization_pendin
 
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -27,9 +29,19 @@ from core.errors import ApplicationError, RateLimited
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8
 SLOW_DOWN_STEP = 5
-WRONG_CODE_LIMIT = 5
+# Wrong user codes slow guessing down rather than lock anyone out: at one attempt every few
+# minutes the 20^8 code space is hopeless to search. A signed-in user's first wrong codes
+# are free; past them each attempt waits 5, 10, 20 ... up to 300 s after the last wrong one.
+# The client address has a larger budget of its own (many accounts on one machine), but it
+# only holds back users who typed a wrong code themselves: a busy address (a shared proxy,
+# an office) never stops someone typing the right code.
+FREE_WRONG_CODES = 5
+FREE_WRONG_CODES_PER_IP = 20
+WRONG_CODE_DELAY = 5
+WRONG_CODE_MAX_DELAY = 300
+# The counters end this long after the last wrong code.
 WRONG_CODE_WINDOW = 15 * 60
-WRONG_CODE_LIMIT_PER_IP = 20
+_WRONG = "accounts:device-wrong"
 
 
 class DeviceFlowError(ApplicationError):
@@ -115,25 +127,60 @@ def device_token_poll(*, device_code: str) -> TokenPair:
         return cli_session_issue_tokens(session=session)
 
 
-def _wrong_keys(user: User, client_ip: str) -> dict[str, int]:
-    """Counters of wrong codes: per signed-in user, and per client address (so many
-    accounts on one machine cannot share the guessing)."""
-    return {
-        f"accounts:device-wrong-codes:user:{user.pk}": WRONG_CODE_LIMIT,
-        f"accounts:device-wrong-codes:ip:{client_ip}": WRONG_CODE_LIMIT_PER_IP,
-    }
+def _budgets(user: User, client_ip: str) -> list[tuple[str, int]]:
+    """The wrong-code counters an attempt answers to, with their free wrong codes: the
+    signed-in user's first, then the client address's."""
+    return [(f"user:{user.pk}", FREE_WRONG_CODES), (f"ip:{client_ip}", FREE_WRONG_CODES_PER_IP)]
+
+
+def _take_turn(user: User, client_ip: str) -> list[str]:
+    """Let this attempt be checked, or raise ``RateLimited`` with the wait. Returns the
+    turns it holds, to give back when the code is right."""
+    budgets = _budgets(user, client_ip)
+    state = cache.get_many([f"{_WRONG}:{part}:{name}" for name, _ in budgets for part in "nt"])
+    if not state.get(f"{_WRONG}:n:{budgets[0][0]}"):
+        return []  # no wrong code of their own lately: always checked
+    now = time.time()
+    held: list[str] = []
+    for name, free in budgets:
+        wrong = state.get(f"{_WRONG}:n:{name}", 0)
+        if wrong < free:
+            continue
+        delay = min(WRONG_CODE_MAX_DELAY, WRONG_CODE_DELAY * 2 ** (wrong - free))
+        wait = state.get(f"{_WRONG}:t:{name}", 0) + delay - now
+        # One attempt per turn (per count of wrong codes): requests sent at once cannot
+        # all use the same opening.
+        turn = f"{_WRONG}:turn:{name}:{wrong}"
+        if wait > 0 or not cache.add(turn, 1, WRONG_CODE_WINDOW):
+            cache.delete_many(held)
+            retry_after = math.ceil(wait) if wait > 0 else delay
+            raise RateLimited(
+                f"Too many wrong codes. Wait {retry_after} seconds, then try again.",
+                retry_after=retry_after,
+            )
+        held.append(turn)
+    return held
+
+
+def _count_wrong(user: User, client_ip: str) -> None:
+    for name, _ in _budgets(user, client_ip):
+        # The time first: whoever reads the new count (one get_many) also reads its time.
+        cache.set(f"{_WRONG}:t:{name}", time.time(), WRONG_CODE_WINDOW)
+        count = f"{_WRONG}:n:{name}"
+        cache.add(count, 0, WRONG_CODE_WINDOW)
+        try:
+            cache.incr(count)
+        except ValueError:  # expired between add and incr
+            cache.set(count, 1, WRONG_CODE_WINDOW)
+        cache.touch(count, WRONG_CODE_WINDOW)
 
 
 def device_authorization_find(
     *, user: User, user_code: str, client_ip: str = ""
 ) -> DeviceAuthorization:
-    """The pending request a user code names. Five wrong codes lock entry for a while."""
-    counters = _wrong_keys(user, client_ip)
-    if any((cache.get(key) or 0) >= limit for key, limit in counters.items()):
-        raise RateLimited(
-            "Too many wrong codes. Wait 15 minutes, then start the login again.",
-            retry_after=WRONG_CODE_WINDOW,
-        )
+    """The pending request a user code names. Wrong codes slow the next attempts down
+    (see ``FREE_WRONG_CODES``); a right code is never refused for others' wrong ones."""
+    held = _take_turn(user, client_ip)
     code = user_code_normalize(user_code)
     row = (
         DeviceAuthorization.objects.filter(
@@ -145,42 +192,39 @@ def device_authorization_find(
         else None
     )
     if row is None:
-        for key in counters:
-            cache.add(key, 0, WRONG_CODE_WINDOW)
-            try:
-                cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, WRONG_CODE_WINDOW)
+        _count_wrong(user, client_ip)
         raise DeviceFlowError(
             "That code is not valid or has expired. Check the code shown by your CLI.",
             code="invalid_user_code",
             fields={"user_code": ["Not a valid code."]},
         )
+    cache.delete_many(held)  # the right code: approving it next needs no new turn
     return row
 
 
-@transaction.atomic
 def device_authorization_decide(
     *, user: User, user_code: str, approve: bool, account_id: str = "", client_ip: str = ""
 ) -> DeviceAuthorization:
     """Approve (opening a CLI session for ``user``) or deny a pending request."""
+    # Outside the transaction: a wrong code must stay counted (the cache may be a table).
     found = device_authorization_find(user=user, user_code=user_code, client_ip=client_ip)
-    row = DeviceAuthorization.objects.select_for_update().get(pk=found.pk)
-    if row.status != DeviceAuthorization.Status.PENDING:
-        raise DeviceFlowError("This request was already decided.", code="invalid_user_code")
-    row.user = user
-    row.decided_at = timezone.now()
-    if approve:
-        row.status = DeviceAuthorization.Status.APPROVED
-        row.cli_session = cli_session_start(
-            user=user,
-            origin=CliSession.Origin.DEVICE,
-            account_id=account_id,
-            client_name=row.client_name,
-        )
-    else:
-        row.status = DeviceAuthorization.Status.DENIED
-    row.save(update_fields=["user", "decided_at", "status", "cli_session"])
+    with transaction.atomic():
+        row = DeviceAuthorization.objects.select_for_update().get(pk=found.pk)
+        if row.status != DeviceAuthorization.Status.PENDING:
+            raise DeviceFlowError("This request was already decided.", code="invalid_user_code")
+        row.user = user
+        row.decided_at = timezone.now()
+        if approve:
+            row.status = DeviceAuthorization.Status.APPROVED
+            row.cli_session = cli_session_start(
+                user=user,
+                origin=CliSession.Origin.DEVICE,
+                account_id=account_id,
+                client_name=row.client_name,
+            )
+        else:
+            row.status = DeviceAuthorization.Status.DENIED
+        row.save(update_fields=["user", "decided_at", "status", "cli_session"])
     return row
 
 

@@ -1,4 +1,5 @@
-"""Device login (RFC 8628): start, poll, approve or deny in the dashboard, brute force lock."""
+"""Device login (RFC 8628): start, poll, approve or deny in the dashboard; wrong codes slow
+guessing down without locking out the right code."""
 
 from urllib.parse import urlsplit
 
@@ -6,6 +7,7 @@ import pytest
 
 from accounts.devices import USER_CODE_ALPHABET
 from accounts.models import CliSession, DeviceAuthorization
+from tests.accounts.factories import UserFactory
 from tests.connections.helpers import bearer
 
 pytestmark = pytest.mark.django_db
@@ -138,21 +140,46 @@ def test_codes_are_accepted_in_any_case_and_spacing(api_client, alice_browser):
     assert b"Approve" in page.content
 
 
-def test_five_wrong_codes_lock_entry(api_client, alice_browser):
+def check(client, code, **extra):
+    return client.post("/dashboard/device", {"user_code": code, "action": "check"}, **extra)
+
+
+WRONG = "BBBB-BBBB"
+
+
+def test_past_five_wrong_codes_each_attempt_waits_longer(api_client, alice_browser, time_machine):
+    time_machine.move_to("2026-01-01T10:00:00Z", tick=False)
     body = start(api_client)
     for _ in range(5):
-        wrong = alice_browser.post(
-            "/dashboard/device", {"user_code": "BBBB-BBBB", "action": "check"}
-        )
+        wrong = check(alice_browser, WRONG)
         assert wrong.status_code == 400
         assert b"not valid" in wrong.content
-    locked = alice_browser.post(
+    slowed = check(alice_browser, body["user_code"])
+    assert slowed.status_code == 429
+    assert slowed["Retry-After"] == "5"
+    assert b"Too many wrong codes" in slowed.content
+
+    time_machine.move_to("2026-01-01T10:00:05Z", tick=False)
+    assert check(alice_browser, WRONG).status_code == 400  # the sixth: next wait 10 s
+    time_machine.move_to("2026-01-01T10:00:06Z", tick=False)
+    again = check(alice_browser, body["user_code"])
+    assert again.status_code == 429 and again["Retry-After"] == "9"
+    assert DeviceAuthorization.objects.get().status == "pending"
+
+    time_machine.move_to("2026-01-01T10:00:15Z", tick=False)
+    assert check(alice_browser, body["user_code"]).status_code == 200
+    approved = alice_browser.post(
         "/dashboard/device", {"user_code": body["user_code"], "action": "approve"}
     )
-    assert locked.status_code == 429
-    assert locked["Retry-After"] == "900"
-    assert b"Too many wrong codes" in locked.content
-    assert DeviceAuthorization.objects.get().status == "pending"
+    assert b"Device approved" in approved.content
+    assert DeviceAuthorization.objects.get().status == "approved"
+
+
+def test_wrong_approvals_are_counted_too(api_client, alice_browser):
+    for _ in range(5):
+        wrong = alice_browser.post("/dashboard/device", {"user_code": WRONG, "action": "approve"})
+        assert wrong.status_code == 400
+    assert check(alice_browser, WRONG).status_code == 429
 
 
 def test_the_device_page_needs_sign_in(client):
@@ -171,14 +198,56 @@ def test_a_decided_request_cannot_be_decided_again(api_client, alice_browser, cl
     assert row.status == "approved" and row.user.email == "alice@example.com"
 
 
-def test_many_accounts_on_one_address_cannot_share_the_guessing(api_client, client):
-    from tests.accounts.factories import UserFactory
-
-    for n in range(4):
+def wrong_codes_from_other_accounts(client, accounts, each, **extra):
+    """Each account types ``each`` wrong codes; the answers (400, or 429 once slowed)."""
+    answers = []
+    for _ in range(accounts):
         client.force_login(UserFactory())
-        for _ in range(5):
-            client.post("/dashboard/device", {"user_code": "BBBB-BBBB", "action": "check"})
+        answers += [check(client, WRONG, **extra).status_code for _ in range(each)]
+    return answers
+
+
+def test_wrong_codes_from_other_accounts_never_block_the_right_code(api_client, client):
+    # Behind one proxy address: many people's typos (or someone's guessing) on it.
+    answers = wrong_codes_from_other_accounts(client, accounts=6, each=5)
+    assert answers[:20] == [400] * 20 and 429 in answers[20:]  # the guessing is slowed
     body = start(api_client)
     client.force_login(UserFactory())
-    locked = client.post("/dashboard/device", {"user_code": body["user_code"], "action": "check"})
-    assert locked.status_code == 429
+    assert check(client, body["user_code"]).status_code == 200
+    approved = client.post(
+        "/dashboard/device", {"user_code": body["user_code"], "action": "approve"}
+    )
+    assert b"Device approved" in approved.content
+
+
+def test_accounts_sharing_an_address_are_slowed_once_they_type_a_wrong_code(
+    api_client, client, time_machine
+):
+    time_machine.move_to("2026-01-01T10:00:00Z", tick=False)
+    answers = wrong_codes_from_other_accounts(client, accounts=10, each=2)
+    assert answers == [400] * 20  # the address's free wrong codes
+    body = start(api_client)
+    client.force_login(UserFactory())
+    assert check(client, WRONG).status_code == 400  # no wrong code of their own yet
+    slowed = check(client, body["user_code"])
+    assert slowed.status_code == 429 and slowed["Retry-After"] == "10"
+    time_machine.move_to("2026-01-01T10:00:10Z", tick=False)
+    assert check(client, body["user_code"]).status_code == 200
+
+
+def test_behind_a_trusted_proxy_each_client_address_has_its_own_budget(
+    api_client, client, settings
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    guesser = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.1"}
+    assert 429 in wrong_codes_from_other_accounts(client, accounts=7, each=3, **guesser)
+    body = start(api_client)
+    client.force_login(UserFactory())
+    elsewhere = {"REMOTE_ADDR": "10.0.0.5", "HTTP_X_FORWARDED_FOR": "203.0.113.2"}
+    assert check(client, WRONG, **elsewhere).status_code == 400
+    assert check(client, body["user_code"], **elsewhere).status_code == 200
+    # The same person at the guessing address is held back by it after a typo.
+    forged = {**guesser, "HTTP_X_FORWARDED_FOR": "198.51.100.9, 203.0.113.1"}
+    client.force_login(UserFactory())
+    assert check(client, WRONG, **forged).status_code == 400
+    assert check(client, body["user_code"], **forged).status_code == 429
