@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from accounts.models import User
 from core.clientip import client_ip
 from core.errors import ApplicationError
+from core.ids import parse_id
 from keys import selectors, services
 from keys.access import (
     api_key_fetch,
@@ -103,11 +104,12 @@ class ApiKeyCollectionApi(APIView):
         responses={204: None},
     )
     def delete(self, request: Request) -> Response:
-        key_id = request.query_params.get("id")
-        if not key_id:
+        raw = request.query_params.get("id")
+        key_id = parse_id(raw)
+        if key_id is None:
             raise ApplicationError(
                 "Pass the key's id: DELETE /api/keys?id=<id>.",
-                fields={"id": ["This parameter is required."]},
+                fields={"id": ["This parameter is required." if not raw else "Not a key id."]},
             )
         api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
         services.api_key_delete(

@@ -8,14 +8,15 @@ from django.db.models import Count, OuterRef, QuerySet, Subquery
 
 from accounts.models import User
 from core.errors import ApplicationError, NotFound
+from core.ids import parse_id
 from keys.models import ApiKey, KeyAuditEvent, OnboardingSession, Project
 
 
 def _pk(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise NotFound("Not found.") from None
+    pk = parse_id(value)
+    if pk is None:
+        raise NotFound("Not found.")
+    return pk
 
 
 def with_last_used(keys: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
@@ -37,12 +38,13 @@ def api_key_list(
     if project_id == "none":
         keys = keys.filter(project__isnull=True)
     elif project_id not in (None, ""):
-        if not str(project_id).isdigit():
+        pk = parse_id(project_id)
+        if pk is None:
             raise ApplicationError(
                 "project_id must be a project's id or `none`.",
                 fields={"project_id": ["Not a project id."]},
             )
-        keys = keys.filter(project_id=int(project_id))
+        keys = keys.filter(project_id=pk)
     if provider:
         keys = keys.filter(provider=provider)
     return keys

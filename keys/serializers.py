@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from keys.providers import CHOICES
+from core.ids import IdField
+from keys.providers import CHOICES, PROVIDERS
+
+
+def _provider_field() -> serializers.ChoiceField:
+    # Lists the choices instead of quoting the rejected value (DRF's default).
+    message = f"Choose one of: {', '.join(PROVIDERS)}."
+    return serializers.ChoiceField(choices=CHOICES, error_messages={"invalid_choice": message})
 
 
 class ApiKeyOutputSerializer(serializers.Serializer):
@@ -23,17 +30,17 @@ class ApiKeyOutputSerializer(serializers.Serializer):
 
 
 class ApiKeyCreateInputSerializer(serializers.Serializer):
-    provider = serializers.ChoiceField(choices=CHOICES)
+    provider = _provider_field()
     name = serializers.CharField(max_length=100)
     key = serializers.CharField(max_length=4096, trim_whitespace=True)
-    project_id = serializers.IntegerField(required=False, allow_null=True)
+    project_id = IdField(required=False, allow_null=True)
     base_url = serializers.URLField(required=False, allow_blank=True, max_length=300)
     is_default = serializers.BooleanField(required=False, default=False)
 
 
 class ApiKeyUpdateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
-    project_id = serializers.IntegerField(required=False, allow_null=True)
+    project_id = IdField(required=False, allow_null=True)
     is_default = serializers.BooleanField(required=False)
     key = serializers.CharField(max_length=4096, required=False, trim_whitespace=True)
 
@@ -44,9 +51,9 @@ class ApiKeyUpdateInputSerializer(serializers.Serializer):
 
 
 class ApiKeyFetchInputSerializer(serializers.Serializer):
-    user_id = serializers.IntegerField(min_value=1)
-    provider = serializers.ChoiceField(choices=CHOICES)
-    project_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    user_id = IdField()
+    provider = _provider_field()
+    project_id = IdField(required=False, allow_null=True)
 
 
 class ApiKeyFetchOutputSerializer(serializers.Serializer):

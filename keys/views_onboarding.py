@@ -10,6 +10,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
+from core.ids import parse_id
 from keys import selectors, services
 from keys.forms import ApiKeyForm, ProjectForm, add_application_error
 from keys.models import OnboardingSession
@@ -37,9 +38,9 @@ def onboarding(request: HttpRequest) -> HttpResponse:
             return redirect("keys:onboarding")
     # A finished step can be revisited (?step=2 to add more keys), never a future one.
     step = session.current_step
-    wanted = request.GET.get("step", "")
-    if wanted.isdigit() and 1 <= int(wanted) < step:
-        step = int(wanted)
+    wanted = parse_id(request.GET.get("step"))
+    if wanted is not None and wanted < step:
+        step = wanted
     context = {
         "session": session,
         "step": step,

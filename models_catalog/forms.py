@@ -32,9 +32,8 @@ class ListField(forms.Field):
         if self.allowed is not None:
             unknown = [item for item in items if item not in self.allowed]
             if unknown:
-                raise forms.ValidationError(
-                    f"Unknown value {unknown[0]!r}; expected one of: {', '.join(self.allowed)}."
-                )
+                # The choices, not the rejected value: errors never repeat raw input.
+                raise forms.ValidationError(f"Choose from: {', '.join(self.allowed)}.")
         return tuple(dict.fromkeys(items))
 
 
@@ -55,7 +54,12 @@ class CatalogFilterForm(forms.Form):
     input_modality = ListField(label="Input")
     output_modality = ListField(label="Output")
     supports = ListField(choices=SUPPORTS.items(), label="Supports")
-    sort = forms.ChoiceField(required=False, choices=list(SORTS.items()), label="Sort")
+    sort = forms.ChoiceField(
+        required=False,
+        choices=list(SORTS.items()),
+        label="Sort",
+        error_messages={"invalid_choice": f"Choose one of: {', '.join(SORTS)}."},
+    )
 
     def filters(self) -> CatalogFilters:
         """The validated filters (call after ``is_valid()``)."""

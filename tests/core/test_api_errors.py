@@ -2,6 +2,7 @@
 
 import pytest
 from django.urls import path
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
@@ -47,7 +48,18 @@ class _AppLimited(APIView):
         raise RateLimited("Slow down.", retry_after=17)
 
 
+class _Choice(APIView):
+    class InputSerializer(serializers.Serializer):
+        color = serializers.ChoiceField(choices=["red", "blue"])
+        colors = serializers.MultipleChoiceField(choices=["red", "blue"])
+
+    def post(self, request):
+        self.InputSerializer(data=request.data).is_valid(raise_exception=True)
+        return Response({})
+
+
 urlpatterns = [
+    path("choice", _Choice.as_view()),
     path("boom", _Boom.as_view()),
     path("staff", _Staff.as_view()),
     path("conflict", _Conflict.as_view()),
@@ -64,10 +76,39 @@ def test_400_lists_field_errors(alice_api):
     assert "name" in error["fields"]
 
 
-def test_400_for_malformed_json(alice_api):
-    response = alice_api.patch("/api/me", "{not json", content_type="application/json")
+def test_400_for_malformed_json_gives_the_place_not_the_text(alice_api):
+    response = alice_api.patch(
+        "/api/me", '{"name": "x",\n not-json-sk-live', content_type="application/json"
+    )
     assert response.status_code == 400
-    assert response.json()["error"]["code"] == "validation_error"
+    assert response.json()["error"] == {
+        "code": "parse_error",
+        "message": "The request body is not valid JSON (line 2, column 2).",
+    }
+
+
+def test_415_does_not_repeat_the_content_type(alice_api):
+    response = alice_api.patch("/api/me", "x", content_type="text/sk-live-secret")
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert "sk-live" not in response.content.decode()
+
+
+def test_405_does_not_repeat_the_method(alice_api):
+    response = alice_api.generic("SK-LIVE-SECRET", "/api/me")
+    assert response.status_code == 405
+    assert "SK-LIVE" not in response.content.decode()
+
+
+@pytest.mark.urls("tests.core.test_api_errors")
+def test_a_choice_error_does_not_repeat_the_rejected_value(alice_api):
+    body = {"color": "sk-live-secret", "colors": ["sk-live-other"]}
+    response = alice_api.post("/choice", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {
+        "color": ["Not one of the allowed values."],
+        "colors": ["Not one of the allowed values."],
+    }
 
 
 def test_401_without_credentials(api_client):
