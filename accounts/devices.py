@@ -163,6 +163,7 @@ def _take_turn(user: User, client_ip: str) -> list[str]:
 
 
 def _count_wrong(user: User, client_ip: str) -> None:
+    """Count a wrong code against the user and the address; each restarts its window."""
     for name, _ in _budgets(user, client_ip):
         # The time first: whoever reads the new count (one get_many) also reads its time.
         cache.set(f"{_WRONG}:t:{name}", time.time(), WRONG_CODE_WINDOW)
