@@ -109,7 +109,9 @@ def chromium():
 
 @pytest.fixture
 def page(chromium, live_server):
-    context = chromium.new_context(base_url=live_server.url, viewport=DESKTOP)
+    # Playwright's wait_for_function polls with eval(), which Kay's Content-Security-Policy
+    # refuses; tests/core/test_csp.py drives a page that obeys the policy.
+    context = chromium.new_context(base_url=live_server.url, viewport=DESKTOP, bypass_csp=True)
     context.set_default_timeout(10_000)
     page = context.new_page()
     yield page
