@@ -80,6 +80,14 @@ READS = [
 ]
 
 
+# Pages with an id in the path (the admin is Django's own and takes no int converters).
+PAGES = [
+    route
+    for route, pattern in _routes(get_resolver().url_patterns)
+    if "<int:" in route and not isinstance(getattr(pattern.callback, "cls", None), type)
+]
+
+
 @pytest.fixture(params=["signed in", "anonymous"])
 def caller(request: pytest.FixtureRequest) -> Client:
     client = Client(raise_request_exception=False)
@@ -106,6 +114,7 @@ def test_the_sweep_finds_the_json_endpoints():
     assert ("post", "api/keys/fetch") in WRITES
     assert ("put", "api/models/preferences") in WRITES
     assert ("get", "api/keys") in READS
+    assert "dashboard/keys/<int:key_id>/edit/" in PAGES
 
 
 @pytest.mark.parametrize("payload", list(BODIES))
@@ -126,6 +135,14 @@ def test_bad_ids_in_paths_and_query_strings_are_never_a_500(caller, method, rout
         response = getattr(caller, method)(_path(route, HUGE), query_params=query)
         # Short ASCII values ("0") occur in any answer; look for the distinctive ones.
         _assert_safe_answer(response, raw=bad if bad in ("²", "١", HUGE) else MARKER)
+
+
+@pytest.mark.parametrize("route", PAGES)
+def test_a_huge_id_in_a_page_path_is_never_a_500(alice_browser, route):
+    alice_browser.raise_request_exception = False
+    for method in ("get", "post"):
+        response = getattr(alice_browser, method)(_path(route, HUGE))
+        assert response.status_code < 500, (method, response.content[:300])
 
 
 # --- The cases the attack review reported ----------------------------------------------
