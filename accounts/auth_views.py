@@ -17,6 +17,7 @@ from accounts.auth_selectors import (
     cli_sessions_for,
 )
 from accounts.models import User
+from accounts.services import RequestOrigin
 from connections.selectors import atlassian_profile_for
 from core.clientip import client_ip
 from core.errors import ApplicationError, RateLimited
@@ -45,7 +46,9 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST or None)
     new_token = None
     if request.method == "POST" and form.is_valid():
-        row, new_token = tokens.api_token_create(user=user, name=form.cleaned_data["name"])
+        row, new_token = tokens.api_token_create(
+            user=user, name=form.cleaned_data["name"], origin=RequestOrigin.of(request)
+        )
         messages.success(request, f"Created “{row.name}”. Copy it now: it is shown only once.")
         form = ApiTokenForm()
     context = {
@@ -67,7 +70,7 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("connections:tokens")
-    tokens.api_token_revoke(token=found)
+    tokens.api_token_revoke(token=found, actor=found.user, origin=RequestOrigin.of(request))
     messages.success(request, f"Revoked “{found.name}”. It no longer works.")
     return redirect("connections:tokens")
 
@@ -79,7 +82,12 @@ def cli_session_end(request: HttpRequest, public_id: str) -> HttpResponse:
     if session is None:
         messages.error(request, "No such CLI sign-in.")
     else:
-        tokens.cli_session_revoke(session=session, reason="signed_out_from_dashboard")
+        tokens.cli_session_revoke(
+            session=session,
+            reason="signed_out_from_dashboard",
+            actor=session.user,
+            origin=RequestOrigin.of(request),
+        )
         messages.success(request, "Signed that CLI out.")
     return redirect("connections:tokens")
 

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import CliSession, DeviceAuthorization, User
+from accounts.services import RequestOrigin
 from accounts.tokens import TokenPair, cli_session_issue_tokens, cli_session_start, token_hash
 from core.errors import ApplicationError, RateLimited
 
@@ -222,6 +223,7 @@ def device_authorization_decide(
                 origin=CliSession.Origin.DEVICE,
                 account_id=account_id,
                 client_name=row.client_name,
+                request_origin=RequestOrigin(ip=client_ip or None, client=row.client_name),
             )
         else:
             row.status = DeviceAuthorization.Status.DENIED

@@ -105,3 +105,14 @@ def test_an_unreadable_refresh_token_is_a_409_too(alice, bob):
     with pytest.raises(ConnectionUnreadable):
         connection_access_token(user=alice, service="jira")
     assert SecurityEvent.objects.filter(user=alice, kind="connection_unreadable").count() == 1
+
+
+def test_a_device_login_is_recorded_with_the_approving_address(alice_browser, alice, api_client):
+    device = api_client.post("/api/auth/device", {"client_name": "build box"}, format="json")
+    code = device.json()["user_code"]
+    alice_browser.post(
+        "/dashboard/device", {"user_code": code, "action": "approve"}, REMOTE_ADDR="198.51.100.7"
+    )
+    event = SecurityEvent.objects.get(user=alice, kind="cli_signed_in")
+    assert event.ip_address == "198.51.100.7"
+    assert event.detail == {"via": "device", "client": "build box"}
