@@ -46,11 +46,15 @@ def token_list(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST or None)
     new_token = None
     if request.method == "POST" and form.is_valid():
-        row, new_token = tokens.api_token_create(
-            user=user, name=form.cleaned_data["name"], origin=RequestOrigin.of(request)
-        )
-        messages.success(request, f"Created “{row.name}”. Copy it now: it is shown only once.")
-        form = ApiTokenForm()
+        try:
+            row, new_token = tokens.api_token_create(
+                user=user, name=form.cleaned_data["name"], origin=RequestOrigin.of(request)
+            )
+        except ApplicationError as exc:  # e.g. the per-account token limit
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Created “{row.name}”. Copy it now: it is shown only once.")
+            form = ApiTokenForm()
     context = {
         "form": form,
         "new_token": new_token,

@@ -189,3 +189,12 @@ def test_two_creates_at_once_cannot_both_take_the_last_place(
     assert Project.objects.filter(owner=alice).count() <= 2
     assert ApiKey.objects.filter(owner=alice).count() <= 2
     assert ApiToken.objects.filter(user=alice).count() <= 2
+
+
+def test_the_tokens_page_says_the_limit_instead_of_failing(small_limits, alice_browser, alice):
+    for n in range(2):
+        alice_browser.post("/dashboard/tokens/", {"name": f"t{n}"})
+    page = alice_browser.post("/dashboard/tokens/", {"name": "one more"})
+    assert page.status_code == 200
+    assert b"Revoke one first." in page.content
+    assert alice.api_tokens.count() == 2
