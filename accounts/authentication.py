@@ -25,6 +25,7 @@ from accounts.tokens import (
     cli_session_is_usable,
     decode_our_jwt,
 )
+from core.ids import parse_id
 
 _TOKEN_CLASSES = {"cli_session": CliSessionToken, "api": PersonalApiToken}
 
@@ -64,10 +65,9 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         if token_type == "api":
             user, row = api_token_authenticate(payload)
             return user, {"kind": "api", "api_token_id": row.pk, **payload}
-        try:
-            user_id = int(payload.get("sub", ""))
-        except ValueError:
-            raise TokenRejected("The token is not valid. Sign in again.") from None
+        user_id = parse_id(str(payload.get("sub", "")))
+        if user_id is None:
+            raise TokenRejected("The token is not valid. Sign in again.")
         if not cli_session_is_usable(public_id=str(payload.get("sid", "")), user_id=user_id):
             raise TokenRejected("This sign-in was ended. Sign in again.", code="session_revoked")
         found = User.objects.filter(pk=user_id, is_active=True).first()

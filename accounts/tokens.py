@@ -30,6 +30,7 @@ from rest_framework_simplejwt.tokens import Token
 from accounts.models import ApiToken, CliSession, RefreshToken, User
 from accounts.services import NOWHERE, Kind, RequestOrigin, security_event_record
 from core.errors import ApplicationError
+from core.ids import parse_id
 
 # Revocation is cached this long, so a revoked family stops working within it everywhere.
 SESSION_STATE_CACHE_SECONDS = 30
@@ -316,12 +317,12 @@ def api_token_authenticate(payload: dict[str, Any]) -> tuple[User, ApiToken]:
             "Sign in again and create a new token.",
             code="token_version_outdated",
         )
-    sub = str(payload.get("sub", ""))
+    user_id = parse_id(str(payload.get("sub", "")))
     row = (
         ApiToken.objects.select_related("user", "cli_session")
-        .filter(jti_hash=token_hash(str(payload.get("jti", ""))), user_id=int(sub))
+        .filter(jti_hash=token_hash(str(payload.get("jti", ""))), user_id=user_id)
         .first()
-        if sub.isdigit()
+        if user_id is not None
         else None
     )
     if (

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -59,6 +60,10 @@ def _error(request: HttpRequest, status: int, code: str, title: str, message: st
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return _error(
+            request, 413, "request_too_large", "Too large", "The request body is too large."
+        )
     return _error(
         request, 400, "bad_request", "Bad request", "The request could not be understood."
     )

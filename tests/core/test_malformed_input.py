@@ -301,3 +301,24 @@ def test_a_bad_catalog_filter_is_refused_without_quoting_it(api_client):
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == set(query)
     assert MARKER not in response.content.decode()
+
+
+def test_a_page_form_over_the_upload_limit_is_a_413_page(client, alice, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    client.force_login(alice)
+    response = client.post("/dashboard/tokens/", {"name": "x" * 5000}, HTTP_ACCEPT="text/html")
+    assert response.status_code == 413
+    assert b"too large" in response.content
+
+
+@pytest.mark.parametrize("sub", ["²", "99999999999999999999", "-1"])
+@pytest.mark.parametrize("kind", ["api", "cli_session"])
+def test_a_signed_token_with_an_odd_subject_is_a_401_not_a_500(api_client, db, kind, sub):
+    from accounts.tokens import CliSessionToken, PersonalApiToken
+
+    token = PersonalApiToken() if kind == "api" else CliSessionToken()
+    token["sub"] = sub
+    token["version"] = settings.API_TOKEN_VERSION
+    token["sid"] = "00000000-0000-0000-0000-000000000000"
+    response = api_client.get("/auth/me", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401
