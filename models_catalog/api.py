@@ -2,7 +2,8 @@
 
 Public: the catalog is OpenRouter's public data and the CLI reads it before sign-in.
 Cached per filter set for 60 s (in the shared cache, so every web process benefits),
-with an ETag so clients can revalidate for free.
+already compressed in each coding we serve, with an ETag so clients can revalidate for
+free.
 """
 
 import hashlib
@@ -11,6 +12,7 @@ import logging
 
 from django.core.cache import cache
 from django.http import HttpResponse
+from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -21,7 +23,7 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
 from core.errors import ApplicationError
-from models_catalog import selectors, services
+from models_catalog import compression, selectors, services
 from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters
 from models_catalog.forms import CatalogFilterForm
 from models_catalog.services import catalog_version
@@ -46,14 +48,17 @@ def _etag(document: dict[str, object]) -> str:
     return f'W/"{hashlib.sha256(raw.encode()).hexdigest()[:40]}"'
 
 
-def _cached_document(filters: CatalogFilters) -> tuple[bytes, str]:
-    """The response body and ETag for a filter set, from the shared cache when present.
+def _cached_document(filters: CatalogFilters, coding: str) -> tuple[bytes, str]:
+    """The response body in ``coding`` and the ETag for a filter set, from the shared
+    cache when present. A miss builds the document and caches it in every coding at once,
+    so all codings expire together and none is compressed per request.
 
     A cache that is down (Redis, or the database cache table) must not take the catalog
     down with it: the document is then built for this request only."""
     try:
         key = f"models_catalog:mbp:{catalog_version()}:{filters.cache_key()}"
-        cached = cache.get(key)
+        # One entry per coding: a gzip answer does not read the 1 MiB identity body.
+        cached = cache.get(f"{key}:{coding}")
     except Exception:
         logger.warning("Cache unavailable; building the catalog without it", exc_info=True)
         key, cached = "", None
@@ -61,13 +66,17 @@ def _cached_document(filters: CatalogFilters) -> tuple[bytes, str]:
         return cached  # type: ignore[no-any-return]
     document = selectors.models_by_provider(filters=filters)
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-    result = (body, _etag(document))
-    if key:
-        try:
-            cache.set(key, result, CACHE_SECONDS)
-        except Exception:
-            logger.warning("Could not cache the catalog document", exc_info=True)
-    return result
+    etag = _etag(document)
+    if not key:
+        return compression.encode(body, coding), etag
+    bodies = compression.encode_all(body)
+    try:
+        cache.set_many(
+            {f"{key}:{name}": (data, etag) for name, data in bodies.items()}, CACHE_SECONDS
+        )
+    except Exception:
+        logger.warning("Could not cache the catalog document", exc_info=True)
+    return bodies[coding], etag
 
 
 def _list(name: str, description: str) -> OpenApiParameter:
@@ -105,7 +114,8 @@ class CatalogModelsByProviderApi(APIView):
             "(pricing per token as decimal strings, context, capabilities, endpoint). "
             "Served from the synced tables, or from the shipped backup snapshot when they "
             "are empty (`source`). List parameters take `a,b` or repeat the parameter. "
-            "Prices in filters are USD per million tokens."
+            "Prices in filters are USD per million tokens. Sent Brotli- or gzip-compressed "
+            "when `Accept-Encoding` allows (about 12x smaller)."
         ),
         parameters=[
             _list("provider", "provider slugs, e.g. `openai,anthropic`"),
@@ -134,13 +144,20 @@ class CatalogModelsByProviderApi(APIView):
                 fields={name: [str(e) for e in errors] for name, errors in form.errors.items()},
             )
         filters = form.filters()
-        body, etag = _cached_document(filters)
+        coding = compression.coding_for(request.headers.get("Accept-Encoding"))
+        body, etag = _cached_document(filters, coding)
         if _etag_matches(request.headers.get("If-None-Match", ""), etag):
             response = HttpResponse(status=304)
         else:
             response = HttpResponse(body, content_type="application/json")
+            if coding != compression.IDENTITY:
+                response["Content-Encoding"] = coding
+            response["Content-Length"] = str(len(body))
+        # One weak ETag for every coding: they carry the same data (RFC 9110 8.8.1), so a
+        # client that changes its Accept-Encoding still revalidates for free.
         response["ETag"] = etag
         response["Cache-Control"] = CACHE_CONTROL
+        patch_vary_headers(response, ["Accept-Encoding"])
         return response
 
 
