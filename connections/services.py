@@ -32,6 +32,7 @@ from connections.identity import (
 )
 from connections.models import (
     AccessibleResource,
+    AtlassianProfile,
     Connection,
     KaySession,
     OAuthState,
@@ -83,6 +84,7 @@ class LinkPreview:
     spec: ServiceSpec
     target: LinkTarget
     identity: Identity
+    first: bool  # the session's first connection: it signs the CLI in
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -362,7 +364,8 @@ def oauth_callback_complete(
     A dashboard start completes only in the browser session and for the Kay user that
     began it. A CLI's first connection is exchanged and then waits for the person in
     the browser to confirm (:func:`oauth_link_confirm`); later connections of a signed-in
-    session complete at once.
+    session complete at once with the user's own Atlassian account, and wait for a
+    browser signed in as that user with any other.
     """
     found = _claim_state(raw_state=state, service=service)
     spec = service_get(found.service)
@@ -394,6 +397,10 @@ def oauth_callback_complete(
             if session.user is None:
                 return _await_confirmation(found, identity, tokens, sites)
             user = user_for_session(identity=identity, session=session)
+            if found.origin == OAuthState.Origin.CLI and not _is_own_identity(user, identity):
+                # A signed-in CLI's link can be sent to someone else too: another
+                # Atlassian account joins this Kay account only once its owner confirms.
+                return _await_confirmation(found, identity, tokens, sites)
             return CallbackOutcome(
                 _complete(
                     found,
@@ -410,10 +417,23 @@ def oauth_callback_complete(
         raise _fail(found, exc.code, exc.message) from None
 
 
+def _is_own_identity(user: User, identity: Identity) -> bool:
+    return AtlassianProfile.objects.filter(user=user, account_id=identity.account_id).exists()
+
+
+def _link_target(session: KaySession, identity: Identity, browser_user: Any) -> LinkTarget:
+    """Whom a parked connection goes to: a signed-in session's own user, else (a first
+    connection) :func:`~connections.identity.link_target`'s account."""
+    if session.user is not None:
+        user = user_for_session(identity=identity, session=session)
+        return LinkTarget(user, user.email)
+    return link_target(identity=identity, browser_user=browser_user)
+
+
 def _await_confirmation(
     found: OAuthState, identity: Identity, tokens: OAuthTokens, sites: list[Resource]
 ) -> CallbackOutcome:
-    """Park a CLI's first connection until the browser that brought it back confirms."""
+    """Park a CLI's connection until the browser that brought it back confirms."""
     nonce = secrets.token_urlsafe(32)
     found.status = OAuthState.Status.AWAITING_CONFIRMATION
     found.browser_hash = token_hash(nonce)
@@ -458,15 +478,17 @@ def _pending(found: OAuthState) -> tuple[Identity, OAuthTokens, list[Resource]]:
 def oauth_link_preview(
     *, link_id: int, browser_nonces: Iterable[str], browser_user: Any
 ) -> LinkPreview:
-    """What a CLI's first connection waiting in this browser would do, for the page."""
+    """What a CLI's connection waiting in this browser would do, for the page."""
     found = _awaiting(link_id=link_id, browser_nonces=browser_nonces)
     data = found.pending_identity or {}
     identity = Identity(**data["identity"])
     try:
-        target = link_target(identity=identity, browser_user=browser_user)
+        target = _link_target(found.session, identity, browser_user)
     except CallbackError as exc:
         raise _fail(found, exc.code, exc.message) from None
-    return LinkPreview(found, service_get(found.service), target, identity)
+    return LinkPreview(
+        found, service_get(found.service), target, identity, first=found.session.user_id is None
+    )
 
 
 def oauth_link_confirm(
@@ -492,14 +514,12 @@ def oauth_link_confirm(
                     code="access_denied",
                 )
             identity, tokens, sites = _pending(found)
-            target = link_target(identity=identity, browser_user=browser_user)
+            session = KaySession.objects.select_for_update().get(pk=found.session_id)
+            target = _link_target(session, identity, browser_user)
             if not target.allows(browser_user):
                 raise CallbackError(
                     f"Sign in to Kay as {target.email} to continue.", code="wrong_account"
                 )
-            session = KaySession.objects.select_for_update().get(pk=found.session_id)
-            if session.user is not None:
-                raise CallbackError("This sign-in was already completed.", code="state_reused")
             user = target.user or user_create_from_identity(identity=identity, email=target.email)
             return _complete(
                 found,
@@ -508,7 +528,9 @@ def oauth_link_confirm(
                 identity,
                 tokens,
                 sites,
-                first=True,
+                # A session signed in meanwhile (another service confirmed first) only
+                # gains a connection: its CLI already has its tokens.
+                first=session.user is None,
                 request_origin=request_origin,
             )
     except CallbackError as exc:

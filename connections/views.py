@@ -154,7 +154,7 @@ def _sign_in_first(request: HttpRequest, preview: services.LinkPreview) -> HttpR
     assert target is not None
     back = urlencode({"next": request.get_full_path()})
     if target.has_usable_password():
-        messages.info(request, f"Sign in to Kay as {target.email} to finish signing in your CLI.")
+        messages.info(request, f"Sign in to Kay as {target.email} to confirm your CLI.")
         return redirect(f"{reverse('account_login')}?{back}")
     messages.info(
         request,
@@ -189,7 +189,7 @@ def oauth_link_confirm(request: HttpRequest, link_id: int) -> HttpResponse:
             ok=True,
             title=f"{spec.label} connected",
             message="You can close this window and return to the terminal.",
-            signed_in_as=state.user.email if state.user else "",
+            signed_in_as=state.user.email if state.user and state.cli_session_id else "",
         )
     try:
         preview = services.oauth_link_preview(

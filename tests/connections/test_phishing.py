@@ -8,7 +8,7 @@ from django.core import mail
 from django.test import Client
 
 from accounts.models import ApiToken, CliSession, SecurityEvent, User
-from connections.models import AtlassianProfile, Connection, OAuthState
+from connections.models import AtlassianProfile, Connection, KaySession, OAuthState
 from tests.accounts.factories import UserFactory
 from tests.connections.helpers import bearer, connect, consent, first_login
 
@@ -201,3 +201,77 @@ def test_tokens_made_in_the_browser_survive_a_cli_logout(oauth, api_client, clie
     browser.post("/dashboard/tokens/", {"name": "browser token"})
     assert api_client.post("/auth/logout", **bearer(status["token"])).status_code == 200
     assert ApiToken.objects.get(name="browser token").revoked_at is None
+
+
+# --- attack review: a signed-in CLI's link for another service ----------------------------
+
+VERA = {"account_id": "vera-atlassian", "email": "vera@example.com", "name": "Vera Victim"}
+
+
+def test_a_signed_in_cli_link_sent_to_a_victim_does_not_take_her_atlassian_tokens(
+    oauth, api_client, client
+):
+    # mallory's CLI is signed in (her own Atlassian account); she connects Confluence on
+    # her session and sends the Atlassian link to vera, who consents in her own browser.
+    mallory_browser = Client()
+    oauth.me = {**oauth.me, "account_id": "mallory-atlassian", "email": "mallory@example.com"}
+    started, status = first_login(api_client, mallory_browser)
+    mallory = User.objects.get(email="mallory@example.com")
+    oauth.me = {**oauth.me, **VERA}
+    vera = UserFactory(email="vera@example.com")  # a Kay user who never linked Atlassian
+    client.force_login(vera)
+    link = connect(api_client, "confluence", started["session_id"], **bearer(status["token"]))
+    landed = client.get(consent(link["authorization_url"]))
+    # Nothing joins mallory's account: the browser is asked to confirm as mallory.
+    assert not Connection.objects.filter(user=mallory, service="confluence").exists()
+    assert not AtlassianProfile.objects.filter(account_id="vera-atlassian").exists()
+    confirm_url = landed["Location"]
+    assert "/connections/oauth/confirm/" in confirm_url
+    page = client.get(confirm_url)
+    assert b"Sign in as mallory@example.com to continue" in page.content
+    assert client.post(confirm_url, {"action": "link"}).status_code == 302
+    assert not Connection.objects.filter(service="confluence").exists()
+    assert api_client.get(f"/auth/status/{link['state']}").json()["status"] == "pending"
+
+
+def test_a_signed_in_cli_link_opened_logged_out_sends_the_browser_to_sign_in(
+    oauth, api_client, client
+):
+    # A CLI signed in by device login has no Atlassian identity yet: whatever account
+    # consents must not become its identity without its owner's browser.
+    mallory = UserFactory(email="mallory@example.com")
+    started = connect(api_client)
+    KaySession.objects.update(user=mallory)
+    api_client.force_authenticate(mallory)
+    link = connect(api_client, "jira", started["session_id"])
+    oauth.me = {**oauth.me, **VERA}
+    victim = Client()
+    confirm_url = victim.get(consent(link["authorization_url"]))["Location"]
+    assert victim.get(confirm_url)["Location"].startswith("/accounts/login/")
+    assert not Connection.objects.exists() and not AtlassianProfile.objects.exists()
+
+
+def test_a_signed_in_cli_connects_its_own_atlassian_account_at_once(oauth, api_client, client):
+    started, status = first_login(api_client, client)
+    link = connect(api_client, "confluence", started["session_id"], **bearer(status["token"]))
+    landed = Client().get(consent(link["authorization_url"]))
+    assert landed.status_code == 200
+    assert Connection.objects.filter(service="confluence").exists()
+
+
+def test_a_signed_in_cli_connects_another_atlassian_account_once_its_owner_confirms(
+    oauth, api_client, client
+):
+    started, status = first_login(api_client, client)
+    mia = User.objects.get(email="mia@example.com")
+    oauth.me = {**oauth.me, **VERA}
+    link = connect(api_client, "confluence", started["session_id"], **bearer(status["token"]))
+    client.force_login(mia)
+    confirm_url = client.get(consent(link["authorization_url"]))["Location"]
+    page = client.get(confirm_url)
+    assert link["user_code"].encode() in page.content
+    assert b"vera@example.com" in page.content
+    assert client.post(confirm_url, {"action": "link"}).status_code == 200
+    assert Connection.objects.get(service="confluence").user == mia
+    body = api_client.get(f"/auth/status/{link['state']}").json()
+    assert body["status"] == "completed" and "token" not in body
