@@ -247,12 +247,21 @@ def api_token_create(
 ) -> tuple[ApiToken, str]:
     """A new personal API token; the JWT is returned once and never stored.
 
-    A token minted with a CLI session's JWT remembers it and dies with that family. An
+    A token minted with a CLI session's JWT remembers it, ends no later than that family
+    and is revoked with it. An
     account holds at most ``MAX_API_TOKENS_PER_USER`` usable tokens (409 beyond).
     """
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=settings.API_TOKEN_EXPIRES_IN)
+    if cli_session is not None:
+        # Locked, so a revocation running now either commits first (refused here) or
+        # waits and then revokes this token too; and the token ends with the sign-in.
+        cli_session = CliSession.objects.select_for_update().get(pk=cli_session.pk)
+        if not cli_session.is_active:
+            raise TokenRejected("This sign-in has ended. Sign in again.", code="session_revoked")
+        expires_at = min(expires_at, cli_session.expires_at)
     jwt = PersonalApiToken()
-    lifetime = timedelta(seconds=settings.API_TOKEN_EXPIRES_IN)
-    jwt.set_exp(lifetime=lifetime)
+    jwt.set_exp(from_time=now, lifetime=expires_at - now)
     jwt["sub"] = str(user.pk)
     jwt["kayUserId"] = f"kay/{user.pk}"
     jwt["version"] = settings.API_TOKEN_VERSION
@@ -263,7 +272,7 @@ def api_token_create(
     usable = ApiToken.objects.filter(
         user=user,
         revoked_at__isnull=True,
-        expires_at__gt=timezone.now(),
+        expires_at__gt=now,
         version=settings.API_TOKEN_VERSION,
     )
     if usable.count() >= limit:
@@ -278,8 +287,8 @@ def api_token_create(
         name=name.strip()[:100] or "API token",
         jti_hash=token_hash(str(jwt["jti"])),
         version=settings.API_TOKEN_VERSION,
-        created_at=timezone.now(),
-        expires_at=timezone.now() + lifetime,
+        created_at=now,
+        expires_at=expires_at,
         cli_session=cli_session,
     )
     security_event_record(

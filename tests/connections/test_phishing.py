@@ -8,6 +8,7 @@ from django.core import mail
 from django.test import Client
 
 from accounts.models import ApiToken, CliSession, SecurityEvent, User
+from accounts.tokens import TokenRejected, api_token_create, cli_session_revoke
 from connections.models import AtlassianProfile, Connection, KaySession, OAuthState
 from tests.accounts.factories import UserFactory
 from tests.connections.helpers import bearer, connect, consent, first_login
@@ -275,3 +276,28 @@ def test_a_signed_in_cli_connects_another_atlassian_account_once_its_owner_confi
     assert Connection.objects.get(service="confluence").user == mia
     body = api_client.get(f"/auth/status/{link['state']}").json()
     assert body["status"] == "completed" and "token" not in body
+
+
+def test_a_token_minted_by_a_cli_session_ends_when_the_session_expires(
+    oauth, api_client, client, settings, time_machine
+):
+    settings.CLI_SESSION_ABSOLUTE_LIFETIME = 3600
+    _, status = first_login(api_client, client)
+    minted = _mint(api_client, status["token"])
+    session = CliSession.objects.get()
+    assert ApiToken.objects.get().expires_at <= session.expires_at
+    time_machine.move_to(session.expires_at.timestamp() + 1)
+    assert api_client.get("/auth/me", **bearer(minted)).status_code == 401
+
+
+def test_a_cli_session_revoked_while_minting_gets_no_token_that_outlives_it(
+    oauth, api_client, client
+):
+    # The revocation commits between the Bearer check and the insert: the token must not
+    # be born unrevoked (it would work again once the purge unlinks the ended session).
+    first_login(api_client, client)
+    session = CliSession.objects.get()
+    cli_session_revoke(session=session, reason="logout")
+    with pytest.raises(TokenRejected):
+        api_token_create(user=session.user, name="late", cli_session=session)
+    assert not ApiToken.objects.exists()
