@@ -326,8 +326,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    # No badge from validator.swagger.io: the docs page loads nothing from elsewhere.
-    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    # No badge from validator.swagger.io: the docs page loads nothing from elsewhere. No deep
+    # links: Swagger UI puts them inside the operation's expand button (nested controls).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
 }
 
