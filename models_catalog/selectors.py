@@ -11,8 +11,9 @@ from typing import Any
 
 from django.db import DatabaseError
 from django.db.models import Q
+from django.utils.safestring import SafeString
 
-from models_catalog import snapshot
+from models_catalog import descriptions, snapshot
 from models_catalog.filters import CatalogFilters, Offer
 from models_catalog.models import (
     CatalogPreference,
@@ -150,6 +151,36 @@ def catalog_model_detail(*, model_id: str) -> ModelRow | None:
         return None
     found.sort(key=lambda o: (o.prompt_price is None, o.prompt_price or 0, o.provider["name"]))
     return ModelRow(model=found[0].model, offers=found)
+
+
+def catalog_model_ids_known(*, model_ids: set[str]) -> set[str]:
+    """Which of these OpenRouter ids have a model page: served by an active endpoint, or
+    in the backup snapshot when that is what the pages show."""
+    if not model_ids:
+        return set()
+    try:
+        found = set(
+            ModelEndpoint.objects.filter(
+                model__openrouter_id__in=model_ids,
+                is_active=True,
+                model__is_active=True,
+                model__disabled=False,
+            ).values_list("model__openrouter_id", flat=True)
+        )
+        if found or not _catalog_is_empty():
+            return found
+    except DatabaseError:
+        logger.warning("Catalog tables unreadable; checking the backup snapshot", exc_info=True)
+    return {o.model["id"] for o in backup_offers()} & model_ids
+
+
+def catalog_model_description(*, model: Entry) -> SafeString:
+    """A model's description as sanitised HTML, its links to OpenRouter models pointing at
+    our model pages (one query, only when it links to models)."""
+    return descriptions.description_html(
+        str(model.get("description") or ""),
+        known_models=lambda ids: catalog_model_ids_known(model_ids=ids),
+    )
 
 
 def catalog_filter_choices(*, offers: list[Offer]) -> dict[str, list[tuple[str, str]]]:

@@ -119,6 +119,7 @@ def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
             "row": row,
             "model": row.model,
             "created": datetime.fromtimestamp(created, tz=UTC) if created else None,
+            "description": selectors.catalog_model_description(model=row.model),
             "preferences": preferences,
         },
     )
