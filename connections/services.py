@@ -563,6 +563,7 @@ def auth_status_collect(*, state: str, user: Any = None) -> dict[str, Any]:
         raise NotFound("No such authorisation.")
     if found.status in (OAuthState.Status.PENDING, OAuthState.Status.AWAITING_CONFIRMATION):
         if found.expires_at <= timezone.now():
+            _expire_waiting(now=timezone.now(), pk=found.pk)
             raise ApplicationError(
                 "The authorisation expired. Start again.", code="expired", status=410
             )
@@ -718,9 +719,28 @@ def connection_access_token(*, user: User, service: str) -> str:
     return token
 
 
+def _expire_waiting(*, now: Any, pk: int | None = None) -> None:
+    """Fail confirmations nobody gave in time and drop their parked provider tokens at
+    once, not a day later with the row."""
+    rows = OAuthState.objects.filter(
+        status=OAuthState.Status.AWAITING_CONFIRMATION, expires_at__lte=now
+    )
+    if pk is not None:
+        rows = rows.filter(pk=pk)
+    rows.update(
+        status=OAuthState.Status.FAILED,
+        error_code="state_expired",
+        error_message="This sign-in waited too long. Start again.",
+        pending_tokens=None,
+        pending_identity=None,
+    )
+
+
 def oauth_records_purge(*, now: Any = None) -> dict[str, int]:
-    """Delete OAuth states a day after they expire and Kay sessions never linked to a user."""
+    """Delete OAuth states a day after they expire and Kay sessions never linked to a user;
+    wipe the provider tokens of expired confirmations now."""
     now = now or timezone.now()
+    _expire_waiting(now=now)
     grace = now - timedelta(days=1)
     states, _ = OAuthState.objects.filter(expires_at__lt=grace).delete()
     sessions, _ = KaySession.objects.filter(user__isnull=True, last_used_at__lt=grace).delete()

@@ -17,7 +17,7 @@ from connections.models import (
 )
 from connections.services import connection_access_token
 from core.errors import ConnectionNeedsReauth
-from tests.connections.helpers import connect, connect_and_consent, first_login
+from tests.connections.helpers import connect, connect_and_consent, consent, first_login
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +90,31 @@ def test_connecting_again_repairs_a_connection_that_needs_reauthorisation(
     assert Connection.objects.get().status == Connection.Status.ACTIVE
     assert connection_access_token(user=user, service="jira").startswith("atlassian-access-")
     assert CliSession.objects.count() == 1
+
+
+def test_parked_provider_tokens_are_wiped_once_the_confirmation_expires(
+    oauth, api_client, client, time_machine
+):
+    # A CLI's first connection waits for a confirmation nobody gives: the encrypted
+    # Atlassian tokens must not stay in the database for the day before the purge.
+    started = connect(api_client)
+    client.get(consent(started["authorization_url"]))
+    state = OAuthState.objects.get()
+    assert state.pending_tokens is not None
+    time_machine.move_to(state.expires_at + timedelta(minutes=1))
+    tasks.purge_expired_auth_records()
+    state.refresh_from_db()
+    assert state.pending_tokens is None and state.pending_identity is None
+    assert state.status == OAuthState.Status.FAILED
+    body = api_client.get(f"/auth/status/{started['state']}").json()
+    assert body["error"]["code"] == "state_expired"
+
+
+def test_polling_an_expired_confirmation_wipes_its_parked_tokens(
+    oauth, api_client, client, time_machine
+):
+    started = connect(api_client)
+    client.get(consent(started["authorization_url"]))
+    time_machine.move_to(OAuthState.objects.get().expires_at + timedelta(seconds=1))
+    assert api_client.get(f"/auth/status/{started['state']}").status_code == 410
+    assert OAuthState.objects.get().pending_tokens is None
