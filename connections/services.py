@@ -49,6 +49,18 @@ STATE_LIFETIME = timedelta(minutes=10)
 TOKENS_COLLECTABLE_FOR = timedelta(minutes=10)
 REFRESH_MARGIN = timedelta(minutes=5)
 SESSION_PREFIX = "kaysession_"
+# The error codes of an authorization response (RFC 6749 §4.1.2.1).
+OAUTH_ERROR_CODES = frozenset(
+    {
+        "invalid_request",
+        "unauthorized_client",
+        "access_denied",
+        "unsupported_response_type",
+        "invalid_scope",
+        "server_error",
+        "temporarily_unavailable",
+    }
+)
 SecurityKind = SecurityEvent.Kind
 
 
@@ -382,12 +394,14 @@ def oauth_callback_complete(
             "from your own dashboard.",
         )
     if error:
+        # Anyone holding a state can write this URL: only RFC 6749's codes are repeated.
+        code = error if error in OAUTH_ERROR_CODES else "provider_error"
         message = (
             f"You declined access to {spec.label}. Nothing was connected."
-            if error == "access_denied"
-            else f"{spec.label} did not authorise the connection ({error[:40]})."
+            if code == "access_denied"
+            else f"{spec.label} did not authorise the connection ({code})."
         )
-        raise _fail(found, error[:64], message)
+        raise _fail(found, code, message)
     if not code:
         raise _fail(found, "missing_code", f"{spec.label} sent no authorisation code.")
     tokens, identity, sites = _exchange(found, spec, state, code)

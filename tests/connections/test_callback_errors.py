@@ -110,3 +110,20 @@ def test_provider_failure_is_reported_without_secrets(oauth, api_client, client,
     assert b"wrong-secret" not in response.content
     assert b"atlassian-code" not in response.content
     _nothing_created()
+
+
+def test_an_unknown_provider_error_is_not_echoed_on_the_page_or_to_the_cli(
+    oauth, api_client, client
+):
+    # Whoever holds a state can craft the callback URL: its error must not become our text.
+    started = connect(api_client, "jira")
+    planted = "Call 555-0100 to unlock your account"
+    response = client.get(
+        "/connections/oauth/callback",
+        {"service": "jira", "state": started["state"], "error": planted},
+    )
+    assert response.status_code == 400
+    assert b"555-0100" not in response.content
+    error = api_client.get(f"/auth/status/{started['state']}").json()["error"]
+    assert error["code"] == "provider_error"
+    assert "555-0100" not in error["message"]
