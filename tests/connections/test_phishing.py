@@ -2,10 +2,13 @@
 access that must not outlive a revoked sign-in."""
 
 import re
+import threading
 
 import pytest
 from django.core import mail
+from django.db import connection as db_connection
 from django.test import Client
+from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, CliSession, SecurityEvent, User
 from accounts.tokens import TokenRejected, api_token_create, cli_session_revoke
@@ -301,3 +304,80 @@ def test_a_cli_session_revoked_while_minting_gets_no_token_that_outlives_it(
     with pytest.raises(TokenRejected):
         api_token_create(user=session.user, name="late", cli_session=session)
     assert not ApiToken.objects.exists()
+
+
+# --- races (PostgreSQL row locks) ---------------------------------------------------------
+
+
+def _at_once(*calls):
+    """Run the calls in threads released together; returns their results in order."""
+    if db_connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL row locks; run with DATABASE_URL=postgres://…")
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            barrier.wait()
+            results[index] = call()
+        except Exception as exc:  # compared below
+            results[index] = exc
+        finally:
+            db_connection.close()
+
+    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def _twin(browser: Client) -> Client:
+    twin = Client()
+    twin.cookies = browser.cookies
+    return twin
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_confirmations_at_once_sign_the_cli_in_once(oauth, api_client, client):
+    started = connect(api_client)
+    confirm_url = client.get(consent(started["authorization_url"]))["Location"]
+    first, second = _twin(client), _twin(client)
+    answers = _at_once(
+        lambda: first.post(confirm_url, {"action": "link"}).status_code,
+        lambda: second.post(confirm_url, {"action": "link"}).status_code,
+    )
+    assert sorted(answers) == [200, 400]
+    assert CliSession.objects.count() == 1 and User.objects.count() == 1
+    assert api_client.get(f"/auth/status/{started['state']}").json()["token"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_confirmation_racing_a_cancel_leaves_one_outcome(oauth, api_client, client):
+    started = connect(api_client)
+    confirm_url = client.get(consent(started["authorization_url"]))["Location"]
+    first, second = _twin(client), _twin(client)
+    answers = _at_once(
+        lambda: first.post(confirm_url, {"action": "link"}).status_code,
+        lambda: second.post(confirm_url, {"action": "cancel"}).status_code,
+    )
+    state = OAuthState.objects.get()
+    assert state.pending_tokens is None
+    if state.status == OAuthState.Status.FAILED:
+        assert answers == [400, 400] and not CliSession.objects.exists()
+    else:
+        assert answers == [200, 400] and CliSession.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_token_sent_twice_at_once_ends_the_family(oauth, api_client, client):
+    _, status = first_login(api_client, client)
+    body = {"refresh_token": status["refresh_token"]}
+    clients = [APIClient(), APIClient()]
+    answers = _at_once(*[lambda c=c: c.post("/auth/refresh", body, format="json") for c in clients])
+    assert sorted(a.status_code for a in answers) == [200, 401]
+    winner = next(a for a in answers if a.status_code == 200).json()
+    assert api_client.get("/auth/me", **bearer(winner["token"])).status_code == 401
+    retry = {"refresh_token": winner["refresh_token"]}
+    assert api_client.post("/auth/refresh", retry, format="json").status_code == 401
