@@ -381,3 +381,42 @@ def test_a_refresh_token_sent_twice_at_once_ends_the_family(oauth, api_client, c
     assert api_client.get("/auth/me", **bearer(winner["token"])).status_code == 401
     retry = {"refresh_token": winner["refresh_token"]}
     assert api_client.post("/auth/refresh", retry, format="json").status_code == 401
+
+
+# --- attack review: what held ---------------------------------------------------------------
+
+
+def test_the_browser_nonce_cookie_is_signed_httponly_lax_and_secure_on_https(
+    oauth, api_client, client
+):
+    started = connect(api_client)
+    landed = client.get(consent(started["authorization_url"]), secure=True)
+    cookie = landed.cookies["kay_oauth"]
+    assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Lax"
+    # A value not signed by us is no nonce at all.
+    forged = Client()
+    forged.cookies["kay_oauth"] = cookie.value.split(":")[0]
+    assert b"no sign-in waiting" in forged.get(landed["Location"]).content
+
+
+def test_polling_tells_the_phisher_nothing_about_the_victim(oauth, api_client, client, bob):
+    mia = UserFactory(email="mia@example.com")
+    AtlassianProfile.objects.create(user=mia, account_id=oauth.me["account_id"])
+    started = connect(api_client)
+    confirm_url = client.get(consent(started["authorization_url"]))["Location"]
+    client.force_login(bob)  # signed in as someone else: told to sign in as mia
+    client.post(confirm_url, {"action": "link"})
+    body = api_client.get(f"/auth/status/{started['state']}").json()
+    assert body == {"status": "pending", "message": "Authorization not yet completed"}
+
+
+def test_a_login_code_allows_three_guesses_then_not_even_the_right_code(oauth, api_client, client):
+    first_login(api_client, client)  # mia's account, created by a CLI: no password
+    attacker = Client()
+    asked = attacker.post("/accounts/login/code/", {"email": "mia@example.com"}, follow=True)
+    confirm = asked.redirect_chain[-1][0]
+    code = re.search(r"^\s*([A-Z0-9-]{6,})\s*$", mail.outbox[-1].body, re.MULTILINE).group(1)
+    for guess in ("BCDF-GHJK", "LMNP-QRST", "VWXZ-BCDF"):
+        attacker.post(confirm, {"code": guess})
+    attacker.post(confirm, {"code": code})
+    assert "_auth_user_id" not in attacker.session
