@@ -1,7 +1,8 @@
 """Per-client rate limits for the API, keyed by the client address of ``core.clientip``.
 
 DRF's own ``get_ident`` trusts a forged ``X-Forwarded-For`` unless told how many proxies
-there are; these classes ask the one function the rest of Kay uses.
+there are, and counts each IPv6 address apart; these classes ask the functions the rest of
+Kay uses (an IPv6 client counts by its /64).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from typing import Any
 
 from rest_framework.throttling import AnonRateThrottle, SimpleRateThrottle, UserRateThrottle
 
-from core.clientip import client_ip
+from core.clientip import client_ip, rate_limit_ident
 
 
 class _ClientIpMixin:
     def get_ident(self, request: Any) -> str:
-        return client_ip(request)
+        return rate_limit_ident(client_ip(request))
 
 
 class AnonThrottle(_ClientIpMixin, AnonRateThrottle):

@@ -1,7 +1,7 @@
 """The client's address: the one place that reads ``X-Forwarded-For``.
 
 Rate limits, allauth, audit rows and the device-code slow-down all call :func:`client_ip`,
-so they agree on who a request came from.
+so they agree on who a request came from; rate limits count by :func:`rate_limit_ident`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,10 @@ import ipaddress
 from django.conf import settings
 from django.http import HttpRequest
 from rest_framework.request import Request
+
+# The IPv6 network one client is assumed to hold (allauth's default too:
+# ALLAUTH_RATE_LIMIT_IPV6_PREFIX).
+IPV6_PREFIX = 64
 
 
 def client_ip(request: HttpRequest | Request) -> str:
@@ -34,9 +38,30 @@ def client_ip(request: HttpRequest | Request) -> str:
     return _valid(meta.get("REMOTE_ADDR", ""))
 
 
+def rate_limit_ident(address: str) -> str:
+    """What a rate limit counts for ``address``: an IPv4 address itself, an IPv6 address
+    its /64 network (``2001:db8::/64``), as allauth does.
+
+    One host or home line is routinely given a whole /64, so counting single IPv6
+    addresses would give one client 2**64 budgets.
+    """
+    if ":" not in address:
+        return address
+    network = ipaddress.IPv6Network((address, IPV6_PREFIX), strict=False)
+    return str(network)
+
+
 def _valid(raw: str) -> str:
-    """``raw`` as a canonical IP address (so ``::0001`` and ``::1`` count as one), or ``""``."""
+    """``raw`` as a canonical IP address (so ``::0001`` and ``::1`` count as one), or ``""``.
+
+    An IPv4 client of a dual-stack listener arrives as ``::ffff:203.0.113.5``: that is the
+    IPv4 address, not an IPv6 one (whose /64 every IPv4 client would share). A zone id
+    (``%eth0``) names a local interface, not a client.
+    """
     try:
-        return str(ipaddress.ip_address(raw.strip()))
+        address = ipaddress.ip_address(raw.strip().split("%", 1)[0])
     except ValueError:
         return ""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)

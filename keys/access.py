@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
+from core.clientip import rate_limit_ident
 from core.crypto import DecryptionError
 from core.errors import ApplicationError, RateLimited
 from keys import ratelimit
@@ -268,11 +269,17 @@ COUNTED_REASONS = frozenset({"bad_secret", "too_many_failures", "rate_limited"})
 COUNTED_WINDOW = 3600
 
 
+def _caller(origin: Origin) -> str:
+    """Who failures are counted against: the address, or its /64 for IPv6 (one client
+    holds a whole /64, and must not get a fresh budget, or audit row, per address)."""
+    return rate_limit_ident(origin.ip or "") or "-"
+
+
 def fetch_caller_check(*, origin: Origin) -> None:
     """Refuse (429) an address that sent too many wrong server secrets in this window,
     before anything about this request is looked at."""
     try:
-        ratelimit.ensure_budget(FAILED_FETCH, origin.ip or "-", settings.KEYS_FETCH_FAILURE_RATE)
+        ratelimit.ensure_budget(FAILED_FETCH, _caller(origin), settings.KEYS_FETCH_FAILURE_RATE)
     except RateLimited:
         fetch_denied_record(origin=origin, reason="too_many_failures")
         raise
@@ -280,7 +287,7 @@ def fetch_caller_check(*, origin: Origin) -> None:
 
 def fetch_bad_secret_record(*, origin: Origin) -> None:
     """Count a wrong server secret against its address, and audit it (counted)."""
-    ratelimit.hit(FAILED_FETCH, origin.ip or "-", settings.KEYS_FETCH_FAILURE_RATE)
+    ratelimit.hit(FAILED_FETCH, _caller(origin), settings.KEYS_FETCH_FAILURE_RATE)
     fetch_denied_record(origin=origin, reason="bad_secret")
 
 
@@ -307,7 +314,7 @@ def _count_refusal(*, origin: Origin, reason: str, owner_id: int | None) -> None
     The unique ``aggregate_key`` keeps two first refusals at once from making two rows."""
     now = int(timezone.now().timestamp())
     start = datetime.fromtimestamp(now - now % COUNTED_WINDOW, tz=UTC)
-    key = f"fetch_denied:{reason}:{origin.ip or '-'}:{owner_id or '-'}:{start:%Y%m%d%H%M}"
+    key = f"fetch_denied:{reason}:{_caller(origin)}:{owner_id or '-'}:{start:%Y%m%d%H%M}"
     rows = KeyAuditEvent.objects.filter(aggregate_key=key)
     if rows.update(count=F("count") + 1):
         return

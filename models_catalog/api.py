@@ -19,9 +19,9 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import APIView
 
+from accounts.throttling import AnonThrottle, UserThrottle
 from core.errors import ApplicationError
 from models_catalog import compression, selectors, services
 from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters
@@ -95,11 +95,11 @@ class _FailOpen:
             return True
 
 
-class CatalogAnonThrottle(_FailOpen, AnonRateThrottle):
+class CatalogAnonThrottle(_FailOpen, AnonThrottle):
     pass
 
 
-class CatalogUserThrottle(_FailOpen, UserRateThrottle):
+class CatalogUserThrottle(_FailOpen, UserThrottle):
     pass
 
 

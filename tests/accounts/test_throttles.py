@@ -82,3 +82,49 @@ def test_allauth_login_limit_counts_each_client_behind_the_proxy(client, setting
         assert LOCKED not in failed_login(client, n, f"198.51.100.{n}, 203.0.113.1").content
     assert LOCKED in failed_login(client, 10, "198.51.100.99, 203.0.113.1").content
     assert LOCKED not in failed_login(client, 11, "203.0.113.2").content
+
+
+# --- IPv6: one client holds a whole /64 ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("throttle", "url", "body"), ENDPOINTS)
+def test_rotating_addresses_within_one_ipv6_64_does_not_escape_the_limit(
+    api_client, settings, small_rates, throttle, url, body
+):
+    settings.TRUSTED_PROXY_COUNT = 0
+    answers = [
+        api_client.post(url, body, format="json", REMOTE_ADDR=f"2001:db8:1:2::{n:x}").status_code
+        for n in range(1, LIMIT + 2)
+    ]
+    assert 429 not in answers[:LIMIT]
+    assert answers[LIMIT] == 429
+    # The next /64 is another client.
+    other = api_client.post(url, body, format="json", REMOTE_ADDR="2001:db8:1:3::1")
+    assert other.status_code != 429
+
+
+def test_the_catalog_limit_counts_an_ipv6_client_by_its_64(api_client, monkeypatch):
+    from models_catalog.api import CatalogAnonThrottle
+
+    monkeypatch.setattr(CatalogAnonThrottle, "rate", "2/min", raising=False)
+    url = "/api/openrouter/models-by-provider"
+    codes = [api_client.get(url, REMOTE_ADDR=f"2001:db8:1:2::{n}").status_code for n in range(1, 4)]
+    assert codes[2] == 429
+
+
+def test_ipv4_clients_of_a_dual_stack_listener_each_have_their_own_allauth_limit(client, settings):
+    """allauth counts an IPv6 client by its /64; an IPv4 peer seen as ``::ffff:a.b.c.d``
+    must not fall into the shared ``::/64`` where one client locks out everyone."""
+    settings.TRUSTED_PROXY_COUNT = 0
+
+    def login(n, address):
+        return client.post(
+            "/accounts/login/",
+            {"login": f"someone{n}@example.com", "password": "wrong"},
+            REMOTE_ADDR=address,
+        )
+
+    for n in range(10):
+        assert LOCKED not in login(n, "::ffff:203.0.113.1").content
+    assert LOCKED in login(10, "::ffff:203.0.113.1").content
+    assert LOCKED not in login(11, "::ffff:203.0.113.2").content

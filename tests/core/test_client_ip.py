@@ -4,7 +4,7 @@ import pytest
 from django.test import RequestFactory
 from rest_framework.request import Request
 
-from core.clientip import client_ip
+from core.clientip import client_ip, rate_limit_ident
 
 PROXY = "10.0.0.5"
 
@@ -62,3 +62,31 @@ def test_a_drf_request_gives_the_same_answer(settings):
     settings.TRUSTED_PROXY_COUNT = 1
     django_request = request("198.51.100.7, 203.0.113.9")
     assert client_ip(Request(django_request)) == client_ip(django_request) == "203.0.113.9"
+
+
+def test_an_ipv4_client_of_a_dual_stack_listener_is_its_ipv4_address(settings):
+    """Behind ``[::]`` every IPv4 peer looks like ``::ffff:a.b.c.d``; as IPv6 they would all
+    share the /64 ``::`` (one rate-limit budget for every IPv4 client)."""
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert client_ip(request(remote="::ffff:203.0.113.5")) == "203.0.113.5"
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip(request("::ffff:198.51.100.7")) == "198.51.100.7"
+
+
+def test_a_zone_id_is_not_part_of_the_address(settings):
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert client_ip(request(remote="fe80::1%eth0")) == client_ip(request(remote="fe80::1%2"))
+
+
+@pytest.mark.parametrize(
+    ("address", "ident"),
+    [
+        ("203.0.113.5", "203.0.113.5"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("", ""),
+    ],
+)
+def test_rate_limits_count_an_ipv6_client_by_its_64(address, ident):
+    assert rate_limit_ident(address) == ident
