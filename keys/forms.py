@@ -31,7 +31,7 @@ class ApiKeyForm(forms.Form):
         assume_scheme="https",
         max_length=300,
         label="Base URL",
-        help_text="OpenAI-compatible servers only, e.g. https://llm.example.com/v1",
+        help_text="The server's API root, e.g. https://llm.example.com/v1",
     )
     key = forms.CharField(
         label="API key",
@@ -53,14 +53,6 @@ class ApiKeyForm(forms.Form):
     def hint_provider(self) -> Provider:
         """The provider whose format hint the form shows (the chosen one, else the first)."""
         return PROVIDERS.get(str(self["provider"].value() or ""), next(iter(PROVIDERS.values())))
-
-    def format_warning(self) -> str:
-        """A hint when the pasted key does not look like the provider's keys (not an error)."""
-        provider = PROVIDERS.get(self.cleaned_data.get("provider", ""))
-        key = self.cleaned_data.get("key", "")
-        if provider and key and not provider.matches_format(key):
-            return f"This does not look like a {provider.label} key: {provider.hint}"
-        return ""
 
 
 class ApiKeyEditForm(forms.Form):

@@ -51,15 +51,13 @@ def _get_project_for_user(request: HttpRequest, project_id: int) -> Project:
         raise Http404(exc.message) from None
 
 
-def _saved_message(request: HttpRequest, check: Check, warning: str) -> None:
-    level = messages.SUCCESS if check.status == "valid" else messages.WARNING
+def saved_message(request: HttpRequest, check: Check, done: str = "Key saved") -> None:
+    """What a save left behind: green only when the provider accepted the key; a key it
+    could not be asked about is saved, but says so in amber."""
     if check.status == "valid":
-        text = "Key saved and verified."
+        messages.success(request, f"{done} and verified.")
     else:
-        text = f"Key saved as unverified. {check.detail}"
-    messages.add_message(request, level, text)
-    if warning:
-        messages.warning(request, warning)
+        messages.warning(request, f"{done} but not verified. {check.detail}")
 
 
 # --- Keys --------------------------------------------------------------------------------
@@ -117,9 +115,11 @@ def key_new(request: HttpRequest) -> HttpResponse:
         except ApplicationError as exc:
             add_application_error(form, exc)
         else:
-            _saved_message(request, check, form.format_warning())
+            saved_message(request, check)
             return redirect("keys:detail", key_id=api_key.pk)
-    return render(request, "keys/key_new.html", {"form": form, "providers": PROVIDERS.values()})
+    status = 400 if form.errors else 200
+    context = {"form": form, "providers": PROVIDERS.values()}
+    return render(request, "keys/key_new.html", context, status=status)
 
 
 @sensitive_post_parameters("key")
@@ -130,7 +130,7 @@ def key_check(request: HttpRequest) -> HttpResponse:
     form = ApiKeyForm(request.POST, owner=user_of(request))
     form.is_valid()
     data = form.cleaned_data
-    context: dict = {"warning": form.format_warning() if "key" in data else ""}
+    context: dict = {}
     if "provider" not in data or "key" not in data:
         context["error"] = "Choose a provider and paste the key first."
     else:
@@ -228,7 +228,7 @@ def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:
         except ApplicationError as exc:
             add_application_error(form, exc)
         else:
-            messages.success(request, f"Key rotated. {check.detail}")
+            saved_message(request, check, "Key rotated")
             return redirect("keys:detail", key_id=api_key.pk)
     api_key.refresh_from_db()
     return _render_detail(request, api_key, rotate_form=form, status=400)

@@ -14,7 +14,7 @@ from core.ids import parse_id
 from keys import selectors, services
 from keys.forms import ApiKeyForm, ProjectForm, add_application_error
 from keys.models import OnboardingSession
-from keys.views import create_key_from_form, origin, user_of
+from keys.views import create_key_from_form, origin, saved_message, user_of
 
 STEP_TITLES = ["Create a project", "Add your keys", "Check your keys", "Done"]
 
@@ -86,11 +86,7 @@ def _handle(
             if not key_form.is_valid():
                 return False
             api_key, check = create_key_from_form(request, key_form)
-            messages.success(
-                request, f"Added “{api_key.name}” ({api_key.masked_key}): {check.detail}"
-            )
-            if warning := key_form.format_warning():
-                messages.warning(request, warning)
+            saved_message(request, check, f"Added “{api_key.name}” ({api_key.masked_key})")
         elif action == "keys_done":
             services.onboarding_step_done(user=owner, step=2)
         elif action == "finish":

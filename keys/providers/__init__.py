@@ -13,7 +13,7 @@ from keys.providers import (
     openai_compatible,
     openrouter,
 )
-from keys.providers.base import Check, Provider
+from keys.providers.base import PRINTABLE, Check, Provider
 
 PROVIDERS: dict[str, Provider] = {
     module.PROVIDER.slug: module.PROVIDER
@@ -37,4 +37,27 @@ def get_provider(slug: str) -> Provider:
     return PROVIDERS[slug]
 
 
-__all__ = ["CHOICES", "PROVIDERS", "Check", "Provider", "get_provider"]
+def key_format_problem(provider: Provider, secret: str) -> str:
+    """Why ``secret`` cannot be one of ``provider``'s keys, or "" when it can.
+
+    The message names the expected shape, and the provider the key belongs to when it is
+    plainly another one's (an OpenRouter key pasted as OpenAI). It never quotes the key.
+    """
+    if provider.matches_format(secret):
+        return ""
+    if PRINTABLE.fullmatch(secret) is None:
+        return "A key is one line of printable characters (letters, digits, symbols), no spaces."
+    owners = [
+        other
+        for other in PROVIDERS.values()
+        if other is not provider and other.has_prefix and other.matches_format(secret)
+    ]
+    if len(owners) == 1:
+        return (
+            f"This looks like {owners[0].a_key}, not {provider.a_key}: choose "
+            f"{owners[0].label} as the provider."
+        )
+    return f"This is not {provider.a_key}: {provider.hint[0].lower()}{provider.hint[1:]}"
+
+
+__all__ = ["CHOICES", "PROVIDERS", "Check", "Provider", "get_provider", "key_format_problem"]

@@ -20,8 +20,10 @@ PROVIDER = Provider(
     slug="anthropic",
     label=LABEL,
     env_var="ANTHROPIC_API_KEY",
-    hint="Starts with sk-ant- (e.g. sk-ant-api03-…).",
-    pattern=r"sk-ant-[A-Za-z0-9_\-]{20,}",
+    shape="starts with sk-ant- (sk-ant-api03-…, or sk-ant-admin01-… for usage tracking) and "
+    "is at least 40 characters long",
+    # API keys are 108 characters (sk-ant-api03-…); admin and compliance keys share the prefix.
+    pattern=r"sk-ant-[A-Za-z0-9_\-]{33,}",
     base_url_setting="ANTHROPIC_BASE_URL",
     check=check,
 )

@@ -1,10 +1,11 @@
 """What every provider module provides, and the two ways we check a key.
 
 Each provider module defines ``PROVIDER``: its label, the environment variable the
-development fallback reads, a format hint and pattern, the setting holding its base URL,
-and ``check(secret, base_url)`` — one cheap authenticated call that tells a valid key
-from a rejected one. OpenAI and OpenAI-compatible APIs are checked with the official
-``openai`` SDK; the others with httpx. Nothing here logs or returns the secret.
+development fallback reads, the shape of its keys (a pattern, and the same in words), the
+setting holding its base URL, and ``check(secret, base_url)`` — one cheap authenticated
+call that tells a valid key from a rejected one. OpenAI and OpenAI-compatible APIs are
+checked with the official ``openai`` SDK; the others with httpx. Nothing here logs or
+returns the secret.
 """
 
 from __future__ import annotations
@@ -34,16 +35,42 @@ class Check:
     detail: str
 
 
+# Every key is one token of printable ASCII: no spaces, no line breaks, nothing an HTTP
+# header could not carry (httpx refuses to send a non-ASCII header value).
+PRINTABLE = re.compile(r"[!-~]+")
+
+
 @dataclass(frozen=True)
 class Provider:
     slug: str
     label: str
     env_var: str
-    hint: str
+    # What the provider's keys look like, continuing "An OpenAI key …" (no final stop).
+    shape: str
+    # The keys the provider issues, as a full-match regex; None when any token may do.
+    # Strict only where the format is certain: prefix, allowed characters, least length.
     pattern: str | None
     base_url_setting: str | None
     check: Callable[[str, str], Check]
     needs_base_url: bool = False
+
+    @property
+    def a_key(self) -> str:
+        """"an OpenAI key", "a Groq key": the label with its article."""
+        article = "an" if self.label[0] in "AEIOU" else "a"
+        return f"{article} {self.label} key"
+
+    @property
+    def has_prefix(self) -> bool:
+        """Whether its keys start with a fixed prefix (its pattern with a literal), so a key
+        matching it plainly belongs to this provider. A bare 32-character key (Mistral)
+        or a UUID (Exa) could be anyone's."""
+        return self.pattern is not None and self.pattern[:1].isalpha()
+
+    @property
+    def hint(self) -> str:
+        """The expected format as a sentence, shown beside the key field."""
+        return f"{self.a_key[0].upper()}{self.a_key[1:]} {self.shape}."
 
     def base_url(self, custom: str = "") -> str:
         if self.needs_base_url:
@@ -52,6 +79,9 @@ class Provider:
         return str(getattr(settings, self.base_url_setting)).rstrip("/")
 
     def matches_format(self, secret: str) -> bool:
+        """Whether ``secret`` can be one of this provider's keys."""
+        if PRINTABLE.fullmatch(secret) is None:
+            return False
         return self.pattern is None or re.fullmatch(self.pattern, secret) is not None
 
 
@@ -64,7 +94,8 @@ def rejected(label: str, status: int) -> Check:
 
 
 def unreachable(label: str, why: str) -> Check:
-    return Check("unverified", f"Could not check with {label}: {why}. You can save it anyway.")
+    # Also stored as the key's status detail, so it says nothing about saving.
+    return Check("unverified", f"Could not check with {label}: {why}.")
 
 
 @sensitive_variables()

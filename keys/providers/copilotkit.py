@@ -22,8 +22,8 @@ PROVIDER = Provider(
     slug="copilotkit",
     label=LABEL,
     env_var="COPILOTKIT_API_KEY",
-    hint="A Copilot Cloud public API key, starting with ck_pub_.",
-    pattern=r"ck_pub_[A-Za-z0-9]{16,}",
+    shape="is a Copilot Cloud public API key: ck_pub_ followed by 32 letters and digits",
+    pattern=r"ck_pub_[A-Za-z0-9]{32,}",
     base_url_setting="COPILOTKIT_BASE_URL",
     check=check,
 )

@@ -29,8 +29,10 @@ PROVIDER = Provider(
     slug="gemini",
     label=LABEL,
     env_var="GEMINI_API_KEY",
-    hint="Starts with AIza and is 39 characters long.",
-    pattern=r"AIza[0-9A-Za-z_\-]{35}",
+    shape="starts with AIza and is 39 characters long, or starts with AQ. (the newer "
+    "authorization keys)",
+    # Google documents no length for its authorization keys (AQ.…), only the prefix.
+    pattern=r"AIza[0-9A-Za-z_\-]{35}|AQ\.[!-~]{30,}",
     base_url_setting="GEMINI_BASE_URL",
     check=check,
 )

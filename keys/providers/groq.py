@@ -15,8 +15,8 @@ PROVIDER = Provider(
     slug="groq",
     label=LABEL,
     env_var="GROQ_API_KEY",
-    hint="Starts with gsk_.",
-    pattern=r"gsk_[A-Za-z0-9]{20,}",
+    shape="starts with gsk_ followed by about 52 letters and digits",
+    pattern=r"gsk_[A-Za-z0-9]{40,}",
     base_url_setting="GROQ_BASE_URL",
     check=check,
 )

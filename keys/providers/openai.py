@@ -16,8 +16,11 @@ PROVIDER = Provider(
     slug="openai",
     label=LABEL,
     env_var="OPENAI_API_KEY",
-    hint="Starts with sk- (sk-proj-…, sk-svcacct-…, or sk-admin-… for usage tracking).",
-    pattern=r"sk-[A-Za-z0-9_\-]{20,}",
+    shape="starts with sk- (sk-proj-…, sk-svcacct-…, or sk-admin-… for usage tracking) and is "
+    "at least 35 characters long",
+    # Legacy keys are sk- and 48 characters; project keys are longer. Anthropic's and
+    # OpenRouter's keys also start with sk-: they are not OpenAI keys.
+    pattern=r"sk-(?!ant-|or-)[A-Za-z0-9_\-]{32,}",
     base_url_setting="OPENAI_BASE_URL",
     check=check,
 )

@@ -16,7 +16,8 @@ PROVIDER = Provider(
     slug="openai_compatible",
     label=LABEL,
     env_var="OPENAI_COMPATIBLE_API_KEY",
-    hint="Whatever your server issues; give its base URL too (e.g. https://llm.example.com/v1).",
+    shape="is whatever your server issues (one line, no spaces); give its base URL too, e.g. "
+    "https://llm.example.com/v1",
     pattern=None,
     base_url_setting=None,
     check=check,

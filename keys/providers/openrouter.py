@@ -15,8 +15,8 @@ PROVIDER = Provider(
     slug="openrouter",
     label=LABEL,
     env_var="OPENROUTER_API_KEY",
-    hint="Starts with sk-or-v1- followed by 64 hexadecimal characters.",
-    pattern=r"sk-or-(v1-)?[A-Za-z0-9]{20,}",
+    shape="starts with sk-or-v1- followed by 64 hexadecimal characters",
+    pattern=r"sk-or-v1-[0-9a-f]{64}",
     base_url_setting="OPENROUTER_BASE_URL",
     check=check,
 )

@@ -16,7 +16,7 @@ from core.crypto import DecryptionError
 from core.errors import ApplicationError, Conflict, NotFound
 from keys import ratelimit
 from keys.models import ApiKey, Project
-from keys.providers import PROVIDERS, Check, Provider, get_provider
+from keys.providers import PROVIDERS, Check, Provider, get_provider, key_format_problem
 from keys.providers.base import check_base_url
 from keys.services.common import UNSET, Action, Origin, audit, by_user, mask_secret
 
@@ -27,8 +27,8 @@ from keys.services.common import UNSET, Action, Origin, audit, by_user, mask_sec
 def api_key_check(*, acting_user: User, provider: str, secret: str, base_url: str = "") -> Check:
     """Ask the provider whether ``secret`` works (rate limited per user). Saves nothing."""
     spec = _provider_or_error(provider)
+    secret = _clean_secret(spec, secret)  # before the base URL's DNS lookup and the limit
     url = _base_url_or_error(spec.slug, base_url)
-    secret = _clean_secret(secret)
     ratelimit.limit("validation", acting_user.pk, settings.KEYS_VALIDATION_RATE)
     return spec.check(secret, spec.base_url(url))
 
@@ -58,15 +58,17 @@ def _base_url_or_error(provider: str, base_url: str) -> str:
     return ""
 
 
-def _clean_secret(secret: str) -> str:
+@sensitive_variables("secret")
+def _clean_secret(spec: Provider, secret: str) -> str:
+    """``secret`` without surrounding whitespace, refused unless it can be ``spec``'s key:
+    nothing that cannot be one is sent to the provider, or saved."""
     secret = (secret or "").strip()
     if not secret:
         raise ApplicationError("Paste the key.", fields={"key": ["This field is required."]})
-    if len(secret) > 4096 or any(ch.isspace() for ch in secret):
-        raise ApplicationError(
-            "That does not look like an API key.",
-            fields={"key": ["A key is one line with no spaces."]},
-        )
+    problem = "A key is at most 4096 characters." if len(secret) > 4096 else ""
+    problem = problem or key_format_problem(spec, secret)
+    if problem:
+        raise ApplicationError(problem, code="key_format", fields={"key": [problem]})
     return secret
 
 
@@ -138,9 +140,10 @@ def api_key_create(
 ) -> tuple[ApiKey, Check]:
     """Check ``secret`` with the provider, then store it encrypted.
 
-    A key the provider rejects is not saved. One it could not check is saved with status
-    "unverified". The first key of a provider in a project becomes its default. An account
-    holds at most ``MAX_KEYS_PER_USER`` keys.
+    A key that cannot be the provider's (wrong prefix, length or characters) is refused
+    before anything is sent; one the provider rejects is not saved either. One it could
+    not check is saved with status "unverified". The first key of a provider in a project
+    becomes its default. An account holds at most ``MAX_KEYS_PER_USER`` keys.
     """
     name = name.strip()
     if project is not None and project.owner_id != acting_user.pk:
@@ -151,7 +154,7 @@ def api_key_create(
         acting_user=acting_user, provider=provider, secret=secret, base_url=base_url
     )
     _refuse_invalid(check)
-    secret = _clean_secret(secret)
+    secret = _clean_secret(get_provider(provider), secret)
     now = timezone.now()
     with transaction.atomic():
         # Counted again under a lock on the owner's row: two creates at once cannot both
@@ -271,7 +274,7 @@ def _checked_secret(*, acting_user: User, api_key: ApiKey, secret: str) -> tuple
         base_url=api_key.base_url,
     )
     _refuse_invalid(check)
-    return _clean_secret(secret), check
+    return _clean_secret(get_provider(api_key.provider), secret), check
 
 
 @sensitive_variables("secret")
@@ -326,7 +329,10 @@ def api_key_revalidate(
             code="key_unreadable",
             status=409,
         ) from None
-    check = spec.check(secret, spec.base_url(base_url))
+    # A key saved before formats were enforced, which cannot be the provider's, is
+    # invalid without being sent anywhere.
+    problem = key_format_problem(spec, secret)
+    check = Check("invalid", problem) if problem else spec.check(secret, spec.base_url(base_url))
     with transaction.atomic():
         fields = ["status_detail", "updated_at"]
         api_key.status_detail = check.detail

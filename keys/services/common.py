@@ -22,12 +22,13 @@ class Origin:
 
 
 def mask_secret(secret: str) -> str:
-    """First 4 + last 4 characters (``sk-p…Wx9z``); short secrets show less."""
-    if len(secret) >= 12:
-        return f"{secret[:4]}…{secret[-4:]}"
-    if len(secret) >= 6:
-        return f"{secret[:2]}…{secret[-2:]}"
-    return "…"
+    """First 4 + last 4 characters (``sk-p…Wx9z``). A shorter secret (only an
+    OpenAI-compatible server's token can be one) shows at most a third of itself, and one
+    under 6 characters shows as one dot per character: never a bare "…"."""
+    shown = min(4, len(secret) // 6)
+    if not shown:
+        return "•" * len(secret)
+    return f"{secret[:shown]}…{secret[-shown:]}"
 
 
 def key_label(api_key: ApiKey) -> str:

@@ -9,7 +9,7 @@ VALID = {
     "anthropic": "sk-ant-api03-ValidAnthropicKey000000000000000000000",
     "gemini": "AIzaSyValidGeminiKey" + "0" * 19,
     "openrouter": "sk-or-v1-" + "a1" * 32,
-    "mistral": "ValidMistralKey00000000000000000A",
+    "mistral": "ValidMistralKey0000000000000000A",
     "groq": "gsk_ValidGroqKey000000000000000000000000000000000000",
     "exa": "1a2b3c4d-0000-4000-8000-123456789abc",
     "openai_compatible": "local-llm-token-1234567890",

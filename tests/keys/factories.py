@@ -14,6 +14,24 @@ class ProjectFactory(factory.django.DjangoModelFactory):
     description = "Keys for one app"
 
 
+# A key in each provider's real format (keys/providers/*), numbered so each is distinct.
+SHAPES = {
+    "openai": "sk-proj-TestSecret{n:06d}abcdefghijklmnopWx9z",
+    "anthropic": "sk-ant-api03-TestSecret{n:06d}abcdefghijklmnopqrstuvwxyz0AA",
+    "gemini": "AIzaSyTestSecret{n:06d}abcdefghijklmnopq",
+    "openrouter": "sk-or-v1-{n:064x}",
+    "mistral": "TestSecret{n:06d}abcdefghijklmnop",
+    "groq": "gsk_TestSecret{n:06d}abcdefghijklmnopqrstuvwxyz0123456789",
+    "exa": "1a2b3c4d-0000-4000-8000-{n:012x}",
+    "copilotkit": "ck_pub_{n:032x}",
+    "openai_compatible": "local-token-{n:06d}",
+}
+
+
+def secret_for(provider: str, n: int) -> str:
+    return SHAPES[provider].format(n=n)
+
+
 class ApiKeyFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = ApiKey
@@ -22,6 +40,6 @@ class ApiKeyFactory(factory.django.DjangoModelFactory):
     project = None
     provider = "openai"
     name = factory.Sequence(lambda n: f"key {n}")
-    secret = factory.Sequence(lambda n: f"sk-proj-TestSecret{n:06d}abcdefghijklmnopWx9z")
+    secret = factory.LazyAttributeSequence(lambda o, n: secret_for(o.provider, n))
     masked_key = factory.LazyAttribute(lambda o: mask_secret(o.secret))
     status = ApiKey.Status.VALID

@@ -24,7 +24,7 @@ def test_onboarding_add_key_masked_rotate_delete(page, screenshot, alice, fake_p
 
     # 2. keys: the hint follows the provider; "Check key" asks the fake provider
     page.get_by_label("Provider", exact=True).select_option("anthropic")
-    page.wait_for_selector("text=Starts with sk-ant-")
+    page.wait_for_selector("text=An Anthropic key starts with sk-ant-")
     page.get_by_label("Name", exact=True).fill("claude")
     page.get_by_label("API key", exact=True).fill(VALID["anthropic"])
     page.get_by_role("button", name="Check key").click()
@@ -93,3 +93,26 @@ def test_onboarding_add_key_masked_rotate_delete(page, screenshot, alice, fake_p
     page.wait_for_url("**/dashboard/keys/")
     assert not ApiKey.objects.filter(pk=key_id).exists()
     assert page.get_by_text("Key “prod” deleted.").is_visible()
+
+
+def test_a_key_in_the_wrong_format_is_an_error_on_the_key_field(page, screenshot, alice):
+    login(page, alice.email)
+    page.goto("/dashboard/keys/new/")
+    page.get_by_label("Provider", exact=True).select_option("anthropic")
+    page.wait_for_selector("text=An Anthropic key starts with sk-ant-")
+    page.get_by_label("Name", exact=True).fill("claude")
+    page.get_by_label("API key", exact=True).fill("hello")
+    page.get_by_role("button", name="Check key").click()
+    page.wait_for_selector("#check-result .alert-error >> text=This is not an Anthropic key")
+
+    page.get_by_label("API key", exact=True).fill("hello")
+    page.get_by_role("button", name="Save key").click()
+    error = page.locator("#id_key_error")
+    error.wait_for()
+    assert error.inner_text().startswith("This is not an Anthropic key: an Anthropic key starts")
+    assert page.locator(".alert-success, .alert-warning").count() == 0
+    described = page.get_by_label("API key", exact=True).get_attribute("aria-describedby")
+    assert described == "id_key_helptext id_key_error"
+    assert all(page.locator(f"#{name}").count() == 1 for name in described.split())
+    screenshot(page, "keys-new-format-error")
+    assert not ApiKey.objects.exists()

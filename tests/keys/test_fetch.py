@@ -170,7 +170,7 @@ def test_no_secret_reaches_the_logs(api_client, alice_api, alice, fake_providers
     assert created.status_code == 201
     alice_api.post(
         "/api/keys",
-        {"provider": "anthropic", "name": "a", "key": "sk-ant-api03-wrongwrongwrong00"},
+        {"provider": "anthropic", "name": "a", "key": "sk-ant-api03-" + "wrong" * 8},
         format="json",
     )
     fetched = fetch(api_client, {"user_id": alice.pk, "provider": "openai"}, **server_auth())

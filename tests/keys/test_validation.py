@@ -97,25 +97,9 @@ def test_a_project_key_cannot_pass_as_admin_and_admin_keys_use_the_admin_api(fak
 
 
 def test_copilotkit_is_never_called_and_stays_unverified(fake_providers):
-    result = run_check(fake_providers, "copilotkit", "ck_pub_0123456789abcdef0123")
+    result = run_check(fake_providers, "copilotkit", "ck_pub_0123456789abcdef0123456789abcdef")
     assert result.status == "unverified"
     assert fake_providers.requests == []
-
-
-@pytest.mark.parametrize(
-    ("slug", "good", "bad"),
-    [
-        ("openai", VALID["openai"], "pk-live-123"),
-        ("anthropic", VALID["anthropic"], VALID["openai"]),
-        ("gemini", VALID["gemini"], "AIza-short"),
-        ("openrouter", VALID["openrouter"], VALID["openai"]),
-        ("groq", VALID["groq"], VALID["openai"]),
-        ("exa", VALID["exa"], "not-a-uuid"),
-    ],
-)
-def test_format_hints(slug, good, bad):
-    assert PROVIDERS[slug].matches_format(good)
-    assert not PROVIDERS[slug].matches_format(bad)
 
 
 def test_private_base_urls_are_refused_in_production(settings):
@@ -283,8 +267,7 @@ def test_a_host_that_turns_internal_after_the_form_vetted_it_gets_no_key(
     assert response.status_code == 201, response.content
     assert response.json()["status"] == "unverified"
     assert ApiKey.objects.get().status_detail == (
-        "Could not check with OpenAI-compatible: the service could not be reached. "
-        "You can save it anyway."
+        "Could not check with OpenAI-compatible: the service could not be reached."
     )
 
 

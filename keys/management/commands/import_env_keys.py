@@ -38,7 +38,7 @@ class Command(BaseCommand):
             if not secret or spec.needs_base_url:
                 continue
             if ApiKey.objects.filter(owner=user, provider=slug, project=project).exists():
-                self.stdout.write(f"  {spec.env_var}: skipped, a {spec.label} key is stored")
+                self.stdout.write(f"  {spec.env_var}: skipped, {spec.a_key} is stored")
                 continue
             try:
                 api_key, check = api_key_create(
