@@ -130,6 +130,12 @@ class CatalogFilters:
         return sort_offers([offer for offer in offers if self.matches(offer)], self.sort)
 
 
+def default_sort(offers: Iterable[Offer]) -> str:
+    """The Models page's order when none is chosen: featured first once operators feature
+    models; until then newest first (featuring nothing, "featured" is just A to Z)."""
+    return "featured" if any(offer.model.get("featured") for offer in offers) else "newest"
+
+
 def _price_key(price: Decimal | None) -> tuple[int, Decimal]:
     return (0, price) if price is not None else (1, Decimal(0))
 

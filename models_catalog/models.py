@@ -169,6 +169,15 @@ class SyncRun(models.Model):
     def __str__(self) -> str:
         return f"{self.source} at {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
 
+    @property
+    def origin(self) -> str:
+        """Where the data came from, in words for users (``source`` names files and URLs)."""
+        return {
+            "openrouter": "from OpenRouter",
+            "backup": "from the catalog snapshot shipped with Kay",
+            "file": "from a file an operator loaded",
+        }.get(self.source.split(" ", 1)[0], "")
+
 
 class CatalogPreference(models.Model):
     """A user's allowed models/providers and preferred model (used by the assistant)."""

@@ -296,11 +296,19 @@ def author_provider_slug(author: str) -> str:
     return AUTHOR_PROVIDERS.get(author, slugify(author))[:100]
 
 
+def provider_name_from_slug(slug: str) -> str:
+    """A readable name for a provider known only by its slug ("anthracite-org" becomes
+    "Anthracite Org"): shown to people, where the bare slug reads as an internal id."""
+    return slug.replace("-", " ").title()
+
+
 def inferred_endpoint(model: Fields) -> Fields:
     """The endpoint a model listing implies: its author's first-party provider, serving it
-    at the listed price and top-provider limits. Used only when no /endpoints data exists."""
+    at the listed price and top-provider limits. Used only when no /endpoints data exists.
+    The provider's name comes from the model's ("Microsoft: Phi 4"), else from its slug."""
     slug = author_provider_slug(model["author"])
-    name = model["name"].split(":", 1)[0].strip() if ":" in model["name"] else slug
+    prefix = model["name"].split(":", 1)[0].strip() if ":" in model["name"] else ""
+    name = prefix or provider_name_from_slug(slug)
     return {
         "provider_slug": slug,
         "provider_name": name[:200],

@@ -127,6 +127,14 @@ class ModelRow:
         return sorted({o.provider["name"] for o in self.offers})
 
     @property
+    def has_unknown_policy(self) -> bool:
+        return any(o.policy == DataPolicy.UNKNOWN for o in self.offers)
+
+    @property
+    def has_inferred(self) -> bool:
+        return any((o.model.get("endpoint") or {}).get("inferred") for o in self.offers)
+
+    @property
     def capabilities(self) -> list[str]:
         params = set().union(*(o.parameters for o in self.offers))
         return [name for name in ("tools", "structured_outputs", "reasoning") if name in params]
@@ -184,8 +192,15 @@ def catalog_model_description(*, model: Entry) -> SafeString:
 
 
 def catalog_filter_choices(*, offers: list[Offer]) -> dict[str, list[tuple[str, str]]]:
-    """Choices for the page's filter form, from what the catalog actually holds."""
-    providers = {o.provider["slug"]: o.provider["name"] for o in offers}
+    """Choices for the page's filter form, from what the catalog actually holds.
+
+    Providers are listed by name, once each: two slugs with one name (OpenRouter's
+    ``meta-llama`` and ``meta`` are both "Meta") are one choice whose value names both."""
+    by_name: dict[str, tuple[str, set[str]]] = {}
+    for o in offers:
+        name = o.provider["name"]
+        by_name.setdefault(name.casefold(), (name, set()))[1].add(o.provider["slug"])
+    providers = {",".join(sorted(slugs)): name for name, slugs in by_name.values()}
     locations = sorted({code for o in offers for code in o.locations})
     inputs = sorted({m for o in offers for m in o.model["architecture"]["input_modalities"]})
     outputs = sorted({m for o in offers for m in o.model["architecture"]["output_modalities"]})

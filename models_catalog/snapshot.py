@@ -35,7 +35,10 @@ def provider_entry(provider: Provider) -> Entry:
     training, retains = POLICY_FLAGS.get(provider.data_policy, (None, None))
     return {
         "slug": provider.slug,
-        "name": provider.name,
+        # Rows an older sync named after the slug ("microsoft") read as internal ids.
+        "name": provider.name
+        if provider.name != provider.slug
+        else payloads.provider_name_from_slug(provider.slug),
         "headquarters": provider.headquarters or None,
         "datacenters": list(provider.datacenters or []),
         "data_policy": {

@@ -1,6 +1,7 @@
 """The Models pages: find a model (filters update the results through htmx), see one
 model's providers, and choose allowed and preferred models."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from django.contrib import messages
@@ -15,7 +16,7 @@ from django_htmx.middleware import HtmxDetails
 
 from core.errors import ApplicationError
 from models_catalog import selectors, services
-from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters
+from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters, default_sort
 from models_catalog.forms import CatalogFilterForm
 from models_catalog.models import Model, Provider
 
@@ -65,6 +66,10 @@ def model_list(request: HtmxHttpRequest) -> HttpResponse:
     preferences = selectors.preferences_for(user=request.user)
     allowed_only = request.GET.get("allowed") == "1"
     offers, source = selectors.catalog_offers()
+    selected = form.cleaned_data if form.is_valid() else {}
+    default = default_sort(offers)
+    sort = selected.get("sort") or default
+    filters = replace(filters, sort=sort)
     rows = selectors.catalog_model_rows(filters=filters, offers=offers)
     if allowed_only:
         rows = [row for row in rows if preferences.allows(row)]
@@ -89,10 +94,18 @@ def model_list(request: HtmxHttpRequest) -> HttpResponse:
         return render(request, "models_catalog/_results.html", context)
     context.update(
         choices=selectors.catalog_filter_choices(offers=offers),
-        sorts=SORTS,
+        # "Featured first" is offered once something is featured.
+        sorts={
+            key: label
+            for key, label in SORTS.items()
+            if key != "featured" or "featured" in (sort, default)
+        },
+        sort=sort,
         context_choices=CONTEXT_CHOICES,
         supports=SUPPORTS,
-        selected=form.cleaned_data if form.is_valid() else {},
+        selected=selected,
+        # The provider choice's value: slugs sharing a name are one choice ("meta,meta-llama").
+        provider_value=",".join(sorted(selected.get("provider") or ())),
         last_sync=selectors.catalog_last_sync(),
     )
     return render(request, "models_catalog/list.html", context)

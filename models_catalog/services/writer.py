@@ -222,7 +222,11 @@ def catalog_write(
     for model in models:
         fetched = endpoints.get(model["openrouter_id"])
         for endpoint in [payloads.inferred_endpoint(model)] if fetched is None else fetched:
-            referenced[endpoint["provider_slug"]] = endpoint["provider_name"]
+            slug, name = endpoint["provider_slug"], endpoint["provider_name"]
+            # A name one model gives ("Microsoft: Phi 4") beats one made from the slug
+            # for another ("WizardLM-2 8x22B"), whatever order the models come in.
+            if referenced.get(slug) in (None, payloads.provider_name_from_slug(slug)):
+                referenced[slug] = name
     provider_rows = _upsert_providers(providers or [], referenced, now, summary)
     for start in range(0, len(models), BATCH_SIZE):
         _write_model_batch(

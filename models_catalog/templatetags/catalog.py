@@ -4,8 +4,12 @@ from decimal import Decimal
 from typing import Any
 
 from django import template
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from models_catalog import payloads
+from models_catalog.filters import SUPPORTS
+from models_catalog.models import DataPolicy
 
 register = template.Library()
 MILLION = Decimal(1_000_000)
@@ -43,4 +47,27 @@ def tokens(value: Any) -> str:
 
 @register.filter
 def label(value: str) -> str:
-    return str(value).replace("_", " ")
+    """A capability as the filters name it ("structured_outputs": "Structured outputs")."""
+    return SUPPORTS.get(str(value), str(value).replace("_", " "))
+
+
+@register.filter
+def breakable_id(value: str) -> SafeString:
+    """An OpenRouter id that may wrap after its slash ("openai/<wbr>gpt-4o"), so a narrow
+    column breaks it there rather than in the middle of a word."""
+    author, slash, rest = str(value).partition("/")
+    return format_html("{}{}<wbr>{}", author, slash, rest) if slash else format_html("{}", value)
+
+
+@register.filter
+def data_policy(value: str) -> str:
+    """A provider's data policy as its pill says it ("unknown" alone explains nothing)."""
+    if value not in DataPolicy.values or value == DataPolicy.UNKNOWN:
+        return "Data policy unknown"
+    return str(DataPolicy(value).label)
+
+
+@register.filter
+def https_url(value: str | None) -> str:
+    """A provider's URL from OpenRouter, only when it is https (it lands in an href)."""
+    return value if isinstance(value, str) and value.startswith("https://") else ""

@@ -294,3 +294,9 @@ def test_anonymous_clients_are_rate_limited(api, catalog):
         response = api.get(URL)
     assert codes == [200, 200, 429]
     assert response.json()["error"]["code"] == "rate_limited" and response["Retry-After"]
+
+
+def test_a_provider_named_after_its_slug_by_an_older_sync_gets_a_readable_name(api, db):
+    offer(provider=ProviderFactory(slug="anthracite-org", name="anthracite-org"))
+    provider = api.get(URL).json()["providers"][0]
+    assert (provider["slug"], provider["name"]) == ("anthracite-org", "Anthracite Org")

@@ -1,4 +1,5 @@
-"""The Models page in headless Chromium: filter without reloading, then open a model."""
+"""The Models pages in headless Chromium: filter without reloading, open a model, and
+how the list and a model page read at desktop and phone widths."""
 
 import re
 
@@ -72,3 +73,91 @@ def test_keyboard_and_screen_reader_users_keep_their_place(page):
     page.locator("tr.catalog-row").first.locator("button[aria-pressed=true]").wait_for()
     focused = page.evaluate("document.activeElement.getAttribute('aria-pressed')")
     assert focused == "true"
+
+
+# Characters after which an id may wrap: its slash (<wbr>) and the hyphens between words.
+ID_BREAKS = """() => [...document.querySelectorAll('.catalog-id')].flatMap((el) => {
+  const chars = [];
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      chars.push([node.data[i], range.getBoundingClientRect().top]);
+    }
+  }
+  const before = [];  // the character ending each line but the last
+  for (let i = 1; i < chars.length; i++) {
+    if (chars[i][1] > chars[i - 1][1] + 2) before.push(chars[i - 1][0]);
+  }
+  return before;
+})"""
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+
+
+def _ids_wrap_only_between_words(page) -> None:
+    assert set(page.evaluate(ID_BREAKS)) <= {"/", "-"}
+
+
+def test_the_list_and_a_model_page_read_well_on_desktop_and_phone(page, screenshot):
+    call_command("sync_models", "--from-backup", "--no-progress", stdout=None)
+    UserFactory(email="fay@example.com")
+    login(page, "fay@example.com")
+    page.goto("/dashboard/models/")
+
+    # Providers by name, each once: no "Meta" twice, no lowercase slugs.
+    options = page.locator("#id_provider option").all_inner_texts()
+    assert options.count("Meta") == 1
+    assert not {"microsoft", "openrouter", "gryphe", "undi95", "anthracite-org"} & set(options)
+    assert "Microsoft" in options and "OpenRouter" in options
+    page.locator("#id_provider").select_option(label="Meta")
+    page.wait_for_url(re.compile(r"provider=meta%2Cmeta-llama"))
+    page.wait_for_function("!document.querySelector('.htmx-request')")
+    assert int(page.locator("#result-count strong").inner_text()) == 11  # 8 + 3
+    page.goto("/dashboard/models/")
+
+    # Nothing is featured, so the default order says what it is and no "Featured" choice.
+    assert page.locator("#id_sort option:checked").inner_text() == "Newest first"
+    assert "Featured" not in page.locator("#id_sort").inner_text()
+    # "Only models I allow" is a choice of its own, not a capability.
+    assert page.locator(".catalog-checks").get_by_label("Only models I allow").count() == 0
+    assert page.get_by_label("Only models I allow").is_visible()
+    # Where the catalog came from, in words; no file name.
+    synced = page.locator(".catalog-synced").inner_text()
+    assert "shipped with Kay" in synced and ".json" not in page.content()
+    _ids_wrap_only_between_words(page)
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)
+    screenshot(page, "models-list")
+    page.set_viewport_size({"width": 390, "height": 844})
+    _ids_wrap_only_between_words(page)
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)
+    page.set_viewport_size({"width": 1280, "height": 860})
+
+    page.goto("/dashboard/models/openai/gpt-4o-mini/")
+    # The description's Markdown is rendered, and its link leads to our own page.
+    about = page.locator(".catalog-description")
+    assert "[GPT-4 Omni]" not in about.inner_text()
+    # The four price cards line up.
+    tops = page.locator(".catalog-facts .card").evaluate_all(
+        "cards => cards.map(card => Math.round(card.getBoundingClientRect().top))"
+    )
+    assert len(tops) == 4 and len(set(tops)) == 1
+    # Every column of the providers table shows beside the sidebar at 1280 px.
+    assert page.locator("table.catalog-endpoints").evaluate(
+        "table => table.scrollWidth <= table.parentElement.clientWidth"
+    )
+    # The pills say what they mean, and the notes below explain them.
+    row = page.locator("table.catalog-endpoints tbody tr").first
+    assert row.get_by_text("Data policy unknown").is_visible()
+    assert row.get_by_text("From the model listing").is_visible()
+    notes = page.locator(".catalog-notes").inner_text()
+    assert "have not reviewed this provider" in notes and "model’s own listing" in notes
+    screenshot(page, "model-description")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)
+    page.set_viewport_size({"width": 1280, "height": 860})
+
+    about.get_by_role("link", name="GPT-4 Omni").click()
+    page.wait_for_url("**/dashboard/models/openai/gpt-4o/")
+    assert page.get_by_role("heading", level=1).inner_text() == "OpenAI: GPT-4o"

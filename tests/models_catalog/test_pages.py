@@ -1,6 +1,9 @@
 """The Models pages, preferences and the admin."""
 
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
+from html import escape
 from unittest import mock
 
 import pytest
@@ -8,7 +11,7 @@ from django.urls import reverse
 
 from core.errors import ApplicationError
 from models_catalog import selectors, services
-from models_catalog.models import CatalogPreference, Model, Provider
+from models_catalog.models import CatalogPreference, Model, ModelEndpoint, Provider
 from tests.fakes.openrouter import DATA, MODELS, PROVIDERS
 from tests.models_catalog.factories import (
     ModelEndpointFactory,
@@ -304,3 +307,100 @@ def test_a_router_whose_price_varies_says_so(alice_browser, catalog):
     detail = alice_browser.get("/dashboard/models/openrouter/auto/").content.decode()
     for body in (row, detail.split('id="providers"')[1]):
         assert 'class="num">varies</td>' in body, body
+
+
+# --- The list page's filters, order and wording -------------------------------------------
+
+
+def _options(body: str, select: str) -> list[tuple[str, str, bool]]:
+    """(value, label, selected) of a <select>'s options in the page."""
+    block = body[body.index(f'<select name="{select}"') :]
+    block = block[: block.index("</select>")]
+    return [
+        (value, label, bool(selected))
+        for value, selected, label in re.findall(
+            r'<option value="([^"]*)"( selected)?>([^<]*)</option>', block
+        )
+    ]
+
+
+def test_the_provider_filter_lists_display_names_once(alice_browser, db):
+    offer(provider=ProviderFactory(slug="meta-llama", name="Meta"), openrouter_id="meta-llama/a")
+    offer(provider=ProviderFactory(slug="meta", name="Meta"), openrouter_id="meta/b")
+    # An older sync named providers it knew only from a model after their slug.
+    offer(provider=ProviderFactory(slug="microsoft", name="microsoft"), openrouter_id="microsoft/c")
+    options = _options(alice_browser.get(LIST).content.decode(), "provider")
+    assert [(value, label) for value, label, _ in options] == [
+        ("", "All providers"),
+        ("meta,meta-llama", "Meta"),
+        ("microsoft", "Microsoft"),
+    ]
+    body = alice_browser.get(LIST, {"provider": "meta-llama,meta"}).content.decode()
+    assert ("meta,meta-llama", "Meta", True) in _options(body, "provider")
+    assert "<strong>2</strong> models" in body
+    assert "Microsoft" in alice_browser.get(f"{LIST}microsoft/c/").content.decode()
+
+
+def test_with_nothing_featured_the_list_is_newest_first_and_says_so(alice_browser, db):
+    offer(openrouter_id="a/old", name="A Old", created=datetime(2024, 1, 1, tzinfo=UTC))
+    offer(openrouter_id="z/new", name="Z New", created=datetime(2026, 1, 1, tzinfo=UTC))
+    body = alice_browser.get(LIST).content.decode()
+    sorts = _options(body, "sort")
+    assert ("newest", "Newest first", True) in sorts
+    assert "featured" not in [value for value, _, _ in sorts]
+    assert body.index("Z New") < body.index("A Old")
+
+
+def test_once_a_model_is_featured_the_list_starts_with_it(alice_browser, db):
+    offer(openrouter_id="a/plain", name="A Plain", created=datetime(2026, 1, 1, tzinfo=UTC))
+    offer(openrouter_id="z/star", name="Z Star", created=datetime(2024, 1, 1, tzinfo=UTC))
+    Model.objects.filter(openrouter_id="z/star").update(is_featured=True)
+    body = alice_browser.get(LIST).content.decode()
+    assert ("featured", "Featured, then name", True) in _options(body, "sort")
+    assert body.index("Z Star") < body.index("A Plain")
+
+
+def test_only_models_i_allow_is_not_among_the_capabilities(alice_browser, catalog):
+    body = alice_browser.get(LIST).content.decode()
+    supports = body[body.index('<fieldset class="catalog-checks">') :]
+    supports = supports[: supports.index("</fieldset>")]
+    assert "Only models I allow" not in supports and "Only models I allow" in body
+    assert "You allow every model until you choose some" in body
+
+
+def test_ids_may_wrap_after_their_slash(alice_browser, catalog):
+    body = alice_browser.get(LIST).content.decode()
+    assert '<div class="mono muted catalog-id">openai/<wbr>gpt-tools</div>' in body
+
+
+# --- The model page's providers -------------------------------------------------------------
+
+
+def test_the_model_page_explains_an_unknown_data_policy_and_a_listing_row(alice_browser, db):
+    endpoint = offer(
+        provider=ProviderFactory(slug="maker", privacy_policy_url="https://maker.example/p"),
+        openrouter_id="maker/m",
+    )
+    ModelEndpoint.objects.filter(pk=endpoint.pk).update(inferred=True)
+    body = alice_browser.get("/dashboard/models/maker/m/").content.decode()
+    assert body.count("Data policy unknown") == 2  # the pill and its note
+    assert body.count("From the model listing") == 2
+    assert "have not reviewed this provider yet" in body
+    assert 'href="https://maker.example/p" rel="nofollow noopener noreferrer"' in body
+
+
+def test_a_reviewed_provider_needs_no_notes(alice_browser, db):
+    offer(provider=ProviderFactory(slug="zr", data_policy="zero_retention"), openrouter_id="zr/m")
+    body = alice_browser.get("/dashboard/models/zr/m/").content.decode()
+    assert "Zero retention" in body
+    assert "Data policy unknown" not in body and "catalog-notes" not in body
+
+
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", "http://maker.example/p", "data:text/html,<script>x</script>"]
+)
+def test_a_providers_privacy_link_is_shown_only_for_https(alice_browser, db, url):
+    offer(provider=ProviderFactory(slug="maker", privacy_policy_url=url), openrouter_id="maker/m")
+    body = alice_browser.get("/dashboard/models/maker/m/").content.decode()
+    assert "Privacy policy" not in body
+    assert url not in body and escape(url) not in body

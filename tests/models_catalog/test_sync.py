@@ -311,3 +311,23 @@ def test_models_with_unsafe_ids_are_skipped_and_the_models_page_still_renders(
     assert page.status_code == 200
     assert f"<strong>{NEWEST}</strong> models" in page.content.decode()
     assert "Evil" not in page.content.decode()
+
+
+def test_providers_known_only_from_models_get_readable_names_whatever_the_order(tmp_path):
+    listing = {
+        "data": [
+            {"id": "microsoft/phi-4", "name": "Microsoft: Phi 4"},
+            {"id": "microsoft/wizardlm-2-8x22b", "name": "WizardLM-2 8x22B"},  # no "Maker:"
+            {"id": "undi95/remm-slerp-l2-13b", "name": "ReMM SLERP 13B"},
+            {"id": "anthracite-org/magnum-v4-72b", "name": "Magnum v4 72B"},
+        ]
+    }
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(listing))
+    services.catalog_sync_from_files(models_path=path)
+    names = dict(Provider.objects.values_list("slug", "name"))
+    assert names == {
+        "microsoft": "Microsoft",
+        "undi95": "Undi95",
+        "anthracite-org": "Anthracite Org",
+    }
