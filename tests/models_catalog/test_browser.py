@@ -2,12 +2,14 @@
 how the list and a model page read at desktop and phone widths."""
 
 import re
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
 
 from tests.accounts.factories import UserFactory
 from tests.browser_helpers import login
+from tests.models_catalog.factories import ModelEndpointFactory, ModelFactory, ProviderFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -161,3 +163,32 @@ def test_the_list_and_a_model_page_read_well_on_desktop_and_phone(page, screensh
     about.get_by_role("link", name="GPT-4 Omni").click()
     page.wait_for_url("**/dashboard/models/openai/gpt-4o/")
     assert page.get_by_role("heading", level=1).inner_text() == "OpenAI: GPT-4o"
+
+
+def test_a_model_with_many_providers_shows_every_column_at_1280(page, screenshot):
+    model = ModelFactory(openrouter_id="google/gemma-3-27b-it", name="Google: Gemma 3 27B")
+    for slug, name, status in [
+        ("google-vertex-europe", "Google Vertex (Europe)", 0),
+        ("deepinfra", "DeepInfra", 0),
+        ("novita", "NovitaAI", 2),
+        ("chutes", "Chutes", None),
+    ]:
+        ModelEndpointFactory(
+            model=model,
+            provider=ProviderFactory(slug=slug, name=name, datacenters=["US", "NL", "SG"]),
+            quantization="fp8",
+            uptime_last_30m=Decimal("99.51"),
+            status=status,
+        )
+    UserFactory(email="gil@example.com")
+    login(page, "gil@example.com")
+    page.goto("/dashboard/models/google/gemma-3-27b-it/")
+    assert page.locator("table.catalog-endpoints tbody tr").count() == 4
+    assert page.locator("table.catalog-endpoints").evaluate(
+        "table => table.scrollWidth <= table.parentElement.clientWidth"
+    )
+    assert page.get_by_text("Degraded (2)").is_visible()
+    assert page.get_by_text("Not reported").is_visible()
+    screenshot(page, "model-providers")
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate(NO_SIDEWAYS_SCROLL)
