@@ -277,6 +277,7 @@ def test_a_signed_in_cli_connects_another_atlassian_account_once_its_owner_confi
     assert b"vera@example.com" in page.content
     assert client.post(confirm_url, {"action": "link"}).status_code == 200
     assert Connection.objects.get(service="confluence").user == mia
+    assert b"no sign-in waiting" in client.post(confirm_url, {"action": "link"}).content
     body = api_client.get(f"/auth/status/{link['state']}").json()
     assert body["status"] == "completed" and "token" not in body
 
