@@ -322,3 +322,32 @@ def test_a_signed_token_with_an_odd_subject_is_a_401_not_a_500(api_client, db, k
     token["sid"] = "00000000-0000-0000-0000-000000000000"
     response = api_client.get("/auth/me", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 401
+
+
+# --- NUL characters: PostgreSQL refuses them in any text a query compares ------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "route"), READS + WRITES, ids=[f"{m} {r}" for m, r in READS + WRITES]
+)
+def test_a_nul_character_in_the_query_string_is_a_400_everywhere(caller, method, route):
+    query = {name: f"\x00{MARKER}" for name in ("provider", "service", "session_id", "id")}
+    response = getattr(caller, method)(_path(route), query_params=query)
+    _assert_safe_answer(response)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("query", ["provider=%00", "%00=1"])
+def test_a_nul_in_the_keys_provider_filter_is_a_400_not_a_database_error(alice_api, query):
+    response = alice_api.get(f"/api/keys?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("path", ["/dashboard/keys/?provider=%00", "/dashboard/models/openai%00x/"])
+def test_pages_answer_a_nul_with_a_400_page(alice_browser, path):
+    alice_browser.raise_request_exception = False
+    response = alice_browser.get(path, HTTP_ACCEPT="text/html")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
