@@ -74,6 +74,15 @@ class CliSessionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, CliSession.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        # Revoke first, so the trail names the operator and the cache forgets the family
+        # at once (its minted API tokens go with the rows).
+        self.revoke(request, queryset)
+        super().delete_queryset(request, queryset)
+
     @admin.action(description="Revoke the selected CLI sessions")
     def revoke(self, request, queryset):
         from accounts.services import RequestOrigin
@@ -104,7 +113,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class DeviceAuthorizationAdmin(admin.ModelAdmin):
     list_display = ("client_name", "status", "user", "created_at", "expires_at")
     list_filter = ("status",)
-    fields = ("client_name", "status", "user", "interval", "created_at", "expires_at", "decided_at")
+    fields = (
+        "client_name",
+        "client_ip",
+        "status",
+        "user",
+        "interval",
+        "created_at",
+        "expires_at",
+        "decided_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request):

@@ -22,6 +22,7 @@ from accounts.throttling import (
     DeviceStartThrottle,
     RefreshThrottle,
 )
+from core.clientip import client_ip
 from core.errors import PermissionDenied
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -191,7 +192,8 @@ class DeviceAuthorizationApi(APIView):
         data = self.InputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         row, device_code, user_code = devices.device_authorization_start(
-            client_name=data.validated_data.get("client_name", "")
+            client_name=data.validated_data.get("client_name", ""),
+            client_ip=client_ip(request),
         )
         uri = f"{settings.APP_URL}{reverse('connections:device')}"
         body = {

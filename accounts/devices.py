@@ -59,7 +59,9 @@ def user_code_format(code: str) -> str:
 
 
 @transaction.atomic
-def device_authorization_start(*, client_name: str) -> tuple[DeviceAuthorization, str, str]:
+def device_authorization_start(
+    *, client_name: str, client_ip: str = ""
+) -> tuple[DeviceAuthorization, str, str]:
     """A new device authorization; returns the row, the device code and the user code."""
     device_code = secrets.token_urlsafe(32)
     while True:
@@ -71,6 +73,7 @@ def device_authorization_start(*, client_name: str) -> tuple[DeviceAuthorization
         device_code_hash=token_hash(device_code),
         user_code_hash=token_hash(user_code),
         client_name=(client_name or "").strip()[:100] or "kay CLI",
+        client_ip=client_ip or None,
         interval=settings.DEVICE_CODE_INTERVAL,
         created_at=now,
         expires_at=now + timedelta(seconds=settings.DEVICE_CODE_EXPIRES_IN),

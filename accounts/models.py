@@ -142,7 +142,7 @@ class ApiToken(models.Model):
     # The CLI sign-in that minted it: revoking that family revokes this token too, so a
     # phished CLI session cannot outlive its revocation through a token it created.
     cli_session = models.ForeignKey(
-        CliSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_tokens"
+        CliSession, null=True, blank=True, on_delete=models.CASCADE, related_name="api_tokens"
     )
 
     class Meta:
@@ -164,6 +164,8 @@ class DeviceAuthorization(models.Model):
     device_code_hash = models.CharField(max_length=64, unique=True)
     user_code_hash = models.CharField(max_length=64, unique=True)
     client_name = models.CharField(max_length=100)
+    # Shown on the approval page, so a person can tell their own CLI from a phisher's.
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     user = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.CASCADE, related_name="device_logins"

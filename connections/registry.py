@@ -63,10 +63,17 @@ SERVICES: dict[str, ServiceSpec] = {
 
 def service_get(name: str | None) -> ServiceSpec:
     """The spec for ``name``, or a 400 naming the services that exist."""
+    if not (name or "").strip():
+        raise ApplicationError(
+            f"Name the service: ?service= one of {', '.join(SERVICES)}.",
+            code="validation_error",
+            fields={"service": ["This field is required."]},
+        )
     spec = SERVICES.get((name or "").strip().lower())
     if spec is None:
+        # Never repeat the raw value: it is attacker-chosen text.
         raise ApplicationError(
-            f"Unknown service {name!r}. Use one of: {', '.join(SERVICES)}.",
+            f"Unknown service. Use one of: {', '.join(SERVICES)}.",
             code="unknown_service",
             fields={"service": ["Not a known service."]},
         )

@@ -116,3 +116,11 @@ def test_a_device_login_is_recorded_with_the_approving_address(alice_browser, al
     event = SecurityEvent.objects.get(user=alice, kind="cli_signed_in")
     assert event.ip_address == "198.51.100.7"
     assert event.detail == {"via": "device", "client": "build box"}
+
+
+def test_the_device_page_shows_the_address_that_asked(alice_browser, api_client):
+    device = api_client.post(
+        "/api/auth/device", {"client_name": "build box"}, format="json", REMOTE_ADDR="192.0.2.44"
+    )
+    page = alice_browser.get(f"/dashboard/device?user_code={device.json()['user_code']}")
+    assert b"192.0.2.44" in page.content

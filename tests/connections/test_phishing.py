@@ -421,3 +421,31 @@ def test_a_login_code_allows_three_guesses_then_not_even_the_right_code(oauth, a
         attacker.post(confirm, {"code": guess})
     attacker.post(confirm, {"code": code})
     assert "_auth_user_id" not in attacker.session
+
+
+def test_deleting_a_cli_session_in_the_admin_ends_its_minted_tokens_and_is_recorded(
+    oauth, api_client, client, staff
+):
+    _, status = first_login(api_client, client)
+    minted = _mint(api_client, status["token"])
+    operator = Client()
+    operator.force_login(staff)
+    session = CliSession.objects.get()
+    response = operator.post(
+        "/admin/accounts/clisession/",
+        {"action": "delete_selected", "_selected_action": [session.pk], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert not CliSession.objects.exists()
+    assert api_client.get("/auth/me", **bearer(minted)).status_code == 401
+    assert SecurityEvent.objects.get(kind="cli_session_revoked").actor == staff
+
+
+def test_an_unknown_service_is_not_repeated_and_a_missing_one_is_named(api_client, db):
+    sent = "<script>alert(1)</script>"
+    response = api_client.post(f"/connections/connect?service={sent}")
+    assert response.status_code == 400
+    assert "script" not in response.content.decode()
+    missing = api_client.post("/connections/connect")
+    assert missing.status_code == 400
+    assert missing.json()["error"]["fields"] == {"service": ["This field is required."]}
