@@ -8,6 +8,11 @@ from rest_framework import serializers
 from core.ids import IdField
 from keys.providers import CHOICES, PROVIDERS
 
+KEY_HELP = (
+    "The provider's API key, in the provider's format (e.g. sk-ant-… for Anthropic): a key "
+    "that cannot be the provider's is refused with 400 key_format before it is sent anywhere."
+)
+
 
 def _provider_field() -> serializers.ChoiceField:
     # Lists the choices instead of quoting the rejected value (DRF's default).
@@ -32,7 +37,7 @@ class ApiKeyOutputSerializer(serializers.Serializer):
 class ApiKeyCreateInputSerializer(serializers.Serializer):
     provider = _provider_field()
     name = serializers.CharField(max_length=100)
-    key = serializers.CharField(max_length=4096, trim_whitespace=True)
+    key = serializers.CharField(max_length=4096, trim_whitespace=True, help_text=KEY_HELP)
     project_id = IdField(required=False, allow_null=True)
     base_url = serializers.URLField(required=False, allow_blank=True, max_length=300)
     is_default = serializers.BooleanField(required=False, default=False)
@@ -42,7 +47,9 @@ class ApiKeyUpdateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
     project_id = IdField(required=False, allow_null=True)
     is_default = serializers.BooleanField(required=False)
-    key = serializers.CharField(max_length=4096, required=False, trim_whitespace=True)
+    key = serializers.CharField(
+        max_length=4096, required=False, trim_whitespace=True, help_text=KEY_HELP
+    )
 
     def validate(self, attrs: dict) -> dict:
         if not attrs:
