@@ -1,4 +1,4 @@
-"""Dashboard pages owned by accounts: the overview, section shells, development login."""
+"""Pages owned by accounts: security activity and the development login."""
 
 from django.conf import settings
 from django.contrib.auth import login
@@ -12,48 +12,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from accounts.auth_selectors import security_events_for
 from accounts.forms import FakeLoginForm
 from accounts.services import user_get_or_create_for_fake_login
-from core.navigation import SECTIONS_BY_SLUG, section_url
-from keys.selectors import onboarding_completed as key_onboarding_completed
 
 SECURITY_EVENTS_PER_PAGE = 25
-
-
-@login_required
-def overview(request: HttpRequest) -> HttpResponse:
-    sections = SECTIONS_BY_SLUG
-    next_steps = [
-        {
-            "title": "Set up your key vault",
-            "text": "Create a project and add your OpenAI, Anthropic, OpenRouter or other keys "
-            "to the encrypted vault.",
-            "url": reverse("keys:onboarding"),
-            "action": "Start onboarding",
-            "done": key_onboarding_completed(user=request.user),  # type: ignore[arg-type]
-        },
-        {
-            "title": "Connect Jira",
-            "text": "Let the assistant search and act in Jira with your own Atlassian account.",
-            "url": section_url(sections["connections"]),
-            "action": "Go to connections",
-            "done": False,
-        },
-        {
-            "title": "Create an API token for the CLI",
-            "text": "Use the `kay` CLI and editor extensions with a personal token.",
-            "url": section_url(sections["tokens"]),
-            "action": "Go to API tokens",
-            "done": False,
-        },
-    ]
-    return render(request, "dashboard/overview.html", {"next_steps": next_steps})
-
-
-@login_required
-def section(request: HttpRequest, slug: str) -> HttpResponse:
-    found = SECTIONS_BY_SLUG.get(slug)
-    if found is None or found.url_name != "dashboard:section":
-        raise Http404("No such section")
-    return render(request, "dashboard/section.html", {"section": found})
 
 
 @require_http_methods(["GET", "POST"])

@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "usage",
     "assistant",
     "billing",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -141,6 +142,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "core.context_processors.kay",
+                "dashboard.context_processors.navigation",
             ],
         },
     },

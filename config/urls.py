@@ -2,17 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from accounts import views as account_views
 from accounts.api import MeGetApi
 from core import views as core_views
-
-dashboard_patterns = (
-    [
-        path("", account_views.overview, name="overview"),
-        path("<slug:slug>/", account_views.section, name="section"),
-    ],
-    "dashboard",
-)
 
 api_patterns = [
     path("me", MeGetApi.as_view(), name="api-me"),
@@ -32,7 +23,7 @@ urlpatterns = [
     path("", include("assistant.urls")),
     path("", include("billing.urls")),
     # Section shells last, so an app's own /dashboard/<section>/ pages win.
-    path("dashboard/", include(dashboard_patterns)),
+    path("dashboard/", include("dashboard.urls")),
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),

@@ -36,11 +36,60 @@ def test_staff_see_the_admin_link(client, staff):
 
 
 def test_every_nav_link_opens_a_page(alice_browser):
-    from core.navigation import SECTIONS as NAV
-    from core.navigation import section_url
+    from dashboard.navigation import SECTIONS as NAV
 
     for section in NAV:
-        assert alice_browser.get(section_url(section)).status_code == 200, section.slug
+        assert alice_browser.get(section.url).status_code == 200, section.slug
+
+
+@pytest.mark.parametrize(
+    ("slug", "says", "next_url"),
+    [
+        ("usage", "admin key", "/dashboard/keys/new/"),
+        ("assistant", "connect Jira", "/dashboard/connections/"),
+        ("billing", "Stripe", "/dashboard/keys/"),
+    ],
+)
+def test_sections_still_coming_say_what_they_will_do_and_what_to_do_now(
+    alice_browser, slug, says, next_url
+):
+    html = alice_browser.get(f"/dashboard/{slug}/").content.decode()
+    assert "Coming soon" in html and says in html
+    assert f'href="{next_url}"' in html
+    assert "Nothing here yet" not in html
+
+
+def test_the_checklist_follows_what_exists_however_it_was_made(alice_browser, alice):
+    from accounts.tokens import api_token_create
+    from tests.connections.factories import ConnectionFactory
+    from tests.keys.factories import ApiKeyFactory, ProjectFactory
+
+    def done_steps():
+        html = alice_browser.get("/dashboard/").content.decode()
+        return html.count('class="done"')
+
+    assert done_steps() == 0
+    project = ProjectFactory(owner=alice)
+    assert done_steps() == 1
+    ApiKeyFactory(owner=alice, project=project)
+    assert done_steps() == 2
+    ConnectionFactory(user=alice, service="jira")
+    assert done_steps() == 3
+    api_token_create(user=alice, name="cli")
+    html = alice_browser.get("/dashboard/").content.decode()
+    assert html.count('class="done"') == 4
+    assert "You are set up" in html
+
+
+def test_the_checklist_reads_a_fixed_number_of_queries(
+    alice_browser, alice, django_assert_max_num_queries
+):
+    from tests.keys.factories import ApiKeyFactory, ProjectFactory
+
+    for _ in range(5):
+        ApiKeyFactory(owner=alice, project=ProjectFactory(owner=alice))
+    with django_assert_max_num_queries(12):
+        alice_browser.get("/dashboard/")
 
 
 def test_unknown_section_is_404(alice_browser):
