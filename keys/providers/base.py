@@ -138,6 +138,10 @@ def check_with_openai_sdk(
         return unreachable(label, f"it answered HTTP {exc.status_code}")
     except openai.APIError:
         return unreachable(label, "it sent an answer we could not read")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        # A 200 whose body is not a model list (HTML, ``[]``, a bare number): the SDK's
+        # parser fails on it with whatever it hits first. A user's server may send anything.
+        return unreachable(label, "it sent an answer we could not read")
     return Check("valid", f"{label} accepted this key.")
 
 
