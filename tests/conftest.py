@@ -1,10 +1,15 @@
-"""Shared fixtures: alice (owner), bob (another account), charlie (no access)."""
+"""Shared fixtures: alice (owner), bob (another account), charlie (no access).
+
+alice owns what a test makes; bob has his own account and objects and must never reach
+alice's; charlie has an account and nothing else (no objects, no role).
+"""
 
 import os
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.test import Client
 from rest_framework.test import APIClient
 
 from tests.accounts.factories import UserFactory
@@ -47,6 +52,7 @@ def bob(db):
 
 @pytest.fixture
 def charlie(db):
+    """The stranger: signed in, owning nothing (tests/core/test_isolation_walk.py)."""
     return UserFactory(email="charlie@example.com", name="Charlie Nobody")
 
 
@@ -73,6 +79,21 @@ def alice_api(alice):
 def alice_browser(client, alice):
     client.force_login(alice)
     return client
+
+
+@pytest.fixture
+def bob_api(bob):
+    client = APIClient()
+    client.force_authenticate(bob)
+    return client
+
+
+@pytest.fixture
+def bob_browser(bob):
+    """bob's own browser, so a test can hold alice's (``client``) beside it."""
+    browser = Client()
+    browser.force_login(bob)
+    return browser
 
 
 # --- Browser tests (Playwright driving Debian's Chromium) ---------------------------------

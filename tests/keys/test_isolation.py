@@ -13,21 +13,6 @@ def alices(alice):
     return key, project
 
 
-@pytest.fixture
-def bob_api(bob):
-    from rest_framework.test import APIClient
-
-    client = APIClient()
-    client.force_authenticate(bob)
-    return client
-
-
-@pytest.fixture
-def bob_browser(client, bob):
-    client.force_login(bob)
-    return client
-
-
 def test_api_endpoints_404_on_alices_objects(bob_api, alices):
     key, project = alices
     calls = [
@@ -51,13 +36,13 @@ def test_api_endpoints_404_on_alices_objects(bob_api, alices):
     assert Project.objects.get(pk=project.pk).name == "Alice's"
 
 
-def test_bob_cannot_file_a_key_under_alices_project(bob_api, alices, fake_providers):
+def test_bob_cannot_file_a_key_under_alices_project(bob_api, bob, alices, fake_providers):
     _, project = alices
     from tests.keys.conftest import VALID
 
     body = {"provider": "openai", "name": "x", "key": VALID["openai"], "project_id": project.pk}
     assert bob_api.post("/api/keys", body, format="json").status_code == 404
-    bobs = ApiKeyFactory(owner=bob_api.handler._force_user)
+    bobs = ApiKeyFactory(owner=bob)
     response = bob_api.patch(f"/api/keys/{bobs.pk}", {"project_id": project.pk}, format="json")
     assert response.status_code == 404
 
