@@ -491,6 +491,10 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's default "django" handlers print django.request and django.security
+        # lines ("Not Found: /auth/status/<state>") unfiltered while DEBUG is on: none,
+        # so they reach the root's redacting handler.
+        "django": {"handlers": [], "level": "INFO"},
         "django.db.backends": {"level": "INFO"},
         # runserver's access log: Django's default handler prints query strings
         # (session_id, code, state) unfiltered, so it goes through ours instead.

@@ -25,6 +25,10 @@ _PATTERNS = [
     re.compile(r"\bkaysession_[A-Za-z0-9_\-]+"),
     re.compile(r"(/auth/status/)[^\s/?\"']+"),
     re.compile(r"(?i)([?&]session_id=)[^&\s\"']+"),
+    # allauth's links sent by email: the password-reset key and the email-confirmation key
+    # travel in the path (/accounts/password/reset/key/<uid>-<key>/, …/confirm-email/<key>/).
+    re.compile(r"(/password/reset/key/[0-9A-Za-z]+-)(?!set-password/)[^\s/?\"']+"),
+    re.compile(r"(/confirm-email/)[^\s/?\"']+"),
     # Google API keys
     re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     # Stripe-style secrets
@@ -54,7 +58,7 @@ def _keep_label(match: re.Match[str]) -> str:
     if not match.lastindex:
         return REDACTED
     label = match.group(1)
-    if label.endswith(("=", "/")):
+    if label.endswith(("=", "/", "-")):
         return f"{label}{REDACTED}"
     return f"{label} {REDACTED}"
 

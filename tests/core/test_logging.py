@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -104,8 +106,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_the_development_server_access_log_is_redacted(tmp_path):
-    """`make run` starts `manage.py runserver`; its `django.server` lines go through the filter."""
+@contextmanager
+def _development_server(tmp_path: Path) -> Iterator[str]:
+    """`make run`'s `manage.py runserver` (DEBUG on), answering at the URL yielded; its
+    output goes to ``tmp_path / "runserver.log"``."""
     port = _free_port()
     log = tmp_path / "runserver.log"
     with log.open("w") as out:
@@ -127,16 +131,50 @@ def test_the_development_server_access_log_is_redacted(tmp_path):
             except httpx.TransportError:
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_the_development_server_access_log_is_redacted(tmp_path):
+    """`make run` starts `manage.py runserver`; its `django.server` lines go through the filter."""
+    with _development_server(tmp_path) as base:
         httpx.get(
             f"{base}/connections?session_id=kaysession_xyzSession&code=abcCode&state=defState"
         )
         httpx.get(f"{base}/connections/oauth/callback?service=jira&code=CodeQ456&state=StateQ789")
         httpx.get(f"{base}/auth/status/StateValue123abc", timeout=5)
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-    text = log.read_text()
+    text = (tmp_path / "runserver.log").read_text()
     assert '"GET /healthz HTTP/1.1" 200' in text  # the access log is on
     assert "session_id=[REDACTED]" in text
     for secret in ("xyzSession", "abcCode", "defState", "CodeQ456", "StateQ789", "StateValue123"):
         assert secret not in text, text
+
+
+def test_django_request_lines_are_redacted_while_debug_is_on(tmp_path):
+    """With DEBUG on, Django's own handler printed every django.request line ("Not Found:
+    <path>", "Internal Server Error: <path>") a second time, unfiltered."""
+    with _development_server(tmp_path) as base:
+        httpx.get(f"{base}/nothing-here/kaysession_NotFoundSecret1")
+        httpx.get(f"{base}/accounts/password/reset/key/1-c3r2s1-ResetKeySecret2/", timeout=5)
+    text = (tmp_path / "runserver.log").read_text()
+    assert "Not Found: /nothing-here/[REDACTED]" in text
+    for secret in ("NotFoundSecret1", "ResetKeySecret2"):
+        assert secret not in text, text
+
+
+def test_keys_of_emailed_account_links_are_redacted():
+    """allauth puts the password-reset and email-confirmation keys in the path."""
+    line = (
+        '"GET /accounts/password/reset/key/1-c3r2s1-9f8e7d6c5b4a3f2e1d0c/ HTTP/1.1" 200 / '
+        '"POST /accounts/confirm-email/MzQ:1tXyZa:aBcDeFgHiJkLmNoP/ HTTP/1.1" 302'
+    )
+    text = redact(line)
+    assert "9f8e7d6c5b4a3f2e1d0c" not in text and "aBcDeFgHiJkLmNoP" not in text
+    assert "/accounts/password/reset/key/1-[REDACTED]/" in text
+    assert "/accounts/confirm-email/[REDACTED]/" in text
+    # allauth's own next step names no secret and stays readable.
+    assert redact("/accounts/password/reset/key/1-set-password/") == (
+        "/accounts/password/reset/key/1-set-password/"
+    )

@@ -64,3 +64,19 @@ def test_health_sees_the_running_worker(celery_worker_process, alice_api, settin
     body = alice_api.get("/health").json()
     assert body["services"]["worker"]["status"] == "healthy"
     assert body["status"] == "healthy"
+
+
+@pytest.mark.worker
+def test_the_worker_log_goes_through_the_redacting_filter(celery_worker_process, tmp_path):
+    """Celery swaps the root handlers for its own unless it is told otherwise; a message for
+    a task it does not know is logged whole, arguments included."""
+    from config.celery import app
+    from core.tasks import ping
+
+    secret = "sk-live-" + "q" * 24
+    app.send_task("kay.no_such_task", args=[secret])
+    assert ping.apply_async().get(timeout=30) == "pong"  # the solo pool took both, in order
+    text = (tmp_path / "worker.log").read_text()
+    assert "kay.no_such_task" in text
+    assert secret not in text
+    assert "[REDACTED]" in text
