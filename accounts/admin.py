@@ -45,6 +45,7 @@ class UserAdmin(BaseUserAdmin):
 # --- CLI sessions, personal API tokens, device login (issue 4): no hash is shown ---------
 from accounts.models import (  # noqa: E402
     ApiToken,
+    AtlassianProfile,
     CliSession,
     DeviceAuthorization,
     SecurityEvent,
@@ -146,3 +147,10 @@ class SecurityEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AtlassianProfile)
+class AtlassianProfileAdmin(admin.ModelAdmin):
+    list_display = ("user", "account_id", "name", "email", "account_status", "updated_at")
+    search_fields = ("user__email", "account_id", "email", "name")
+    readonly_fields = ("user", "account_id", "created_at", "updated_at")

@@ -23,8 +23,9 @@ from django.utils import timezone
 
 from accounts.models import CliSession, DeviceAuthorization, User
 from accounts.services import RequestOrigin
-from accounts.tokens import TokenPair, cli_session_issue_tokens, cli_session_start, token_hash
+from accounts.tokens import TokenPair, cli_session_issue_tokens, cli_session_start
 from core.errors import ApplicationError, RateLimited
+from core.hashing import token_hash
 
 # RFC 8628 §6.1: a short code from an alphabet without vowels or look-alikes.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from rest_framework_simplejwt.tokens import Token
 from accounts.models import ApiToken, CliSession, RefreshToken, User
 from accounts.services import NOWHERE, Kind, RequestOrigin, security_event_record
 from core.errors import ApplicationError
+from core.hashing import token_hash
 from core.ids import parse_id
 
 # Revocation is cached this long, so a revoked family stops working within it everywhere.
@@ -49,11 +49,6 @@ class TokenRejected(ApplicationError):
             code=code,
             headers={"WWW-Authenticate": f'Bearer realm="kay", error="{code or self.code}"'},
         )
-
-
-def token_hash(raw: str) -> str:
-    """The SHA-256 hex digest under which a client secret is stored."""
-    return hashlib.sha256(raw.encode()).hexdigest()
 
 
 class CliSessionToken(Token):

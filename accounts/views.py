@@ -1,17 +1,32 @@
-"""Pages owned by accounts: security activity and the development login."""
+"""Account pages: API tokens and signed-in CLIs, device approval, security activity, and
+the development login."""
+
+from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.auth_selectors import security_events_for
-from accounts.forms import FakeLoginForm
-from accounts.services import user_get_or_create_for_fake_login
+from accounts import devices, tokens
+from accounts.forms import ApiTokenForm, FakeLoginForm, UserCodeForm
+from accounts.models import User
+from accounts.selectors import (
+    api_token_get_for_user,
+    api_tokens_for,
+    atlassian_profile_for,
+    cli_session_for,
+    cli_sessions_for,
+    security_events_for,
+)
+from accounts.services import RequestOrigin, user_get_or_create_for_fake_login
+from core.clientip import client_ip
+from core.errors import ApplicationError, RateLimited
 
 SECURITY_EVENTS_PER_PAGE = 25
 
@@ -37,4 +52,104 @@ def security_activity(request: HttpRequest) -> HttpResponse:
     page = pages.get_page(request.GET.get("page"))
     response = render(request, "accounts/security.html", {"page": page})
     response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_list(request: HttpRequest) -> HttpResponse:
+    user: User = request.user  # type: ignore[assignment]
+    form = ApiTokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            row, new_token = tokens.api_token_create(
+                user=user, name=form.cleaned_data["name"], origin=RequestOrigin.of(request)
+            )
+        except ApplicationError as exc:  # e.g. the per-account token limit
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Created “{row.name}”. Copy it now: it is shown only once.")
+            form = ApiTokenForm()
+    context = {
+        "form": form,
+        "new_token": new_token,
+        "tokens": api_tokens_for(user=user),
+        "sessions": cli_sessions_for(user=user),
+    }
+    response = render(request, "accounts/tokens.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
+    try:
+        found = api_token_get_for_user(user=request.user, token_id=token_id)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("accounts:tokens")
+    tokens.api_token_revoke(token=found, actor=found.user, origin=RequestOrigin.of(request))
+    messages.success(request, f"Revoked “{found.name}”. It no longer works.")
+    return redirect("accounts:tokens")
+
+
+@login_required
+@require_POST
+def cli_session_end(request: HttpRequest, public_id: str) -> HttpResponse:
+    session = cli_session_for(user=request.user, public_id=public_id)
+    if session is None:
+        messages.error(request, "No such CLI sign-in.")
+    else:
+        tokens.cli_session_revoke(
+            session=session,
+            reason="signed_out_from_dashboard",
+            actor=session.user,
+            origin=RequestOrigin.of(request),
+        )
+        messages.success(request, "Signed that CLI out.")
+    return redirect("accounts:tokens")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def device_verify(request: HttpRequest) -> HttpResponse:
+    """Enter the CLI's code, see which client asks, approve or deny (RFC 8628 §3.3)."""
+    user: User = request.user  # type: ignore[assignment]
+    action = request.POST.get("action", "")
+    address = client_ip(request)
+    form = UserCodeForm(request.POST or request.GET or None)
+    context: dict = {"form": form, "pending": None, "decided": None}
+    status = 200
+    retry_after: int | None = None
+    if form.is_bound and form.is_valid():
+        code = form.cleaned_data["user_code"]
+        try:
+            if request.method == "POST" and action in ("approve", "deny"):
+                profile = atlassian_profile_for(user=user)
+                row = devices.device_authorization_decide(
+                    user=user,
+                    user_code=code,
+                    approve=action == "approve",
+                    account_id=profile.account_id if profile else "",
+                    client_ip=address,
+                )
+                context["decided"] = row
+            else:
+                context["pending"] = devices.device_authorization_find(
+                    user=user, user_code=code, client_ip=address
+                )
+                context["user_code"] = devices.user_code_format(devices.user_code_normalize(code))
+        except RateLimited as exc:
+            form.add_error("user_code", exc.message)
+            status = 429
+            retry_after = exc.retry_after
+        except ApplicationError as exc:
+            form.add_error("user_code", exc.message)
+            status = 400
+    response = render(request, "accounts/device.html", context, status=status)
+    response["Cache-Control"] = "no-store"
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     return response

@@ -2,11 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from accounts.api import MeGetApi
 from core import views as core_views
 
 api_patterns = [
-    path("me", MeGetApi.as_view(), name="api-me"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -16,6 +14,7 @@ urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("health", core_views.HealthApi.as_view(), name="health"),
     # Each app owns its paths (pages under /dashboard/<section>/, APIs under /api/).
+    path("", include("accounts.urls")),
     path("", include("keys.urls")),
     path("", include("connections.urls")),
     path("", include("models_catalog.urls")),
@@ -24,7 +23,6 @@ urlpatterns = [
     path("", include("billing.urls")),
     # Section shells last, so an app's own /dashboard/<section>/ pages win.
     path("dashboard/", include("dashboard.urls")),
-    path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include(api_patterns)),

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from connections.models import AccessibleResource, AtlassianProfile, Connection, KaySession
+from connections.models import AccessibleResource, Connection, KaySession
 
 
 class AccessibleResourceInline(admin.TabularInline):
@@ -43,13 +43,6 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-
-@admin.register(AtlassianProfile)
-class AtlassianProfileAdmin(admin.ModelAdmin):
-    list_display = ("user", "account_id", "name", "email", "account_status", "updated_at")
-    search_fields = ("user__email", "account_id", "email", "name")
-    readonly_fields = ("user", "account_id", "created_at", "updated_at")
 
 
 @admin.register(KaySession)

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.selectors import atlassian_profile_for
 from accounts.services import RequestOrigin
 from accounts.throttling import DEFAULT_THROTTLES, ConnectThrottle
 from connections import selectors, services
@@ -178,7 +179,7 @@ class AuthMeApi(APIView):
     )
     def get(self, request: Request) -> Response:
         user = request.user
-        profile = selectors.atlassian_profile_for(user=user)
+        profile = atlassian_profile_for(user=user)
         data = {
             "account_id": profile.account_id if profile else None,
             "name": (profile.name if profile and profile.name else user.name)  # type: ignore[union-attr]

@@ -16,8 +16,8 @@ from typing import Any
 from allauth.account.models import EmailAddress
 from django.utils import timezone
 
-from accounts.models import User, normalize_email
-from connections.models import AtlassianProfile, KaySession
+from accounts.models import AtlassianProfile, User, normalize_email
+from connections.models import KaySession
 from connections.providers import Identity
 from core.errors import ApplicationError
 

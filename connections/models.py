@@ -119,26 +119,6 @@ class Connection(models.Model):
         return f"{self.service} connection of {self.user_id}"
 
 
-class AtlassianProfile(models.Model):
-    """The Atlassian identity linked to a user (seed 003 ``atlassian_user_info``)."""
-
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="atlassian_profile"
-    )
-    account_id = models.CharField(max_length=128, unique=True)
-    name = models.CharField(max_length=200, blank=True)
-    email = models.EmailField(blank=True)
-    email_verified = models.BooleanField(default=False)
-    picture = models.URLField(max_length=500, blank=True)
-    account_type = models.CharField(max_length=32, blank=True)
-    account_status = models.CharField(max_length=32, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"Atlassian account {self.account_id}"
-
-
 class AccessibleResource(models.Model):
     """An Atlassian site (cloud id) a connection's token may reach."""
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from accounts.tokens import token_hash
 from connections.models import (
     AccessibleResource,
-    AtlassianProfile,
     Connection,
     KaySession,
     OAuthState,
 )
 from connections.registry import SERVICES, ServiceSpec
+from core.hashing import token_hash
 
 
 @dataclass
@@ -67,10 +66,6 @@ def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
         )
         for name, spec in SERVICES.items()
     ]
-
-
-def atlassian_profile_for(*, user: Any) -> AtlassianProfile | None:
-    return AtlassianProfile.objects.filter(user=user).first()
 
 
 def accessible_resources_for(*, user: Any) -> list[dict[str, Any]]:

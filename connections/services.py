@@ -19,9 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.devices import USER_CODE_ALPHABET, USER_CODE_LENGTH, user_code_format
-from accounts.models import CliSession, SecurityEvent, User
+from accounts.models import AtlassianProfile, CliSession, SecurityEvent, User
 from accounts.services import NOWHERE, RequestOrigin, security_event_record
-from accounts.tokens import cli_session_issue_tokens, cli_session_start, token_hash
+from accounts.tokens import cli_session_issue_tokens, cli_session_start
 from connections.identity import (
     CallbackError,
     LinkTarget,
@@ -32,7 +32,6 @@ from connections.identity import (
 )
 from connections.models import (
     AccessibleResource,
-    AtlassianProfile,
     Connection,
     KaySession,
     OAuthState,
@@ -42,6 +41,7 @@ from connections.registry import ServiceSpec, service_get
 from core.crypto import DecryptionError
 from core.errors import ApplicationError, ConnectionNeedsReauth, NotFound
 from core.fields import decrypt_field
+from core.hashing import token_hash
 
 logger = logging.getLogger(__name__)
 

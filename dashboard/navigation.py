@@ -109,7 +109,7 @@ SECTIONS = [
         "tokens",
         "API tokens",
         "⌘",
-        "connections:tokens",
+        "accounts:tokens",
         "Personal tokens for the `kay` CLI and editor extensions.",
     ),
 ]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from accounts.selectors import api_tokens_for, cli_sessions_for
 from django.urls import reverse
 
-from accounts.auth_selectors import api_tokens_for, cli_sessions_for
 from accounts.models import User
 from connections.selectors import service_statuses_for
 from keys.selectors import api_key_list, project_list
@@ -50,7 +50,7 @@ def onboarding_steps(*, user: User) -> list[Step]:
             "Sign in the CLI or create an API token",
             "Use the `kay` CLI and editor extensions: run `kay connect jira`, or create a "
             "personal token.",
-            reverse("connections:tokens"),
+            reverse("accounts:tokens"),
             "Go to API tokens",
             api_tokens_for(user=user).exists() or cli_sessions_for(user=user).exists(),
         ),

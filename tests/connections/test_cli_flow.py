@@ -7,10 +7,9 @@ import jwt
 import pytest
 from django.conf import settings
 
-from accounts.models import CliSession, RefreshToken, User
+from accounts.models import AtlassianProfile, CliSession, RefreshToken, User
 from connections.models import (
     AccessibleResource,
-    AtlassianProfile,
     Connection,
     KaySession,
     OAuthState,

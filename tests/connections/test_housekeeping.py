@@ -5,12 +5,18 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.models import ApiToken, CliSession, DeviceAuthorization, RefreshToken, User
+from accounts.models import (
+    ApiToken,
+    AtlassianProfile,
+    CliSession,
+    DeviceAuthorization,
+    RefreshToken,
+    User,
+)
 from accounts.tokens import api_token_create
 from connections import tasks
 from connections.models import (
     AccessibleResource,
-    AtlassianProfile,
     Connection,
     KaySession,
     OAuthState,

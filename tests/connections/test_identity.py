@@ -5,7 +5,8 @@ from allauth.account.models import EmailAddress
 from django.test import Client
 
 from accounts.models import User
-from connections.models import AtlassianProfile, Connection
+from accounts.models import AtlassianProfile
+from connections.models import Connection
 from tests.accounts.factories import UserFactory
 from tests.connections.helpers import connect, connect_and_consent, consent, finish_callback
 

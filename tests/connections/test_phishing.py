@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, CliSession, SecurityEvent, User
 from accounts.tokens import TokenRejected, api_token_create, cli_session_revoke
-from connections.models import AtlassianProfile, Connection, KaySession, OAuthState
+from accounts.models import AtlassianProfile
+from connections.models import Connection, KaySession, OAuthState
 from tests.accounts.factories import UserFactory
 from tests.connections.helpers import bearer, connect, consent, first_login
 

@@ -1,4 +1,5 @@
-"""Reads for CLI sessions and personal API tokens, scoped to their owner."""
+"""Reads for accounts: CLI sessions, personal API tokens, the security trail and the
+linked Atlassian identity, each scoped to its owner."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import ApiToken, CliSession, SecurityEvent
+from accounts.models import ApiToken, AtlassianProfile, CliSession, SecurityEvent
 from core.errors import NotFound
 
 
@@ -51,3 +52,8 @@ def security_events_for(*, user: Any) -> QuerySet[SecurityEvent]:
         .select_related("actor")
         .order_by("-created_at", "-pk")
     )
+
+
+def atlassian_profile_for(*, user: Any) -> AtlassianProfile | None:
+    """The Atlassian identity linked to ``user`` (signed in through a connection), if any."""
+    return AtlassianProfile.objects.filter(user=user).first()
