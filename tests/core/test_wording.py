@@ -1,11 +1,18 @@
-"""Form labels, headings and buttons are written one way: sentence case, no trailing colon,
-allauth's pages included."""
+"""Pages are written one way: labels, headings and buttons in sentence case with no trailing
+colon (allauth's pages included), and text symbols rather than colour emoji."""
 
 import re
+from pathlib import Path
 
 import pytest
 from django.template import Context, Template
 from django.utils.safestring import mark_safe
+
+# Characters below U+1F000 that browsers draw as colour emoji by default.
+EMOJI_IN_THE_BMP = set(
+    "\u231a\u231b\u23f0\u23f3\u2614\u2615\u26a1\u26d4\u2705\u270a\u270b\u2728\u274c\u274e"
+    "\u2753\u2757\u2b50"
+)
 
 
 def sentence_case(value) -> str:
@@ -56,3 +63,16 @@ def test_the_tokens_form_has_no_colon_and_its_help_text_is_referenced(alice_brow
     assert '<label for="id_name">Token name</label>' in html
     assert 'aria-describedby="id_name_helptext"' in html
     assert 'id="id_name_helptext"' in html
+
+
+def test_no_page_uses_an_emoji_where_the_rest_use_symbols():
+    """Pages mark things with text symbols (✓ ⚷ ◇); a colour emoji such as 🔑 stands out."""
+    root = Path(__file__).resolve().parents[2]
+    found = [
+        f"{path.relative_to(root)}: {char}"
+        for directory in (root / "templates", root / "models_catalog" / "templates")
+        for path in directory.rglob("*.html")
+        for char in set(path.read_text())
+        if ord(char) >= 0x1F000 or char in EMOJI_IN_THE_BMP
+    ]
+    assert found == []
