@@ -72,8 +72,17 @@ def redact(text: str) -> str:
     return text
 
 
+# What every record has; anything else was passed as ``extra`` (and the JSON formatter
+# writes it out).
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
 class RedactSecretsFilter(logging.Filter):
-    """Rewrite the message (and any exception text) of a record with secrets redacted."""
+    """Rewrite the message, any exception text and every ``extra`` value of a record with
+    secrets redacted."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -82,6 +91,11 @@ class RedactSecretsFilter(logging.Filter):
             message = str(record.msg)
         record.msg = redact(message)
         record.args = None
+        # django.request passes the request itself (its repr is the full path and query
+        # string: OAuth codes, states, session ids); numbers and None stay as they are.
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_FIELDS and not isinstance(value, int | float | None):
+                setattr(record, name, redact(value if isinstance(value, str) else str(value)))
         if record.exc_info and record.exc_info[1] is not None:
             # Render the traceback now so the formatter prints the redacted copy.
             formatter = logging.Formatter()

@@ -77,6 +77,37 @@ def test_json_lines_in_production_format(capsys):
     assert payload["message"] == "token Bearer [REDACTED]"
 
 
+def test_json_lines_redact_the_extra_fields_too(capsys):
+    """Production logs JSON, which writes every ``extra`` field: django.request passes the
+    request, whose repr is the whole path and query string."""
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+    from django.utils.log import log_response
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter("%(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RedactSecretsFilter())
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    request = RequestFactory().get(
+        "/connections/oauth/callback", {"code": "CodeSecret456", "state": "StateSecret123"}
+    )
+    try:
+        response = HttpResponse(status=400)
+        log_response("Bad request: %s", request.path, response=response, request=request)
+        logging.getLogger("django.request").warning("x", extra={"key": "sk-live-abcdefghijkl"})
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    first, second = (json.loads(line) for line in capsys.readouterr().err.strip().splitlines())
+    assert "CodeSecret456" not in first["request"] and "StateSecret123" not in first["request"]
+    assert "code=[REDACTED]" in first["request"]
+    assert first["status_code"] == 400
+    assert second["key"] == "[REDACTED]"
+
+
 def test_it_redacts_credentials_in_query_strings():
     text = redact(
         "GET https://generativelanguage.googleapis.com/v1beta/models"
