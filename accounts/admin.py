@@ -4,10 +4,6 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from accounts.models import User
 
-admin.site.site_header = "Kay operator console"
-admin.site.site_title = "Kay operator console"
-admin.site.index_title = "Operations"
-
 
 class UserCreationForm(AdminUserCreationForm):
     class Meta:

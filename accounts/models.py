@@ -101,6 +101,7 @@ class CliSession(models.Model):
     revoked_reason = models.CharField(max_length=32, blank=True)
 
     class Meta:
+        verbose_name = "CLI session"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["expires_at"])]
 
@@ -146,6 +147,7 @@ class ApiToken(models.Model):
     )
 
     class Meta:
+        verbose_name = "API token"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -180,6 +182,7 @@ class DeviceAuthorization(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "device login"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["expires_at"])]
 
@@ -249,6 +252,9 @@ class AtlassianProfile(models.Model):
     account_status = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "Atlassian profile"
 
     def __str__(self) -> str:
         return f"Atlassian account {self.account_id}"

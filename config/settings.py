@@ -84,7 +84,7 @@ if DEBUG:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[f"{_app.scheme}://{_app.netloc}"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.KayAdminConfig",  # the admin, as Kay's operator console
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

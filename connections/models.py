@@ -26,6 +26,7 @@ class KaySession(models.Model):
     last_used_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        verbose_name = "Kay session"
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

@@ -49,3 +49,23 @@ def test_regular_users_cannot_enter_the_console(client, alice):
     response = client.get("/admin/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_the_console_is_branded_with_one_accounts_section(client, staff):
+    client.force_login(staff)
+    html = client.get("/admin/").content.decode()
+    assert "<title>Kay operator console | Kay operator console</title>" in html
+    assert html.count('class="app-accounts module') == 1
+    for name in ("API tokens", "CLI sessions", "Device logins", "Email addresses", "Groups"):
+        assert f">{name}</a>" in html, name
+    for section in ("app-account ", "app-auth ", "app-socialaccount "):
+        assert section not in html
+    assert "Operations" not in html
+
+
+def test_a_signed_in_non_operator_gets_a_plain_operators_only_page(alice_browser):
+    response = alice_browser.get("/admin/", follow=True)
+    assert response.status_code == 403
+    html = response.content.decode()
+    assert "Operators only" in html and "alice@example.com" in html
+    assert 'name="password"' not in html
