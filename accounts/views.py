@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import devices, tokens
 from accounts.forms import ApiTokenForm, FakeLoginForm, UserCodeForm
-from accounts.models import User
+from accounts.models import ApiToken, CliSession, User
 from accounts.selectors import (
     api_token_get_for_user,
     api_tokens_for,
@@ -26,7 +26,7 @@ from accounts.selectors import (
 )
 from accounts.services import RequestOrigin, user_get_or_create_for_fake_login
 from core.clientip import client_ip
-from core.errors import ApplicationError, RateLimited
+from core.errors import ApplicationError, NotFound, RateLimited
 
 SECURITY_EVENTS_PER_PAGE = 25
 
@@ -82,14 +82,25 @@ def token_list(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _get_token_for_user(request: HttpRequest, token_id: int) -> ApiToken:
+    """The caller's token; someone else's is a 404, exactly like one that never existed."""
+    try:
+        return api_token_get_for_user(user=request.user, token_id=token_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+
+
+def _get_cli_session_for_user(request: HttpRequest, public_id: str) -> CliSession:
+    session = cli_session_for(user=request.user, public_id=public_id)
+    if session is None:
+        raise Http404("No such CLI sign-in.")
+    return session
+
+
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
-    try:
-        found = api_token_get_for_user(user=request.user, token_id=token_id)
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-        return redirect("accounts:tokens")
+    found = _get_token_for_user(request, token_id)
     tokens.api_token_revoke(token=found, actor=found.user, origin=RequestOrigin.of(request))
     messages.success(request, f"Revoked “{found.name}”. It no longer works.")
     return redirect("accounts:tokens")
@@ -98,17 +109,14 @@ def token_revoke(request: HttpRequest, token_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def cli_session_end(request: HttpRequest, public_id: str) -> HttpResponse:
-    session = cli_session_for(user=request.user, public_id=public_id)
-    if session is None:
-        messages.error(request, "No such CLI sign-in.")
-    else:
-        tokens.cli_session_revoke(
-            session=session,
-            reason="signed_out_from_dashboard",
-            actor=session.user,
-            origin=RequestOrigin.of(request),
-        )
-        messages.success(request, "Signed that CLI out.")
+    session = _get_cli_session_for_user(request, public_id)
+    tokens.cli_session_revoke(
+        session=session,
+        reason="signed_out_from_dashboard",
+        actor=session.user,
+        origin=RequestOrigin.of(request),
+    )
+    messages.success(request, "Signed that CLI out.")
     return redirect("accounts:tokens")
 
 
