@@ -351,3 +351,15 @@ def test_pages_answer_a_nul_with_a_400_page(alice_browser, path):
     response = alice_browser.get(path, HTTP_ACCEPT="text/html")
     assert response.status_code == 400
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("path", ["/dashboard/", "/api/keys", "/accounts/login/"])
+def test_a_session_cookie_decoding_to_a_nul_is_ignored_not_a_500(path):
+    """``"…\\000…"`` is a printable cookie (servers pass it) that Django decodes to a NUL;
+    the session lookup then failed on PostgreSQL for every page."""
+    client = Client(raise_request_exception=False)
+    client.cookies.load({"sessionid": "abcdefgh\x00ijklmnop"})
+    cookie = client.cookies.output(attrs=[], header="").strip()
+    assert "\\000" in cookie  # what a browser would send
+    response = client.get(path)
+    assert response.status_code < 500
