@@ -1,9 +1,9 @@
 """``Authorization: Bearer`` for the API: a CLI session JWT or a personal API token.
 
-A Bearer value that is not one of our JWTs (for example the server secret that
-``POST /api/keys/fetch`` checks itself) is left alone: this class returns ``None`` and
-the next authentication class, or the view's own check, decides. A token that *is* ours
-but expired, revoked or outdated is rejected with 401 and a message saying what to do.
+A Bearer value that is not one of our JWTs is rejected with 401 ``invalid_token``
+(``POST /api/keys/fetch`` checks its server secret itself and uses no authentication
+class). A token that *is* ours but expired, revoked or outdated is rejected with 401 and a
+message saying what to do.
 """
 
 from __future__ import annotations
@@ -60,7 +60,13 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         token_type = _our_token_type(raw)
         if token_type is None:
-            return None
+            # Someone sent a Bearer token that is not ours (a typo, another service's
+            # token): say so, rather than "credentials were not provided".
+            raise TokenRejected(
+                "The Bearer token is not a Kay token. Send a CLI session token or a personal "
+                "API token.",
+                code="invalid_token",
+            )
         payload = dict(decode_our_jwt(raw, _TOKEN_CLASSES[token_type]).payload)
         if token_type == "api":
             user, row = api_token_authenticate(payload)

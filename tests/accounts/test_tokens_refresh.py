@@ -113,11 +113,11 @@ def test_refresh_is_rate_limited(api_client, alice):
     assert response.status_code == 429
 
 
-def test_a_foreign_bearer_value_is_left_to_other_authentication(api_client, alice):
-    """Not one of our JWTs (e.g. the server secret): no 401 from us, just unauthenticated."""
+def test_a_foreign_bearer_value_is_called_invalid(api_client, alice):
+    """Not one of our JWTs: 401 saying the token is not valid, not "not provided"."""
     response = api_client.get("/auth/me", HTTP_AUTHORIZATION="Bearer some-server-secret")
     assert response.status_code == 401
-    assert response.json()["error"]["code"] == "not_authenticated"
+    assert response.json()["error"]["code"] == "invalid_token"
 
 
 def test_logout_revokes_only_that_family(api_client, alice):

@@ -44,3 +44,11 @@ def test_health_reports_every_part_and_an_absent_worker(alice_api, settings):
     assert "no worker answered" in services["worker"]["error"]
     assert services["openai"] == {**services["openai"], "status": "healthy", "configured": True}
     assert "sk-test" not in response.content.decode()
+
+
+def test_a_bearer_token_that_is_not_ours_is_called_invalid(client, db):
+    response = client.get("/health", HTTP_AUTHORIZATION="Bearer nope")
+    assert response.status_code == 401
+    body = response.json()["error"]
+    assert body["code"] == "invalid_token"
+    assert "not provided" not in body["message"]
