@@ -77,3 +77,18 @@ def test_a_code_google_refuses_signs_in_no_one(client, fake_google):
     assert not User.objects.exists()
     assert client.get("/dashboard/").status_code == 302
     assert b"css/kay.css" in response.content
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/accounts/google/login/",
+        "/accounts/google/login/callback/",
+        "/accounts/google/login/token/",
+    ],
+)
+def test_google_pages_are_404_when_google_sign_in_is_not_configured(client, db, settings, path):
+    settings.SOCIALACCOUNT_PROVIDERS = {}
+    client.raise_request_exception = False
+    assert client.get(path).status_code == 404
+    assert client.post(path).status_code in (403, 404)  # CSRF first for a POST
