@@ -1,5 +1,7 @@
 import pytest
 
+from tests.helpers.queries import assert_flat_queries
+
 pytestmark = pytest.mark.django_db
 
 SECTIONS = [
@@ -81,15 +83,13 @@ def test_the_checklist_follows_what_exists_however_it_was_made(alice_browser, al
     assert "You are set up" in html
 
 
-def test_the_checklist_reads_a_fixed_number_of_queries(
-    alice_browser, alice, django_assert_max_num_queries
-):
+def test_the_checklist_reads_a_fixed_number_of_queries(alice_browser, alice):
     from tests.keys.factories import ApiKeyFactory, ProjectFactory
 
-    for _ in range(5):
+    def add_row():
         ApiKeyFactory(owner=alice, project=ProjectFactory(owner=alice))
-    with django_assert_max_num_queries(12):
-        alice_browser.get("/dashboard/")
+
+    assert_flat_queries(alice_browser, "/dashboard/", add_row, at_most=12)
 
 
 def test_unknown_section_is_404(alice_browser):

@@ -20,10 +20,10 @@ class Measured:
     response: Any
 
     def touching(self, table: str) -> tuple[int, int]:
-        """How many queries of each request name ``table``."""
+        """How many queries of each request name a table whose name starts with ``table``."""
         return (
-            sum(f'"{table}"' in sql for sql in self.one),
-            sum(f'"{table}"' in sql for sql in self.many),
+            sum(f'"{table}' in sql for sql in self.one),
+            sum(f'"{table}' in sql for sql in self.many),
         )
 
 
