@@ -228,14 +228,15 @@ class SecurityEvent(models.Model):
         return f"{self.get_kind_display()} for {self.user_id}"
 
     @property
-    def is_recent(self) -> bool:
-        return (timezone.now() - self.created_at).total_seconds() < 60
-
-    @property
     def summary(self) -> str:
         """One line for people: the kind, plus the service or token it names."""
         label = self.get_kind_display()
-        named = self.detail.get("service") or self.detail.get("token_name") or ""
+        named = (
+            self.detail.get("service_label")
+            or self.detail.get("service")
+            or self.detail.get("token_name")
+            or ""
+        )
         return f"{label}: {named}" if named else label
 
 

@@ -329,7 +329,12 @@ def _complete(
         kind=SecurityKind.CONNECTED,
         origin=request_origin,
         actor=user,
-        detail={"service": spec.name, "via": found.origin, "account_id": identity.account_id},
+        detail={
+            "service": spec.name,
+            "service_label": spec.label,
+            "via": found.origin,
+            "account_id": identity.account_id,
+        },
     )
     if first:
         session.user = user
@@ -630,7 +635,7 @@ def connection_disconnect(
                 kind=SecurityKind.DISCONNECTED,
                 origin=request_origin,
                 actor=user,
-                detail={"service": spec.name},
+                detail={"service": spec.name, "service_label": spec.label},
             )
 
 
@@ -667,7 +672,7 @@ def connection_refresh(*, connection_id: int, within: timedelta = REFRESH_MARGIN
                 security_event_record(
                     user=connection.user_id,
                     kind=SecurityKind.NEEDS_REAUTH,
-                    detail={"service": spec.name},
+                    detail={"service": spec.name, "service_label": spec.label},
                 )
                 needs_reauth = True
             else:
@@ -699,12 +704,12 @@ class ConnectionUnreadable(ApplicationError):
 def _unreadable(connection: Connection) -> ConnectionUnreadable:
     """Audit an undecryptable token (call outside any transaction that will roll back)."""
     logger.error("connection %s token cannot be decrypted with ENCRYPTION_KEYS", connection.pk)
+    label = service_get(connection.service).label
     security_event_record(
         user=connection.user_id,
         kind=SecurityKind.CONNECTION_UNREADABLE,
-        detail={"service": connection.service},
+        detail={"service": connection.service, "service_label": label},
     )
-    label = service_get(connection.service).label
     return ConnectionUnreadable(
         f"The stored {label} token cannot be decrypted: connect {label} again, or ask "
         "the operator to check ENCRYPTION_KEYS."

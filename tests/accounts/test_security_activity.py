@@ -26,14 +26,14 @@ def test_the_page_shows_only_my_events_newest_first(alice_browser, alice, bob):
         user=alice,
         kind="connected",
         origin=RequestOrigin(ip="203.0.113.9", client="kay-cli/2.1"),
-        detail={"service": "jira"},
+        detail={"service": "jira", "service_label": "Jira"},
     )
     security_event_record(user=bob, kind="connected", detail={"service": "bitbucket"})
     page = alice_browser.get("/accounts/security/")
     assert page.status_code == 200
     assert page["Cache-Control"] == "no-store"
     body = page.content.decode()
-    assert body.index("Service connected: jira") < body.index("API token created: laptop")
+    assert body.index("Service connected: Jira") < body.index("API token created: laptop")
     assert "203.0.113.9" in body and "kay-cli/2.1" in body
     assert "bitbucket" not in body
 
