@@ -13,14 +13,21 @@ from rest_framework.views import APIView
 
 from accounts.selectors import atlassian_profile_for
 from accounts.services import RequestOrigin
-from accounts.throttling import DEFAULT_THROTTLES, ConnectThrottle
 from connections import selectors, services
 from connections.registry import service_get
 from core.errors import ApplicationError
+from core.throttling import DEFAULT_THROTTLES, IpThrottle
 
 logger = logging.getLogger(__name__)
 
 SERVICE_PARAM = OpenApiParameter("service", str, OpenApiParameter.QUERY, required=True)
+
+
+class ConnectThrottle(IpThrottle):
+    """``POST /connections/connect``: each call creates a session and a state."""
+
+    scope = "connections_connect"
+    rate = "20/min"
 
 
 def _service(request: Request) -> str:

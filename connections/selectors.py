@@ -11,6 +11,7 @@ from connections.models import (
     KaySession,
     OAuthState,
 )
+from connections.providers import credentials_configured
 from connections.registry import SERVICES, ServiceSpec
 from core.hashing import token_hash
 
@@ -20,6 +21,8 @@ class ServiceStatus:
     spec: ServiceSpec
     connection: Connection | None
     resources: list[AccessibleResource] = field(default_factory=list)
+    # Whether this server has OAuth credentials for the service (else nobody can connect).
+    available: bool = True
 
     @property
     def state(self) -> str:
@@ -63,6 +66,7 @@ def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
             spec=spec,
             connection=connections.get(name),
             resources=list(connections[name].resources.all()) if name in connections else [],
+            available=credentials_configured(spec.provider.upper()),
         )
         for name, spec in SERVICES.items()
     ]

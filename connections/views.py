@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +19,9 @@ from accounts.services import RequestOrigin
 from connections import selectors, services
 from connections.models import OAuthState
 from connections.registry import service_get
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotConfigured
+
+logger = logging.getLogger(__name__)
 
 
 @login_required
@@ -84,6 +87,12 @@ def connection_start(request: HttpRequest, service: str) -> HttpResponse:
             browser_nonce=nonce,
             request_origin=RequestOrigin.of(request),
         )
+    except NotConfigured as exc:
+        logger.warning("%s", exc.operator_hint)
+        messages.error(request, exc.message)
+        if request.user.is_staff:
+            messages.info(request, f"Operator: {exc.operator_hint}")
+        return redirect("connections:list")
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("connections:list")

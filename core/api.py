@@ -12,7 +12,7 @@ from rest_framework import exceptions, relations, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotConfigured
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,13 @@ def _without_echoes(detail: Any) -> Any:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, ApplicationError):
         set_rollback()
-        return Response(exc.as_dict(), status=exc.status, headers=exc.headers)
+        response = Response(exc.as_dict(), status=exc.status, headers=exc.headers)
+        if isinstance(exc, NotConfigured):
+            # A setup gap, not a failure: a warning with the operator's hint, instead of
+            # Django's ERROR line for a 5xx.
+            logger.warning("%s", exc.operator_hint)
+            response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

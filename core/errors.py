@@ -85,3 +85,15 @@ class RateLimited(ApplicationError):
     def __init__(self, message: str = "Too many requests.", *, retry_after: int = 60) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
         self.retry_after = retry_after
+
+
+class NotConfigured(ApplicationError):
+    """A feature this server's operator has not set up: users get a plain "not available"
+    message; the operator's hint (which settings to set) goes to the logs and to staff."""
+
+    status = 503
+    code = "not_configured"
+
+    def __init__(self, message: str, *, operator_hint: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.operator_hint = operator_hint

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from core.errors import ApplicationError, ProviderError, ProviderUnavailable
+from core.errors import NotConfigured, ProviderError, ProviderUnavailable
+from core.http import http_client
 
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # Answers that say "not now" rather than "no" (as models_catalog/openrouter.py retries).
@@ -66,17 +67,25 @@ def oauth_credentials(label: str, prefix: str) -> tuple[str, str]:
     client_id = getattr(settings, f"{prefix}_CLIENT_ID", "")
     client_secret = getattr(settings, f"{prefix}_CLIENT_SECRET", "")
     if not client_id or not client_secret:
-        raise ApplicationError(
-            f"{label} connections are not configured: set {prefix}_CLIENT_ID and "
-            f"{prefix}_CLIENT_SECRET.",
+        raise NotConfigured(
+            f"{label} connections are not available on this server.",
             code="provider_not_configured",
-            status=503,
+            operator_hint=f"{label} connections are not configured: set {prefix}_CLIENT_ID "
+            f"and {prefix}_CLIENT_SECRET.",
         )
     return client_id, client_secret
 
 
+def credentials_configured(prefix: str) -> bool:
+    """Whether the operator set ``<PREFIX>_CLIENT_ID`` and ``<PREFIX>_CLIENT_SECRET``."""
+    return bool(
+        getattr(settings, f"{prefix}_CLIENT_ID", "")
+        and getattr(settings, f"{prefix}_CLIENT_SECRET", "")
+    )
+
+
 def client() -> httpx.Client:
-    return httpx.Client(timeout=TIMEOUT, headers={"Accept": "application/json"})
+    return http_client(timeout=TIMEOUT, headers={"Accept": "application/json"})
 
 
 def retry_after(response: httpx.Response) -> float | None:

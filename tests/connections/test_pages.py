@@ -11,7 +11,7 @@ from tests.helpers.queries import assert_flat_queries
 pytestmark = pytest.mark.django_db
 
 
-def test_page_lists_every_service_with_its_status(alice_browser, alice):
+def test_page_lists_every_service_with_its_status(alice_browser, alice, oauth):
     AccessibleResourceFactory(connection=ConnectionFactory(user=alice), name="awesome-jira")
     ConnectionFactory(user=alice, service="confluence", status=Connection.Status.NEEDS_REAUTH)
     page = alice_browser.get("/dashboard/connections/")
@@ -100,3 +100,38 @@ def test_a_site_url_that_is_not_https_is_not_rendered_as_a_link(alice_browser, a
     assert 'href="http://plain' not in html
     assert "evil-site" in html and "plain-site" in html  # still named, just not a link
     assert '<a href="https://good.atlassian.net"' in html
+
+
+def test_services_without_server_credentials_are_not_offered(client, alice, settings):
+    settings.ATLASSIAN_CLIENT_ID = settings.ATLASSIAN_CLIENT_SECRET = ""
+    settings.BITBUCKET_CLIENT_ID = settings.BITBUCKET_CLIENT_SECRET = ""
+    client.force_login(alice)
+    html = client.get("/dashboard/connections/").content.decode()
+    assert html.count("Not available on this server.") == 3
+    assert "Connect Jira</button>" not in html
+    assert "ATLASSIAN_CLIENT_ID" not in html  # the operator's hint is for operators
+
+
+def test_operators_see_which_settings_are_missing(client, staff, settings):
+    settings.ATLASSIAN_CLIENT_ID = settings.ATLASSIAN_CLIENT_SECRET = ""
+    client.force_login(staff)
+    assert "ATLASSIAN_CLIENT_ID" in client.get("/dashboard/connections/").content.decode()
+
+
+def test_an_unconfigured_connect_tells_the_user_plainly_and_logs_a_warning(
+    client, api_client, alice, settings, caplog
+):
+    settings.ATLASSIAN_CLIENT_ID = settings.ATLASSIAN_CLIENT_SECRET = ""
+    client.force_login(alice)
+    with caplog.at_level("INFO"):
+        page = client.post("/dashboard/connections/jira/connect", follow=True)
+        api = api_client.post("/connections/connect?service=jira")
+    assert "Atlassian connections are not available on this server." in page.content.decode()
+    assert "ATLASSIAN_CLIENT_ID" not in page.content.decode()
+    assert api.status_code == 503
+    assert api.json()["error"] == {
+        "code": "provider_not_configured",
+        "message": "Atlassian connections are not available on this server.",
+    }
+    assert "ATLASSIAN_CLIENT_ID" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
