@@ -25,16 +25,28 @@ from accounts.serializers import (
     TokenPairSerializer,
 )
 from accounts.services import RequestOrigin, user_update_profile
-from accounts.throttling import (
-    DEFAULT_THROTTLES,
-    DevicePollThrottle,
-    DeviceStartThrottle,
-    RefreshThrottle,
-)
 from core.clientip import client_ip
 from core.errors import PermissionDenied
+from core.throttling import DEFAULT_THROTTLES, IpThrottle
 
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+class RefreshThrottle(IpThrottle):
+    scope = "auth_refresh"
+    rate = "30/min"
+
+
+class DeviceStartThrottle(IpThrottle):
+    scope = "device_start"
+    rate = "10/min"
+
+
+class DevicePollThrottle(IpThrottle):
+    """A hard ceiling above RFC 8628's ``slow_down`` handling, against runaway clients."""
+
+    scope = "device_poll"
+    rate = "60/min"
 
 
 class AuthRefreshApi(APIView):

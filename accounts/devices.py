@@ -26,6 +26,7 @@ from accounts.services import RequestOrigin
 from accounts.tokens import TokenPair, cli_session_issue_tokens, cli_session_start
 from core.errors import ApplicationError, RateLimited
 from core.hashing import token_hash
+from core.ratelimit import count_up
 
 # RFC 8628 §6.1: a short code from an alphabet without vowels or look-alikes.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -173,11 +174,7 @@ def _count_wrong(user: User, client_ip: str) -> None:
         # The time first: whoever reads the new count (one get_many) also reads its time.
         cache.set(f"{_WRONG}:t:{name}", time.time(), WRONG_CODE_WINDOW)
         count = f"{_WRONG}:n:{name}"
-        cache.add(count, 0, WRONG_CODE_WINDOW)
-        try:
-            cache.incr(count)
-        except ValueError:  # expired between add and incr
-            cache.set(count, 1, WRONG_CODE_WINDOW)
+        count_up(count, WRONG_CODE_WINDOW)
         cache.touch(count, WRONG_CODE_WINDOW)
 
 
@@ -199,11 +196,8 @@ def device_authorization_find(
     )
     if row is None:
         _count_wrong(user, client_ip)
-        raise DeviceFlowError(
-            "That code is not valid or has expired. Check the code shown by your CLI.",
-            code="invalid_user_code",
-            fields={"user_code": ["Not a valid code."]},
-        )
+        message = "That code is not valid or has expired. Check the code shown by your CLI."
+        raise DeviceFlowError(message, code="invalid_user_code", fields={"user_code": [message]})
     cache.delete_many(held)  # the right code: approving it next needs no new turn
     return row
 

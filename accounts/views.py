@@ -26,7 +26,8 @@ from accounts.selectors import (
 )
 from accounts.services import RequestOrigin, user_get_or_create_for_fake_login
 from core.clientip import client_ip
-from core.errors import ApplicationError, NotFound, RateLimited
+from core.errors import ApplicationError, NotFound
+from core.forms import add_application_error
 
 SECURITY_EVENTS_PER_PAGE = 25
 
@@ -67,7 +68,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
                 user=user, name=form.cleaned_data["name"], origin=RequestOrigin.of(request)
             )
         except ApplicationError as exc:  # e.g. the per-account token limit
-            form.add_error(None, exc.message)
+            add_application_error(form, exc)
         else:
             messages.success(request, f"Created “{row.name}”. Copy it now: it is shown only once.")
             form = ApiTokenForm()
@@ -130,7 +131,7 @@ def device_verify(request: HttpRequest) -> HttpResponse:
     form = UserCodeForm(request.POST or request.GET or None)
     context: dict = {"form": form, "pending": None, "decided": None}
     status = 200
-    retry_after: int | None = None
+    headers: dict[str, str] = {}
     if form.is_bound and form.is_valid():
         code = form.cleaned_data["user_code"]
         try:
@@ -149,15 +150,11 @@ def device_verify(request: HttpRequest) -> HttpResponse:
                     user=user, user_code=code, client_ip=address
                 )
                 context["user_code"] = devices.user_code_format(devices.user_code_normalize(code))
-        except RateLimited as exc:
-            form.add_error("user_code", exc.message)
-            status = 429
-            retry_after = exc.retry_after
-        except ApplicationError as exc:
-            form.add_error("user_code", exc.message)
-            status = 400
+        except ApplicationError as exc:  # a wrong code, or too many (429, Retry-After)
+            add_application_error(form, exc, field="user_code")
+            status, headers = exc.status, exc.headers
     response = render(request, "accounts/device.html", context, status=status)
     response["Cache-Control"] = "no-store"
-    if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
+    for name, value in headers.items():
+        response[name] = value
     return response

@@ -5,7 +5,6 @@ with a message naming the variable.
 """
 
 import os
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -308,8 +307,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": [
-        "accounts.throttling.AnonThrottle",
-        "accounts.throttling.UserThrottle",
+        "core.throttling.AnonThrottle",
+        "core.throttling.UserThrottle",
     ],
     # For DRF's own throttle classes used directly; ours read core.clientip.
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
@@ -455,16 +454,12 @@ CLI_SESSION_ABSOLUTE_LIFETIME = _duration("CLI_SESSION_ABSOLUTE_LIFETIME", "30d"
 # Device login (RFC 8628): how long a user code is valid and the minimum polling interval.
 DEVICE_CODE_EXPIRES_IN = _duration("DEVICE_CODE_EXPIRES_IN", "15m")
 DEVICE_CODE_INTERVAL = env.int("DEVICE_CODE_INTERVAL", default=5)
+# What simplejwt's Token reads for our own token classes (accounts/tokens.py sets each
+# token's lifetime from the settings above; its views and authentication are not used).
 SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "SIGNING_KEY": SECRET_KEY,
     "ISSUER": "kay",
-    "USER_ID_FIELD": "id",
-    "USER_ID_CLAIM": "sub",
-    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=CLI_SESSION_EXPIRES_IN),
-    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=CLI_REFRESH_TOKEN_EXPIRES_IN),
-    "AUTH_HEADER_TYPES": ("Bearer",),
-    "UPDATE_LAST_LOGIN": False,
 }
 
 # --- Logging: readable in development, JSON lines in production, always redacted ---------

@@ -28,10 +28,10 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
+from core import ratelimit
 from core.clientip import rate_limit_ident
 from core.crypto import DecryptionError
 from core.errors import ApplicationError, RateLimited
-from keys import ratelimit
 from keys.models import ApiKey, KeyAuditEvent, Project
 from keys.providers import PROVIDERS, get_provider
 from keys.services import Origin, audit

@@ -7,7 +7,6 @@ from typing import Any
 from django import forms
 
 from accounts.models import User
-from core.errors import ApplicationError
 from keys.models import Project
 from keys.providers import CHOICES, PROVIDERS, Provider
 
@@ -80,15 +79,3 @@ class ProjectForm(forms.Form):
     description = forms.CharField(
         max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 2})
     )
-
-
-def add_application_error(form: forms.Form, error: ApplicationError) -> None:
-    """Show a service error on the form: on its fields when it names them."""
-    placed = False
-    for field, messages in (error.fields or {}).items():
-        if field in form.fields:
-            for message in messages:
-                form.add_error(field, message)
-            placed = True
-    if not placed or error.status != 400:
-        form.add_error(None, error.message)

@@ -15,14 +15,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.models import User
 from core.clientip import client_ip
 from core.errors import ApplicationError, NotFound
+from core.forms import add_application_error
 from keys import selectors, services
-from keys.forms import (
-    ApiKeyEditForm,
-    ApiKeyForm,
-    ProjectForm,
-    RotateForm,
-    add_application_error,
-)
+from keys.forms import ApiKeyEditForm, ApiKeyForm, ProjectForm, RotateForm
 from keys.models import ApiKey, KeyAuditEvent, Project
 from keys.providers import PROVIDERS, Check
 

@@ -10,9 +10,10 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
+from core.forms import add_application_error
 from core.ids import parse_id
 from keys import selectors, services
-from keys.forms import ApiKeyForm, ProjectForm, add_application_error
+from keys.forms import ApiKeyForm, ProjectForm
 from keys.models import OnboardingSession
 from keys.views import create_key_from_form, origin, saved_message, user_of
 

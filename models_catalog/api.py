@@ -21,8 +21,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.throttling import AnonThrottle, UserThrottle
 from core.errors import ApplicationError
+from core.throttling import AnonThrottle, UserThrottle
 from models_catalog import compression, selectors, services
 from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters
 from models_catalog.forms import CatalogFilterForm

@@ -14,15 +14,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlparse
 
 import httpx
 import openai
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from core.errors import ApplicationError
-from core.netguard import AddressRefused, GuardedTransport, resolve
+from core.http import http_client
+from core.netguard import GuardedTransport
 
 Outcome = Literal["valid", "invalid", "unverified"]
 
@@ -56,7 +55,7 @@ class Provider:
 
     @property
     def a_key(self) -> str:
-        """"an OpenAI key", "a Groq key": the label with its article."""
+        """ "an OpenAI key", "a Groq key": the label with its article."""
         article = "an" if self.label[0] in "AEIOU" else "a"
         return f"{article} {self.label} key"
 
@@ -119,7 +118,7 @@ def check_with_openai_sdk(
         timeout=timeout(),
         max_retries=0,
         # The SDK follows redirects by default: a vetted public base URL could then bounce
-        # the check into the private network (check_base_url only saw the first host).
+        # the check into the private network (core.http.check_base_url only saw the first host).
         http_client=openai.DefaultHttpxClient(follow_redirects=False, transport=transport),
     )
     try:
@@ -156,7 +155,7 @@ def check_with_http(
 ) -> Check:
     """One authenticated GET; 401/403 (or ``is_rejection``) means the key is invalid."""
     try:
-        with httpx.Client(timeout=timeout(), follow_redirects=False) as client:
+        with http_client(timeout=timeout()) as client:
             response = client.get(url, headers=headers)
     except httpx.TimeoutException:
         return unreachable(label, "the request timed out")
@@ -167,36 +166,3 @@ def check_with_http(
     if response.is_success:
         return Check("valid", f"{label} accepted this key.")
     return unreachable(label, f"it answered HTTP {response.status_code}")
-
-
-def check_base_url(url: str) -> str:
-    """A user-supplied base URL, refused when it points into our own network.
-
-    Outside development (``KEYS_ALLOW_PRIVATE_BASE_URLS``, on only with ``DEBUG``) only
-    public https addresses are allowed, so the key check cannot be used to probe internal
-    services.
-    """
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ApplicationError("Enter an http(s) base URL.", fields={"base_url": ["Invalid URL."]})
-    if parsed.username or parsed.password:
-        # The base URL is stored and shown in clear (detail page, admin): no secrets in it.
-        raise ApplicationError(
-            "Put credentials in the key field, not in the base URL.",
-            fields={"base_url": ["No user name or password in the URL."]},
-        )
-    if settings.KEYS_ALLOW_PRIVATE_BASE_URLS:
-        return url.rstrip("/")
-    if parsed.scheme != "https":
-        raise ApplicationError("The base URL must use https.", fields={"base_url": ["Use https."]})
-    # An early answer for the form; the check itself resolves and vets again, then connects
-    # to the address it vetted (GuardedTransport). Nothing is sent before the refusal, so
-    # it cannot tell whether anything listens there.
-    try:
-        resolve(parsed.hostname, allow_private=False)
-    except AddressRefused as exc:
-        raise ApplicationError(
-            f"The base URL cannot be used: {exc}.",
-            fields={"base_url": ["Use a public host name or address."]},
-        ) from None
-    return url.rstrip("/")

@@ -12,12 +12,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
+from core import ratelimit
 from core.crypto import DecryptionError
 from core.errors import ApplicationError, Conflict, NotFound
-from keys import ratelimit
+from core.http import check_base_url
 from keys.models import ApiKey, Project
 from keys.providers import PROVIDERS, Check, Provider, get_provider, key_format_problem
-from keys.providers.base import check_base_url
 from keys.services.common import UNSET, Action, Origin, audit, by_user, mask_secret
 
 # --- Checking a key ----------------------------------------------------------------------
@@ -49,7 +49,7 @@ def _base_url_or_error(provider: str, base_url: str) -> str:
                 "An OpenAI-compatible key needs the server's base URL.",
                 fields={"base_url": ["This field is required for OpenAI-compatible keys."]},
             )
-        return check_base_url(base_url)
+        return check_base_url(base_url, allow_private=settings.KEYS_ALLOW_PRIVATE_BASE_URLS)
     if base_url:
         raise ApplicationError(
             "Only OpenAI-compatible keys take a base URL.",
@@ -320,7 +320,7 @@ def api_key_revalidate(
         ratelimit.limit("validation", acting_user.pk, settings.KEYS_VALIDATION_RATE)
     spec = get_provider(api_key.provider)
     # Vet a stored base URL again: its host may resolve to a private address by now.
-    base_url = check_base_url(api_key.base_url) if spec.needs_base_url else ""
+    base_url = _base_url_or_error(spec.slug, api_key.base_url)
     try:
         secret = api_key.get_secret()
     except DecryptionError:

@@ -3,12 +3,8 @@ behind trusted proxies each client has its own budget."""
 
 import pytest
 
-from accounts.throttling import (
-    ConnectThrottle,
-    DevicePollThrottle,
-    DeviceStartThrottle,
-    RefreshThrottle,
-)
+from accounts.api import DevicePollThrottle, DeviceStartThrottle, RefreshThrottle
+from connections.api import ConnectThrottle
 
 pytestmark = pytest.mark.django_db
 

@@ -17,10 +17,11 @@ CHECK_KEY = """
 import json, os
 from core.errors import ApplicationError
 from keys.providers import PROVIDERS
-from keys.providers.base import check_base_url
+from django.conf import settings
+from core.http import check_base_url
 url, key = os.environ["CHECK_URL"], os.environ["CHECK_KEY"]
 try:
-    check_base_url(url)
+    check_base_url(url, allow_private=settings.KEYS_ALLOW_PRIVATE_BASE_URLS)
     form = "accepted"
 except ApplicationError as exc:
     form = exc.message

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 
 from core.errors import ApplicationError
+from core.http import check_base_url
 from keys.models import ApiKey
 from keys.providers import PROVIDERS
-from keys.providers.base import check_base_url
 from tests.fakes.providers import FakeProviders, tls_files
 from tests.keys.conftest import VALID
 
@@ -102,8 +102,7 @@ def test_copilotkit_is_never_called_and_stays_unverified(fake_providers):
     assert fake_providers.requests == []
 
 
-def test_private_base_urls_are_refused_in_production(settings):
-    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = False
+def test_private_base_urls_are_refused_in_production():
     for url in (
         "http://127.0.0.1:8000/v1",
         "https://127.0.0.1/v1",
@@ -112,12 +111,14 @@ def test_private_base_urls_are_refused_in_production(settings):
         "ftp://example.com",
     ):
         with pytest.raises(ApplicationError):
-            check_base_url(url)
+            check_base_url(url, allow_private=False)
 
 
-def test_private_base_urls_are_allowed_when_configured(settings):
-    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
-    assert check_base_url("http://127.0.0.1:8000/v1/") == "http://127.0.0.1:8000/v1"
+def test_private_base_urls_are_allowed_when_configured():
+    assert (
+        check_base_url("http://127.0.0.1:8000/v1/", allow_private=True)
+        == "http://127.0.0.1:8000/v1"
+    )
 
 
 def test_a_check_does_not_follow_redirects(fake_providers):
@@ -132,12 +133,11 @@ def test_a_check_does_not_follow_redirects(fake_providers):
 
 
 @pytest.mark.parametrize("allow_private", [True, False])
-def test_base_urls_with_credentials_are_refused(settings, allow_private):
+def test_base_urls_with_credentials_are_refused(allow_private):
     """The base URL is stored and shown in clear (key page, admin): it must hold no secret."""
-    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = allow_private
     for url in ("https://user:hunter2@llm.example.com/v1", "http://token@127.0.0.1:8000/v1"):
         with pytest.raises(ApplicationError) as caught:
-            check_base_url(url)
+            check_base_url(url, allow_private=allow_private)
         assert "hunter2" not in caught.value.message
 
 
@@ -211,18 +211,19 @@ def check_compatible(base_url):
         [PUBLIC, "10.0.0.5"],
     ],
 )
-def test_a_host_resolving_to_any_internal_address_is_refused(settings, dns, answer):
-    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = False
+def test_a_host_resolving_to_any_internal_address_is_refused(dns, answer):
     dns.answers["llm.rebind.test"] = [answer]
     with pytest.raises(ApplicationError) as caught:
-        check_base_url("https://llm.rebind.test/v1")
+        check_base_url("https://llm.rebind.test/v1", allow_private=False)
     assert caught.value.fields and "base_url" in caught.value.fields
 
 
-def test_a_public_host_is_accepted(settings, dns):
-    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = False
+def test_a_public_host_is_accepted(dns):
     dns.answers["llm.rebind.test"] = [[PUBLIC]]
-    assert check_base_url("https://llm.rebind.test/v1/") == "https://llm.rebind.test/v1"
+    assert (
+        check_base_url("https://llm.rebind.test/v1/", allow_private=False)
+        == "https://llm.rebind.test/v1"
+    )
 
 
 def test_a_check_dials_the_address_it_vetted_and_never_looks_the_host_up_again(

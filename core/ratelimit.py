@@ -3,7 +3,8 @@
 ``limit("fetch", user_id, settings.KEYS_FETCH_RATE)`` counts one hit and raises
 ``RateLimited`` (429 with ``Retry-After``) once the window's budget is spent. To limit
 only failures, ``ensure_budget`` refuses a spent budget without counting and ``hit``
-counts a failure once it happened.
+counts a failure once it happened. ``count_up`` is the counter under all of them, for
+limits of another shape (the device login's growing delays).
 """
 
 from __future__ import annotations
@@ -28,19 +29,23 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 def _key(scope: str, ident: object, period: int) -> str:
-    return f"keys:rl:{scope}:{ident}:{int(time.time()) // period}"
+    return f"rl:{scope}:{ident}:{int(time.time()) // period}"
+
+
+def count_up(key: str, timeout: int) -> int:
+    """Add one to the cache counter ``key`` (created for ``timeout`` seconds); the count."""
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return int(cache.incr(key))
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1
 
 
 def hit(scope: str, ident: object, rate: str) -> int:
     """Count one hit of ``scope`` for ``ident`` in the current window; the count so far."""
     _, period = parse_rate(rate)
-    key = _key(scope, ident, period)
-    cache.add(key, 0, timeout=period + 1)
-    try:
-        return int(cache.incr(key))
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=period + 1)
-        return 1
+    return count_up(_key(scope, ident, period), period + 1)
 
 
 def limit(scope: str, ident: object, rate: str) -> None:

@@ -32,30 +32,10 @@ class UserThrottle(_ClientIpMixin, UserRateThrottle):
 DEFAULT_THROTTLES = [AnonThrottle, UserThrottle]
 
 
-class _IpThrottle(_ClientIpMixin, SimpleRateThrottle):
+class IpThrottle(_ClientIpMixin, SimpleRateThrottle):
+    """A limit per client address whoever is signed in, for endpoints anyone may call
+    that cost us something (a row, a hash, a token). Subclasses set ``scope`` and
+    ``rate``."""
+
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-
-class ConnectThrottle(_IpThrottle):
-    """``POST /connections/connect``: each call creates a session and a state."""
-
-    scope = "connections_connect"
-    rate = "20/min"
-
-
-class RefreshThrottle(_IpThrottle):
-    scope = "auth_refresh"
-    rate = "30/min"
-
-
-class DeviceStartThrottle(_IpThrottle):
-    scope = "device_start"
-    rate = "10/min"
-
-
-class DevicePollThrottle(_IpThrottle):
-    """A hard ceiling above RFC 8628's ``slow_down`` handling, against runaway clients."""
-
-    scope = "device_poll"
-    rate = "60/min"

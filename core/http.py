@@ -1,0 +1,59 @@
+"""Outgoing HTTP: every httpx client is built here, and a base URL a user chose is vetted
+here before anything is sent to it.
+
+Outside services' addresses come from settings, so tests point them at fakes on
+127.0.0.1. A user's own server (an OpenAI-compatible base URL) is checked with
+:func:`check_base_url` when it is entered, then reached only through
+``core.netguard.GuardedTransport``, which vets the addresses again as it connects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlparse
+
+import httpx
+
+from core.errors import ApplicationError
+from core.netguard import AddressRefused, resolve
+
+
+def http_client(
+    *, timeout: float | httpx.Timeout, headers: Mapping[str, str] | None = None
+) -> httpx.Client:
+    """A client for one outside service. It follows no redirect: one would carry the
+    request, and its credentials, wherever the answer points."""
+    return httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+
+
+def check_base_url(url: str, *, allow_private: bool) -> str:
+    """A user-supplied base URL without its trailing slash, refused (400 naming the
+    ``base_url`` field) when it could reach into our own network.
+
+    Unless ``allow_private`` (development only), only public https addresses pass, so a
+    request to it cannot probe internal services.
+    """
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ApplicationError("Enter an http(s) base URL.", fields={"base_url": ["Invalid URL."]})
+    if parsed.username or parsed.password:
+        # The base URL is stored and shown in clear (detail page, admin): no secrets in it.
+        raise ApplicationError(
+            "Put credentials in the key field, not in the base URL.",
+            fields={"base_url": ["No user name or password in the URL."]},
+        )
+    if allow_private:
+        return url.rstrip("/")
+    if parsed.scheme != "https":
+        raise ApplicationError("The base URL must use https.", fields={"base_url": ["Use https."]})
+    # An early answer for the form; the request itself resolves and vets again, then
+    # connects to the address it vetted (GuardedTransport). Nothing is sent before the
+    # refusal, so it cannot tell whether anything listens there.
+    try:
+        resolve(parsed.hostname, allow_private=False)
+    except AddressRefused as exc:
+        raise ApplicationError(
+            f"The base URL cannot be used: {exc}.",
+            fields={"base_url": ["Use a public host name or address."]},
+        ) from None
+    return url.rstrip("/")
