@@ -188,11 +188,11 @@ def test_the_device_page_needs_sign_in(client):
     assert "/accounts/login/" in response["Location"]
 
 
-def test_a_decided_request_cannot_be_decided_again(api_client, alice_browser, client, bob):
+def test_a_decided_request_cannot_be_decided_again(api_client, alice_browser, bob_browser):
     body = start(api_client)
     alice_browser.post("/dashboard/device", {"user_code": body["user_code"], "action": "approve"})
-    client.force_login(bob)
-    again = client.post("/dashboard/device", {"user_code": body["user_code"], "action": "deny"})
+    decision = {"user_code": body["user_code"], "action": "deny"}
+    again = bob_browser.post("/dashboard/device", decision)
     assert again.status_code == 400
     row = DeviceAuthorization.objects.get()
     assert row.status == "approved" and row.user.email == "alice@example.com"

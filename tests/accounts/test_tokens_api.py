@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 
 from accounts.models import ApiToken
-from accounts.tokens import api_token_create
+from accounts.tokens import api_token_create, cli_session_start
 from tests.connections.helpers import bearer
 from tests.helpers.queries import assert_flat_queries
 
@@ -132,6 +132,18 @@ def test_tokens_list_query_count_does_not_grow(alice_api, alice):
     )
     assert len(measured.response.json()["tokens"]) == 50
     assert measured.touching("accounts_apitoken") == (1, 1)
+
+
+def test_tokens_page_query_count_is_flat_in_tokens_and_cli_sign_ins(alice_browser, alice):
+    names = itertools.count()
+
+    def add_row():
+        n = next(names)
+        api_token_create(user=alice, name=f"token {n}")
+        cli_session_start(user=alice, origin="device", client_name=f"laptop {n}")
+
+    page = assert_flat_queries(alice_browser, "/dashboard/tokens/", add_row).response.content
+    assert b"token 49" in page and b"laptop 49" in page
 
 
 def test_an_api_token_cannot_mint_new_tokens(api_client, alice_api):

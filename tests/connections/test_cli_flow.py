@@ -15,7 +15,9 @@ from connections.models import (
     OAuthState,
 )
 from core.fields import Ciphertext, decrypt_field
+from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory, cli_tokens_for
 from tests.connections.helpers import bearer, connect, connect_and_consent, consent, first_login
+from tests.helpers.queries import assert_flat_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -278,3 +280,12 @@ def test_connect_accepts_a_null_or_missing_body(oauth, api_client):
         == 200
     )
     assert api_client.post("/connections/connect?service=confluence").status_code == 200
+
+
+def test_me_query_count_does_not_grow_with_sites(api_client, alice):
+    connection = ConnectionFactory(user=alice)
+    api_client.credentials(**bearer(cli_tokens_for(alice).token))
+    measured = assert_flat_queries(
+        api_client, "/auth/me", lambda: AccessibleResourceFactory(connection=connection)
+    )
+    assert len(measured.response.json()["data"]["resources"]) == 50

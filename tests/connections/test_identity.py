@@ -4,8 +4,7 @@ import pytest
 from allauth.account.models import EmailAddress
 from django.test import Client
 
-from accounts.models import User
-from accounts.models import AtlassianProfile
+from accounts.models import AtlassianProfile, User
 from connections.models import Connection
 from tests.accounts.factories import UserFactory
 from tests.connections.helpers import connect, connect_and_consent, consent, finish_callback
@@ -61,18 +60,17 @@ def test_an_email_atlassian_did_not_verify_is_never_merged(oauth, api_client, cl
 
 
 def test_an_atlassian_account_linked_elsewhere_cannot_join_another_session(
-    oauth, api_client, client, alice, bob
+    oauth, api_client, bob_browser, alice
 ):
     # bob's CLI session exists; the Atlassian account belongs to alice.
-    client.force_login(bob)
     started = connect(api_client)
     oauth.me = {**oauth.me, "account_id": "bob-atlassian"}
-    assert finish_callback(client, consent(started["authorization_url"])).status_code == 200
+    assert finish_callback(bob_browser, consent(started["authorization_url"])).status_code == 200
     token = api_client.get(f"/auth/status/{started['state']}").json()["token"]
     AtlassianProfile.objects.create(user=alice, account_id="alice-atlassian")
     oauth.me = {**oauth.me, "account_id": "alice-atlassian"}
     _, callback = connect_and_consent(
-        api_client, client, "confluence", started["session_id"], token
+        api_client, bob_browser, "confluence", started["session_id"], token
     )
     assert callback.status_code == 400
     assert b"linked to another Kay account" in callback.content

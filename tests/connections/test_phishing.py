@@ -10,9 +10,8 @@ from django.db import connection as db_connection
 from django.test import Client
 from rest_framework.test import APIClient
 
-from accounts.models import ApiToken, CliSession, SecurityEvent, User
+from accounts.models import ApiToken, AtlassianProfile, CliSession, SecurityEvent, User
 from accounts.tokens import TokenRejected, api_token_create, cli_session_revoke
-from accounts.models import AtlassianProfile
 from connections.models import Connection, KaySession, OAuthState
 from tests.accounts.factories import UserFactory
 from tests.connections.helpers import bearer, connect, consent, first_login
@@ -29,10 +28,8 @@ def _dashboard_start(browser, service="jira") -> str:
 # --- dashboard state bound to the browser and user that started it ------------------------
 
 
-def test_a_dashboard_link_sent_to_another_user_links_nothing(oauth, client, alice, bob):
+def test_a_dashboard_link_sent_to_another_user_links_nothing(oauth, client, alice, bob_browser):
     # bob starts a Jira connection in his dashboard and sends the Atlassian link to alice.
-    bob_browser = Client()
-    bob_browser.force_login(bob)
     authorize_url = _dashboard_start(bob_browser)
     client.force_login(alice)
     landed = client.get(consent(authorize_url))
@@ -43,9 +40,7 @@ def test_a_dashboard_link_sent_to_another_user_links_nothing(oauth, client, alic
     assert OAuthState.objects.get().status == OAuthState.Status.FAILED
 
 
-def test_a_dashboard_link_opened_by_a_logged_out_victim_links_nothing(oauth, client, bob):
-    bob_browser = Client()
-    bob_browser.force_login(bob)
+def test_a_dashboard_link_opened_by_a_logged_out_victim_links_nothing(oauth, client, bob_browser):
     landed = client.get(consent(_dashboard_start(bob_browser)))
     assert landed.status_code == 400
     assert not Connection.objects.exists()
@@ -129,18 +124,16 @@ def test_the_confirmation_expires(oauth, api_client, client, time_machine):
 
 
 def test_a_signed_in_session_id_alone_cannot_connect_another_account(
-    oauth, api_client, client, bob
+    oauth, api_client, client, bob_api
 ):
     started, status = first_login(api_client, client)
     leaked = {"session_id": started["session_id"]}
     anonymous = api_client.post("/connections/connect?service=confluence", leaked, format="json")
     assert anonymous.status_code == 401
     assert anonymous.json()["error"]["code"] == "authentication_required"
-    api_client.force_authenticate(bob)
     assert (
-        api_client.post("/connections/connect?service=confluence", leaked, format="json")
+        bob_api.post("/connections/connect?service=confluence", leaked, format="json")
     ).status_code == 404
-    api_client.force_authenticate(None)
     own = api_client.post(
         "/connections/connect?service=confluence", leaked, format="json", **bearer(status["token"])
     )

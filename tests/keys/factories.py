@@ -1,6 +1,6 @@
 import factory
 
-from keys.models import ApiKey, Project
+from keys.models import ApiKey, KeyAuditEvent, Project
 from keys.services import mask_secret
 from tests.accounts.factories import UserFactory
 
@@ -43,3 +43,18 @@ class ApiKeyFactory(factory.django.DjangoModelFactory):
     secret = factory.LazyAttributeSequence(lambda o, n: secret_for(o.provider, n))
     masked_key = factory.LazyAttribute(lambda o: mask_secret(o.secret))
     status = ApiKey.Status.VALID
+
+
+class KeyAuditEventFactory(factory.django.DjangoModelFactory):
+    """One line of a key's audit trail, done by its owner."""
+
+    class Meta:
+        model = KeyAuditEvent
+
+    api_key = factory.SubFactory(ApiKeyFactory)
+    owner = factory.SelfAttribute("api_key.owner")
+    actor = factory.SelfAttribute("api_key.owner")
+    key_label = factory.LazyAttribute(lambda o: o.api_key.name)
+    action = KeyAuditEvent.Action.VALIDATED
+    source = KeyAuditEvent.Source.API
+    ip_address = "192.0.2.7"

@@ -5,7 +5,7 @@ import pytest
 from keys.models import ApiKey, KeyAuditEvent, Project
 from tests.helpers.queries import assert_flat_queries
 from tests.keys.conftest import VALID
-from tests.keys.factories import ApiKeyFactory, ProjectFactory
+from tests.keys.factories import ApiKeyFactory, KeyAuditEventFactory, ProjectFactory
 
 KEY_FIELDS = {
     "id",
@@ -253,6 +253,14 @@ def test_list_query_count_does_not_grow_with_rows(alice_api, alice, url, locmem_
         ApiKeyFactory(owner=alice, project=ProjectFactory(owner=alice))
 
     assert_flat_queries(alice_api, url, add_row)
+
+
+def test_a_keys_audit_trail_query_count_does_not_grow(alice_api, alice, locmem_cache):
+    key = ApiKeyFactory(owner=alice)
+    measured = assert_flat_queries(
+        alice_api, f"/api/keys/{key.pk}/events", lambda: KeyAuditEventFactory(api_key=key)
+    )
+    assert len(measured.response.json()) == 50
 
 
 # --- races: the database constraint, not a 500, answers the loser -----------------------------

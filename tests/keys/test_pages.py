@@ -7,7 +7,7 @@ import pytest
 from keys.models import ApiKey, KeyAuditEvent, OnboardingSession, Project
 from tests.helpers.queries import assert_flat_queries
 from tests.keys.conftest import VALID
-from tests.keys.factories import ApiKeyFactory, ProjectFactory
+from tests.keys.factories import ApiKeyFactory, KeyAuditEventFactory, ProjectFactory
 
 
 def test_empty_states(alice_browser):
@@ -53,6 +53,22 @@ def test_list_page_query_count_is_flat(alice_browser, alice, locmem_cache, url):
         ApiKeyFactory(owner=alice, project=project)
 
     assert_flat_queries(alice_browser, url, add_row)
+
+
+def test_a_key_page_query_count_is_flat_in_its_audit_trail(alice_browser, alice, locmem_cache):
+    key = ApiKeyFactory(owner=alice)
+    assert_flat_queries(
+        alice_browser, f"/dashboard/keys/{key.pk}/", lambda: KeyAuditEventFactory(api_key=key)
+    )
+
+
+def test_a_project_page_query_count_is_flat_in_its_keys(alice_browser, alice, locmem_cache):
+    project = ProjectFactory(owner=alice)
+    assert_flat_queries(
+        alice_browser,
+        f"/dashboard/projects/{project.pk}/",
+        lambda: ApiKeyFactory(owner=alice, project=project),
+    )
 
 
 def test_add_a_key_from_the_dashboard(alice_browser, alice, fake_providers):

@@ -3,6 +3,8 @@
 import pytest
 
 from models_catalog import selectors
+from models_catalog.models import CatalogPreference
+from tests.helpers.queries import assert_flat_queries
 from tests.models_catalog.factories import ProviderFactory, offer
 
 URL = "/api/models/preferences"
@@ -69,3 +71,11 @@ def test_the_preferred_model_must_be_allowed(alice_api, catalog):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "model_not_allowed"
     assert alice_api.get(URL).json()["allowed_providers"] == []  # rolled back
+
+
+def test_reading_preferences_costs_the_same_for_1_or_50_allowed_models(alice_api, alice):
+    preference = CatalogPreference.objects.create(user=alice)
+    measured = assert_flat_queries(
+        alice_api, URL, lambda: preference.allowed_models.add(offer().model)
+    )
+    assert len(measured.response.json()["allowed_models"]) == 50
