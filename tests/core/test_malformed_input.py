@@ -7,6 +7,7 @@ covered without touching this file.
 from __future__ import annotations
 
 import re
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
 from core.ids import MAX_ID, parse_id
-from core.parsers import MAX_DEPTH
+from core.parsers import MAX_DEPTH, _check
 from tests.keys.conftest import server_auth
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 
@@ -363,3 +364,18 @@ def test_a_session_cookie_decoding_to_a_nul_is_ignored_not_a_500(path):
     assert "\\000" in cookie  # what a browser would send
     response = client.get(path)
     assert response.status_code < 500
+
+
+@pytest.mark.parametrize(
+    "wide", [[0] * 1_000_000, [""] * 800_000, [[]] * 800_000], ids=["numbers", "strings", "lists"]
+)
+def test_checking_a_wide_body_holds_no_entry_per_value(wide):
+    """A 2.5 MB body of a million small values: the depth and surrogate check walks it with
+    at most MAX_DEPTH open containers, not one stack entry per value (about 75 MB)."""
+    tracemalloc.start()
+    try:
+        _check(wide)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
