@@ -24,3 +24,21 @@ class UserCodeForm(forms.Form):
         max_length=20,
         widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters"}),
     )
+
+
+class ProfileForm(forms.Form):
+    name = forms.CharField(
+        label="Name",
+        max_length=150,
+        required=False,
+        help_text="Shown in the dashboard and given to the assistant.",
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
+    )
+
+
+class DeleteAccountForm(forms.Form):
+    confirm_email = forms.CharField(
+        label="Type your email address to confirm",
+        max_length=254,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import ApiToken, AtlassianProfile, CliSession, SecurityEvent
+from accounts.models import ApiToken, AtlassianProfile, CliSession, SecurityEvent, User
 from core.errors import NotFound
 
 
@@ -57,3 +57,19 @@ def security_events_for(*, user: Any) -> QuerySet[SecurityEvent]:
 def atlassian_profile_for(*, user: Any) -> AtlassianProfile | None:
     """The Atlassian identity linked to ``user`` (signed in through a connection), if any."""
     return AtlassianProfile.objects.filter(user=user).first()
+
+
+def user_deletion_summary(*, user: User) -> list[tuple[str, int]]:
+    """What deleting ``user`` would delete with it, as (what, how many) — read from the
+    database's relations, so every app's data is counted without accounts naming it."""
+    from django.contrib.admin.utils import NestedObjects
+    from django.db import router
+
+    collector = NestedObjects(using=router.db_for_write(User))
+    collector.collect([user])
+    counts = {
+        str(model._meta.verbose_name_plural): len(objects)
+        for model, objects in collector.data.items()
+        if model is not User and objects
+    }
+    return sorted(counts.items())

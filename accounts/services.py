@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,9 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import SecurityEvent, User, normalize_email
+from core.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
 
 Kind = SecurityEvent.Kind
 
@@ -77,3 +81,19 @@ def user_update_profile(*, user: User, name: str) -> User:
     user.name = name.strip()
     user.save(update_fields=["name"])
     return user
+
+
+@transaction.atomic
+def user_delete(*, user: User, confirm_email: str) -> None:
+    """Delete the account and everything it owns (keys, connections, tokens, history).
+
+    The email typed again is the confirmation; a wrong one deletes nothing.
+    """
+    if normalize_email(confirm_email) != user.email:
+        raise ApplicationError(
+            "Type your email address exactly to confirm.",
+            code="confirmation_mismatch",
+            fields={"confirm_email": ["Does not match your email address."]},
+        )
+    logger.info("account %s deleted by its owner", user.pk)
+    user.delete()

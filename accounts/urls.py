@@ -30,6 +30,7 @@ urlpatterns = [
     ),
     path("dashboard/device", views.device_verify, name="device"),
     path("accounts/security/", views.security_activity, name="security"),
+    path("accounts/settings/", views.account_settings, name="settings"),
 ]
 if settings.DEBUG:
     # Development-only (seed 000 "fake login"): without DEBUG the route does not exist.

@@ -3,9 +3,10 @@ the development login."""
 
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -14,7 +15,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import devices, tokens
-from accounts.forms import ApiTokenForm, FakeLoginForm, UserCodeForm
+from accounts.forms import (
+    ApiTokenForm,
+    DeleteAccountForm,
+    FakeLoginForm,
+    ProfileForm,
+    UserCodeForm,
+)
 from accounts.models import ApiToken, CliSession, User
 from accounts.selectors import (
     api_token_get_for_user,
@@ -23,8 +30,14 @@ from accounts.selectors import (
     cli_session_for,
     cli_sessions_for,
     security_events_for,
+    user_deletion_summary,
 )
-from accounts.services import RequestOrigin, user_get_or_create_for_fake_login
+from accounts.services import (
+    RequestOrigin,
+    user_delete,
+    user_get_or_create_for_fake_login,
+    user_update_profile,
+)
 from core.clientip import client_ip
 from core.errors import ApplicationError, NotFound
 from core.forms import add_application_error
@@ -118,7 +131,9 @@ def cli_session_end(request: HttpRequest, public_id: str) -> HttpResponse:
         origin=RequestOrigin.of(request),
     )
     messages.success(request, "Signed that CLI out.")
-    return redirect("accounts:tokens")
+    return redirect(
+        "accounts:settings" if request.POST.get("back") == "settings" else "accounts:tokens"
+    )
 
 
 @login_required
@@ -157,4 +172,43 @@ def device_verify(request: HttpRequest) -> HttpResponse:
     response["Cache-Control"] = "no-store"
     for name, value in headers.items():
         response[name] = value
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_settings(request: HttpRequest) -> HttpResponse:
+    """Account → Settings: name, email addresses, password, signed-in CLIs, recent
+    security activity, and deleting the account (saying what goes with it)."""
+    user: User = request.user  # type: ignore[assignment]
+    action = request.POST.get("action") if request.method == "POST" else None
+    profile = ProfileForm(
+        request.POST if action == "profile" else None, initial={"name": user.name}
+    )
+    delete = DeleteAccountForm(request.POST if action == "delete" else None)
+    if action == "profile" and profile.is_valid():
+        user_update_profile(user=user, name=profile.cleaned_data["name"])
+        messages.success(request, "Saved your name.")
+        return redirect("accounts:settings")
+    if action == "delete" and delete.is_valid():
+        try:
+            user_delete(user=user, confirm_email=delete.cleaned_data["confirm_email"])
+        except ApplicationError as exc:
+            delete.add_error("confirm_email", exc.message)
+        else:
+            logout(request)
+            messages.success(request, "Your account and everything in it were deleted.")
+            return redirect("account_login")
+    context = {
+        "profile_form": profile,
+        "delete_form": delete,
+        "emails": EmailAddress.objects.filter(user=user).order_by("-primary", "email"),
+        "has_password": user.has_usable_password(),
+        "sessions": cli_sessions_for(user=user),
+        "events": security_events_for(user=user)[:5],
+        "deletes": user_deletion_summary(user=user),
+    }
+    status = 400 if action and (profile.errors or delete.errors) else 200
+    response = render(request, "accounts/settings.html", context, status=status)
+    response["Cache-Control"] = "no-store"
     return response

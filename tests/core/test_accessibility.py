@@ -107,6 +107,7 @@ def operator_pages(live_server, staff) -> list[tuple[str, str, int]]:
         ("assistant", "/dashboard/assistant/", 200),
         ("billing", "/dashboard/billing/", 200),
         ("security", "/accounts/security/", 200),
+        ("account-settings", "/accounts/settings/", 200),
         ("account-email", "/accounts/email/", 200),
         ("password-change", "/accounts/password/change/", 200),
         ("api-docs", "/api/docs/", 200),

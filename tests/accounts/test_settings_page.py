@@ -1,0 +1,100 @@
+"""Account → Settings: a real page for name, sign-in, CLIs, activity and deleting."""
+
+import pytest
+from django.test import Client
+
+from accounts.models import User
+from accounts.tokens import cli_session_start
+from keys.models import ApiKey
+from tests.connections.factories import ConnectionFactory
+from tests.keys.factories import ApiKeyFactory, ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_sidebar_links_to_the_settings_page(alice_browser):
+    assert (
+        'href="/accounts/settings/">Account settings'
+        in alice_browser.get("/dashboard/").content.decode()
+    )
+
+
+def test_it_shows_sign_in_clis_and_activity(alice_browser, alice):
+    session = cli_session_start(user=alice, origin="device", client_name="build box")
+    html = alice_browser.get("/accounts/settings/").content.decode()
+    assert "alice@example.com" in html and "Verified" in html
+    assert "Change password" in html
+    assert "build box" in html and str(session.public_id) in html
+    assert "CLI signed in" in html  # recent security activity
+    assert "Make Primary" not in html and "Remove" not in html
+
+
+def test_a_passwordless_account_is_offered_to_set_one(client, alice):
+    alice.set_unusable_password()
+    alice.save()
+    client.force_login(alice)
+    html = client.get("/accounts/settings/").content.decode()
+    assert "Set a password" in html and "sign in with a code" in html
+
+
+def test_the_name_is_saved(alice_browser, alice):
+    response = alice_browser.post("/accounts/settings/", {"action": "profile", "name": "Al"})
+    assert response.status_code == 302
+    alice.refresh_from_db()
+    assert alice.name == "Al"
+
+
+def test_signing_a_cli_out_from_settings_comes_back_here(alice_browser, alice):
+    session = cli_session_start(user=alice, origin="device")
+    response = alice_browser.post(
+        f"/dashboard/tokens/sessions/{session.public_id}/end", {"back": "settings"}
+    )
+    assert response["Location"] == "/accounts/settings/"
+    session.refresh_from_db()
+    assert session.revoked_at is not None
+
+
+def test_delete_says_what_goes_and_needs_the_email_typed(alice_browser, alice, bob):
+    project = ProjectFactory(owner=alice)
+    ApiKeyFactory.create_batch(2, owner=alice, project=project)
+    ConnectionFactory(user=alice)
+    ApiKeyFactory(owner=bob)
+    html = alice_browser.get("/accounts/settings/").content.decode()
+    assert "API keys: 2" in html and "Projects: 1" in html and "Connections: 1" in html
+    wrong = alice_browser.post(
+        "/accounts/settings/", {"action": "delete", "confirm_email": "bob@example.com"}
+    )
+    assert wrong.status_code == 400
+    assert "Does not match" in wrong.content.decode() or "exactly" in wrong.content.decode()
+    assert User.objects.filter(pk=alice.pk).exists()
+    done = alice_browser.post(
+        "/accounts/settings/", {"action": "delete", "confirm_email": " Alice@Example.com "}
+    )
+    assert done.status_code == 302 and done["Location"] == "/accounts/login/"
+    assert not User.objects.filter(pk=alice.pk).exists()
+    assert User.objects.filter(pk=bob.pk).exists()
+    assert ApiKey.objects.filter(owner=bob).count() == 1
+
+
+def test_delete_needs_csrf(alice):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    response = browser.post(
+        "/accounts/settings/", {"action": "delete", "confirm_email": "alice@example.com"}
+    )
+    assert response.status_code == 403
+    assert User.objects.filter(pk=alice.pk).exists()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_settings_page_in_a_browser(page, screenshot, live_server, alice):
+    from tests.browser_helpers import login, serious_accessibility_failures
+
+    cli_session_start(user=alice, origin="device", client_name="kay CLI on laptop")
+    login(page, alice.email)
+    page.get_by_role("link", name="Account settings").click()
+    page.wait_for_url("**/accounts/settings/")
+    assert page.get_by_role("heading", name="Account settings").is_visible()
+    assert serious_accessibility_failures(page) == []
+    screenshot(page, "account-settings")
