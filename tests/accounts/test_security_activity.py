@@ -13,6 +13,7 @@ from connections.models import Connection
 from connections.services import ConnectionUnreadable, connection_access_token
 from core.fields import Ciphertext
 from tests.connections.factories import ConnectionFactory
+from tests.helpers.queries import assert_flat_queries
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +49,15 @@ def test_the_page_is_paginated_and_needs_a_sign_in(alice_browser, alice, client)
     assert alice_browser.get("/accounts/security/?page=%C2%B2").status_code == 200
     client.logout()
     assert client.get("/accounts/security/").status_code == 302
+
+
+def test_the_page_query_count_is_flat(alice_browser, alice, staff):
+    def add_event():
+        security_event_record(user=alice, kind="cli_session_revoked", actor=staff)
+
+    page = assert_flat_queries(alice_browser, "/accounts/security/", add_event).response
+    assert page.content.count(b'class="event"') == 25
+    assert page.content.count(b"ops@example.com (operator)") == 25
 
 
 def test_tokens_and_cli_sign_outs_from_the_dashboard_are_recorded(alice_browser, alice):
