@@ -54,8 +54,10 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(
                 f"The request body is not valid JSON (line {exc.lineno}, column {exc.colno})."
             ) from None
-        except ValueError:  # strict_constant: NaN and Infinity
-            raise ParseError("The request body is not valid JSON (NaN or Infinity).") from None
+        except ValueError:  # strict_constant (NaN, Infinity), or an integer past 4300 digits
+            raise ParseError(
+                "The request body is not valid JSON (NaN, Infinity or a number too long)."
+            ) from None
         _check(data)
         return data
 

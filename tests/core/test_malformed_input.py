@@ -379,3 +379,14 @@ def test_checking_a_wide_body_holds_no_entry_per_value(wide):
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000
+
+
+@pytest.mark.parametrize("number", ["9" * 5000, "NaN", "-Infinity"])
+def test_a_number_json_cannot_hold_is_a_400_saying_so(alice_api, number):
+    response = alice_api.post(
+        "/api/projects", f'{{"name": {number}}}', content_type="application/json"
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "parse_error"
+    assert "number too long" in error["message"]
