@@ -15,10 +15,11 @@ _PATTERNS = [
     re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
     # JWTs (three base64url segments)
     re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"),
-    # Credentials in query strings (Gemini's ?key=, OAuth codes and tokens)
+    # Credentials in query strings (Gemini's ?key=, OAuth codes and tokens, the device
+    # login's user code in verification_uri_complete)
     re.compile(
-        r"(?i)([?&](?:key|api_key|apikey|access_token|refresh_token|token|code|state|client_secret)=)"
-        r"[^&\s\"']+"
+        r"(?i)([?&](?:key|api_key|apikey|access_token|refresh_token|token|code|state|client_secret"
+        r"|user_code|device_code)=)[^&\s\"']+"
     ),
     # Possession-is-credential identifiers of the CLI flow (seed 003): session ids and the
     # OAuth state in /auth/status/<state>

@@ -195,6 +195,13 @@ def test_django_request_lines_are_redacted_while_debug_is_on(tmp_path):
         assert secret not in text, text
 
 
+def test_the_device_login_user_code_is_redacted():
+    """verification_uri_complete carries it: whoever reads it can approve the waiting CLI
+    into their own account."""
+    text = redact('"GET /dashboard/device?user_code=WDJB-MJHT HTTP/1.1" 200')
+    assert "WDJB-MJHT" not in text and "user_code=[REDACTED]" in text
+
+
 def test_keys_of_emailed_account_links_are_redacted():
     """allauth puts the password-reset and email-confirmation keys in the path."""
     line = (
