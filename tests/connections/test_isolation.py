@@ -71,7 +71,7 @@ def test_bobs_me_shows_none_of_alices_sites(api_client, alice, bob):
     assert body["data"]["account_id"] is None
 
 
-def test_bobs_connections_page_shows_only_his(alice, bob_browser):
+def test_bobs_connections_page_shows_only_his(oauth, alice, bob_browser):
     AccessibleResourceFactory(connection=ConnectionFactory(user=alice), name="alice-site")
     page = bob_browser.get("/dashboard/connections/")
     assert b"alice-site" not in page.content

@@ -32,7 +32,7 @@ from tests.keys.factories import ApiKeyFactory, ProjectFactory, secret_for
 
 @dataclass(frozen=True)
 class Owned:
-    make: Callable[[Any], Model]  # an object of this kind owned by the given user
+    make: Callable[[Any], Any]  # a model instance of this kind owned by the given user
     in_path: Callable[[Model], object] = attrgetter("pk")
 
 

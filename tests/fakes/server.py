@@ -20,8 +20,7 @@ class LocalHTTPServer:
 
     @property
     def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> Self:
         self._thread.start()
