@@ -7,6 +7,7 @@ so they agree on who a request came from; rate limits count by :func:`rate_limit
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -23,19 +24,37 @@ def client_ip(request: HttpRequest | Request) -> str:
     Each of the ``TRUSTED_PROXY_COUNT`` proxies in front of Kay appends the address it
     received the request from to ``X-Forwarded-For``, so the N-th address from the right
     is the client; everything left of it was written by the client and may be forged.
-    With 0 (no proxy) the header is ignored and the TCP peer (``REMOTE_ADDR``) is the
-    client. A request that passed fewer proxies than configured (fewer addresses) yields
-    the leftmost one, which a trusted proxy wrote.
+    With 0 (no proxy), or when the TCP peer (``REMOTE_ADDR``) is not in
+    ``TRUSTED_PROXY_NETWORKS``, the header is ignored and the peer is the client. A
+    request that passed fewer proxies than configured (fewer addresses) yields the leftmost
+    one, which a trusted proxy wrote.
     """
     meta = request.META
     proxies = settings.TRUSTED_PROXY_COUNT
     forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-    if proxies > 0 and forwarded:
+    peer = _valid(meta.get("REMOTE_ADDR", ""))
+    if proxies > 0 and forwarded and _is_proxy(peer):
         hops = forwarded.split(",")
         address = _valid(hops[-min(proxies, len(hops))])
         if address:
             return address
-    return _valid(meta.get("REMOTE_ADDR", ""))
+    return peer
+
+
+def _is_proxy(peer: str) -> bool:
+    """Whether the TCP peer is in ``TRUSTED_PROXY_NETWORKS``: a client that reaches Kay's
+    port directly (past the proxy) writes its own ``X-Forwarded-For``."""
+    return bool(peer) and any(
+        ipaddress.ip_address(peer) in network
+        for network in _networks(tuple(settings.TRUSTED_PROXY_NETWORKS))
+    )
+
+
+@lru_cache(maxsize=4)
+def _networks(
+    values: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(value, strict=False) for value in values)
 
 
 def rate_limit_ident(address: str) -> str:

@@ -124,3 +124,43 @@ def test_ipv4_clients_of_a_dual_stack_listener_each_have_their_own_allauth_limit
         assert LOCKED not in login(n, "::ffff:203.0.113.1").content
     assert LOCKED in login(10, "::ffff:203.0.113.1").content
     assert LOCKED not in login(11, "::ffff:203.0.113.2").content
+
+
+@pytest.mark.parametrize(("throttle", "url", "body"), ENDPOINTS)
+def test_a_client_past_the_proxy_cannot_escape_the_limit_with_a_forged_header(
+    api_client, settings, small_rates, throttle, url, body
+):
+    """TRUSTED_PROXY_COUNT=1, and Kay's port is reachable directly (compose publishes it):
+    the direct client's own X-Forwarded-For must not make it a new client each time."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    answers = [
+        api_client.post(
+            url,
+            body,
+            format="json",
+            REMOTE_ADDR="203.0.113.50",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+        ).status_code
+        for n in range(LIMIT + 1)
+    ]
+    assert 429 not in answers[:LIMIT]
+    assert answers[LIMIT] == 429
+
+
+def test_allauth_login_limit_holds_for_a_client_past_the_proxy(client, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    for n in range(10):
+        response = client.post(
+            "/accounts/login/",
+            {"login": f"someone{n}@example.com", "password": "wrong"},
+            REMOTE_ADDR="203.0.113.50",
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}",
+        )
+        assert LOCKED not in response.content
+    response = client.post(
+        "/accounts/login/",
+        {"login": "someone10@example.com", "password": "wrong"},
+        REMOTE_ADDR="203.0.113.50",
+        HTTP_X_FORWARDED_FOR="198.51.100.200",
+    )
+    assert LOCKED in response.content

@@ -90,3 +90,18 @@ def test_a_zone_id_is_not_part_of_the_address(settings):
 )
 def test_rate_limits_count_an_ipv6_client_by_its_64(address, ident):
     assert rate_limit_ident(address) == ident
+
+
+def test_a_client_reaching_the_port_directly_cannot_forge_its_address(settings):
+    """Behind a proxy (TRUSTED_PROXY_COUNT=1) whose port is also open to the internet, a
+    public peer writing its own X-Forwarded-For is taken as itself."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip(request("198.51.100.7", remote="203.0.113.50")) == "203.0.113.50"
+    assert client_ip(request("198.51.100.7", remote=PROXY)) == "198.51.100.7"
+
+
+def test_a_proxy_on_a_public_address_is_trusted_once_its_network_is_named(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.TRUSTED_PROXY_NETWORKS = ["203.0.113.0/24"]
+    assert client_ip(request("198.51.100.7", remote="203.0.113.50")) == "198.51.100.7"
+    assert client_ip(request("198.51.100.7", remote=PROXY)) == PROXY
