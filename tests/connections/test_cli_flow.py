@@ -227,11 +227,16 @@ def test_unknown_service_is_a_clear_400(oauth, api_client):
     assert response.json()["error"]["code"] == "unknown_service"
 
 
-def test_unconfigured_provider_names_the_missing_variables(settings, api_client):
+def test_unconfigured_provider_says_not_available_without_the_operators_hint(
+    settings, api_client
+):
     settings.ATLASSIAN_CLIENT_ID = ""
     response = api_client.post("/connections/connect?service=jira", {}, format="json")
     assert response.status_code == 503
-    assert "ATLASSIAN_CLIENT_ID" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert error["code"] == "provider_not_configured"
+    assert "not available on this server" in error["message"]
+    assert "ATLASSIAN_CLIENT_ID" not in error["message"]
 
 
 def test_connect_is_rate_limited(oauth, api_client):

@@ -205,12 +205,10 @@ def test_projects_pages(alice_browser, alice):
 # --- onboarding --------------------------------------------------------------------------
 
 
-def test_overview_shows_onboarding_until_complete(alice_browser, alice):
+def test_overview_offers_onboarding_until_a_key_is_stored(alice_browser, alice):
     page = alice_browser.get("/dashboard/").content.decode()
-    assert "Set up your key vault" in page and 'href="/dashboard/onboarding/"' in page
-    OnboardingSession.objects.create(
-        user=alice, current_step=4, progress=1.0, completed_at="2026-01-01T00:00Z"
-    )
+    assert "Add a provider key" in page and 'href="/dashboard/onboarding/"' in page
+    ApiKeyFactory(owner=alice, project=ProjectFactory(owner=alice))
     page = alice_browser.get("/dashboard/").content.decode()
     assert 'href="/dashboard/onboarding/"' not in page
 
