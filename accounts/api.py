@@ -7,7 +7,6 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,14 +16,20 @@ from accounts import devices, tokens
 from accounts.selectors import api_token_get_for_user, api_tokens_for, cli_session_for
 from accounts.serializers import (
     ApiTokenCreatedSerializer,
+    ApiTokenCreateInputSerializer,
     ApiTokenListSerializer,
     ApiTokenOutputSerializer,
+    AuthRefreshInputSerializer,
+    DeviceAuthorizationInputSerializer,
     DeviceAuthorizationSerializer,
+    DeviceTokenInputSerializer,
     MeOutputSerializer,
     MessageSerializer,
+    MeUpdateInputSerializer,
     TokenPairSerializer,
 )
 from accounts.services import RequestOrigin, user_update_profile
+from accounts.tokens import TokenPair
 from core.clientip import client_ip
 from core.errors import PermissionDenied
 from core.throttling import DEFAULT_THROTTLES, IpThrottle
@@ -49,6 +54,12 @@ class DevicePollThrottle(IpThrottle):
     rate = "60/min"
 
 
+def _token_pair_response(pair: TokenPair, message: str) -> Response:
+    """A new CLI session token and refresh token (seed 003's shape), never cached."""
+    body = {"token": pair.token, "refresh_token": pair.refresh_token, "message": message}
+    return Response(TokenPairSerializer(body).data, headers=NO_STORE)
+
+
 class AuthRefreshApi(APIView):
     """``POST /auth/refresh``: rotate the refresh token; reuse ends the whole sign-in.
 
@@ -60,31 +71,40 @@ class AuthRefreshApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [RefreshThrottle, *DEFAULT_THROTTLES]
 
-    class InputSerializer(serializers.Serializer):
-        refresh_token = serializers.CharField(max_length=200)
-
-        class Meta:
-            ref_name = "AuthRefreshInput"
-
-    @extend_schema(request=InputSerializer, responses=TokenPairSerializer)
+    @extend_schema(
+        summary="Refresh a CLI session",
+        description=(
+            "Trades the refresh token for a new session token (30 minutes) and a new refresh "
+            "token. Each refresh token works once: sending a used one again ends the whole "
+            "sign-in (401 for the holder of either copy). No Bearer needed: the refresh "
+            "token is the credential."
+        ),
+        request=AuthRefreshInputSerializer,
+        responses=TokenPairSerializer,
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = AuthRefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         pair = tokens.cli_session_refresh(
             refresh_token=data.validated_data["refresh_token"], origin=RequestOrigin.of(request)
         )
-        body = {
-            "token": pair.token,
-            "refresh_token": pair.refresh_token,
-            "message": "Token refreshed successfully",
-        }
-        return Response(TokenPairSerializer(body).data, headers=NO_STORE)
+        return _token_pair_response(pair, "Token refreshed successfully")
 
 
 class AuthLogoutApi(APIView):
     """``POST /auth/logout``: end this sign-in (the CLI session's whole token family)."""
 
-    @extend_schema(request=None, responses=MessageSerializer)
+    @extend_schema(
+        summary="Sign out",
+        description=(
+            "Ends the sign-in the request is made with: a CLI session token ends its session "
+            "and every refresh token of it, a personal API token is revoked, a browser "
+            "session is logged out."
+        ),
+        request=None,
+        responses=MessageSerializer,
+    )
     def post(self, request: Request) -> Response:
         auth = request.auth if isinstance(request.auth, dict) else {}
         if auth.get("kind") == "cli_session":
@@ -111,14 +131,14 @@ class AuthLogoutApi(APIView):
 class ApiTokenCreateApi(APIView):
     """``POST /api/token``: a personal API token (a JWT shown once)."""
 
-    class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=100, required=False, allow_blank=True)
-
-        class Meta:
-            ref_name = "ApiTokenCreateInput"
-
     @extend_schema(
-        request=InputSerializer,
+        summary="Create a personal API token",
+        description=(
+            "A JWT for `Authorization: Bearer`, shown only in this answer (Kay keeps a hash). "
+            "Created from a browser session or a CLI session, not from another API token; "
+            "one created from a CLI session expires no later than that session."
+        ),
+        request=ApiTokenCreateInputSerializer,
         responses={201: ApiTokenCreatedSerializer},
     )
     def post(self, request: Request) -> Response:
@@ -127,7 +147,7 @@ class ApiTokenCreateApi(APIView):
             raise PermissionDenied(
                 "API tokens cannot create API tokens. Sign in with the CLI or the browser."
             )
-        data = self.InputSerializer(data=request.data or {})
+        data = ApiTokenCreateInputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         minted_by = None
         if isinstance(request.auth, dict) and request.auth.get("kind") == "cli_session":
@@ -145,7 +165,12 @@ class ApiTokenCreateApi(APIView):
 class ApiTokenListApi(APIView):
     """``GET /api/tokens``: the caller's usable tokens (never the tokens themselves)."""
 
-    @extend_schema(responses=ApiTokenListSerializer)
+    @extend_schema(
+        summary="List your API tokens",
+        description="Your tokens that still work, newest first: names and dates, never the "
+        "tokens themselves.",
+        responses=ApiTokenListSerializer,
+    )
     def get(self, request: Request) -> Response:
         rows = api_tokens_for(user=request.user)
         return Response({"tokens": ApiTokenOutputSerializer(rows, many=True).data})
@@ -154,7 +179,12 @@ class ApiTokenListApi(APIView):
 class ApiTokenRevokeApi(APIView):
     """``DELETE /api/tokens/<id>``: revoke one of the caller's tokens."""
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        summary="Revoke an API token",
+        description="The token stops working at once. Another user's token id is a 404.",
+        request=None,
+        responses={204: None},
+    )
     def delete(self, request: Request, token_id: int) -> Response:
         found = api_token_get_for_user(user=request.user, token_id=token_id)
         tokens.api_token_revoke(
@@ -172,18 +202,18 @@ class DeviceAuthorizationApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [DeviceStartThrottle, *DEFAULT_THROTTLES]
 
-    class InputSerializer(serializers.Serializer):
-        client_name = serializers.CharField(max_length=100, required=False, allow_blank=True)
-
-        class Meta:
-            ref_name = "DeviceAuthorizationInput"
-
     @extend_schema(
-        request=InputSerializer,
+        summary="Start a device login",
+        description=(
+            "RFC 8628 §3.2: a device code for the CLI to poll with, and a user code to show. "
+            "The user opens `verification_uri`, signs in and approves the code."
+        ),
+        request=DeviceAuthorizationInputSerializer,
         responses=DeviceAuthorizationSerializer,
+        auth=[],
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data or {})
+        data = DeviceAuthorizationInputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         row, device_code, user_code = devices.device_authorization_start(
             client_name=data.validated_data.get("client_name", ""),
@@ -208,38 +238,44 @@ class DeviceTokenApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [DevicePollThrottle]
 
-    class InputSerializer(serializers.Serializer):
-        device_code = serializers.CharField(max_length=200)
-
-        class Meta:
-            ref_name = "DeviceTokenInput"
-
-    @extend_schema(request=InputSerializer, responses=TokenPairSerializer)
+    @extend_schema(
+        summary="Poll a device login",
+        description=(
+            "RFC 8628 §3.4: the CLI session token and refresh token once the user approved, "
+            "handed out once. Until then a 400 whose code says why: `authorization_pending`, "
+            "`slow_down` (wait `Retry-After` seconds), `access_denied`, `expired_token` or "
+            "`invalid_grant`."
+        ),
+        request=DeviceTokenInputSerializer,
+        responses=TokenPairSerializer,
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = DeviceTokenInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         pair = devices.device_token_poll(device_code=data.validated_data["device_code"])
-        body = {
-            "token": pair.token,
-            "refresh_token": pair.refresh_token,
-            "message": "Device login approved",
-        }
-        return Response(TokenPairSerializer(body).data, headers=NO_STORE)
+        return _token_pair_response(pair, "Device login approved")
 
 
 class MeApi(APIView):
     """``GET /api/me`` and ``PATCH /api/me``: read or rename the signed-in user."""
 
-    class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=150, allow_blank=True)
-
-    @extend_schema(responses=MeOutputSerializer)
+    @extend_schema(
+        summary="Your profile",
+        description="The signed-in user: id, email, name, whether staff, and when they joined.",
+        responses=MeOutputSerializer,
+    )
     def get(self, request: Request) -> Response:
         return Response(MeOutputSerializer(request.user).data)
 
-    @extend_schema(request=InputSerializer, responses=MeOutputSerializer)
+    @extend_schema(
+        summary="Rename yourself",
+        description="Sets the name shown in the dashboard (blank clears it).",
+        request=MeUpdateInputSerializer,
+        responses=MeOutputSerializer,
+    )
     def patch(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = MeUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = user_update_profile(user=request.user, name=serializer.validated_data["name"])  # type: ignore[arg-type]
         return Response(MeOutputSerializer(user).data)

@@ -1,8 +1,28 @@
-"""What the accounts API answers: one serializer per response shape (shown in /api/docs/)."""
+"""What the accounts API takes and answers: one serializer per shape (shown in /api/docs/)."""
 
 from rest_framework import serializers
 
 from accounts.models import ApiToken
+
+
+class AuthRefreshInputSerializer(serializers.Serializer):
+    refresh_token = serializers.CharField(max_length=200)
+
+
+class ApiTokenCreateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class DeviceAuthorizationInputSerializer(serializers.Serializer):
+    client_name = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+
+class DeviceTokenInputSerializer(serializers.Serializer):
+    device_code = serializers.CharField(max_length=200)
+
+
+class MeUpdateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=150, allow_blank=True)
 
 
 class MeOutputSerializer(serializers.Serializer):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,13 +13,27 @@ from rest_framework.views import APIView
 from accounts.selectors import atlassian_profile_for
 from accounts.services import RequestOrigin
 from connections import selectors, services
-from connections.registry import service_get
+from connections.registry import SERVICES, service_get
+from connections.serializers import (
+    AuthMeOutputSerializer,
+    AuthStatusOutputSerializer,
+    ConnectionConnectInputSerializer,
+    ConnectionConnectOutputSerializer,
+    ConnectionDisconnectInputSerializer,
+    ConnectionDisconnectOutputSerializer,
+    ConnectionListOutputSerializer,
+)
 from core.errors import ApplicationError
 from core.throttling import DEFAULT_THROTTLES, IpThrottle
 
 logger = logging.getLogger(__name__)
 
-SERVICE_PARAM = OpenApiParameter("service", str, OpenApiParameter.QUERY, required=True)
+SERVICE_PARAM = OpenApiParameter(
+    "service", str, OpenApiParameter.QUERY, required=True, enum=list(SERVICES)
+)
+SESSION_PARAM = OpenApiParameter(
+    "session_id", str, OpenApiParameter.QUERY, required=True, description="The CLI's kay session."
+)
 
 
 class ConnectThrottle(IpThrottle):
@@ -40,31 +53,21 @@ class ConnectionConnectApi(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [ConnectThrottle, *DEFAULT_THROTTLES]
 
-    class InputSerializer(serializers.Serializer):
-        session_id = serializers.CharField(
-            required=False, allow_blank=True, allow_null=True, max_length=200
-        )
-
-        class Meta:
-            ref_name = "ConnectionConnectInput"
-
-    class OutputSerializer(serializers.Serializer):
-        service = serializers.CharField()
-        session_id = serializers.CharField()
-        authorization_url = serializers.URLField()
-        state = serializers.CharField()
-        user_code = serializers.CharField(
-            help_text="Print it: the browser shows it again before the CLI is signed in."
-        )
-        message = serializers.CharField()
-
-        class Meta:
-            ref_name = "ConnectionConnect"
-
-    @extend_schema(parameters=[SERVICE_PARAM], request=InputSerializer, responses=OutputSerializer)
+    @extend_schema(
+        summary="Connect a service",
+        description=(
+            "Starts OAuth for Jira, Confluence or Bitbucket. Open `authorization_url` in a "
+            "browser and poll `GET /auth/status/<state>`. Without `session_id` a new kay "
+            "session starts, and its first connection signs the CLI in once the browser "
+            "confirms `user_code`; with one the service is added to that session."
+        ),
+        parameters=[SERVICE_PARAM],
+        request=ConnectionConnectInputSerializer,
+        responses=ConnectionConnectOutputSerializer,
+    )
     def post(self, request: Request) -> Response:
         service = _service(request)
-        data = self.InputSerializer(data=request.data or {})
+        data = ConnectionConnectInputSerializer(data=request.data or {})
         data.is_valid(raise_exception=True)
         started = services.connection_start(
             service=service,
@@ -80,7 +83,7 @@ class ConnectionConnectApi(APIView):
             "user_code": started.user_code,
             "message": f"Please visit the authorization URL to connect {started.service}",
         }
-        return Response(self.OutputSerializer(body).data)
+        return Response(ConnectionConnectOutputSerializer(body).data)
 
 
 class ConnectionListApi(APIView):
@@ -89,8 +92,11 @@ class ConnectionListApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        parameters=[OpenApiParameter("session_id", str, OpenApiParameter.QUERY, required=True)],
-        responses=inline_serializer("ConnectionList", {"connections": serializers.DictField()}),
+        summary="List a session's connections",
+        description="Every service Kay offers, and whether the kay session's user has it "
+        "connected.",
+        parameters=[SESSION_PARAM],
+        responses=ConnectionListOutputSerializer,
     )
     def get(self, request: Request) -> Response:
         session_id = request.query_params.get("session_id", "")
@@ -101,7 +107,8 @@ class ConnectionListApi(APIView):
                 fields={"session_id": ["This field is required."]},
             )
         session = services.kay_session_find(session_id=session_id, user=request.user)
-        return Response({"connections": selectors.connections_for_session(session=session)})
+        body = {"connections": selectors.connections_for_session(session=session)}
+        return Response(ConnectionListOutputSerializer(body).data)
 
 
 class ConnectionDisconnectApi(APIView):
@@ -109,27 +116,17 @@ class ConnectionDisconnectApi(APIView):
 
     permission_classes = [AllowAny]
 
-    class InputSerializer(serializers.Serializer):
-        session_id = serializers.CharField(max_length=200)
-
-        class Meta:
-            ref_name = "ConnectionDisconnectInput"
-
     @extend_schema(
+        summary="Disconnect a service",
+        description="Forgets the service's tokens and sites for the kay session's user. "
+        "Disconnecting a service that is not connected also succeeds.",
         parameters=[SERVICE_PARAM],
-        request=InputSerializer,
-        responses=inline_serializer(
-            "ConnectionDisconnect",
-            {
-                "service": serializers.CharField(),
-                "connected": serializers.BooleanField(),
-                "message": serializers.CharField(),
-            },
-        ),
+        request=ConnectionDisconnectInputSerializer,
+        responses=ConnectionDisconnectOutputSerializer,
     )
     def post(self, request: Request) -> Response:
         service = _service(request)
-        data = self.InputSerializer(data=request.data)
+        data = ConnectionDisconnectInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         session = services.kay_session_find(
             session_id=data.validated_data["session_id"], user=request.user
@@ -138,13 +135,31 @@ class ConnectionDisconnectApi(APIView):
             services.connection_disconnect(
                 user=session.user, service=service, request_origin=RequestOrigin.of(request)
             )
-        return Response(
-            {
-                "service": service,
-                "connected": False,
-                "message": f"Successfully disconnected from {service}",
-            }
-        )
+        body = {
+            "service": service,
+            "connected": False,
+            "message": f"Successfully disconnected from {service}",
+        }
+        return Response(ConnectionDisconnectOutputSerializer(body).data)
+
+
+def _auth_status_body(status: services.AuthStatus) -> dict[str, str]:
+    """Seed 003's answer for where the authorisation stands."""
+    if not status.completed:
+        return {"status": "pending", "message": "Authorization not yet completed"}
+    if status.tokens is None:
+        return {
+            "status": "completed",
+            "account_id": status.account_id,
+            "message": f"Connected {status.service}. Keep using your current session token.",
+        }
+    return {
+        "status": "completed",
+        "account_id": status.account_id,
+        "token": status.tokens.token,
+        "refresh_token": status.tokens.refresh_token,
+        "message": "Authorization completed successfully",
+    }
 
 
 class AuthStatusApi(APIView):
@@ -153,19 +168,18 @@ class AuthStatusApi(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        responses=inline_serializer(
-            "AuthStatus",
-            {
-                "status": serializers.CharField(),
-                "account_id": serializers.CharField(required=False),
-                "token": serializers.CharField(required=False),
-                "refresh_token": serializers.CharField(required=False),
-                "message": serializers.CharField(),
-            },
-        )
+        summary="Poll a connection's sign-in",
+        description=(
+            "`pending` until the browser finished (and confirmed) the authorisation, then "
+            "`completed` with the CLI session token and refresh token: handed out once, and "
+            "only for a new session's first connection. Later polls answer 410; a failed "
+            "or expired authorisation answers with its error."
+        ),
+        responses=AuthStatusOutputSerializer,
     )
     def get(self, request: Request, state: str) -> Response:
-        body = services.auth_status_collect(state=state, user=request.user)
+        status = services.auth_status_collect(state=state, user=request.user)
+        body = AuthStatusOutputSerializer(_auth_status_body(status)).data
         return Response(body, headers={"Cache-Control": "no-store"})
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -180,9 +194,11 @@ class AuthMeApi(APIView):
     """``GET /auth/me``: the signed-in user with their Atlassian profile and sites."""
 
     @extend_schema(
-        responses=inline_serializer(
-            "AuthMe", {"message": serializers.CharField(), "data": serializers.DictField()}
-        )
+        summary="You, with your Atlassian profile",
+        description="The signed-in user's Atlassian account id, name, email and picture "
+        "(the account's own where there is no Atlassian profile), and the Atlassian sites "
+        "their connections reach.",
+        responses=AuthMeOutputSerializer,
     )
     def get(self, request: Request) -> Response:
         user = request.user
@@ -195,4 +211,4 @@ class AuthMeApi(APIView):
             "picture": profile.picture if profile and profile.picture else None,
             "resources": selectors.accessible_resources_for(user=user),
         }
-        return Response({"message": "User information", "data": data})
+        return Response(AuthMeOutputSerializer({"message": "User information", "data": data}).data)

@@ -10,7 +10,7 @@ import json
 import logging
 import secrets
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -21,7 +21,7 @@ from django.utils import timezone
 from accounts.devices import USER_CODE_ALPHABET, USER_CODE_LENGTH, user_code_format
 from accounts.models import AtlassianProfile, CliSession, SecurityEvent, User
 from accounts.services import NOWHERE, RequestOrigin, security_event_record
-from accounts.tokens import cli_session_issue_tokens, cli_session_start
+from accounts.tokens import TokenPair, cli_session_issue_tokens, cli_session_start
 from connections.identity import (
     CallbackError,
     LinkTarget,
@@ -97,6 +97,18 @@ class LinkPreview:
     target: LinkTarget
     identity: Identity
     first: bool  # the session's first connection: it signs the CLI in
+
+
+@dataclass(frozen=True)
+class AuthStatus:
+    """Where a CLI's authorisation stands: still pending, or completed. ``tokens`` only
+    in the one poll that collects them; a service added to a session that already has
+    tokens completes without any."""
+
+    completed: bool
+    service: str = ""
+    account_id: str = ""
+    tokens: TokenPair | None = None
 
 
 # --- helpers ----------------------------------------------------------------------------
@@ -571,7 +583,7 @@ def oauth_link_confirm(
 # --- CLI polling, listing, disconnect ------------------------------------------------------
 
 
-def auth_status_collect(*, state: str, user: Any = None) -> dict[str, Any]:
+def auth_status_collect(*, state: str, user: Any = None) -> AuthStatus:
     """``GET /auth/status/<state>``: pending, then the tokens exactly once."""
     found = OAuthState.objects.filter(state_hash=token_hash(state or "")).first()
     if found is None or (
@@ -586,18 +598,14 @@ def auth_status_collect(*, state: str, user: Any = None) -> dict[str, Any]:
             raise ApplicationError(
                 "The authorisation expired. Start again.", code="expired", status=410
             )
-        return {"status": "pending", "message": "Authorization not yet completed"}
+        return AuthStatus(completed=False)
     if found.status == OAuthState.Status.FAILED:
         raise ApplicationError(
             found.error_message or "The authorisation failed.", code=found.error_code or "failed"
         )
+    done = AuthStatus(completed=True, service=found.service, account_id=found.account_id)
     if found.cli_session_id is None:
-        # Not the session's first connection: the CLI already holds tokens.
-        return {
-            "status": "completed",
-            "account_id": found.account_id,
-            "message": f"Connected {found.service}. Keep using your current session token.",
-        }
+        return done  # not the session's first connection: the CLI already holds tokens
     gone = ApplicationError(
         "These tokens were already collected or have expired. Sign in again.",
         code="already_collected",
@@ -612,14 +620,7 @@ def auth_status_collect(*, state: str, user: Any = None) -> dict[str, Any]:
         if not claimed:
             raise gone
         session = CliSession.objects.get(pk=found.cli_session_id)
-        pair = cli_session_issue_tokens(session=session)
-    return {
-        "status": "completed",
-        "account_id": found.account_id,
-        "token": pair.token,
-        "refresh_token": pair.refresh_token,
-        "message": "Authorization completed successfully",
-    }
+        return replace(done, tokens=cli_session_issue_tokens(session=session))
 
 
 def connection_disconnect(

@@ -57,13 +57,6 @@ _FIXED = {
 }
 
 
-def error_body(code: str, message: str, fields: Any = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    return {"error": body}
-
-
 def _message(detail: Any) -> str:
     if isinstance(detail, list | tuple) and detail:
         return _message(detail[0])
@@ -84,58 +77,61 @@ def _without_echoes(detail: Any) -> Any:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    error = _as_application_error(exc)
+    if error is None:
+        # Anything else is a bug: log it (through the redacting filter) and say nothing more.
+        logger.exception("Unhandled API error in %s", context.get("view").__class__.__name__)
+        error = ApplicationError(
+            "Something went wrong on our side. It has been logged.",
+            code="server_error",
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    set_rollback()
+    response = Response(error.as_dict(), status=error.status, headers=error.headers)
+    if isinstance(error, NotConfigured):
+        # A setup gap, not a failure: a warning with the operator's hint, instead of
+        # Django's ERROR line for a 5xx.
+        logger.warning("%s", error.operator_hint)
+        response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
+def _as_application_error(exc: Exception) -> ApplicationError | None:
+    """``exc`` as the error a client is told about; None for a bug."""
     if isinstance(exc, ApplicationError):
-        set_rollback()
-        response = Response(exc.as_dict(), status=exc.status, headers=exc.headers)
-        if isinstance(exc, NotConfigured):
-            # A setup gap, not a failure: a warning with the operator's hint, instead of
-            # Django's ERROR line for a 5xx.
-            logger.warning("%s", exc.operator_hint)
-            response._has_been_logged = True  # type: ignore[attr-defined]
-        return response
+        return exc
+    if isinstance(exc, RequestDataTooBig):  # reading request.data past the upload limit
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return ApplicationError(
+            f"The request body is larger than the limit of {limit} bytes.",
+            code="request_too_large",
+            status=413,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif isinstance(exc, RequestDataTooBig):  # reading request.data past the upload limit
-        set_rollback()
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        message = f"The request body is larger than the limit of {limit} bytes."
-        return Response(error_body("request_too_large", message), status=413)
     elif isinstance(exc, SuspiciousOperation):
         exc = exceptions.ParseError("The request could not be read.")
+    if not isinstance(exc, exceptions.APIException):
+        return None
 
-    if isinstance(exc, exceptions.APIException):
-        set_rollback()
-        headers: dict[str, str] = {}
-        if getattr(exc, "auth_header", None):
-            headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-        if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
-        code = _CODES.get(exc.status_code, "error")
-        if isinstance(exc, exceptions.ParseError):
-            code = "parse_error"
-        if isinstance(exc, exceptions.ValidationError):
-            detail = _without_echoes(exc.detail)
-            fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
-            message = _message(detail)
-            if isinstance(detail, dict):
-                message = "Some fields are not valid."
-            return Response(
-                error_body(code, message, fields), status=exc.status_code, headers=headers
-            )
-        if isinstance(exc, exceptions.Throttled):
-            message = "Too many requests. Try again later."
-        elif type(exc) in _FIXED:
-            message = _FIXED[type(exc)]
-        else:
-            message = _message(exc.detail)
-        return Response(error_body(code, message), status=exc.status_code, headers=headers)
-
-    # Anything else is a bug: log it (through the redacting filter) and say nothing more.
-    logger.exception("Unhandled API error in %s", context.get("view").__class__.__name__)
-    set_rollback()
-    return Response(
-        error_body("server_error", "Something went wrong on our side. It has been logged."),
-        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    headers: dict[str, str] = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
+    code = "parse_error" if isinstance(exc, exceptions.ParseError) else None
+    code = code or _CODES.get(exc.status_code, "error")
+    fields = None
+    if isinstance(exc, exceptions.ValidationError):
+        detail = _without_echoes(exc.detail)
+        fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        message = _message(detail)
+    elif isinstance(exc, exceptions.Throttled):
+        message = "Too many requests. Try again later."
+    else:
+        message = _FIXED.get(type(exc)) or _message(exc.detail)
+    return ApplicationError(
+        message, code=code, fields=fields, status=exc.status_code, headers=headers
     )

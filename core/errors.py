@@ -15,7 +15,7 @@ class ApplicationError(Exception):
         message: str,
         *,
         code: str | None = None,
-        fields: dict[str, list[str]] | None = None,
+        fields: dict[str, Any] | None = None,
         status: int | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:

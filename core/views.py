@@ -1,23 +1,36 @@
-"""Root, health checks and error pages (HTML for browsers, JSON for API clients)."""
+"""Root, health checks and error pages (HTML for browsers, JSON for API clients), and
+what page views share."""
 
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from django.utils.http import url_has_allowed_host_and_scheme
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.api import error_body
+from core.errors import ApplicationError
 from core.health import system_health
+from core.serializers import HealthOutputSerializer
 
 
 def _wants_html(request: HttpRequest) -> bool:
     # Browsers name text/html explicitly; CLIs send */* or application/json.
     return "text/html" in request.headers.get("Accept", "")
+
+
+def redirect_back(request: HttpRequest, default: str) -> HttpResponse:
+    """After a form's POST, back to the page it came from (its ``next`` field) when that
+    is on this site, else to ``default``: never to another site (an open redirect)."""
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = default
+    return redirect(target)
 
 
 def root(request: HttpRequest) -> HttpResponse:
@@ -38,14 +51,12 @@ class HealthApi(APIView):
     """``GET /health``: database, broker, a worker round trip and OpenAI configuration."""
 
     @extend_schema(
-        responses=inline_serializer(
-            "Health",
-            {
-                "status": serializers.CharField(),
-                "timestamp": serializers.DateTimeField(),
-                "services": serializers.DictField(),
-            },
-        )
+        summary="System health",
+        description=(
+            "Whether the database, the broker and a worker answer (503 when one does not), "
+            "and whether OpenAI is configured, each with how long its check took."
+        ),
+        responses={200: HealthOutputSerializer, 503: HealthOutputSerializer},
     )
     def get(self, request: Request) -> Response:
         body, healthy = system_health()
@@ -56,7 +67,7 @@ def _error(request: HttpRequest, status: int, code: str, title: str, message: st
     if _wants_html(request) and not request.path.startswith("/api/"):
         context: dict[str, Any] = {"status": status, "title": title, "message": message}
         return render(request, "core/error.html", context, status=status)
-    return JsonResponse(error_body(code, message), status=status)
+    return JsonResponse(ApplicationError(message, code=code).as_dict(), status=status)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
@@ -15,8 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import User
-from core.clientip import client_ip
+from accounts.authentication import user_of
 from core.errors import ApplicationError
 from core.ids import parse_id
 from keys import selectors, services
@@ -39,15 +38,7 @@ from keys.serializers import (
 )
 
 Source = KeyAuditEvent.Source
-
-
-def user_of(request: Request) -> User:
-    """The signed-in user (every view here except fetch requires one)."""
-    return cast(User, request.user)
-
-
-def origin(request: Request, source: str = Source.API) -> services.Origin:
-    return services.Origin(source=source, ip=client_ip(request) or None)
+API = Source.API
 
 
 def _project(request: Request, project_id: Any) -> Any:
@@ -67,6 +58,9 @@ class ApiKeyCollectionApi(APIView):
     """``GET /api/keys``, ``POST /api/keys``, ``DELETE /api/keys?id=<id>``."""
 
     @extend_schema(
+        summary="List your keys",
+        description="Your stored keys, newest first, masked: never the key itself. Filter by "
+        "project (`none` for keys outside projects) and provider.",
         parameters=[
             OpenApiParameter("project_id", str, description="a project id, or `none`"),
             OpenApiParameter("provider", str),
@@ -81,7 +75,17 @@ class ApiKeyCollectionApi(APIView):
         )
         return Response(ApiKeyOutputSerializer(keys, many=True).data)
 
-    @extend_schema(request=ApiKeyCreateInputSerializer, responses={201: ApiKeyOutputSerializer})
+    @extend_schema(
+        summary="Add a key",
+        description=(
+            "Checks the key's format, then asks the provider whether it works, then stores "
+            "it encrypted. A key the provider rejects is not saved (400 `invalid_key`); one "
+            "it could not be asked about is saved with status `unverified`. The first key of "
+            "a provider in a project becomes its default."
+        ),
+        request=ApiKeyCreateInputSerializer,
+        responses={201: ApiKeyOutputSerializer},
+    )
     def post(self, request: Request) -> Response:
         serializer = ApiKeyCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -94,12 +98,14 @@ class ApiKeyCollectionApi(APIView):
             project=_project(request, data.get("project_id")),
             base_url=data.get("base_url", ""),
             is_default=data["is_default"],
-            origin=origin(request),
+            origin=services.Origin.of(request, API),
         )
         return Response(_key_data(request, api_key), status=status.HTTP_201_CREATED)
 
     @extend_schema(
         operation_id="api_keys_destroy_by_query",
+        summary="Delete a key by query",
+        description="Seed 001's form of `DELETE /api/keys/<id>`. The key's audit trail stays.",
         parameters=[OpenApiParameter("id", int, required=True)],
         responses={204: None},
     )
@@ -113,7 +119,7 @@ class ApiKeyCollectionApi(APIView):
             )
         api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
         services.api_key_delete(
-            acting_user=user_of(request), api_key=api_key, origin=origin(request)
+            acting_user=user_of(request), api_key=api_key, origin=services.Origin.of(request, API)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -122,12 +128,25 @@ class ApiKeyDetailApi(APIView):
     """``GET /api/keys/<id>`` (masked), ``PATCH`` (name, project_id, is_default, or key to
     rotate), ``DELETE``."""
 
-    @extend_schema(responses=ApiKeyOutputSerializer)
+    @extend_schema(
+        summary="One of your keys",
+        description="The key's details, masked. Another user's key is a 404.",
+        responses=ApiKeyOutputSerializer,
+    )
     def get(self, request: Request, key_id: int) -> Response:
         api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
         return Response(_key_data(request, api_key))
 
-    @extend_schema(request=ApiKeyUpdateInputSerializer, responses=ApiKeyOutputSerializer)
+    @extend_schema(
+        summary="Change a key",
+        description=(
+            "Rename it, move it to another project (`null`: none), make it the default, "
+            "and/or rotate it (`key`, checked with the provider first). All or nothing: a "
+            "refused part changes nothing."
+        ),
+        request=ApiKeyUpdateInputSerializer,
+        responses=ApiKeyOutputSerializer,
+    )
     def patch(self, request: Request, key_id: int) -> Response:
         api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
         serializer = ApiKeyUpdateInputSerializer(data=request.data)
@@ -142,15 +161,19 @@ class ApiKeyDetailApi(APIView):
             else services.UNSET,
             is_default=data.get("is_default"),
             secret=data.get("key"),
-            origin=origin(request),
+            origin=services.Origin.of(request, API),
         )
         return Response(_key_data(request, api_key))
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        summary="Delete a key",
+        description="The key is gone for good; its audit trail stays (name and mask only).",
+        responses={204: None},
+    )
     def delete(self, request: Request, key_id: int) -> Response:
         api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
         services.api_key_delete(
-            acting_user=user_of(request), api_key=api_key, origin=origin(request)
+            acting_user=user_of(request), api_key=api_key, origin=services.Origin.of(request, API)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -158,11 +181,17 @@ class ApiKeyDetailApi(APIView):
 class ApiKeyValidateApi(APIView):
     """``POST /api/keys/<id>/validate``: check a stored key with its provider again."""
 
-    @extend_schema(request=None, responses=ApiKeyOutputSerializer)
+    @extend_schema(
+        summary="Check a key again",
+        description="Asks the provider whether the stored key still works and records the "
+        "answer. A provider that cannot be reached leaves the status as it was.",
+        request=None,
+        responses=ApiKeyOutputSerializer,
+    )
     def post(self, request: Request, key_id: int) -> Response:
         api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
         services.api_key_revalidate(
-            api_key=api_key, acting_user=user_of(request), origin=origin(request)
+            api_key=api_key, acting_user=user_of(request), origin=services.Origin.of(request, API)
         )
         return Response(_key_data(request, api_key))
 
@@ -170,7 +199,12 @@ class ApiKeyValidateApi(APIView):
 class ApiKeyEventsApi(APIView):
     """``GET /api/keys/<id>/events``: the key's audit trail, newest first."""
 
-    @extend_schema(responses=AuditEventOutputSerializer(many=True))
+    @extend_schema(
+        summary="A key's audit trail",
+        description="Everything done with the key, newest first: created, checked, used, "
+        "fetched, changed, with who and from which address.",
+        responses=AuditEventOutputSerializer(many=True),
+    )
     def get(self, request: Request, key_id: int) -> Response:
         api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
         events = selectors.audit_events_for_key(owner=user_of(request), api_key=api_key)
@@ -191,11 +225,20 @@ class ApiKeyFetchApi(APIView):
     throttle_classes = ()
 
     @extend_schema(
-        request=ApiKeyFetchInputSerializer, responses=ApiKeyFetchOutputSerializer, auth=[]
+        summary="Fetch a user's key (backend only)",
+        description=(
+            "For Kay's own backend services: the decrypted key that answers for the user and "
+            "provider (the project's default, else the user's default, else their only key). "
+            "Send `Authorization: Bearer <SERVER_SECRET_KEY>`. Every call is audited and "
+            "rate limited; an address that sent too many wrong secrets gets 429."
+        ),
+        request=ApiKeyFetchInputSerializer,
+        responses=ApiKeyFetchOutputSerializer,
+        auth=[],
     )
     @sensitive_variables("plaintext", "body")
     def post(self, request: Request) -> Response:
-        where = origin(request, Source.FETCH_API)
+        where = services.Origin.of(request, Source.FETCH_API)
         fetch_caller_check(origin=where)
         if not _server_secret_ok(request.META.get("HTTP_AUTHORIZATION", "")):
             fetch_bad_secret_record(origin=where)
@@ -240,12 +283,21 @@ def _server_secret_ok(header: str) -> bool:
 class ProjectCollectionApi(APIView):
     """``GET /api/projects``, ``POST /api/projects``."""
 
-    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    @extend_schema(
+        summary="List your projects",
+        description="Your projects with how many keys each holds.",
+        responses=ProjectOutputSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         projects = selectors.project_list(owner=user_of(request))
         return Response(ProjectOutputSerializer(projects, many=True).data)
 
-    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectOutputSerializer})
+    @extend_schema(
+        summary="Create a project",
+        description="A named group of keys, each provider with its own default key in it.",
+        request=ProjectInputSerializer,
+        responses={201: ProjectOutputSerializer},
+    )
     def post(self, request: Request) -> Response:
         serializer = ProjectInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -253,7 +305,7 @@ class ProjectCollectionApi(APIView):
             acting_user=user_of(request),
             name=serializer.validated_data["name"],
             description=serializer.validated_data.get("description", ""),
-            origin=origin(request),
+            origin=services.Origin.of(request, API),
         )
         project = selectors.project_get(owner=user_of(request), project_id=project.pk)
         return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
@@ -262,12 +314,21 @@ class ProjectCollectionApi(APIView):
 class ProjectDetailApi(APIView):
     """``GET``, ``PATCH``, ``DELETE /api/projects/<id>`` (delete refuses a non-empty one)."""
 
-    @extend_schema(responses=ProjectOutputSerializer)
+    @extend_schema(
+        summary="One of your projects",
+        description="The project with its key count. Another user's project is a 404.",
+        responses=ProjectOutputSerializer,
+    )
     def get(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get(owner=user_of(request), project_id=project_id)
         return Response(ProjectOutputSerializer(project).data)
 
-    @extend_schema(request=ProjectInputSerializer(partial=True), responses=ProjectOutputSerializer)
+    @extend_schema(
+        summary="Rename a project",
+        description="Change its name and/or description.",
+        request=ProjectInputSerializer(partial=True),
+        responses=ProjectOutputSerializer,
+    )
     def patch(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get(owner=user_of(request), project_id=project_id)
         serializer = ProjectInputSerializer(data=request.data, partial=True)
@@ -277,14 +338,18 @@ class ProjectDetailApi(APIView):
             project=project,
             name=serializer.validated_data.get("name"),
             description=serializer.validated_data.get("description"),
-            origin=origin(request),
+            origin=services.Origin.of(request, API),
         )
         return Response(ProjectOutputSerializer(project).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        summary="Delete a project",
+        description="Only an empty project: one that still holds keys is a 409.",
+        responses={204: None},
+    )
     def delete(self, request: Request, project_id: int) -> Response:
         project = selectors.project_get(owner=user_of(request), project_id=project_id)
         services.project_delete(
-            acting_user=user_of(request), project=project, origin=origin(request)
+            acting_user=user_of(request), project=project, origin=services.Origin.of(request, API)
         )
         return Response(status=status.HTTP_204_NO_CONTENT)

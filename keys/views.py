@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.models import User
-from core.clientip import client_ip
+from accounts.authentication import user_of
 from core.errors import ApplicationError, NotFound
 from core.forms import add_application_error
+from core.views import redirect_back
 from keys import selectors, services
 from keys.forms import ApiKeyEditForm, ApiKeyForm, ProjectForm, RotateForm
 from keys.models import ApiKey, KeyAuditEvent, Project
 from keys.providers import PROVIDERS, Check
 
 PAGE = KeyAuditEvent.Source.DASHBOARD
-
-
-def user_of(request: HttpRequest) -> User:
-    return cast(User, request.user)
-
-
-def origin(request: HttpRequest) -> services.Origin:
-    return services.Origin(source=PAGE, ip=client_ip(request) or None)
 
 
 def _get_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:
@@ -93,7 +83,7 @@ def create_key_from_form(request: HttpRequest, form: ApiKeyForm) -> tuple[ApiKey
         project=data["project"],
         base_url=data["base_url"] or "",
         is_default=data["is_default"],
-        origin=origin(request),
+        origin=services.Origin.of(request, PAGE),
     )
 
 
@@ -195,7 +185,7 @@ def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 project=form.cleaned_data["project"],
                 is_default=form.cleaned_data["is_default"],
-                origin=origin(request),
+                origin=services.Origin.of(request, PAGE),
             )
         except ApplicationError as exc:
             add_application_error(form, exc)
@@ -218,7 +208,7 @@ def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:
                 acting_user=user_of(request),
                 api_key=api_key,
                 secret=form.cleaned_data["key"],
-                origin=origin(request),
+                origin=services.Origin.of(request, PAGE),
             )
         except ApplicationError as exc:
             add_application_error(form, exc)
@@ -235,7 +225,7 @@ def key_revalidate(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = _get_key_for_user(request, key_id)
     try:
         check = services.api_key_revalidate(
-            api_key=api_key, acting_user=user_of(request), origin=origin(request)
+            api_key=api_key, acting_user=user_of(request), origin=services.Origin.of(request, PAGE)
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
@@ -244,10 +234,7 @@ def key_revalidate(request: HttpRequest, key_id: int) -> HttpResponse:
             check.status, messages.WARNING
         )
         messages.add_message(request, level, check.detail)
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)
-    return redirect("keys:detail", key_id=api_key.pk)
+    return redirect_back(request, reverse("keys:detail", args=[api_key.pk]))
 
 
 @login_required
@@ -256,7 +243,7 @@ def key_delete(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = _get_key_for_user(request, key_id)
     if request.method == "POST":
         services.api_key_delete(
-            acting_user=user_of(request), api_key=api_key, origin=origin(request)
+            acting_user=user_of(request), api_key=api_key, origin=services.Origin.of(request, PAGE)
         )
         messages.success(request, f"Key “{api_key.name}” deleted.")
         return redirect("keys:list")
@@ -277,7 +264,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
                 acting_user=owner,
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
-                origin=origin(request),
+                origin=services.Origin.of(request, PAGE),
             )
         except ApplicationError as exc:
             add_application_error(form, exc)
@@ -305,7 +292,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
                 project=project,
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
-                origin=origin(request),
+                origin=services.Origin.of(request, PAGE),
             )
         except ApplicationError as exc:
             add_application_error(form, exc)
@@ -328,7 +315,7 @@ def project_delete(request: HttpRequest, project_id: int) -> HttpResponse:
     project = _get_project_for_user(request, project_id)
     try:
         services.project_delete(
-            acting_user=user_of(request), project=project, origin=origin(request)
+            acting_user=user_of(request), project=project, origin=services.Origin.of(request, PAGE)
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)

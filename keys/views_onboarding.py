@@ -9,13 +9,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from accounts.authentication import user_of
 from core.errors import ApplicationError
 from core.forms import add_application_error
 from core.ids import parse_id
 from keys import selectors, services
 from keys.forms import ApiKeyForm, ProjectForm
 from keys.models import OnboardingSession
-from keys.views import create_key_from_form, origin, saved_message, user_of
+from keys.views import PAGE, create_key_from_form, saved_message
 
 STEP_TITLES = ["Create a project", "Add your keys", "Check your keys", "Done"]
 
@@ -80,7 +81,7 @@ def _handle(
                 acting_user=owner,
                 name=project_form.cleaned_data["name"],
                 description=project_form.cleaned_data["description"],
-                origin=origin(request),
+                origin=services.Origin.of(request, PAGE),
             )
             services.onboarding_step_done(user=owner, step=1)
         elif action == "key":

@@ -15,7 +15,6 @@ from django.http import HttpResponse
 from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,8 +23,10 @@ from rest_framework.views import APIView
 from core.errors import ApplicationError
 from core.throttling import AnonThrottle, UserThrottle
 from models_catalog import compression, selectors, services
-from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters
+from models_catalog.filters import SORTS, CatalogFilters
 from models_catalog.forms import CatalogFilterForm
+from models_catalog.payloads import CAPABILITIES
+from models_catalog.serializers import PreferencesInputSerializer, PreferencesOutputSerializer
 from models_catalog.services import catalog_version
 
 logger = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class CatalogModelsByProviderApi(APIView):
             OpenApiParameter("min_context", OpenApiTypes.INT),
             _list("input_modality", "all required, e.g. `text,image`"),
             _list("output_modality", "all required"),
-            _list("supports", ", ".join(SUPPORTS)),
+            _list("supports", ", ".join(CAPABILITIES)),
             OpenApiParameter("q", OpenApiTypes.STR, description="words in id, name or provider"),
             OpenApiParameter("sort", OpenApiTypes.STR, enum=list(SORTS)),
         ],
@@ -161,13 +162,6 @@ class CatalogModelsByProviderApi(APIView):
         return response
 
 
-class PreferencesOutputSerializer(serializers.Serializer):
-    allowed_models = serializers.ListField(child=serializers.CharField())
-    allowed_providers = serializers.ListField(child=serializers.CharField())
-    preferred_model = serializers.CharField(allow_null=True)
-    restricted = serializers.BooleanField()
-
-
 def _preferences_data(user: object) -> dict[str, object]:
     preferences = selectors.preferences_for(user=user)
     return PreferencesOutputSerializer(
@@ -184,26 +178,24 @@ class CatalogPreferencesApi(APIView):
     """``GET/PUT /api/models/preferences``: the caller's allowed models and providers and
     the model the assistant uses. Empty allow lists mean every model is allowed."""
 
-    class InputSerializer(serializers.Serializer):
-        allowed_models = serializers.ListField(
-            child=serializers.CharField(max_length=200), max_length=2000, default=list
-        )
-        allowed_providers = serializers.ListField(
-            child=serializers.CharField(max_length=100), max_length=500, default=list
-        )
-        preferred_model = serializers.CharField(max_length=200, allow_null=True, default=None)
-
-    @extend_schema(summary="Your model preferences", responses=PreferencesOutputSerializer)
+    @extend_schema(
+        summary="Your model preferences",
+        description="The models and providers you allow (empty lists allow every one), the "
+        "model the assistant uses, and whether anything is restricted.",
+        responses=PreferencesOutputSerializer,
+    )
     def get(self, request: Request) -> Response:
         return Response(_preferences_data(request.user))
 
     @extend_schema(
         summary="Replace your model preferences",
-        request=InputSerializer,
+        description="Sets all of them at once: what you leave out is cleared. Unknown model "
+        "ids or provider slugs are a 400 naming them.",
+        request=PreferencesInputSerializer,
         responses=PreferencesOutputSerializer,
     )
     def put(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = PreferencesInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.preferences_replace(user=request.user, **serializer.validated_data)
         return Response(_preferences_data(request.user))

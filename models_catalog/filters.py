@@ -21,11 +21,6 @@ SORTS = {
     "newest": "Newest first",
     "name": "Name",
 }
-SUPPORTS = {
-    "tools": "Tools",
-    "structured_outputs": "Structured outputs",
-    "reasoning": "Reasoning",
-}
 Entry = dict[str, Any]
 
 

@@ -6,8 +6,9 @@ from typing import Any
 from django import forms
 from django.utils.datastructures import MultiValueDict
 
-from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters
+from models_catalog.filters import SORTS, CatalogFilters
 from models_catalog.models import DataPolicy
+from models_catalog.payloads import CAPABILITIES
 
 
 class ListInput(forms.SelectMultiple):
@@ -53,7 +54,7 @@ class CatalogFilterForm(forms.Form):
     min_context = forms.IntegerField(required=False, min_value=0, label="Min context")
     input_modality = ListField(label="Input")
     output_modality = ListField(label="Output")
-    supports = ListField(choices=SUPPORTS.items(), label="Supports")
+    supports = ListField(choices=CAPABILITIES.items(), label="Supports")
     sort = forms.ChoiceField(
         required=False,
         choices=list(SORTS.items()),

@@ -31,10 +31,12 @@ AUTHOR_PROVIDERS = {
     "amazon": "amazon-nova",
     "rekaai": "reka",
 }
+# What a model can do, as OpenRouter's ``supported_parameters`` names it, with the label
+# the filters and pages show: the document's ``capabilities`` and the "supports" filter.
 CAPABILITIES = {
-    "tools": "tools",
-    "structured_outputs": "structured_outputs",
-    "reasoning": "reasoning",
+    "tools": "Tools",
+    "structured_outputs": "Structured outputs",
+    "reasoning": "Reasoning",
 }
 
 Fields = dict[str, Any]

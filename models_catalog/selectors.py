@@ -13,7 +13,7 @@ from django.db import DatabaseError
 from django.db.models import Q
 from django.utils.safestring import SafeString
 
-from models_catalog import descriptions, snapshot
+from models_catalog import descriptions, payloads, snapshot
 from models_catalog.filters import CatalogFilters, Offer
 from models_catalog.models import (
     CatalogPreference,
@@ -137,7 +137,7 @@ class ModelRow:
     @property
     def capabilities(self) -> list[str]:
         params = set().union(*(o.parameters for o in self.offers))
-        return [name for name in ("tools", "structured_outputs", "reasoning") if name in params]
+        return [name for name in payloads.CAPABILITIES if name in params]
 
 
 def catalog_model_rows(*, filters: CatalogFilters, offers: list[Offer]) -> list[ModelRow]:

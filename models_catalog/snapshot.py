@@ -26,7 +26,6 @@ POLICY_FLAGS: dict[str, tuple[bool | None, bool | None]] = {
     DataPolicy.ZERO_RETENTION: (False, False),
     DataPolicy.UNKNOWN: (None, None),
 }
-CAPABILITIES = ("tools", "structured_outputs", "reasoning")
 
 Entry = dict[str, Any]
 
@@ -53,7 +52,7 @@ def provider_entry(provider: Provider) -> Entry:
 
 
 def capabilities(parameters: list[str]) -> dict[str, bool]:
-    return {name: name in parameters for name in CAPABILITIES}
+    return {name: name in parameters for name in payloads.CAPABILITIES}
 
 
 def model_entry(model: Model, endpoint: ModelEndpoint) -> Entry:

@@ -8,17 +8,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from core.errors import ApplicationError
+from core.views import redirect_back
 from models_catalog import selectors, services
-from models_catalog.filters import SORTS, SUPPORTS, CatalogFilters, default_sort
+from models_catalog.filters import SORTS, CatalogFilters, default_sort
 from models_catalog.forms import CatalogFilterForm
 from models_catalog.models import Model, Provider
+from models_catalog.payloads import CAPABILITIES
 
 PAGE_SIZE = 50
 
@@ -48,13 +49,6 @@ def _get_provider(slug: str) -> Provider:
     if provider is None:
         raise Http404("No such provider")
     return provider
-
-
-def _back(request: HttpRequest, default: str) -> HttpResponse:
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = default
-    return redirect(target)
 
 
 @login_required
@@ -102,7 +96,7 @@ def model_list(request: HtmxHttpRequest) -> HttpResponse:
         },
         sort=sort,
         context_choices=CONTEXT_CHOICES,
-        supports=SUPPORTS,
+        supports=CAPABILITIES,
         selected=selected,
         # The provider choice's value: slugs sharing a name are one choice ("meta,meta-llama").
         provider_value=",".join(sorted(selected.get("provider") or ())),
@@ -153,7 +147,7 @@ def model_allow(request: HtmxHttpRequest, model_id: str) -> HttpResponse:
         )
     verb = "allowed" if allowed else "no longer allowed"
     messages.success(request, f"{model.name} is {verb}.")
-    return _back(request, reverse("models_catalog:detail", args=[model.openrouter_id]))
+    return redirect_back(request, reverse("models_catalog:detail", args=[model.openrouter_id]))
 
 
 @login_required
@@ -164,7 +158,7 @@ def provider_allow(request: HttpRequest, slug: str) -> HttpResponse:
     services.preference_provider_allow(user=request.user, provider=provider, allowed=allowed)
     verb = "are allowed" if allowed else "are no longer allowed as a whole"
     messages.success(request, f"All models served by {provider.name} {verb}.")
-    return _back(request, reverse("models_catalog:list"))
+    return redirect_back(request, reverse("models_catalog:list"))
 
 
 @login_required
@@ -181,4 +175,4 @@ def model_prefer(request: HttpRequest, model_id: str) -> HttpResponse:
             messages.success(request, "The assistant will use the default model.")
         else:
             messages.success(request, f"The assistant will use {model.name}.")
-    return _back(request, reverse("models_catalog:detail", args=[model.openrouter_id]))
+    return redirect_back(request, reverse("models_catalog:detail", args=[model.openrouter_id]))

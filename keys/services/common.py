@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.http import HttpRequest
+from rest_framework.request import Request
+
 from accounts.models import User
+from core.clientip import client_ip
 from keys.models import ApiKey, KeyAuditEvent
 
 Source = KeyAuditEvent.Source
@@ -19,6 +23,11 @@ class Origin:
 
     source: str
     ip: str | None = None
+
+    @classmethod
+    def of(cls, request: HttpRequest | Request, source: str) -> Origin:
+        """A write made through ``request`` (a page or the API): its client address."""
+        return cls(source=source, ip=client_ip(request) or None)
 
 
 def mask_secret(secret: str) -> str:

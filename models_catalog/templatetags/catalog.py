@@ -8,7 +8,6 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from models_catalog import payloads
-from models_catalog.filters import SUPPORTS
 from models_catalog.models import DataPolicy
 
 register = template.Library()
@@ -48,7 +47,7 @@ def tokens(value: Any) -> str:
 @register.filter
 def label(value: str) -> str:
     """A capability as the filters name it ("structured_outputs": "Structured outputs")."""
-    return SUPPORTS.get(str(value), str(value).replace("_", " "))
+    return payloads.CAPABILITIES.get(str(value), str(value).replace("_", " "))
 
 
 @register.filter
