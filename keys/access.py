@@ -14,7 +14,6 @@ Which stored key answers for a provider: the project's default, else the user's 
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,14 +29,13 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.models import User
 from core import ratelimit
 from core.clientip import rate_limit_ident
-from core.crypto import DecryptionError
 from core.errors import ApplicationError, RateLimited
 from keys.models import ApiKey, KeyAuditEvent, Project
 from keys.providers import PROVIDERS, get_provider
 from keys.services import Origin, audit
+from keys.services.common import UnreadableKey, open_key
 
 Action = KeyAuditEvent.Action
-logger = logging.getLogger(__name__)
 BACKEND = Origin(KeyAuditEvent.Source.BACKEND)
 
 
@@ -56,26 +54,6 @@ class MissingAPIKey(ApplicationError, KeyError):
 
     def __str__(self) -> str:
         return self.message
-
-
-class UnreadableKey(ApplicationError):
-    """A stored key no key in ENCRYPTION_KEYS opens (an operator problem, never a user's)."""
-
-    status = 409
-    code = "key_unreadable"
-
-
-@sensitive_variables()
-def open_key(api_key: ApiKey) -> str:
-    """The plaintext of a stored key, or ``UnreadableKey`` (no detail about why)."""
-    try:
-        return api_key.get_secret()
-    except DecryptionError:
-        logger.error("stored key %s cannot be decrypted with ENCRYPTION_KEYS", api_key.pk)
-        raise UnreadableKey(
-            f"The stored {api_key.provider} key “{api_key.name}” cannot be decrypted. "
-            "Rotate it (paste it again) or ask the operator to check ENCRYPTION_KEYS."
-        ) from None
 
 
 def env_fallback_allowed() -> bool:
@@ -233,11 +211,7 @@ def api_key_fetch(
     except RateLimited:
         fetch_denied_record(origin=origin, reason="rate_limited", user_id=user_id)
         raise
-    if provider not in PROVIDERS:
-        raise ApplicationError(
-            f"Unknown provider {provider!r}.",
-            fields={"provider": [f"Choose one of: {', '.join(PROVIDERS)}."]},
-        )
+    get_provider(provider)  # an unknown one is a 400 naming the providers there are
     api_key = resolve_key(owner_id=user_id, provider=provider, project_id=project_id)
     if api_key is None:
         fetch_denied_record(

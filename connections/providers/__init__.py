@@ -144,6 +144,21 @@ def token_response(label: str, response: httpx.Response) -> OAuthTokens:
     )
 
 
+def token_request(
+    label: str, prefix: str, url: str, grant: dict[str, str], *, basic_auth: bool = False
+) -> OAuthTokens:
+    """POST an RFC 6749 grant to a token endpoint with the app's credentials: in the JSON
+    body (Atlassian), or as HTTP Basic with a form body (``basic_auth``, Bitbucket)."""
+    client_id, client_secret = oauth_credentials(label, prefix)
+    if basic_auth:
+        body: dict[str, Any] = {"data": grant, "auth": (client_id, client_secret)}
+    else:
+        body = {"json": {"client_id": client_id, "client_secret": client_secret, **grant}}
+    with client() as http:
+        response = send(label, http, "POST", url, **body)
+    return token_response(label, response)
+
+
 def get_json(label: str, http: httpx.Client, url: str, access_token: str) -> Any:
     response = send(label, http, "GET", url, headers={"Authorization": f"Bearer {access_token}"})
     if response.status_code >= 400:

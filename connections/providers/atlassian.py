@@ -18,22 +18,17 @@ from connections.providers import (
     client,
     get_json,
     oauth_credentials,
-    send,
-    token_response,
+    token_request,
 )
 from core.errors import ProviderError
 
 LABEL = "Atlassian"
 
 
-def _credentials() -> tuple[str, str]:
-    return oauth_credentials(LABEL, "ATLASSIAN")
-
-
 def authorize_url(
     *, scopes: tuple[str, ...], state: str, redirect_uri: str, code_challenge: str | None
 ) -> str:
-    client_id, _ = _credentials()
+    client_id, _ = oauth_credentials(LABEL, "ATLASSIAN")
     params = {
         "audience": "api.atlassian.com",
         "client_id": client_id,
@@ -48,13 +43,9 @@ def authorize_url(
     return f"{settings.ATLASSIAN_AUTH_URL.rstrip('/')}/authorize?{urlencode(params)}"
 
 
-def _token(form: dict[str, str]) -> OAuthTokens:
-    client_id, client_secret = _credentials()
-    payload = {"client_id": client_id, "client_secret": client_secret, **form}
+def _token(grant: dict[str, str]) -> OAuthTokens:
     url = f"{settings.ATLASSIAN_AUTH_URL.rstrip('/')}/oauth/token"
-    with client() as http:
-        response = send(LABEL, http, "POST", url, json=payload)
-    return token_response(LABEL, response)
+    return token_request(LABEL, "ATLASSIAN", url, grant)
 
 
 def exchange_code(*, code: str, redirect_uri: str, code_verifier: str | None) -> OAuthTokens:

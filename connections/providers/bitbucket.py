@@ -18,22 +18,17 @@ from connections.providers import (
     client,
     get_json,
     oauth_credentials,
-    send,
-    token_response,
+    token_request,
 )
 from core.errors import ProviderError
 
 LABEL = "Bitbucket"
 
 
-def _credentials() -> tuple[str, str]:
-    return oauth_credentials(LABEL, "BITBUCKET")
-
-
 def authorize_url(
     *, scopes: tuple[str, ...], state: str, redirect_uri: str, code_challenge: str | None
 ) -> str:
-    client_id, _ = _credentials()
+    client_id, _ = oauth_credentials(LABEL, "BITBUCKET")
     params = {
         "client_id": client_id,
         "response_type": "code",
@@ -45,12 +40,9 @@ def authorize_url(
     return f"{settings.BITBUCKET_AUTH_URL.rstrip('/')}/authorize?{urlencode(params)}"
 
 
-def _token(form: dict[str, str]) -> OAuthTokens:
-    client_id, client_secret = _credentials()
+def _token(grant: dict[str, str]) -> OAuthTokens:
     url = f"{settings.BITBUCKET_AUTH_URL.rstrip('/')}/access_token"
-    with client() as http:
-        response = send(LABEL, http, "POST", url, data=form, auth=(client_id, client_secret))
-    return token_response(LABEL, response)
+    return token_request(LABEL, "BITBUCKET", url, grant, basic_auth=True)
 
 
 def exchange_code(*, code: str, redirect_uri: str, code_verifier: str | None) -> OAuthTokens:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.errors import ApplicationError
 from keys.providers import (
     anthropic,
     copilotkit,
@@ -32,9 +33,26 @@ PROVIDERS: dict[str, Provider] = {
 CHOICES = [(slug, provider.label) for slug, provider in PROVIDERS.items()]
 
 
+class UnknownProvider(ApplicationError, KeyError):
+    """No provider has that slug: a 400 naming the ones there are (never the slug given)."""
+
+    code = "unknown_provider"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Unknown provider.", fields={"provider": [f"Choose one of: {', '.join(PROVIDERS)}."]}
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def get_provider(slug: str) -> Provider:
-    """The provider named ``slug`` (``KeyError`` if there is none)."""
-    return PROVIDERS[slug]
+    """The provider named ``slug``, else :class:`UnknownProvider`."""
+    try:
+        return PROVIDERS[slug]
+    except KeyError:
+        raise UnknownProvider from None
 
 
 def key_format_problem(provider: Provider, secret: str) -> str:
@@ -60,4 +78,12 @@ def key_format_problem(provider: Provider, secret: str) -> str:
     return f"This is not {provider.a_key}: {provider.hint[0].lower()}{provider.hint[1:]}"
 
 
-__all__ = ["CHOICES", "PROVIDERS", "Check", "Provider", "get_provider", "key_format_problem"]
+__all__ = [
+    "CHOICES",
+    "PROVIDERS",
+    "Check",
+    "Provider",
+    "UnknownProvider",
+    "get_provider",
+    "key_format_problem",
+]

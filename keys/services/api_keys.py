@@ -13,12 +13,11 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
 from core import ratelimit
-from core.crypto import DecryptionError
 from core.errors import ApplicationError, Conflict, NotFound
 from core.http import check_base_url
 from keys.models import ApiKey, Project
-from keys.providers import PROVIDERS, Check, Provider, get_provider, key_format_problem
-from keys.services.common import UNSET, Action, Origin, audit, by_user, mask_secret
+from keys.providers import Check, Provider, get_provider, key_format_problem
+from keys.services.common import UNSET, Action, Origin, audit, by_user, mask_secret, open_key
 
 # --- Checking a key ----------------------------------------------------------------------
 
@@ -26,20 +25,11 @@ from keys.services.common import UNSET, Action, Origin, audit, by_user, mask_sec
 @sensitive_variables("secret")
 def api_key_check(*, acting_user: User, provider: str, secret: str, base_url: str = "") -> Check:
     """Ask the provider whether ``secret`` works (rate limited per user). Saves nothing."""
-    spec = _provider_or_error(provider)
+    spec = get_provider(provider)
     secret = _clean_secret(spec, secret)  # before the base URL's DNS lookup and the limit
     url = _base_url_or_error(spec.slug, base_url)
     ratelimit.limit("validation", acting_user.pk, settings.KEYS_VALIDATION_RATE)
     return spec.check(secret, spec.base_url(url))
-
-
-def _provider_or_error(provider: str) -> Provider:
-    if provider not in PROVIDERS:
-        raise ApplicationError(
-            f"Unknown provider {provider!r}.",
-            fields={"provider": [f"Choose one of: {', '.join(PROVIDERS)}."]},
-        )
-    return get_provider(provider)
 
 
 def _base_url_or_error(provider: str, base_url: str) -> str:
@@ -321,14 +311,7 @@ def api_key_revalidate(
     spec = get_provider(api_key.provider)
     # Vet a stored base URL again: its host may resolve to a private address by now.
     base_url = _base_url_or_error(spec.slug, api_key.base_url)
-    try:
-        secret = api_key.get_secret()
-    except DecryptionError:
-        raise ApplicationError(
-            "This key cannot be decrypted with the server's keys; rotate it (paste it again).",
-            code="key_unreadable",
-            status=409,
-        ) from None
+    secret = open_key(api_key)
     # A key saved before formats were enforced, which cannot be the provider's, is
     # invalid without being sent anywhere.
     problem = key_format_problem(spec, secret)

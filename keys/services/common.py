@@ -1,20 +1,26 @@
-"""What every write shares: where it came from, masking, and the audit row."""
+"""What every write shares: where it came from, masking, opening a stored key, and the
+audit row."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
+from django.views.decorators.debug import sensitive_variables
 from rest_framework.request import Request
 
 from accounts.models import User
 from core.clientip import client_ip
+from core.crypto import DecryptionError
+from core.errors import ApplicationError
 from keys.models import ApiKey, KeyAuditEvent
 
 Source = KeyAuditEvent.Source
 Action = KeyAuditEvent.Action
 UNSET: Any = object()
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,26 @@ def mask_secret(secret: str) -> str:
     if not shown:
         return "•" * len(secret)
     return f"{secret[:shown]}…{secret[-shown:]}"
+
+
+class UnreadableKey(ApplicationError):
+    """A stored key no key in ENCRYPTION_KEYS opens (an operator problem, never a user's)."""
+
+    status = 409
+    code = "key_unreadable"
+
+
+@sensitive_variables()
+def open_key(api_key: ApiKey) -> str:
+    """The plaintext of a stored key, or ``UnreadableKey`` (no detail about why)."""
+    try:
+        return api_key.get_secret()
+    except DecryptionError:
+        logger.error("stored key %s cannot be decrypted with ENCRYPTION_KEYS", api_key.pk)
+        raise UnreadableKey(
+            f"The stored {api_key.provider} key “{api_key.name}” cannot be decrypted. "
+            "Rotate it (paste it again) or ask the operator to check ENCRYPTION_KEYS."
+        ) from None
 
 
 def key_label(api_key: ApiKey) -> str:

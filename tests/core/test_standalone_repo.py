@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import atlassian, openrouter
+from tests.fakes import openrouter, server
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -53,7 +53,7 @@ def test_no_tracked_file_refers_to_a_folder_beside_the_repository():
 
 
 def test_the_fakes_read_only_tracked_fixtures():
-    assert openrouter.DATA == atlassian.DATA == FIXTURES
+    assert server.DATA == FIXTURES
     tracked = set(_tracked())
     on_disk = {str(path.relative_to(ROOT)) for path in FIXTURES.iterdir()}
     assert on_disk <= tracked, f"not committed: {sorted(on_disk - tracked)}"

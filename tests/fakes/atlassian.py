@@ -26,12 +26,10 @@ import threading
 import time
 from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.server import LocalHTTPServer, load
 
-DATA = Path(__file__).resolve().parents[1] / "fixtures"
 CLIENT_ID = "fake-atlassian-client"
 CLIENT_SECRET = "fake-atlassian-secret"
 BB_CLIENT_ID = "fake-bitbucket-key"
@@ -41,10 +39,6 @@ TOKEN_PATHS = {
     "bitbucket": "/bitbucket/site/oauth2/access_token",
 }
 DROP = "drop"  # an injected failure: close the connection without answering
-
-
-def load(name: str):
-    return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
 class FakeAtlassian(LocalHTTPServer):

@@ -21,12 +21,10 @@ import zlib
 from collections import defaultdict, deque
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.server import LocalHTTPServer, load
 
-DATA = Path(__file__).resolve().parents[1] / "fixtures"
 # Excerpts of three real /models snapshots (see tests/fixtures/PROVENANCE.md): between them
 # models are added, change price and vanish.
 MODELS = {
@@ -50,10 +48,6 @@ FIRST_PARTY = {
     "rekaai": "reka",
 }
 HOSTS = ["deepinfra", "together", "fireworks", "novita", "parasail", "chutes", "nebius", "groq"]
-
-
-def load(name: str):
-    return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
 def shipped_models() -> dict:

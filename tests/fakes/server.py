@@ -1,10 +1,20 @@
-"""The part every fake shares: a real HTTP server on 127.0.0.1 in a background thread."""
+"""What every fake shares: a real HTTP server on 127.0.0.1 in a background thread, and
+the recorded payloads in ``tests/fixtures/`` it serves."""
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Self
+from pathlib import Path
+from typing import Any, Self
+
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def load(name: str) -> Any:
+    """A recorded JSON payload from ``tests/fixtures/``."""
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
 class LocalHTTPServer:

@@ -115,3 +115,37 @@ def test_an_unreadable_stored_key_raises_a_clear_error(settings, alice):
     settings.ENCRYPTION_KEYS = [os.urandom(32)]
     with user_api_keys(alice) as keys, pytest.raises(UnreadableKey, match="cannot be decrypted"):
         keys["openai"]
+
+
+def test_checking_an_unreadable_key_again_names_it_and_logs_it_for_the_operator(
+    settings, alice, alice_api, caplog
+):
+    """The same answer as using it: which key, what to do, and an ERROR line for whoever
+    runs the server (the check again used to say less and log nothing)."""
+    import os
+
+    api_key = ApiKeyFactory(owner=alice, provider="openai", name="Prod")
+    settings.ENCRYPTION_KEYS = [os.urandom(32)]
+    response = alice_api.post(f"/api/keys/{api_key.pk}/validate")
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "key_unreadable"
+    assert "“Prod” cannot be decrypted" in error["message"]
+    assert "ENCRYPTION_KEYS" in error["message"]
+    assert f"stored key {api_key.pk} cannot be decrypted" in caplog.text
+
+
+def test_an_unknown_provider_is_refused_without_repeating_it(alice):
+    from core.errors import ApplicationError
+    from keys.access import api_key_fetch
+    from keys.services import Origin, api_key_check
+
+    for attempt in (
+        lambda: api_key_check(acting_user=alice, provider="<b>nope</b>", secret="sk-x"),
+        lambda: api_key_fetch(user_id=alice.pk, provider="<b>nope</b>", origin=Origin("api")),
+    ):
+        with pytest.raises(ApplicationError) as caught:
+            attempt()
+        assert caught.value.code == "unknown_provider" and caught.value.status == 400
+        assert "nope" not in caught.value.message
+        assert "openai" in caught.value.fields["provider"][0]

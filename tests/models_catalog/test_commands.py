@@ -8,7 +8,8 @@ from django.core.management import CommandError, call_command
 
 from models_catalog import snapshot, tasks
 from models_catalog.models import Model, ModelEndpoint, SyncRun
-from tests.fakes.openrouter import DATA, MODELS, PROVIDERS
+from tests.fakes.openrouter import MODELS, PROVIDERS
+from tests.fakes.server import DATA
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,8 @@ from django.urls import reverse
 from core.errors import ApplicationError
 from models_catalog import selectors, services
 from models_catalog.models import CatalogPreference, Model, ModelEndpoint, Provider
-from tests.fakes.openrouter import DATA, MODELS, PROVIDERS
+from tests.fakes.openrouter import MODELS, PROVIDERS
+from tests.fakes.server import DATA
 from tests.helpers.queries import assert_flat_queries
 from tests.models_catalog.factories import (
     ModelEndpointFactory,

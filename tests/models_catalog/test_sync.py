@@ -11,7 +11,8 @@ from core.errors import Conflict, ProviderError
 from models_catalog import services
 from models_catalog.models import Model, ModelEndpoint, Provider, SyncRun
 from models_catalog.openrouter import OpenRouterClient
-from tests.fakes.openrouter import DATA, MODELS
+from tests.fakes.openrouter import MODELS
+from tests.fakes.server import DATA
 
 pytestmark = pytest.mark.django_db
 
