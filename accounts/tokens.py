@@ -28,7 +28,7 @@ from rest_framework_simplejwt.tokens import Token
 
 from accounts.models import ApiToken, CliSession, RefreshToken, User
 from accounts.services import NOWHERE, Kind, RequestOrigin, security_event_record
-from core.errors import ApplicationError
+from core.errors import ApplicationError, LimitReached
 from core.hashing import token_hash
 from core.ids import parse_id
 
@@ -271,12 +271,7 @@ def api_token_create(
         version=settings.API_TOKEN_VERSION,
     )
     if usable.count() >= limit:
-        raise ApplicationError(
-            f"You have {limit} API token{'' if limit == 1 else 's'}, the most one account "
-            "can have. Revoke one first.",
-            code="limit_reached",
-            status=409,
-        )
+        raise LimitReached(limit=limit, noun="API token", remedy="Revoke one first.")
     row = ApiToken.objects.create(
         user=user,
         name=name.strip()[:100] or "API token",

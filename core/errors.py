@@ -48,6 +48,18 @@ class Conflict(ApplicationError):
     code = "conflict"
 
 
+class LimitReached(Conflict):
+    """An account already holds as many of something as one account may have."""
+
+    code = "limit_reached"
+
+    def __init__(self, *, limit: int, noun: str, remedy: str) -> None:
+        plural = "" if limit == 1 else "s"
+        super().__init__(
+            f"You have {limit} {noun}{plural}, the most one account can have. {remedy}"
+        )
+
+
 class ProviderError(ApplicationError):
     """An outside service failed or answered something we cannot use."""
 

@@ -54,6 +54,14 @@ def _key_data(request: Request, api_key: ApiKey) -> Any:
     return ApiKeyOutputSerializer(api_key).data
 
 
+def _key_delete(request: Request, key_id: int) -> Response:
+    api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
+    services.api_key_delete(
+        acting_user=user_of(request), api_key=api_key, origin=services.Origin.of(request, API)
+    )
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class ApiKeyCollectionApi(APIView):
     """``GET /api/keys``, ``POST /api/keys``, ``DELETE /api/keys?id=<id>``."""
 
@@ -117,11 +125,7 @@ class ApiKeyCollectionApi(APIView):
                 "Pass the key's id: DELETE /api/keys?id=<id>.",
                 fields={"id": ["This parameter is required." if not raw else "Not a key id."]},
             )
-        api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
-        services.api_key_delete(
-            acting_user=user_of(request), api_key=api_key, origin=services.Origin.of(request, API)
-        )
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return _key_delete(request, key_id)
 
 
 class ApiKeyDetailApi(APIView):
@@ -171,11 +175,7 @@ class ApiKeyDetailApi(APIView):
         responses={204: None},
     )
     def delete(self, request: Request, key_id: int) -> Response:
-        api_key = selectors.api_key_get(owner=user_of(request), key_id=key_id)
-        services.api_key_delete(
-            acting_user=user_of(request), api_key=api_key, origin=services.Origin.of(request, API)
-        )
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return _key_delete(request, key_id)
 
 
 class ApiKeyValidateApi(APIView):

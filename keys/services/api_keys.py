@@ -7,13 +7,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
 from core import ratelimit
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, LimitReached, NotFound
 from core.http import check_base_url
 from keys.models import ApiKey, Project
 from keys.providers import Check, Provider, get_provider, key_format_problem
@@ -109,11 +108,7 @@ def _refuse_over_limit(owner: User) -> None:
     """409 once ``owner`` has ``MAX_KEYS_PER_USER`` keys."""
     limit = settings.MAX_KEYS_PER_USER
     if ApiKey.objects.filter(owner=owner).count() >= limit:
-        raise Conflict(
-            f"You have {limit} key{pluralize(limit)}, the most one account can have. "
-            "Delete one first.",
-            code="limit_reached",
-        )
+        raise LimitReached(limit=limit, noun="key", remedy="Delete one first.")
 
 
 @sensitive_variables("secret")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.template.defaultfilters import pluralize
 
 from accounts.models import User
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, LimitReached, NotFound
 from keys.models import ApiKey, Project
 from keys.services.common import Action, Origin, by_user
 
@@ -34,11 +33,7 @@ def _refuse_over_limit(owner: User) -> None:
     """409 once ``owner`` has ``MAX_PROJECTS_PER_USER`` projects."""
     limit = settings.MAX_PROJECTS_PER_USER
     if Project.objects.filter(owner=owner).count() >= limit:
-        raise Conflict(
-            f"You have {limit} project{pluralize(limit)}, the most one account can have. "
-            "Delete one first.",
-            code="limit_reached",
-        )
+        raise LimitReached(limit=limit, noun="project", remedy="Delete one first.")
 
 
 def project_create(
