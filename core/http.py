@@ -10,6 +10,7 @@ Outside services' addresses come from settings, so tests point them at fakes on
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -19,11 +20,23 @@ from core.netguard import AddressRefused, resolve
 
 
 def http_client(
-    *, timeout: float | httpx.Timeout, headers: Mapping[str, str] | None = None
+    *,
+    timeout: float | httpx.Timeout,
+    headers: Mapping[str, str] | None = None,
+    base_url: str = "",
+    connections: int | None = None,
 ) -> httpx.Client:
-    """A client for one outside service. It follows no redirect: one would carry the
+    """A client for one outside service (``connections``: how many it may keep open at
+    once, for one that fetches in parallel). It follows no redirect: one would carry the
     request, and its credentials, wherever the answer points."""
-    return httpx.Client(timeout=timeout, headers=headers, follow_redirects=False)
+    pool: dict[str, Any] = {}
+    if connections:
+        pool["limits"] = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections
+        )
+    return httpx.Client(
+        base_url=base_url, timeout=timeout, headers=headers, follow_redirects=False, **pool
+    )
 
 
 def check_base_url(url: str, *, allow_private: bool) -> str:

@@ -16,6 +16,7 @@ import httpx
 from django.conf import settings
 
 from core.errors import ProviderError
+from core.http import http_client
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,8 @@ class OpenRouterClient:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self._sleep = sleep
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        self._http = http_client(
+            base_url=self.base_url, headers=headers, timeout=timeout, connections=32
         )
 
     def __enter__(self) -> "OpenRouterClient":
