@@ -8,7 +8,6 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from config.celery import app as celery_app
 from core.tasks import ping
 
 
@@ -31,7 +30,8 @@ def _database() -> dict[str, Any]:
 
 
 def _broker() -> dict[str, Any]:
-    with celery_app.connection_for_write() as conn:
+    # The app the ping task runs on (config's): core names no project module itself.
+    with ping.app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
         return {"transport": conn.transport_cls}
 
