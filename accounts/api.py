@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth import logout
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,6 +24,7 @@ from accounts.serializers import (
     DeviceAuthorizationInputSerializer,
     DeviceAuthorizationSerializer,
     DeviceTokenInputSerializer,
+    DeviceTokenSerializer,
     MeOutputSerializer,
     MessageSerializer,
     MeUpdateInputSerializer,
@@ -31,7 +33,8 @@ from accounts.serializers import (
 from accounts.services import RequestOrigin, user_update_profile
 from accounts.tokens import TokenPair
 from core.clientip import client_ip
-from core.errors import PermissionDenied
+from core.errors import ApplicationError, PermissionDenied
+from core.parsers import JSONParser
 from core.throttling import DEFAULT_THROTTLES, IpThrottle
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -195,12 +198,28 @@ class ApiTokenRevokeApi(APIView):
         return Response(status=204)
 
 
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# RFC 8628 §3.1 and §3.4: device requests are form-encoded; our own CLI sends JSON.
+DEVICE_PARSERS = [JSONParser, FormParser]
+
+
+def _oauth_error_shape(request: Request, response: Response) -> Response:
+    """For a form-encoded (standard OAuth client) request, RFC 6749 §5.2's error body
+    ``{"error": "<code>", "error_description": "..."}`` instead of ours."""
+    form = request.content_type.startswith("application/x-www-form-urlencoded")
+    error = response.data.get("error") if isinstance(response.data, dict) else None
+    if form and isinstance(error, dict):
+        response.data = {"error": error.get("code"), "error_description": error.get("message")}
+    return response
+
+
 class DeviceAuthorizationApi(APIView):
     """``POST /api/auth/device``: start a device login (RFC 8628 §3.2)."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [DeviceStartThrottle, *DEFAULT_THROTTLES]
+    parser_classes = DEVICE_PARSERS
 
     @extend_schema(
         summary="Start a device login",
@@ -237,6 +256,7 @@ class DeviceTokenApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [DevicePollThrottle]
+    parser_classes = DEVICE_PARSERS
 
     @extend_schema(
         summary="Poll a device login",
@@ -247,14 +267,32 @@ class DeviceTokenApi(APIView):
             "`invalid_grant`."
         ),
         request=DeviceTokenInputSerializer,
-        responses=TokenPairSerializer,
+        responses=DeviceTokenSerializer,
         auth=[],
     )
     def post(self, request: Request) -> Response:
         data = DeviceTokenInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        grant_type = data.validated_data.get("grant_type")
+        if grant_type and grant_type != DEVICE_CODE_GRANT:
+            raise ApplicationError(
+                f"grant_type must be {DEVICE_CODE_GRANT}.", code="unsupported_grant_type"
+            )
         pair = devices.device_token_poll(device_code=data.validated_data["device_code"])
-        return _token_pair_response(pair, "Device login approved")
+        body = {
+            "token": pair.token,
+            "refresh_token": pair.refresh_token,
+            "message": "Device login approved",
+            # RFC 6749 §5.1's names too, for standard device-flow clients.
+            "access_token": pair.token,
+            "token_type": "Bearer",
+            "expires_in": pair.expires_in,
+        }
+        return Response(DeviceTokenSerializer(body).data, headers=NO_STORE)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        return _oauth_error_shape(self.request, response)
 
 
 class MeApi(APIView):

@@ -19,6 +19,9 @@ class DeviceAuthorizationInputSerializer(serializers.Serializer):
 
 class DeviceTokenInputSerializer(serializers.Serializer):
     device_code = serializers.CharField(max_length=200)
+    # Sent by standard RFC 8628 clients (form-encoded); ours may leave them out.
+    grant_type = serializers.CharField(max_length=100, required=False)
+    client_id = serializers.CharField(max_length=200, required=False)
 
 
 class MeUpdateInputSerializer(serializers.Serializer):
@@ -37,6 +40,12 @@ class TokenPairSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="The CLI session token (a JWT), for Bearer auth.")
     refresh_token = serializers.CharField(help_text="Single use: send it to /auth/refresh.")
     message = serializers.CharField()
+
+
+class DeviceTokenSerializer(TokenPairSerializer):
+    access_token = serializers.CharField(help_text="The same token, by RFC 6749's name.")
+    token_type = serializers.CharField(help_text="Always Bearer.")
+    expires_in = serializers.IntegerField(help_text="Seconds the session token lasts.")
 
 
 class MessageSerializer(serializers.Serializer):

@@ -69,7 +69,7 @@ def test_pending_then_approved_gives_the_token_pair_once(
     tokens = poll(api_client, body["device_code"])
     assert tokens.status_code == 200
     pair = tokens.json()
-    assert set(pair) == {"token", "refresh_token", "message"}
+    assert {"token", "refresh_token", "message"} <= set(pair)
     me = api_client.get("/auth/me", **bearer(pair["token"]))
     assert me.json()["data"]["email"] == alice.email
     assert CliSession.objects.get().client_name == "kay CLI on laptop"
@@ -251,3 +251,53 @@ def test_behind_a_trusted_proxy_each_client_address_has_its_own_budget(
     client.force_login(UserFactory())
     assert check(client, WRONG, **forged).status_code == 400
     assert check(client, body["user_code"], **forged).status_code == 429
+
+
+def test_a_standard_form_encoded_device_flow_client_works(api_client, alice_browser):
+    """RFC 8628 §3.1 and §3.4: form-encoded requests, RFC 6749 shapes back."""
+    started = api_client.post(
+        "/api/auth/device",
+        "client_id=kay-cli&scope=",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert started.status_code == 200
+    device = started.json()
+    poll_body = (
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code"
+        f"&device_code={device['device_code']}&client_id=kay-cli"
+    )
+    form = "application/x-www-form-urlencoded"
+    pending = api_client.post("/api/auth/device/token", poll_body, content_type=form)
+    assert pending.status_code == 400
+    assert pending.json()["error"] == "authorization_pending"
+    assert pending.json()["error_description"]
+    alice_browser.post("/dashboard/device", {"user_code": device["user_code"], "action": "approve"})
+    DeviceAuthorization.objects.update(last_polled_at=None)
+    granted = api_client.post("/api/auth/device/token", poll_body, content_type=form)
+    assert granted.status_code == 200
+    body = granted.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] > 0
+    assert body["access_token"] == body["token"] and body["refresh_token"]
+    assert (
+        api_client.get("/auth/me", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}").status_code
+        == 200
+    )
+
+
+def test_a_wrong_grant_type_is_refused(api_client):
+    device = api_client.post("/api/auth/device", {}, format="json").json()
+    response = api_client.post(
+        "/api/auth/device/token",
+        f"grant_type=password&device_code={device['device_code']}",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "unsupported_grant_type"
+
+
+def test_json_polls_keep_kays_error_shape(api_client):
+    device = api_client.post("/api/auth/device", {}, format="json").json()
+    response = api_client.post(
+        "/api/auth/device/token", {"device_code": device["device_code"]}, format="json"
+    )
+    assert response.json()["error"]["code"] == "authorization_pending"
