@@ -24,6 +24,7 @@ from django.utils import timezone
 from accounts.models import CliSession, DeviceAuthorization, User
 from accounts.services import RequestOrigin
 from accounts.tokens import TokenPair, cli_session_issue_tokens, cli_session_start
+from core.clientip import rate_limit_ident
 from core.errors import ApplicationError, RateLimited
 from core.hashing import token_hash
 from core.ratelimit import count_up
@@ -136,7 +137,9 @@ def device_token_poll(*, device_code: str) -> TokenPair:
 def _budgets(user: User, client_ip: str) -> list[tuple[str, int]]:
     """The wrong-code counters an attempt answers to, with their free wrong codes: the
     signed-in user's first, then the client address's."""
-    return [(f"user:{user.pk}", FREE_WRONG_CODES), (f"ip:{client_ip}", FREE_WRONG_CODES_PER_IP)]
+    # An IPv6 client is counted by its /64, which one host usually holds whole.
+    address = rate_limit_ident(client_ip) if client_ip else ""
+    return [(f"user:{user.pk}", FREE_WRONG_CODES), (f"ip:{address}", FREE_WRONG_CODES_PER_IP)]
 
 
 def _take_turn(user: User, client_ip: str) -> list[str]:

@@ -356,12 +356,16 @@ def decode_our_jwt(raw: str, token_class: type[Token]) -> Token:
 
 
 def auth_records_purge(*, now: Any = None) -> dict[str, int]:
-    """Delete ended CLI sessions (a day after they end) and expired personal tokens."""
+    """Delete ended CLI sessions and expired or revoked personal tokens, a day after they
+    end (so a create-and-revoke loop cannot grow the table without bound)."""
     now = now or timezone.now()
     grace = now - timedelta(days=1)
     ended = CliSession.objects.filter(expires_at__lt=grace) | CliSession.objects.filter(
         revoked_at__lt=grace
     )
     sessions, _ = ended.delete()
-    tokens, _ = ApiToken.objects.filter(expires_at__lt=grace).delete()
+    gone = ApiToken.objects.filter(expires_at__lt=grace) | ApiToken.objects.filter(
+        revoked_at__lt=grace
+    )
+    tokens, _ = gone.delete()
     return {"cli_sessions": sessions, "api_tokens": tokens}

@@ -301,3 +301,11 @@ def test_json_polls_keep_kays_error_shape(api_client):
         "/api/auth/device/token", {"device_code": device["device_code"]}, format="json"
     )
     assert response.json()["error"]["code"] == "authorization_pending"
+
+
+def test_wrong_codes_from_one_ipv6_64_share_one_address_budget(alice, bob, settings):
+    from accounts.devices import _budgets
+
+    first = dict(_budgets(alice, "2001:db8:1:2::1"))
+    second = dict(_budgets(bob, "2001:db8:1:2:ffff::9"))
+    assert [k for k in first if k.startswith("ip:")] == [k for k in second if k.startswith("ip:")]

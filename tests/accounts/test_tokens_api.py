@@ -159,3 +159,21 @@ def test_a_cli_session_can_create_a_token(api_client, alice):
     pair = cli_tokens_for(alice)
     response = api_client.post("/api/token", {"name": "ci"}, format="json", **bearer(pair.token))
     assert response.status_code == 201
+
+
+def test_revoked_tokens_are_purged_a_day_later(alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import ApiToken
+    from accounts.tokens import api_token_create, api_token_revoke, auth_records_purge
+
+    old, _ = api_token_create(user=alice, name="old")
+    api_token_revoke(token=old)
+    ApiToken.objects.filter(pk=old.pk).update(revoked_at=timezone.now() - timedelta(days=2))
+    recent, _ = api_token_create(user=alice, name="recent")
+    api_token_revoke(token=recent)
+    kept, _ = api_token_create(user=alice, name="kept")
+    assert auth_records_purge()["api_tokens"] == 1
+    assert set(ApiToken.objects.values_list("name", flat=True)) == {"recent", "kept"}
