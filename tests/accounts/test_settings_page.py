@@ -98,3 +98,12 @@ def test_the_settings_page_in_a_browser(page, screenshot, live_server, alice):
     assert page.get_by_role("heading", name="Account settings").is_visible()
     assert serious_accessibility_failures(page) == []
     screenshot(page, "account-settings")
+
+
+def test_the_settings_page_query_count_is_flat(alice_browser, alice):
+    from tests.helpers.queries import assert_flat_queries
+
+    def add_row():
+        cli_session_start(user=alice, origin="device", client_name="cli")
+
+    assert_flat_queries(alice_browser, "/accounts/settings/", add_row, at_most=40)
