@@ -69,3 +69,29 @@ def test_a_signed_in_non_operator_gets_a_plain_operators_only_page(alice_browser
     html = response.content.decode()
     assert "Operators only" in html and "alice@example.com" in html
     assert 'name="password"' not in html
+
+
+def _staff_with(*codenames):
+    from django.contrib.auth.models import Permission
+
+    from tests.accounts.factories import UserFactory
+
+    user = UserFactory(email="limited@example.com", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def test_the_merged_accounts_section_lists_only_models_the_operator_may_see(client):
+    client.force_login(_staff_with("view_emailaddress", "view_group"))
+    html = client.get("/admin/").content.decode()
+    assert ">Email addresses</a>" in html and ">Groups</a>" in html
+    for hidden in ("Users", "API tokens", "CLI sessions", "Device logins", "API keys"):
+        assert f">{hidden}</a>" not in html, hidden
+
+
+def test_an_operator_without_account_permissions_gets_no_accounts_section(client):
+    client.force_login(_staff_with("view_apikey"))
+    html = client.get("/admin/").content.decode()
+    assert ">API keys</a>" in html
+    assert 'class="app-accounts module' not in html and ">Users</a>" not in html
+    assert client.get("/admin/accounts/user/").status_code == 403
