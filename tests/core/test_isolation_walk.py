@@ -124,8 +124,10 @@ class Route:
 
 
 def _params(pattern: Any) -> tuple[str, ...]:
-    converters = getattr(pattern, "converters", None)
-    return tuple(converters) if converters is not None else tuple(pattern.regex.groupindex)
+    # From the compiled regex, not ``converters``: a re_path's is empty whatever it
+    # captures. Unnamed groups are passed only when there is no named one (as Django does).
+    named = tuple(pattern.regex.groupindex)
+    return named or tuple(f"arg{index}" for index in range(pattern.regex.groups))
 
 
 def _routes(
@@ -229,3 +231,18 @@ def test_every_skipped_route_still_exists():
 def test_the_walk_covers_the_owned_kinds():
     walked = {param for route in WALKED for param in route.params}
     assert set(OWNED) <= walked
+
+
+def test_a_route_written_as_a_regular_expression_is_walked_too():
+    """A ``re_path`` names its parameters as groups, not converters (its pattern's
+    ``converters`` is empty): it must not drop out of the walk unnoticed."""
+    from django.urls import re_path
+
+    def view(request, **kwargs):  # pragma: no cover - never called
+        raise AssertionError
+
+    found = list(
+        _routes([re_path(r"^things/(?P<thing_id>[0-9]+)/$", view), re_path(r"^n/(\d+)/$", view)])
+    )
+    assert [route.params for route in found] == [("thing_id",), ("arg0",)]
+    assert any(route.route.startswith("accounts/^confirm-email/") for route in ALL)
