@@ -10,6 +10,10 @@
 
 Which stored key answers for a provider: the project's default, else the user's default
 (a default key outside any project), else the user's only key of that provider.
+
+Admin keys (``ApiKey.Kind.ADMIN``, OpenAI's ``sk-admin-…``) never answer: they cannot call
+models, so neither path hands one out as the provider's key, and they do not count when
+choosing between a user's keys. The usage fetchers open them by id instead.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -79,10 +83,16 @@ def _choose(candidates: Sequence[ApiKey]) -> ApiKey | None:
     return None
 
 
+def _llm_keys(owner_id: Any) -> QuerySet[ApiKey]:
+    """The owner's keys that can call models: every key but admin keys."""
+    return ApiKey.objects.filter(owner_id=owner_id).exclude(kind=ApiKey.Kind.ADMIN)
+
+
 def resolve_key(*, owner_id: Any, provider: str, project_id: Any = None) -> ApiKey | None:
     """The stored key that answers for ``provider`` (one query)."""
     candidates = list(
-        ApiKey.objects.filter(owner_id=owner_id, provider=provider)
+        _llm_keys(owner_id)
+        .filter(provider=provider)
         .annotate(rank=_ranked(project_id))
         .order_by("rank", "-created_at")[:2]
     )
@@ -166,12 +176,13 @@ def user_api_keys(user: User | int, project: Project | int | None = None) -> Ite
     Stored keys win. In development (see :func:`env_fallback_allowed`) providers the user
     has no key for fall back to ``<PROVIDER>_API_KEY``; in production they never do and
     reading one raises :class:`MissingAPIKey`. Each stored key read writes a "used" audit
-    event (which is what "last used" shows).
+    event (which is what "last used" shows). Admin keys are never among them, stored or
+    from the environment.
     """
     owner_id = user.pk if isinstance(user, User) else user
     project_id = project.pk if isinstance(project, Project) else project
     rows = list(
-        ApiKey.objects.filter(owner_id=owner_id)
+        _llm_keys(owner_id)
         .annotate(rank=_ranked(project_id))
         .order_by("provider", "rank", "-created_at")
     )
@@ -185,7 +196,8 @@ def user_api_keys(user: User | int, project: Project | int | None = None) -> Ite
     if fallback:
         for slug, spec in PROVIDERS.items():
             value = os.environ.get(spec.env_var, "")
-            if slug not in stored and value and not spec.needs_base_url:
+            usable = value and not spec.needs_base_url and not spec.is_admin_key(value)
+            if slug not in stored and usable:
                 environment[slug] = value
     keys = UserAPIKeys(stored, environment, fallback)
     try:

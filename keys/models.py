@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
-from core.fields import EncryptedTextField, decrypt_field
+from core.fields import Ciphertext, EncryptedTextField, decrypt_field
 from keys.providers import CHOICES as PROVIDER_CHOICES
+from keys.providers import PROVIDERS
 
 
 class Project(models.Model):
@@ -36,6 +39,12 @@ class ApiKey(models.Model):
         INVALID = "invalid", "Invalid"
         UNVERIFIED = "unverified", "Unverified"
 
+    class Kind(models.TextChoices):
+        API = "api", "API key"
+        # An organisation admin key (OpenAI's sk-admin-…): reads usage and costs, cannot
+        # call models, so it is never handed out as an LLM key (keys.access).
+        ADMIN = "admin", "Admin key"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys"
     )
@@ -48,6 +57,9 @@ class ApiKey(models.Model):
     # The only part of the secret kept readable: first 4 + last 4 characters.
     masked_key = models.CharField(max_length=32)
     base_url = models.URLField(blank=True, max_length=300)
+    # Set from the plaintext whenever a new secret is saved (see save()): the mask shows
+    # too little of the key to tell an admin key apart.
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.API)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNVERIFIED)
     status_detail = models.CharField(max_length=300, blank=True)
     is_default = models.BooleanField(default=False)
@@ -89,6 +101,28 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.provider}, {self.masked_key})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A plain str is a new plaintext secret (EncryptedTextField seals it in pre_save):
+        # the only moment its kind can be read without decrypting anything.
+        if isinstance(self.secret, str) and not isinstance(self.secret, Ciphertext):
+            spec = PROVIDERS.get(self.provider)
+            admin = spec is not None and spec.is_admin_key(self.secret)
+            self.kind = self.Kind.ADMIN if admin else self.Kind.API
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None and "secret" in update_fields:
+                kwargs["update_fields"] = {*update_fields, "kind"}
+        super().save(*args, **kwargs)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == self.Kind.ADMIN
+
+    @property
+    def provider_label(self) -> str:
+        """ "OpenAI", or "OpenAI admin key" for an admin key (how pages name the key)."""
+        label = self.get_provider_display()
+        return f"{label} admin key" if self.is_admin else label
 
     def get_secret(self) -> str:
         """The plaintext. Call only from ``keys.services``/``keys.access``, which audit it."""

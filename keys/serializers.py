@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from core.ids import IdField
+from keys.models import ApiKey
 from keys.providers import CHOICES, PROVIDERS
 
 KEY_HELP = (
@@ -26,6 +27,11 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     project_id = serializers.IntegerField(allow_null=True)
     masked_key = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=ApiKey.Kind.choices,
+        help_text="admin: an organisation admin key (OpenAI sk-admin-…), used to read usage "
+        "and costs and never handed out as the provider's key for model calls.",
+    )
     status = serializers.CharField()
     is_default = serializers.BooleanField()
     created_at = serializers.DateTimeField()

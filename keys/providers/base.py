@@ -52,6 +52,9 @@ class Provider:
     base_url_setting: str | None
     check: Callable[[str, str], Check]
     needs_base_url: bool = False
+    # Keys starting with this are organisation admin keys: usage and billing data only,
+    # no model calls (OpenAI's ``sk-admin-``). None: the provider has no such keys here.
+    admin_prefix: str | None = None
 
     @property
     def a_key(self) -> str:
@@ -76,6 +79,10 @@ class Provider:
             return custom.rstrip("/")
         assert self.base_url_setting is not None
         return str(getattr(settings, self.base_url_setting)).rstrip("/")
+
+    def is_admin_key(self, secret: str) -> bool:
+        """Whether ``secret`` is an admin key (stored as ``ApiKey.Kind.ADMIN``)."""
+        return self.admin_prefix is not None and secret.startswith(self.admin_prefix)
 
     def matches_format(self, secret: str) -> bool:
         """Whether ``secret`` can be one of this provider's keys."""

@@ -158,9 +158,14 @@ def api_key_create(
             status_detail=check.detail,
             last_validated_at=now if check.status == "valid" else None,
         )
-        first = not ApiKey.objects.filter(
-            owner=acting_user, provider=provider, project=project
-        ).exists()
+        # An admin key never answers for its provider (keys.access), so it takes no
+        # default place of its own accord and leaves it to the first key that can.
+        admin = get_provider(provider).is_admin_key(secret)
+        first = not admin and not (
+            ApiKey.objects.filter(owner=acting_user, provider=provider, project=project)
+            .exclude(kind=ApiKey.Kind.ADMIN)
+            .exists()
+        )
         if is_default or first:
             _make_default(api_key)
         try:

@@ -13,6 +13,7 @@ KEY_FIELDS = {
     "name",
     "project_id",
     "masked_key",
+    "kind",
     "status",
     "is_default",
     "created_at",
