@@ -11,6 +11,7 @@ from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.mediatypes import media_type_matches
 from rest_framework.views import APIView
 
 from accounts import devices, tokens
@@ -203,17 +204,28 @@ DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DEVICE_PARSERS = [JSONParser, FormParser]
 
 
-def _oauth_error_shape(request: Request, response: Response) -> Response:
-    """For a form-encoded (standard OAuth client) request, RFC 6749 §5.2's error body
-    ``{"error": "<code>", "error_description": "..."}`` instead of ours."""
-    form = request.content_type.startswith("application/x-www-form-urlencoded")
-    error = response.data.get("error") if isinstance(response.data, dict) else None
-    if form and isinstance(error, dict):
-        response.data = {"error": error.get("code"), "error_description": error.get("message")}
-    return response
+# Our codes for a request that could not be read, as RFC 6749 §5.2 names them (its
+# "error" must be one of a fixed list; a standard client may know no other).
+OAUTH_ERROR_CODES = {"validation_error": "invalid_request", "parse_error": "invalid_request"}
 
 
-class DeviceAuthorizationApi(APIView):
+class DeviceFlowApi(APIView):
+    """A device login endpoint. A form-encoded (standard OAuth client) request gets RFC 6749
+    §5.2's error body ``{"error": "<code>", "error_description": "..."}`` instead of ours,
+    from both endpoints; JSON keeps ours."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        # As DRF chose the parser (media types are case-insensitive), not by prefix.
+        form = media_type_matches(FormParser.media_type, self.request.content_type)
+        error = response.data.get("error") if isinstance(response.data, dict) else None
+        if form and isinstance(error, dict):
+            code = OAUTH_ERROR_CODES.get(str(error.get("code")), error.get("code"))
+            response.data = {"error": code, "error_description": error.get("message")}
+        return response
+
+
+class DeviceAuthorizationApi(DeviceFlowApi):
     """``POST /api/auth/device``: start a device login (RFC 8628 §3.2)."""
 
     authentication_classes: list = []
@@ -250,7 +262,7 @@ class DeviceAuthorizationApi(APIView):
         return Response(body, headers=NO_STORE)
 
 
-class DeviceTokenApi(APIView):
+class DeviceTokenApi(DeviceFlowApi):
     """``POST /api/auth/device/token``: poll; the token pair once approved."""
 
     authentication_classes: list = []
@@ -289,10 +301,6 @@ class DeviceTokenApi(APIView):
             "expires_in": pair.expires_in,
         }
         return Response(DeviceTokenSerializer(body).data, headers=NO_STORE)
-
-    def handle_exception(self, exc: Exception) -> Response:
-        response = super().handle_exception(exc)
-        return _oauth_error_shape(self.request, response)
 
 
 class MeApi(APIView):

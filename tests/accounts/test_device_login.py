@@ -309,3 +309,35 @@ def test_wrong_codes_from_one_ipv6_64_share_one_address_budget(alice, bob, setti
     first = dict(_budgets(alice, "2001:db8:1:2::1"))
     second = dict(_budgets(bob, "2001:db8:1:2:ffff::9"))
     assert [k for k in first if k.startswith("ip:")] == [k for k in second if k.startswith("ip:")]
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_a_form_encoded_device_authorization_error_has_the_rfc_6749_shape(api_client):
+    """The client that gets RFC 6749 errors from the token endpoint gets them from the
+    authorization endpoint too, with a code from RFC 6749 §5.2's list."""
+    response = api_client.post("/api/auth/device", f"client_name={'x' * 101}", content_type=FORM)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert response.json()["error_description"]
+
+
+def test_a_form_poll_missing_its_device_code_is_an_invalid_request(api_client):
+    response = api_client.post(
+        "/api/auth/device/token", "grant_type=x&client_id=kay", content_type=FORM
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_a_form_content_type_in_capitals_is_still_a_form_client(api_client):
+    """Media types are case-insensitive (RFC 9110 8.3.1): DRF parses this as a form, so
+    the answer must have the form client's shape too."""
+    response = api_client.post(
+        "/api/auth/device/token",
+        "device_code=nope",
+        content_type="Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
