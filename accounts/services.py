@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import SecurityEvent, User, normalize_email
-from core.errors import ApplicationError
+from core.errors import ApplicationError, PermissionDenied
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +83,23 @@ def user_update_profile(*, user: User, name: str) -> User:
     return user
 
 
+OPERATOR_NOT_DELETED = (
+    "This is an operator account. Ask another operator to remove its operator access in the "
+    "operator console, then delete it here."
+)
+
+
 @transaction.atomic
 def user_delete(*, user: User, confirm_email: str) -> None:
     """Delete the account and everything it owns (keys, connections, tokens, history).
 
-    The email typed again is the confirmation; a wrong one deletes nothing.
+    The email typed again is the confirmation; a wrong one deletes nothing. An operator
+    account is refused: its console history (admin log entries) would go with it, and the
+    last operator would leave the server without one; another operator removes its
+    operator access first.
     """
+    if user.is_staff or user.is_superuser:
+        raise PermissionDenied(OPERATOR_NOT_DELETED, code="operator_account")
     if normalize_email(confirm_email) != user.email:
         raise ApplicationError(
             "Type your email address exactly to confirm.",

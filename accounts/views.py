@@ -33,6 +33,7 @@ from accounts.selectors import (
     user_deletion_summary,
 )
 from accounts.services import (
+    OPERATOR_NOT_DELETED,
     RequestOrigin,
     user_delete,
     user_get_or_create_for_fake_login,
@@ -207,6 +208,8 @@ def account_settings(request: HttpRequest) -> HttpResponse:
         "sessions": cli_sessions_for(user=user),
         "events": security_events_for(user=user)[:5],
         "deletes": user_deletion_summary(user=user),
+        # Operator accounts are not deleted here (user_delete says why).
+        "not_deletable": OPERATOR_NOT_DELETED if user.is_staff or user.is_superuser else "",
     }
     status = 400 if action and (profile.errors or delete.errors) else 200
     response = render(request, "accounts/settings.html", context, status=status)

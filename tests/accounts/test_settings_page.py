@@ -107,3 +107,39 @@ def test_the_settings_page_query_count_is_flat(alice_browser, alice):
         cli_session_start(user=alice, origin="device", client_name="cli")
 
     assert_flat_queries(alice_browser, "/accounts/settings/", add_row, at_most=40)
+
+
+def test_an_operator_cannot_delete_their_own_account_here(client, staff):
+    """It would take the operator's console history (admin log entries) with it, and the
+    last operator would leave the server without one."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    LogEntry.objects.create(
+        user=staff,
+        content_type=ContentType.objects.get_for_model(User),
+        object_id=str(staff.pk),
+        object_repr=staff.email,
+        action_flag=CHANGE,
+    )
+    client.force_login(staff)
+    page = client.get("/accounts/settings/").content.decode()
+    assert "This is an operator account" in page and "Delete my account" not in page
+    response = client.post(
+        "/accounts/settings/", {"action": "delete", "confirm_email": staff.email}
+    )
+    assert response.status_code == 400
+    assert "This is an operator account" in response.content.decode()
+    assert User.objects.filter(pk=staff.pk).exists()
+    assert LogEntry.objects.filter(user=staff).count() == 1
+
+
+def test_a_former_operator_can_delete_their_account(client, staff):
+    staff.is_staff = staff.is_superuser = False
+    staff.save()
+    client.force_login(staff)
+    response = client.post(
+        "/accounts/settings/", {"action": "delete", "confirm_email": staff.email}
+    )
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=staff.pk).exists()
