@@ -143,3 +143,20 @@ def test_a_former_operator_can_delete_their_account(client, staff):
     )
     assert response.status_code == 302
     assert not User.objects.filter(pk=staff.pk).exists()
+
+
+def test_a_half_finished_sign_in_cannot_delete_the_account(client, alice):
+    """Signed up but not confirmed, or waiting for a login code: allauth has not logged the
+    browser in, so settings sends it to sign in and nothing is deleted."""
+    from tests.conftest import PASSWORD
+
+    client.post(
+        "/accounts/signup/",
+        {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    code = client.post("/accounts/login/code/", {"email": alice.email})
+    assert code["Location"] == "/accounts/login/code/confirm/"  # a code is waiting
+    for email in ("new@example.com", alice.email):
+        response = client.post("/accounts/settings/", {"action": "delete", "confirm_email": email})
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    assert User.objects.filter(email__in=["new@example.com", alice.email]).count() == 2
