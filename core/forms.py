@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django import forms
 
 from core.errors import ApplicationError
@@ -21,3 +24,14 @@ def add_application_error(
             placed = True
     if not placed or error.status != 400:
         form.add_error(field, error.message)
+
+
+@contextmanager
+def service_errors_on(form: forms.Form) -> Iterator[None]:
+    """Run a page's service call: an ``ApplicationError`` it raises ends the block and is
+    shown on ``form`` (see :func:`add_application_error`), which is then invalid, so the
+    view goes on to render the form again."""
+    try:
+        yield
+    except ApplicationError as exc:
+        add_application_error(form, exc)

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.authentication import user_of
 from core.errors import ApplicationError, NotFound
-from core.forms import add_application_error
+from core.forms import service_errors_on
 from core.views import redirect_back
 from keys import selectors, services
 from keys.forms import ApiKeyEditForm, ApiKeyForm, ProjectForm, RotateForm
@@ -95,11 +95,8 @@ def key_new(request: HttpRequest) -> HttpResponse:
     initial = {"project": request.GET.get("project") or None}
     form = ApiKeyForm(request.POST or None, owner=owner, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             api_key, check = create_key_from_form(request, form)
-        except ApplicationError as exc:
-            add_application_error(form, exc)
-        else:
             saved_message(request, check)
             return redirect("keys:detail", key_id=api_key.pk)
     status = 400 if form.errors else 200
@@ -178,7 +175,7 @@ def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = _get_key_for_user(request, key_id)
     form = ApiKeyEditForm(request.POST, owner=user_of(request))
     if form.is_valid():
-        try:
+        with service_errors_on(form):
             services.api_key_update(
                 acting_user=user_of(request),
                 api_key=api_key,
@@ -187,9 +184,6 @@ def key_edit(request: HttpRequest, key_id: int) -> HttpResponse:
                 is_default=form.cleaned_data["is_default"],
                 origin=services.Origin.of(request, PAGE),
             )
-        except ApplicationError as exc:
-            add_application_error(form, exc)
-        else:
             messages.success(request, "Key updated.")
             return redirect("keys:detail", key_id=api_key.pk)
     api_key.refresh_from_db()
@@ -203,16 +197,13 @@ def key_rotate(request: HttpRequest, key_id: int) -> HttpResponse:
     api_key = _get_key_for_user(request, key_id)
     form = RotateForm(request.POST)
     if form.is_valid():
-        try:
+        with service_errors_on(form):
             _, check = services.api_key_rotate(
                 acting_user=user_of(request),
                 api_key=api_key,
                 secret=form.cleaned_data["key"],
                 origin=services.Origin.of(request, PAGE),
             )
-        except ApplicationError as exc:
-            add_application_error(form, exc)
-        else:
             saved_message(request, check, "Key rotated")
             return redirect("keys:detail", key_id=api_key.pk)
     api_key.refresh_from_db()
@@ -259,16 +250,13 @@ def project_list(request: HttpRequest) -> HttpResponse:
     owner = user_of(request)
     form = ProjectForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             project = services.project_create(
                 acting_user=owner,
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
                 origin=services.Origin.of(request, PAGE),
             )
-        except ApplicationError as exc:
-            add_application_error(form, exc)
-        else:
             messages.success(request, f"Project “{project.name}” created.")
             return redirect("keys:project_detail", project_id=project.pk)
     projects = list(selectors.project_list(owner=owner))
@@ -286,7 +274,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     initial = {"name": project.name, "description": project.description}
     form = ProjectForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             services.project_update(
                 acting_user=owner,
                 project=project,
@@ -294,9 +282,6 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
                 description=form.cleaned_data["description"],
                 origin=services.Origin.of(request, PAGE),
             )
-        except ApplicationError as exc:
-            add_application_error(form, exc)
-        else:
             messages.success(request, "Project saved.")
             return redirect("keys:project_detail", project_id=project.pk)
     keys = list(selectors.api_key_list(owner=owner, project_id=project.pk))

@@ -202,6 +202,21 @@ def test_projects_pages(alice_browser, alice):
     assert not Project.objects.exists()
 
 
+def test_a_refused_rename_or_rotation_shows_on_its_form_and_changes_nothing(
+    alice_browser, alice, fake_providers
+):
+    ProjectFactory(owner=alice, name="Website")
+    project = ProjectFactory(owner=alice, name="Chatbot")
+    renamed = alice_browser.post(f"/dashboard/projects/{project.pk}/", {"name": "website"})
+    assert renamed.status_code == 400 and "already have a project" in renamed.content.decode()
+    assert Project.objects.get(pk=project.pk).name == "Chatbot"
+    key = ApiKeyFactory(owner=alice, secret=VALID["openai"])
+    rejected = "sk-proj-Rejected0000000000000000000000000Q7q7"
+    rotated = alice_browser.post(f"/dashboard/keys/{key.pk}/rotate/", {"key": rejected})
+    assert rotated.status_code == 400 and "OpenAI rejected this key" in rotated.content.decode()
+    assert ApiKey.objects.get(pk=key.pk).get_secret() == VALID["openai"]
+
+
 # --- onboarding --------------------------------------------------------------------------
 
 
