@@ -160,3 +160,20 @@ def test_a_half_finished_sign_in_cannot_delete_the_account(client, alice):
         response = client.post("/accounts/settings/", {"action": "delete", "confirm_email": email})
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
     assert User.objects.filter(email__in=["new@example.com", alice.email]).count() == 2
+
+
+def test_a_device_login_approved_before_the_account_was_deleted_signs_nothing_in(
+    api_client, alice_browser, alice
+):
+    from accounts.models import CliSession, DeviceAuthorization
+
+    device = api_client.post("/api/auth/device", {}, format="json").json()
+    alice_browser.post("/dashboard/device", {"user_code": device["user_code"], "action": "approve"})
+    assert DeviceAuthorization.objects.get().status == DeviceAuthorization.Status.APPROVED
+    alice_browser.post("/accounts/settings/", {"action": "delete", "confirm_email": alice.email})
+    DeviceAuthorization.objects.update(last_polled_at=None)
+    poll = api_client.post(
+        "/api/auth/device/token", {"device_code": device["device_code"]}, format="json"
+    )
+    assert poll.status_code == 400 and poll.json()["error"]["code"] == "invalid_grant"
+    assert not CliSession.objects.exists() and not User.objects.exists()
