@@ -1,0 +1,165 @@
+"""Usage records: provider-reported and Kay-metered buckets, their daily rollup, and where
+each vault key's scheduled fetch stands.
+
+Amounts are integer micro-dollars (1 USD = 1,000,000), never floats.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Source(models.TextChoices):
+    OPENAI_ADMIN = "openai_admin", "OpenAI organisation usage"
+    ANTHROPIC_ADMIN = "anthropic_admin", "Anthropic organisation usage"
+    OPENROUTER = "openrouter", "OpenRouter"
+    KAY_METERED = "kay_metered", "Kay's own calls"
+
+
+class Granularity(models.TextChoices):
+    HOUR = "hour", "Hourly"
+    DAY = "day", "Daily"
+
+
+class CostSource(models.TextChoices):
+    PROVIDER = "provider", "Reported by the provider"
+    COMPUTED = "computed", "Computed from catalog prices"
+
+
+# What makes two buckets the same (UsageBucket's unique constraint and upsert key).
+BUCKET_IDENTITY = (
+    "owner",
+    "source",
+    "provider",
+    "model",
+    "external_project_id",
+    "external_key_id",
+    "bucket_start",
+    "granularity",
+)
+
+
+def _count() -> models.PositiveBigIntegerField:
+    return models.PositiveBigIntegerField(default=0)
+
+
+class UsageBucket(models.Model):
+    """One provider's usage of one model in one hour or day, as fetched or metered.
+
+    Its identity (the unique constraint) holds only NOT NULL columns: PostgreSQL never
+    treats two NULLs as equal, so a nullable column there would let duplicates in. The
+    vault key and project are attributes, not identity: a key added later can take over
+    usage already stored."""
+
+    # The identity and time indexes both lead with the owner: no index of its own.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="usage_buckets",
+        db_index=False,
+    )
+    # The stored key the usage is attributed to. Usage outlives a deleted key.
+    api_key = models.ForeignKey(
+        "keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    project = models.ForeignKey(
+        "keys.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.CharField(max_length=20, choices=Source.choices)
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=200, blank=True)
+    # The provider's own ids (an OpenAI project, an Anthropic workspace, an API key id);
+    # "" when the provider gave none. Kay's metered calls put "vault:<key id>" here.
+    external_project_id = models.CharField(max_length=100, blank=True, default="")
+    external_key_id = models.CharField(max_length=100, blank=True, default="")
+    bucket_start = models.DateTimeField()
+    granularity = models.CharField(max_length=8, choices=Granularity.choices)
+    input_tokens = _count()
+    output_tokens = _count()
+    cached_tokens = _count()
+    requests = _count()
+    cost_micros = _count()
+    cost_source = models.CharField(
+        max_length=8, choices=CostSource.choices, default=CostSource.COMPUTED
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-bucket_start", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=list(BUCKET_IDENTITY), name="usage_bucket_identity"),
+        ]
+        indexes = [
+            # Hourly views read one owner's time range.
+            models.Index(fields=["owner", "bucket_start"], name="usage_bucket_owner_time"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.provider} {self.model or '(all models)'} at {self.bucket_start:%Y-%m-%d %H:%M}"
+        )
+
+
+class UsageDaily(models.Model):
+    """The buckets of one owner summed per UTC day, source, provider, model, key and
+    project: what day views read, so a month is a few hundred rows at any bucket count.
+
+    Rewritten from the buckets by the services whenever they write, in the same
+    transaction (never edited on its own)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    source = models.CharField(max_length=20, choices=Source.choices)
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=200, blank=True)
+    api_key = models.ForeignKey(
+        "keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    project = models.ForeignKey(
+        "keys.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    input_tokens = _count()
+    output_tokens = _count()
+    cached_tokens = _count()
+    requests = _count()
+    cost_micros = _count()
+
+    class Meta:
+        ordering = ["-day", "id"]
+        verbose_name_plural = "usage daily"
+        indexes = [models.Index(fields=["owner", "day"], name="usage_daily_owner_day")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.model} on {self.day}"
+
+
+class UsageFetchState(models.Model):
+    """Where the scheduled fetch of one vault key stands."""
+
+    class Status(models.TextChoices):
+        NEVER = "never", "Not fetched yet"
+        OK = "ok", "Fetched"
+        ERROR = "error", "Failed, will retry"
+        RATE_LIMITED = "rate_limited", "Rate limited, will retry"
+        INVALID_KEY = "invalid_key", "Key refused by the provider"
+
+    api_key = models.OneToOneField(
+        "keys.ApiKey", on_delete=models.CASCADE, related_name="usage_fetch_state"
+    )
+    # Usage before this moment is stored; the next fetch starts here (less the re-read
+    # window providers need for late reports).
+    cursor = models.DateTimeField(null=True, blank=True)
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEVER)
+    # Words for the owner, written by Kay: never a secret or a provider's raw response.
+    last_error = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "usage fetch state"
+
+    def __str__(self) -> str:
+        return f"usage fetch of key {self.api_key_id}: {self.get_last_status_display()}"

@@ -1,0 +1,7 @@
+"""Writes of usage: fetched buckets (idempotent upserts) and Kay's own metered calls.
+Each keeps the daily rollup in step in its own transaction."""
+
+from usage.services.buckets import usage_buckets_upsert
+from usage.services.metering import MeteredCall, usage_record_llm_call
+
+__all__ = ["MeteredCall", "usage_buckets_upsert", "usage_record_llm_call"]

@@ -1,0 +1,113 @@
+"""Metering: every LLM call Kay itself makes, recorded once as usage of the key that paid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from keys.models import ApiKey
+from usage.models import CostSource, Granularity, Source, UsageBucket
+from usage.records import BucketRow
+from usage.services.pricing import catalog_prices
+from usage.services.rollup import owner_lock, rollup_rewrite
+
+
+@dataclass(frozen=True)
+class MeteredCall:
+    """What one call was recorded as: billing charges ``cost_micros`` from it."""
+
+    bucket_id: int
+    cost_micros: int
+    cost_source: str
+    priced: bool  # False: the catalog had no price for the model, so it cost 0
+
+
+def usage_record_llm_call(
+    *,
+    owner: User,
+    api_key: ApiKey | None = None,
+    provider: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int = 0,
+    at: datetime | None = None,
+) -> MeteredCall:
+    """Record one LLM call Kay made for ``owner``: the one way any app writes usage.
+
+    ``api_key`` is the owner's stored key that paid for the call (None: the server's key,
+    billed to the owner's credits). The tokens come from the provider's response
+    (``input_tokens`` including ``cached_tokens``); the cost from the model catalog's
+    prices. Added to the hour bucket of ``at`` (now by default) with atomic increments,
+    so calls recorded at the same moment all count; the daily rollup follows."""
+    if api_key is not None and api_key.owner_id != owner.pk:
+        raise ValueError("a call is recorded against its owner's own key only")
+    if not model:
+        raise ValueError("a call names its model")
+    # Validates the figures and finds the bucket exactly as a fetched row would.
+    row = BucketRow(
+        provider=provider,
+        model=model,
+        bucket_start=BucketRow.aligned(at or timezone.now(), Granularity.HOUR),
+        granularity=Granularity.HOUR,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        requests=1,
+        cost_micros=None,
+        external_key_id=f"vault:{api_key.pk}" if api_key is not None else "",
+    )
+    price = catalog_prices(pairs={(provider, model)})[(provider, model)]
+    cost = (
+        0
+        if price is None
+        else price.cost_micros(
+            input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens
+        )
+    )
+    identity = dict(
+        owner=owner,
+        source=Source.KAY_METERED,
+        provider=provider,
+        model=model,
+        external_project_id="",
+        external_key_id=row.external_key_id,
+        bucket_start=row.bucket_start,
+        granularity=row.granularity,
+    )
+    with transaction.atomic():
+        owner_lock(owner.pk)
+        bucket_id = UsageBucket.objects.filter(**identity).values_list("pk", flat=True).first()
+        if bucket_id is None:
+            bucket_id = UsageBucket.objects.create(
+                **identity,
+                api_key=api_key,
+                project_id=api_key.project_id if api_key is not None else None,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                cached_tokens=cached_tokens,
+                requests=1,
+                cost_micros=cost,
+                cost_source=CostSource.COMPUTED,
+            ).pk
+        else:
+            UsageBucket.objects.filter(pk=bucket_id).update(
+                input_tokens=F("input_tokens") + input_tokens,
+                output_tokens=F("output_tokens") + output_tokens,
+                cached_tokens=F("cached_tokens") + cached_tokens,
+                requests=F("requests") + 1,
+                cost_micros=F("cost_micros") + cost,
+                updated_at=timezone.now(),
+            )
+        rollup_rewrite(
+            owner_id=owner.pk,
+            source=Source.KAY_METERED,
+            days=[row.bucket_start.date()],
+            pairs=[(provider, model)],
+        )
+    return MeteredCall(bucket_id, cost, CostSource.COMPUTED, price is not None)

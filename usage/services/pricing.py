@@ -1,0 +1,109 @@
+"""Prices of tokens from the model catalog, for usage whose cost no provider reported.
+
+The catalog holds OpenRouter ids (``openai/gpt-4o-mini``); providers name their models
+their own way (``gpt-4o-mini-2024-07-18``, ``claude-sonnet-4-5-20250929``), so each
+(provider, model) tries a few spellings, most exact first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from models_catalog.selectors import catalog_offers
+
+logger = logging.getLogger(__name__)
+
+MICROS_PER_USD = Decimal(1_000_000)
+# Our provider slugs (keys/providers) → the author part of OpenRouter ids.
+VENDORS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google", "mistral": "mistralai"}
+DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
+VERSION_DASH = re.compile(r"(?<=\d)-(?=\d(?:-|$))")  # claude-sonnet-4-5 → claude-sonnet-4.5
+# Looking up this many spellings one by one costs more than reading the whole catalog once.
+ONE_BY_ONE = 4
+
+Pair = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per token."""
+
+    prompt: Decimal
+    completion: Decimal
+    cache_read: Decimal | None = None
+
+    def cost_micros(self, *, input_tokens: int, output_tokens: int, cached_tokens: int) -> int:
+        """Micro-dollars for these tokens (cached tokens are part of the input)."""
+        cache_price = self.prompt if self.cache_read is None else self.cache_read
+        usd = (
+            (input_tokens - cached_tokens) * self.prompt
+            + cached_tokens * cache_price
+            + output_tokens * self.completion
+        )
+        return int((usd * MICROS_PER_USD).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def candidates(provider: str, model: str) -> list[str]:
+    """Catalog ids ``model`` may go by, most exact first."""
+    if "/" in model:
+        return [model]  # already an OpenRouter id (OpenRouter, or a model named that way)
+    vendor = VENDORS.get(provider)
+    if vendor is None or not model:
+        return []
+    undated = DATE_SUFFIX.sub("", model)
+    names = [model, undated, VERSION_DASH.sub(".", undated)]
+    return [f"{vendor}/{name}" for name in dict.fromkeys(names)]
+
+
+def _per_token(value: Any) -> Decimal | None:
+    # OpenRouter publishes decimal strings; "-1" means the price varies (routers).
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return amount if amount.is_finite() and amount >= 0 else None
+
+
+def _price_of(model_entry: dict[str, Any]) -> Price | None:
+    pricing = model_entry.get("pricing") or {}
+    prompt = _per_token(pricing.get("prompt"))
+    completion = _per_token(pricing.get("completion"))
+    if prompt is None or completion is None:
+        return None
+    cache_read = pricing.get("input_cache_read")
+    return Price(prompt, completion, None if cache_read is None else _per_token(cache_read))
+
+
+def _lookup(spellings: dict[Pair, list[str]]) -> dict[str, Price | None]:
+    """Catalog prices by id, for the ids the spellings name (those found)."""
+    if len({name for names in spellings.values() for name in names}) > ONE_BY_ONE:
+        offers, _ = catalog_offers()
+        return {o.model["id"]: _price_of(o.model) for o in offers}
+    found: dict[str, Price | None] = {}
+    for names in spellings.values():
+        for name in names:
+            offers = [] if name in found else catalog_offers(model_id=name)[0]
+            if offers:
+                found[name] = _price_of(offers[0].model)
+            if name in found:
+                break  # the rest are less exact spellings of the same model
+    return found
+
+
+def catalog_prices(*, pairs: set[Pair]) -> dict[Pair, Price | None]:
+    """The catalog price of each (provider, model); ``None`` (with a warning in the log)
+    for a model the catalog does not know or prices per request."""
+    spellings = {pair: candidates(*pair) for pair in pairs}
+    known = _lookup(spellings)
+    prices: dict[Pair, Price | None] = {}
+    for pair, names in spellings.items():
+        prices[pair] = next((known[n] for n in names if known.get(n) is not None), None)
+        if prices[pair] is None:
+            logger.warning(
+                "No catalog price for %s model %r: its usage is recorded at cost 0", *pair
+            )
+    return prices
