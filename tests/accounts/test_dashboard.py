@@ -100,3 +100,15 @@ def test_no_asset_comes_from_another_host(alice_browser):
     html = alice_browser.get("/dashboard/").content.decode()
     assert "http://" not in html.replace("http://testserver", "")
     assert "https://" not in html
+
+
+def test_another_users_things_tick_no_step_of_the_checklist(alice_browser, bob):
+    from accounts.tokens import api_token_create, cli_session_start
+    from tests.connections.factories import ConnectionFactory
+    from tests.keys.factories import ApiKeyFactory, ProjectFactory
+
+    ApiKeyFactory(owner=bob, project=ProjectFactory(owner=bob))
+    ConnectionFactory(user=bob, service="jira")
+    api_token_create(user=bob, name="cli")
+    cli_session_start(user=bob, origin="device")
+    assert alice_browser.get("/dashboard/").content.decode().count('class="done"') == 0
