@@ -177,3 +177,12 @@ def test_a_device_login_approved_before_the_account_was_deleted_signs_nothing_in
     )
     assert poll.status_code == 400 and poll.json()["error"]["code"] == "invalid_grant"
     assert not CliSession.objects.exists() and not User.objects.exists()
+
+
+@pytest.mark.parametrize("back", ["https://evil.example/", "//evil.example/", "/admin/"])
+def test_signing_a_cli_out_goes_back_only_to_our_own_pages(alice_browser, alice, back):
+    session = cli_session_start(user=alice, origin="device")
+    response = alice_browser.post(
+        f"/dashboard/tokens/sessions/{session.public_id}/end", {"back": back}
+    )
+    assert response["Location"] == "/dashboard/tokens/"
