@@ -89,6 +89,16 @@ class CallbackOutcome:
 
 
 @dataclass(frozen=True)
+class Exchanged:
+    """What the provider gave for an authorisation code: whose account, its tokens, and the
+    sites they reach."""
+
+    identity: Identity
+    tokens: OAuthTokens
+    sites: list[Resource]
+
+
+@dataclass(frozen=True)
 class LinkPreview:
     """What the confirmation page shows before a CLI is signed in."""
 
@@ -262,15 +272,14 @@ def _claim_state(*, raw_state: str, service: str | None) -> OAuthState:
     return state
 
 
-def _store_connection(
-    user: User, spec: ServiceSpec, identity: Identity, tokens: OAuthTokens, sites: list[Resource]
-) -> Connection:
+def _store_connection(user: User, spec: ServiceSpec, got: Exchanged) -> Connection:
     now = timezone.now()
+    tokens = got.tokens
     connection = Connection.objects.filter(user=user, service=spec.name).first() or Connection(
         user=user, service=spec.name, connected_at=now
     )
     connection.status = Connection.Status.ACTIVE
-    connection.external_account_id = identity.account_id
+    connection.external_account_id = got.identity.account_id
     connection.access_token = tokens.access_token
     connection.refresh_token = tokens.refresh_token
     connection.expires_at = (
@@ -290,7 +299,7 @@ def _store_connection(
             scopes=site.scopes,
             avatar_url=site.avatar_url[:500],
         )
-        for site in sites
+        for site in got.sites
     )
     return connection
 
@@ -301,9 +310,7 @@ def _browser_holds(state: OAuthState, nonces: Iterable[str]) -> bool:
     )
 
 
-def _exchange(
-    found: OAuthState, spec: ServiceSpec, raw_state: str, code: str
-) -> tuple[OAuthTokens, Identity, list[Resource]]:
+def _exchange(found: OAuthState, spec: ServiceSpec, raw_state: str, code: str) -> Exchanged:
     provider = provider_module(spec.provider)
     try:
         tokens = provider.exchange_code(
@@ -318,24 +325,23 @@ def _exchange(
         raise _fail(
             found, exc.code, f"Could not finish connecting {spec.label}: {exc.message}"
         ) from None
-    return tokens, identity, sites
+    return Exchanged(identity=identity, tokens=tokens, sites=sites)
 
 
 def _complete(
     found: OAuthState,
     user: User,
     spec: ServiceSpec,
-    identity: Identity,
-    tokens: OAuthTokens,
-    sites: list[Resource],
+    got: Exchanged,
     *,
     first: bool,
     request_origin: RequestOrigin,
 ) -> OAuthState:
     """Store the connection; on a session's first connection also sign the CLI in."""
     session = KaySession.objects.select_for_update().get(pk=found.session_id)
+    identity = got.identity
     store_profile(user, identity)
-    _store_connection(user, spec, identity, tokens, sites)
+    _store_connection(user, spec, got)
     security_event_record(
         user=user,
         kind=SecurityKind.CONNECTED,
@@ -421,28 +427,19 @@ def oauth_callback_complete(
         raise _fail(found, code, message)
     if not code:
         raise _fail(found, "missing_code", f"{spec.label} sent no authorisation code.")
-    tokens, identity, sites = _exchange(found, spec, state, code)
+    got = _exchange(found, spec, state, code)
     try:
         with transaction.atomic():
             session = KaySession.objects.select_for_update().get(pk=found.session_id)
             if session.user is None:
-                return _await_confirmation(found, identity, tokens, sites)
-            user = user_for_session(identity=identity, session=session)
-            if found.origin == OAuthState.Origin.CLI and not _is_own_identity(user, identity):
+                return _await_confirmation(found, got)
+            user = user_for_session(identity=got.identity, session=session)
+            if found.origin == OAuthState.Origin.CLI and not _is_own_identity(user, got.identity):
                 # A signed-in CLI's link can be sent to someone else too: another
                 # Atlassian account joins this Kay account only once its owner confirms.
-                return _await_confirmation(found, identity, tokens, sites)
+                return _await_confirmation(found, got)
             return CallbackOutcome(
-                _complete(
-                    found,
-                    user,
-                    spec,
-                    identity,
-                    tokens,
-                    sites,
-                    first=False,
-                    request_origin=request_origin,
-                )
+                _complete(found, user, spec, got, first=False, request_origin=request_origin)
             )
     except CallbackError as exc:
         raise _fail(found, exc.code, exc.message) from None
@@ -461,19 +458,17 @@ def _link_target(session: KaySession, identity: Identity, browser_user: Any) -> 
     return link_target(identity=identity, browser_user=browser_user)
 
 
-def _await_confirmation(
-    found: OAuthState, identity: Identity, tokens: OAuthTokens, sites: list[Resource]
-) -> CallbackOutcome:
+def _await_confirmation(found: OAuthState, got: Exchanged) -> CallbackOutcome:
     """Park a CLI's connection until the browser that brought it back confirms."""
     nonce = secrets.token_urlsafe(32)
     found.status = OAuthState.Status.AWAITING_CONFIRMATION
     found.browser_hash = token_hash(nonce)
     # Ten more minutes from here: the person may first have to sign in (by emailed code).
     found.expires_at = timezone.now() + STATE_LIFETIME
-    found.pending_tokens = json.dumps(asdict(tokens))
+    found.pending_tokens = json.dumps(asdict(got.tokens))
     found.pending_identity = {
-        "identity": asdict(identity),
-        "sites": [asdict(site) for site in sites],
+        "identity": asdict(got.identity),
+        "sites": [asdict(site) for site in got.sites],
     }
     found.save(
         update_fields=["status", "browser_hash", "expires_at", "pending_tokens", "pending_identity"]
@@ -498,12 +493,13 @@ def _awaiting(*, link_id: int, browser_nonces: Iterable[str], lock: bool = False
     return found
 
 
-def _pending(found: OAuthState) -> tuple[Identity, OAuthTokens, list[Resource]]:
+def _pending(found: OAuthState) -> Exchanged:
     data = found.pending_identity or {}
-    identity = Identity(**data["identity"])
-    sites = [Resource(**site) for site in data.get("sites", [])]
-    tokens = OAuthTokens(**json.loads(decrypt_field(found, "pending_tokens") or "{}"))
-    return identity, tokens, sites
+    return Exchanged(
+        identity=Identity(**data["identity"]),
+        tokens=OAuthTokens(**json.loads(decrypt_field(found, "pending_tokens") or "{}")),
+        sites=[Resource(**site) for site in data.get("sites", [])],
+    )
 
 
 def oauth_link_preview(
@@ -544,21 +540,21 @@ def oauth_link_confirm(
                     f"You cancelled. No CLI was signed in and {spec.label} was not connected.",
                     code="access_denied",
                 )
-            identity, tokens, sites = _pending(found)
+            got = _pending(found)
             session = KaySession.objects.select_for_update().get(pk=found.session_id)
-            target = _link_target(session, identity, browser_user)
+            target = _link_target(session, got.identity, browser_user)
             if not target.allows(browser_user):
                 raise CallbackError(
                     f"Sign in to Kay as {target.email} to continue.", code="wrong_account"
                 )
-            user = target.user or user_create_from_identity(identity=identity, email=target.email)
+            user = target.user or user_create_from_identity(
+                identity=got.identity, email=target.email
+            )
             return _complete(
                 found,
                 user,
                 spec,
-                identity,
-                tokens,
-                sites,
+                got,
                 # A session signed in meanwhile (another service confirmed first) only
                 # gains a connection: its CLI already has its tokens.
                 first=session.user is None,
