@@ -29,16 +29,8 @@ class ConnectionAdmin(admin.ModelAdmin):
         "last_refreshed_at",
         "last_error",
     )
-    readonly_fields = (
-        "user",
-        "service",
-        "external_account_id",
-        "scopes",
-        "expires_at",
-        "connected_at",
-        "last_refreshed_at",
-        "last_error",
-    )
+    # The status is the one thing an operator may change (e.g. to ask for a reconnect).
+    readonly_fields = tuple(name for name in fields if name != "status")
     inlines = [AccessibleResourceInline]
 
     def has_add_permission(self, request):

@@ -86,6 +86,15 @@ def test_admin_never_shows_tokens(client, staff, alice):
     assert "atlassian-secret-access" not in body and "kay:v" not in body
 
 
+def test_operators_may_change_a_connections_status_and_nothing_else(client, staff, alice):
+    connection = ConnectionFactory(user=alice)
+    client.force_login(staff)
+    body = client.get(f"/admin/connections/connection/{connection.pk}/change/").content.decode()
+    assert 'name="status"' in body
+    for shown_only in ("user", "service", "external_account_id", "scopes", "last_error"):
+        assert f'name="{shown_only}"' not in body
+
+
 def test_a_site_url_that_is_not_https_is_not_rendered_as_a_link(alice_browser, alice):
     connection = ConnectionFactory(user=alice)
     AccessibleResourceFactory(connection=connection, name="evil-site", url="javascript:alert(1)")
