@@ -57,13 +57,28 @@ def _fetch_endpoints(
     return found
 
 
-def _run(source: str, work: Callable[[SyncSummary], None]) -> SyncSummary:
+# What a sync writes: models, providers (None when they could not be read) and each
+# model's endpoints (None for a model whose endpoints could not be read).
+Catalog = tuple[list[Fields], list[Fields] | None, dict[str, list[Fields] | None]]
+
+
+def _run(
+    source: str, read: Callable[[SyncSummary], Catalog], progress: Progress | None
+) -> SyncSummary:
+    """Under the sync lock and logged as a SyncRun: ``read`` the catalog, then write it."""
     if not cache.add(LOCK_KEY, source, timeout=3600):
         raise Conflict("A catalog sync is already running.", code="sync_running")
     run = SyncRun.objects.create(source=source[:300])
     summary = SyncSummary(source=source, run_id=run.pk)
     try:
-        work(summary)
+        models, providers, endpoints = read(summary)
+        catalog_write(
+            models=models,
+            providers=providers,
+            endpoints=endpoints,
+            summary=summary,
+            progress=progress,
+        )
     except Exception as exc:
         run.status, run.error = SyncRun.Status.FAILED, str(exc)[:2000]
         raise
@@ -101,7 +116,7 @@ def catalog_sync(
     own_client = client is None
     client = client or OpenRouterClient()
 
-    def work(summary: SyncSummary) -> None:
+    def fetch(summary: SyncSummary) -> Catalog:
         models = payloads.parse_models(client.models())
         providers: list[Fields] | None = None
         try:
@@ -112,16 +127,10 @@ def catalog_sync(
         endpoints: dict[str, list[Fields] | None] = (
             _fetch_endpoints(client, ids, concurrency, summary, progress) if with_endpoints else {}
         )
-        catalog_write(
-            models=models,
-            providers=providers,
-            endpoints=endpoints,
-            summary=summary,
-            progress=progress,
-        )
+        return models, providers, endpoints
 
     try:
-        return _run(f"openrouter {client.base_url}", work)
+        return _run(f"openrouter {client.base_url}", fetch, progress)
     finally:
         if own_client:
             client.close()
@@ -142,32 +151,15 @@ def catalog_sync_from_files(
     Models that have no endpoint data get one endpoint inferred from their listing."""
     models = payloads.parse_models(_read_json(models_path))
     providers = payloads.parse_providers(_read_json(providers_path)) if providers_path else None
-
-    def work(summary: SyncSummary) -> None:
-        catalog_write(
-            models=models, providers=providers, endpoints={}, summary=summary, progress=progress
-        )
-
-    return _run(f"file {Path(models_path).name}", work)
+    return _run(f"file {Path(models_path).name}", lambda _: (models, providers, {}), progress)
 
 
 def catalog_load_backup(
     *, path: Path | None = None, progress: Progress | None = None
 ) -> SyncSummary:
     """Load the shipped models-by-provider snapshot into the tables."""
-    document = _read_json(path or snapshot.BACKUP_PATH)
-    models, providers, endpoints = snapshot.document_to_fields(document)
-
-    def work(summary: SyncSummary) -> None:
-        catalog_write(
-            models=models,
-            providers=providers,
-            endpoints=endpoints,
-            summary=summary,
-            progress=progress,
-        )
-
-    return _run(f"backup {Path(path or snapshot.BACKUP_PATH).name}", work)
+    catalog = snapshot.document_to_fields(_read_json(path or snapshot.BACKUP_PATH))
+    return _run(f"backup {Path(path or snapshot.BACKUP_PATH).name}", lambda _: catalog, progress)
 
 
 def catalog_backup_write(
