@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from accounts.selectors import api_tokens_for, cli_sessions_for
 from django.urls import reverse
 
 from accounts.models import User
+from accounts.selectors import api_tokens_for, cli_sessions_for
 from connections.selectors import service_statuses_for
 from keys.selectors import api_key_list, project_list
 
