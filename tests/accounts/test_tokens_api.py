@@ -177,3 +177,17 @@ def test_revoked_tokens_are_purged_a_day_later(alice):
     kept, _ = api_token_create(user=alice, name="kept")
     assert auth_records_purge()["api_tokens"] == 1
     assert set(ApiToken.objects.values_list("name", flat=True)) == {"recent", "kept"}
+
+
+def test_a_browser_extensions_bearer_header_does_not_break_the_pages(alice_browser, alice):
+    """Pages sign in by session cookie only: an Authorization header someone else's
+    extension adds is not read there (the API, which does read it, answers 401)."""
+    extension = {"HTTP_AUTHORIZATION": "Bearer not-a-kay-token"}
+    assert alice_browser.get("/dashboard/", **extension).status_code == 200
+    renamed = alice_browser.post(
+        "/accounts/settings/", {"action": "profile", "name": "Al"}, **extension
+    )
+    assert renamed.status_code == 302
+    alice.refresh_from_db()
+    assert alice.name == "Al"
+    assert alice_browser.get("/api/me", **extension).status_code == 401
