@@ -51,7 +51,9 @@ class BucketRow:
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError("bucket_start must be timezone-aware")
         if start.astimezone(UTC) != self.aligned(start, self.granularity):
-            raise ValueError(f"bucket_start {start.isoformat()} does not start a {self.granularity}")
+            raise ValueError(
+                f"bucket_start {start.isoformat()} does not start a {self.granularity}"
+            )
         for name, limit in MAX_LENGTHS.items():
             if len(getattr(self, name)) > limit:
                 raise ValueError(f"{name} is longer than {limit} characters")

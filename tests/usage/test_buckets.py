@@ -2,6 +2,7 @@
 provider's cost beats ours, and the daily rollup always equals the buckets it sums."""
 
 import random
+import threading
 from datetime import UTC, timedelta
 from math import ceil
 
@@ -11,6 +12,7 @@ from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.test.utils import CaptureQueriesContext
 
+from tests.accounts.factories import UserFactory
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from tests.usage.factories import START, bucket_row
 from usage.models import UsageBucket, UsageDaily
@@ -280,3 +282,36 @@ def test_a_day_bucket_in_another_timezone_is_stored_at_utc_midnight(alice):
     )
     assert UsageBucket.objects.get().bucket_start == START
     assert UsageDaily.objects.get().day == START.date()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_fetches_of_several_keys_at_once_keep_the_rollup_whole():
+    # Five admin keys of one owner fetched by five workers: their buckets differ (their
+    # own key ids) but they sum into the same rollup rows.
+    owner = UserFactory()
+    writers = 5
+    start = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def fetch(n: int) -> None:
+        try:
+            start.wait()
+            for first in (0, 12, 6):
+                rows = hours(first, first + 30, external_key_id=f"key_{n}")
+                usage_buckets_upsert(owner=owner, source="openai_admin", rows=rows)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=fetch, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert stored_totals(UsageDaily) == {
+        name: value * writers for name, value in totals(hours(0, 42)).items()
+    }
+    assert rollup() == direct_daily()

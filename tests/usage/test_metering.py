@@ -1,0 +1,185 @@
+"""Kay's own LLM calls: each recorded once, in the hour bucket of the key that paid, at the
+catalog's price; calls recorded at the same moment all count."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from tests.accounts.factories import UserFactory
+from tests.keys.factories import ApiKeyFactory, ProjectFactory
+from tests.usage.conftest import CLAUDE_SONNET, GPT_4O_MINI, catalog_model
+from usage.models import UsageBucket, UsageDaily
+from usage.selectors import usage_summary
+from usage.services import usage_record_llm_call
+from usage.services.pricing import candidates
+
+AT = datetime(2026, 3, 2, 14, 25, 7, tzinfo=UTC)
+
+
+def record(owner, **fields):
+    values = {
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "cached_tokens": 200,
+        "at": AT,
+    }
+    values.update(fields)
+    return usage_record_llm_call(owner=owner, **values)
+
+
+def test_a_call_is_recorded_once_in_its_hour_at_the_catalog_price(alice, catalog):
+    key = ApiKeyFactory(owner=alice, project=ProjectFactory(owner=alice))
+    call = record(alice, api_key=key)
+    bucket = UsageBucket.objects.get()
+    assert call.bucket_id == bucket.pk
+    # 800 uncached + 200 cached input tokens and 500 output tokens of gpt-4o-mini.
+    assert call.cost_micros == 120 + 15 + 300 and call.priced
+    assert (bucket.source, bucket.granularity, bucket.bucket_start) == (
+        "kay_metered",
+        "hour",
+        datetime(2026, 3, 2, 14, tzinfo=UTC),
+    )
+    assert (bucket.api_key_id, bucket.project_id) == (key.pk, key.project_id)
+    assert (bucket.input_tokens, bucket.output_tokens, bucket.cached_tokens) == (1000, 500, 200)
+    assert (bucket.requests, bucket.cost_micros, bucket.cost_source) == (1, 435, "computed")
+    daily = UsageDaily.objects.get()
+    assert (daily.day, daily.requests, daily.cost_micros) == (AT.date(), 1, 435)
+
+
+def test_calls_in_one_hour_add_up_in_one_bucket(alice, catalog):
+    first = record(alice)
+    second = record(alice, at=AT + timedelta(minutes=30), input_tokens=2000, cached_tokens=0)
+    assert first.bucket_id == second.bucket_id
+    bucket = UsageBucket.objects.get()
+    assert (bucket.requests, bucket.input_tokens) == (2, 3000)
+    assert bucket.cost_micros == first.cost_micros + second.cost_micros == 435 + 600
+    assert UsageDaily.objects.get().cost_micros == 1035
+
+
+def test_calls_of_different_keys_hours_and_models_are_kept_apart(alice, catalog):
+    key = ApiKeyFactory(owner=alice)
+    record(alice)
+    record(alice, api_key=key)
+    record(alice, at=AT + timedelta(hours=1))
+    record(alice, provider="anthropic", model="claude-sonnet-4-5-20250929")
+    assert UsageBucket.objects.count() == 4
+    by_key = {line.key_id: line.figures.requests for line in summary(alice).by_key}
+    assert by_key == {None: 3, key.pk: 1}
+
+
+def summary(owner, **filters):
+    return usage_summary(owner=owner, start=AT.date(), end=AT.date(), granularity="day", **filters)
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "pricing", "cost"),
+    [
+        ("openai", "gpt-4o-mini", GPT_4O_MINI, 435),
+        ("openai", "gpt-4o-mini-2024-07-18", GPT_4O_MINI, 435),
+        ("openrouter", "openai/gpt-4o-mini", GPT_4O_MINI, 435),
+        # 800 input + 200 cache reads + 500 output tokens at Claude Sonnet 4.5's prices.
+        ("anthropic", "claude-sonnet-4-5-20250929", CLAUDE_SONNET, 2400 + 60 + 7500),
+        ("anthropic", "claude-sonnet-4.5", CLAUDE_SONNET, 9960),
+    ],
+)
+def test_a_call_is_priced_by_whatever_name_its_provider_gives_the_model(
+    alice, catalog, provider, model, pricing, cost
+):
+    call = record(alice, provider=provider, model=model)
+    assert (call.cost_micros, call.priced) == (cost, True)
+
+
+def test_cached_tokens_cost_the_prompt_price_when_the_catalog_has_no_cache_price(alice, db):
+    catalog_model("openai/gpt-4.1", {"prompt": "0.000002", "completion": "0.000008"})
+    call = record(alice, model="gpt-4.1-2025-04-14")
+    assert call.cost_micros == 1000 * 2 + 500 * 8
+
+
+def test_a_model_the_catalog_does_not_know_costs_nothing_and_is_logged(alice, catalog, caplog):
+    call = record(alice, provider="openai_compatible", model="llama3:8b")
+    assert (call.cost_micros, call.cost_source, call.priced) == (0, "computed", False)
+    assert UsageBucket.objects.get().requests == 1
+    assert "No catalog price for openai_compatible model 'llama3:8b'" in caplog.text
+
+
+def test_a_model_priced_per_request_costs_nothing_and_is_logged(alice, db, caplog):
+    catalog_model("openrouter/auto", {"prompt": "-1", "completion": "-1"})
+    call = record(alice, provider="openrouter", model="openrouter/auto")
+    assert (call.cost_micros, call.priced) == (0, False)
+    assert "No catalog price for openrouter model 'openrouter/auto'" in caplog.text
+
+
+def test_with_an_empty_catalog_prices_come_from_the_shipped_snapshot(alice, db):
+    call = record(alice, model="gpt-4o-mini")
+    assert call.priced and call.cost_micros > 0
+
+
+def test_a_call_is_never_recorded_against_another_users_key(alice, bob, catalog):
+    with pytest.raises(ValueError, match="own key"):
+        record(alice, api_key=ApiKeyFactory(owner=bob))
+    assert not UsageBucket.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        ({"input_tokens": -1}, "negative"),
+        ({"cached_tokens": 5000}, "cannot exceed"),
+        ({"model": ""}, "names its model"),
+    ],
+)
+def test_impossible_figures_are_refused(alice, catalog, fields, problem):
+    with pytest.raises(ValueError, match=problem):
+        record(alice, **fields)
+    assert not UsageBucket.objects.exists()
+
+
+def test_model_names_try_the_catalogs_spellings_most_exact_first():
+    assert candidates("anthropic", "claude-3-5-sonnet-20241022") == [
+        "anthropic/claude-3-5-sonnet-20241022",
+        "anthropic/claude-3-5-sonnet",
+        "anthropic/claude-3.5-sonnet",
+    ]
+    assert candidates("gemini", "gemini-2.5-flash") == ["google/gemini-2.5-flash"]
+    assert candidates("openrouter", "openai/gpt-4o") == ["openai/gpt-4o"]
+    assert candidates("groq", "llama-3.3-70b-versatile") == []
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_calls_recorded_at_the_same_moment_all_count():
+    owner = UserFactory()
+    catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
+    writers, each = 6, 5
+    start = threading.Barrier(writers)
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            start.wait()
+            for _ in range(each):
+                record(owner)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    bucket = UsageBucket.objects.get(owner=owner)
+    calls = writers * each
+    assert (bucket.requests, bucket.input_tokens, bucket.cost_micros) == (
+        calls,
+        1000 * calls,
+        435 * calls,
+    )
+    daily = UsageDaily.objects.get(owner=owner)
+    assert (daily.requests, daily.cost_micros) == (calls, 435 * calls)

@@ -1,0 +1,235 @@
+"""Reads of usage, always scoped to their owner: another user's key or project id as a
+filter matches nothing.
+
+Day views read the daily rollup, hour views the buckets; either way a summary is three
+queries, whatever the number of keys, models or buckets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from django.db.models import Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
+
+from accounts.models import User
+from core.errors import ApplicationError
+from usage.models import Granularity, UsageBucket, UsageDaily
+
+FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_micros")
+# Longest periods one summary covers: hourly points over a month are 744 per model.
+MAX_DAYS = {Granularity.DAY: 366, Granularity.HOUR: 31}
+
+
+@dataclass
+class Figures:
+    cost_micros: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    requests: int = 0
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Figures:
+        return cls(**{name: int(row.get(name) or 0) for name in FIGURES})
+
+    def add(self, other: Figures) -> None:
+        for name in FIGURES:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass
+class SeriesPoint:
+    start: datetime  # the hour's or the day's start, UTC
+    provider: str
+    model: str
+    figures: Figures
+
+
+@dataclass
+class ModelLine:
+    provider: str
+    model: str
+    figures: Figures = field(default_factory=Figures)
+
+
+@dataclass
+class ProviderLine:
+    provider: str
+    figures: Figures = field(default_factory=Figures)
+
+
+@dataclass
+class KeyLine:
+    key_id: int | None  # None: usage no stored key of the owner's is known to have made
+    name: str
+    provider: str
+    masked_key: str
+    figures: Figures = field(default_factory=Figures)
+
+
+@dataclass
+class ProjectLine:
+    project_id: int | None  # None: keys in no project, or no stored key at all
+    name: str
+    figures: Figures = field(default_factory=Figures)
+
+
+@dataclass
+class UsageSummary:
+    start: date
+    end: date  # inclusive
+    granularity: str
+    totals: Figures
+    previous: Figures  # the period of the same length just before
+    series: list[SeriesPoint]
+    by_model: list[ModelLine]
+    by_provider: list[ProviderLine]
+    by_key: list[KeyLine]
+    by_project: list[ProjectLine]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class _Filters:
+    project_id: int | None
+    key_id: int | None
+    provider: str | None
+    model: str | None
+
+    def apply(self, rows: QuerySet[Any]) -> QuerySet[Any]:
+        wanted = Q()
+        if self.project_id is not None:
+            wanted &= Q(project_id=self.project_id)
+        if self.key_id is not None:
+            wanted &= Q(api_key_id=self.key_id)
+        if self.provider:
+            wanted &= Q(provider=self.provider)
+        if self.model:
+            wanted &= Q(model=self.model)
+        return rows.filter(wanted)
+
+
+def _period(granularity: str, owner: User, start: date, end: date) -> QuerySet[Any]:
+    """The owner's rows from ``start`` to ``end`` (inclusive) at the table ``granularity``
+    reads."""
+    if granularity == Granularity.DAY:
+        return UsageDaily.objects.filter(owner=owner, day__gte=start, day__lte=end)
+    return UsageBucket.objects.filter(
+        owner=owner,
+        bucket_start__gte=_midnight(start),
+        bucket_start__lt=_midnight(end + timedelta(days=1)),
+    )
+
+
+def _sums() -> dict[str, Sum]:
+    return {name: Sum(name) for name in FIGURES}
+
+
+def _by_cost(lines: Iterable[Any]) -> list[Any]:
+    return sorted(lines, key=lambda line: (-line.figures.cost_micros, -line.figures.tokens))
+
+
+def usage_summary(
+    *,
+    owner: User,
+    start: date,
+    end: date,
+    granularity: str,
+    project_id: int | None = None,
+    key_id: int | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+) -> UsageSummary:
+    """The owner's usage from ``start`` to ``end`` (UTC days, inclusive): totals, the same
+    for the period of equal length before, a series per time bucket and model, and
+    breakdowns by model, provider, key and project (largest cost first). Three queries."""
+    if granularity not in Granularity.values:
+        raise ApplicationError(
+            "Granularity is day or hour.", fields={"granularity": ["Choose day or hour."]}
+        )
+    if end < start:
+        raise ApplicationError(
+            "The period ends before it starts.", fields={"end": ["Must not be before start."]}
+        )
+    days = (end - start).days + 1
+    if days > MAX_DAYS[Granularity(granularity)]:
+        limit = MAX_DAYS[Granularity(granularity)]
+        raise ApplicationError(
+            f"A {granularity}ly summary covers at most {limit} days.",
+            fields={"end": [f"Choose a period of at most {limit} days."]},
+        )
+    filters = _Filters(project_id, key_id, provider, model)
+    current = filters.apply(_period(granularity, owner, start, end))
+    before = start - timedelta(days=days)
+    previous_rows = filters.apply(_period(granularity, owner, before, start - timedelta(days=1)))
+
+    if granularity == Granularity.DAY:
+        timed = current.values("day", "provider", "model")
+    else:
+        timed = current.annotate(hour=TruncHour("bucket_start", tzinfo=UTC)).values(
+            "hour", "provider", "model"
+        )
+    series: list[SeriesPoint] = []
+    models: dict[tuple[str, str], ModelLine] = {}
+    providers: dict[str, ProviderLine] = {}
+    totals = Figures()
+    for row in timed.annotate(**_sums()).order_by():
+        moment = _midnight(row["day"]) if "day" in row else row["hour"].astimezone(UTC)
+        figures = Figures.of(row)
+        series.append(SeriesPoint(moment, row["provider"], row["model"], figures))
+        pair = (row["provider"], row["model"])
+        models.setdefault(pair, ModelLine(*pair)).figures.add(figures)
+        providers.setdefault(row["provider"], ProviderLine(row["provider"])).figures.add(figures)
+        totals.add(figures)
+    series.sort(key=lambda point: (point.start, point.provider, point.model))
+
+    keys: dict[int | None, KeyLine] = {}
+    projects: dict[int | None, ProjectLine] = {}
+    attributed = current.values(
+        "api_key_id",
+        "api_key__name",
+        "api_key__provider",
+        "api_key__masked_key",
+        "project_id",
+        "project__name",
+    )
+    for row in attributed.annotate(**_sums()).order_by():
+        figures = Figures.of(row)
+        key = keys.setdefault(
+            row["api_key_id"],
+            KeyLine(
+                row["api_key_id"],
+                row["api_key__name"] or "",
+                row["api_key__provider"] or "",
+                row["api_key__masked_key"] or "",
+            ),
+        )
+        key.figures.add(figures)
+        project = projects.setdefault(
+            row["project_id"], ProjectLine(row["project_id"], row["project__name"] or "")
+        )
+        project.figures.add(figures)
+
+    return UsageSummary(
+        start=start,
+        end=end,
+        granularity=granularity,
+        totals=totals,
+        previous=Figures.of(previous_rows.aggregate(**_sums())),
+        series=series,
+        by_model=_by_cost(models.values()),
+        by_provider=_by_cost(providers.values()),
+        by_key=_by_cost(keys.values()),
+        by_project=_by_cost(projects.values()),
+    )
