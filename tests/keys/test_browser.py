@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 def test_onboarding_add_key_masked_rotate_delete(page, screenshot, alice, fake_providers):
     login(page, alice.email)
-    page.get_by_role("link", name="Start onboarding").click()
+    page.get_by_role("link", name="Add a key").click()  # the overview's checklist
     page.wait_for_url("**/dashboard/onboarding/")
     screenshot(page, "keys-onboarding-project")
 
@@ -34,9 +34,11 @@ def test_onboarding_add_key_masked_rotate_delete(page, screenshot, alice, fake_p
     page.wait_for_selector(".added-keys >> text=sk-a…0000")
     assert VALID["anthropic"] not in page.content()
 
-    # Leaving and coming back resumes at the same step.
+    # Leaving and coming back resumes at the same step (the checklist now shows the
+    # project and the key as done).
     page.goto("/dashboard/")
-    page.get_by_role("link", name="Start onboarding").click()
+    assert page.locator("ol.steps li.done").count() == 2
+    page.goto("/dashboard/onboarding/")
     page.wait_for_selector("[data-step=keys]")
     page.get_by_role("button", name="Continue").click()
 
