@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 
 from models_catalog import services, tasks
-from models_catalog.models import Model, ModelEndpoint, Provider, SyncRun
+from models_catalog.models import Model, ModelEndpoint, Provider, Synced, SyncRun
 
 
 class ProviderAdminForm(forms.ModelForm):
@@ -56,6 +56,7 @@ class ProviderAdmin(admin.ModelAdmin):
         services.catalog_cache_invalidate()  # curated policy/location show up at once
 
 
+SYNCED = {field.name for field in Synced._meta.local_fields}
 ENDPOINT_COLUMNS = (
     "provider", "tag", "prompt_price", "completion_price", "context_length",
     "max_completion_tokens", "quantization", "status", "uptime_last_30m", "inferred",
@@ -82,9 +83,12 @@ class ModelAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     list_filter = ["is_active", "disabled", "is_featured", "author"]
     search_fields = ["openrouter_id", "name"]
-    readonly_fields = [
-        f.name for f in Model._meta.concrete_fields if f.name not in ("disabled", "is_featured")
-    ]
+    # All OpenRouter's but the operator's two switches; the sync's bookkeeping (Synced's
+    # fields, which Django lists first) last.
+    readonly_fields = sorted(
+        (f.name for f in Model._meta.concrete_fields if f.name not in ("disabled", "is_featured")),
+        key=lambda name: name in SYNCED,
+    )
     inlines = [EndpointInline]
     actions = ["feature", "unfeature", "disable", "enable"]
 

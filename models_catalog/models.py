@@ -24,7 +24,19 @@ class DataPolicy(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
-class Provider(models.Model):
+class Synced(models.Model):
+    """A row the sync upserts: the fingerprint of its values as last written (unchanged
+    rows are skipped), and when the sync first and last saw it."""
+
+    fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    first_seen = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        abstract = True
+
+
+class Provider(Synced):
     """A company serving models through OpenRouter (``GET /api/v1/providers``)."""
 
     slug = models.SlugField(max_length=100, unique=True)
@@ -45,9 +57,6 @@ class Provider(models.Model):
     )
     # True when OpenRouter's /providers lists it; False when only known from a model.
     listed = models.BooleanField(default=False)
-    fingerprint = models.CharField(max_length=64, blank=True, editable=False)
-    first_seen = models.DateTimeField(default=timezone.now)
-    last_seen = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name"]
@@ -61,7 +70,7 @@ class Provider(models.Model):
         return sorted({*codes, *(self.datacenters or [])})
 
 
-class Model(models.Model):
+class Model(Synced):
     """One OpenRouter model (``GET /api/v1/models``)."""
 
     openrouter_id = models.CharField(max_length=200, unique=True)
@@ -93,9 +102,6 @@ class Model(models.Model):
     # an operator's decision the sync never overrides.
     disabled = models.BooleanField(default=False, help_text="Hidden from users by an operator")
     is_featured = models.BooleanField(default=False, help_text="Listed first")
-    fingerprint = models.CharField(max_length=64, blank=True, editable=False)
-    first_seen = models.DateTimeField(default=timezone.now)
-    last_seen = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["name"]
@@ -107,7 +113,7 @@ class Model(models.Model):
         return parameter in (self.supported_parameters or [])
 
 
-class ModelEndpoint(models.Model):
+class ModelEndpoint(Synced):
     """One provider serving one model: the ``models_by_provider`` table."""
 
     model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="endpoints")
@@ -128,9 +134,6 @@ class ModelEndpoint(models.Model):
     # was available: an offline load or the shipped snapshot.
     inferred = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
-    fingerprint = models.CharField(max_length=64, blank=True, editable=False)
-    first_seen = models.DateTimeField(default=timezone.now)
-    last_seen = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["model", "provider"]
