@@ -6,13 +6,13 @@ transaction per batch of models; nothing is deleted.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.db import transaction
 from django.utils import timezone
 
 from models_catalog import payloads
-from models_catalog.models import Model, ModelEndpoint, Provider, SyncRun
+from models_catalog.models import Model, ModelEndpoint, Provider, Synced, SyncRun
 
 BATCH_SIZE = 100
 KINDS = ("models", "endpoints", "providers")
@@ -48,10 +48,52 @@ class SyncSummary:
         return "\n".join([*lines, f"failed: {self.failed}"])
 
 
-def _apply(obj: Any, fields: Fields, digest: str) -> None:
-    for name, value in fields.items():
-        setattr(obj, name, value)
-    obj.fingerprint = digest
+S = TypeVar("S", bound=Synced)
+
+
+class _Upserts(Generic[S]):
+    """Rows of one kind brought up to date with what the sync read, then saved in bulk. A
+    row is added; updated when its values (their fingerprint) changed or the sync had
+    stopped seeing it (its ``seen`` flag is False); else left unchanged."""
+
+    def __init__(
+        self,
+        model: type[S],
+        kind: str,
+        update_fields: list[str],
+        now: Any,
+        summary: SyncSummary,
+        *,
+        seen: str = "is_active",
+    ) -> None:
+        self.model, self.kind, self.update_fields = model, kind, update_fields
+        self.now, self.summary, self.seen = now, summary, seen
+        self.new: list[S] = []
+        self.changed: list[S] = []
+
+    def put(self, row: S | None, fields: Fields, digest: str, **new: Any) -> S:
+        """``row`` (None for one not stored yet, made with ``new``) given ``fields``."""
+        if row is None:
+            row = self.model(first_seen=self.now, **new)
+            self.new.append(row)
+            outcome = "added"
+        elif row.fingerprint != digest or not getattr(row, self.seen):
+            self.changed.append(row)
+            outcome = "updated"
+        else:
+            self.summary.count(self.kind, "unchanged")
+            return row
+        for name, value in fields.items():
+            setattr(row, name, value)
+        row.fingerprint, row.last_seen = digest, self.now
+        setattr(row, self.seen, True)
+        self.summary.count(self.kind, outcome)
+        return row
+
+    def save(self) -> None:
+        self.model._default_manager.bulk_create(self.new)
+        if self.changed:
+            self.model._default_manager.bulk_update(self.changed, self.update_fields)
 
 
 PROVIDER_FIELDS = [
@@ -66,40 +108,23 @@ def _upsert_providers(
     listed: list[Fields], referenced: dict[str, str], now: Any, summary: SyncSummary
 ) -> dict[str, Provider]:
     existing = {p.slug: p for p in Provider.objects.all()}
-    to_create: list[Provider] = []
-    to_update: list[Provider] = []
+    # Only what OpenRouter publishes is updated: an operator's data policy is never touched.
+    rows = _Upserts(Provider, "providers", PROVIDER_FIELDS, now, summary, seen="listed")
     for fields in listed:
         digest = payloads.fingerprint(fields)
         current = existing.get(fields["slug"])
-        if current is None:
-            current = Provider(first_seen=now, last_seen=now, listed=True)
-            _apply(current, fields, digest)
-            to_create.append(current)
-            existing[current.slug] = current
-            summary.count("providers", "added")
-        elif current.fingerprint != digest or not current.listed:
-            if current.location_curated:
-                fields = {
-                    k: v for k, v in fields.items() if k not in ("headquarters", "datacenters")
-                }
-            _apply(current, fields, digest)
-            current.listed, current.last_seen = True, now
-            to_update.append(current)
-            summary.count("providers", "updated")
-        else:
-            summary.count("providers", "unchanged")
+        if current is not None and current.location_curated:
+            fields = {k: v for k, v in fields.items() if k not in ("headquarters", "datacenters")}
+        existing[fields["slug"]] = rows.put(current, fields, digest)
     for slug, name in referenced.items():
         if slug not in existing:
             # Known only from a model's endpoint; /providers may list it later.
             existing[slug] = Provider(slug=slug, name=name, first_seen=now, last_seen=now)
-            to_create.append(existing[slug])
+            rows.new.append(existing[slug])
             summary.count("providers", "added")
     with transaction.atomic():
-        Provider.objects.bulk_create(to_create)
-        if to_update:
-            # Only what OpenRouter publishes: an operator's data policy is never touched.
-            Provider.objects.bulk_update(to_update, PROVIDER_FIELDS)
-    if to_create and not all(p.pk for p in to_create):  # backends without RETURNING ids
+        rows.save()
+    if rows.new and not all(p.pk for p in rows.new):  # backends without RETURNING ids
         existing = {p.slug: p for p in Provider.objects.all()}
     return existing
 
@@ -129,28 +154,14 @@ def _write_model_batch(
     ids = [fields["openrouter_id"] for fields in batch]
     with transaction.atomic():
         existing = Model.objects.select_for_update().in_bulk(ids, field_name="openrouter_id")
-        new: list[Model] = []
-        changed: list[Model] = []
+        rows = _Upserts(Model, "models", MODEL_FIELDS, now, summary)
         for fields in batch:
-            digest = payloads.fingerprint(fields)
-            model = existing.get(fields["openrouter_id"])
-            if model is None:
-                model = Model(first_seen=now, last_seen=now)
-                _apply(model, fields, digest)
-                new.append(model)
-                existing[model.openrouter_id] = model
-                summary.count("models", "added")
-            elif model.fingerprint != digest or not model.is_active:
-                _apply(model, fields, digest)
-                model.is_active, model.last_seen = True, now
-                changed.append(model)
-                summary.count("models", "updated")
-            else:
-                summary.count("models", "unchanged")
-        Model.objects.bulk_create(new)
-        if changed:
-            Model.objects.bulk_update(changed, MODEL_FIELDS)
-        if new and not all(m.pk for m in new):
+            model_id = fields["openrouter_id"]
+            existing[model_id] = rows.put(
+                existing.get(model_id), fields, payloads.fingerprint(fields)
+            )
+        rows.save()
+        if rows.new and not all(m.pk for m in rows.new):
             existing = Model.objects.in_bulk(ids, field_name="openrouter_id")
         _write_endpoints(batch, existing, endpoints, providers, now, summary)
 
@@ -168,8 +179,7 @@ def _write_endpoints(
         for e in ModelEndpoint.objects.filter(model__in=[models[f["openrouter_id"]] for f in batch])
     }
     has_real = {key[0] for key, e in rows.items() if e.is_active and not e.inferred}
-    new: list[ModelEndpoint] = []
-    changed: list[ModelEndpoint] = []
+    upserts = _Upserts(ModelEndpoint, "endpoints", ENDPOINT_FIELDS, now, summary)
     for fields in batch:
         model = models[fields["openrouter_id"]]
         wanted = endpoints.get(model.openrouter_id)
@@ -183,27 +193,13 @@ def _write_endpoints(
             values["provider"] = providers[item["provider_slug"]]
             digest = payloads.fingerprint({**values, "provider": item["provider_slug"]})
             tags.add(item["tag"])
-            row = rows.get((model.pk, item["tag"]))
-            if row is None:
-                row = ModelEndpoint(model=model, first_seen=now, last_seen=now)
-                _apply(row, values, digest)
-                new.append(row)
-                summary.count("endpoints", "added")
-            elif row.fingerprint != digest or not row.is_active:
-                _apply(row, values, digest)
-                row.is_active, row.last_seen = True, now
-                changed.append(row)
-                summary.count("endpoints", "updated")
-            else:
-                summary.count("endpoints", "unchanged")
+            upserts.put(rows.get((model.pk, item["tag"])), values, digest, model=model)
         for (model_pk, tag), row in rows.items():
             if model_pk == model.pk and tag not in tags and row.is_active:
                 row.is_active = False
-                changed.append(row)
+                upserts.changed.append(row)
                 summary.count("endpoints", "deactivated")
-    ModelEndpoint.objects.bulk_create(new)
-    if changed:
-        ModelEndpoint.objects.bulk_update(changed, ENDPOINT_FIELDS)
+    upserts.save()
 
 
 def catalog_write(
