@@ -183,10 +183,7 @@ def _caller(user: Any, api: bool) -> Callable[[str, str], Any]:
 def providers(settings):
     """Provider checks an owner's request may run go to a fake on 127.0.0.1."""
     fake = FakeProviders({NEW_SECRET}).start()
-    for name, value in fake.settings_overrides().items():
-        setattr(settings, name, value)
-    settings.KEYS_VALIDATION_TIMEOUT = 1.0
-    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
+    fake.configure(settings)
     yield fake
     fake.stop()
 

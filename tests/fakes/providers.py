@@ -162,8 +162,13 @@ class FakeProviders(LocalHTTPServer):
     def base_url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def settings_overrides(self) -> dict[str, str]:
-        return {name: self.base_url + suffix for name, suffix in BASE_URL_SETTINGS.items()}
+    def configure(self, settings: Any) -> None:
+        """Point every provider's base URL at this fake (allowed although it is private),
+        with a short check timeout; ``settings`` is pytest-django's fixture."""
+        for name, suffix in BASE_URL_SETTINGS.items():
+            setattr(settings, name, self.base_url + suffix)
+        settings.KEYS_VALIDATION_TIMEOUT = 1.0
+        settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
 
     # --- protocol ------------------------------------------------------------------------
 

@@ -19,10 +19,7 @@ VALID = {
 @pytest.fixture
 def fake_providers(settings):
     fake = FakeProviders(set(VALID.values())).start()
-    for name, value in fake.settings_overrides().items():
-        setattr(settings, name, value)
-    settings.KEYS_VALIDATION_TIMEOUT = 1.0
-    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
+    fake.configure(settings)
     yield fake
     fake.stop()
 
