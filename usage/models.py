@@ -129,7 +129,7 @@ class UsageDaily(models.Model):
 
     class Meta:
         ordering = ["-day", "id"]
-        verbose_name_plural = "usage daily"
+        verbose_name = "daily usage total"
         indexes = [models.Index(fields=["owner", "day"], name="usage_daily_owner_day")]
 
     def __str__(self) -> str:
