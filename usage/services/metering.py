@@ -38,7 +38,7 @@ def usage_record_llm_call(
     cached_tokens: int = 0,
     at: datetime | None = None,
 ) -> MeteredCall:
-    """Record one LLM call Kay made for ``owner``: the one way any app writes usage.
+    """Record one LLM call Kay made for ``owner``: the one way other apps write usage.
 
     ``api_key`` is the owner's stored key that paid for the call (None: the server's key,
     billed to the owner's credits). The tokens come from the provider's response
