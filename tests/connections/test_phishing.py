@@ -149,6 +149,21 @@ def _mint(api_client, token: str) -> str:
     return response.json()["token"]
 
 
+def _operator_acts_on_the_cli_session(api_client, client, staff, **action) -> str:
+    """A CLI signs in and mints an API token, then an operator runs the admin ``action`` on
+    its session. Returns the minted token."""
+    _, status = first_login(api_client, client)
+    minted = _mint(api_client, status["token"])
+    operator = Client()
+    operator.force_login(staff)
+    response = operator.post(
+        "/admin/accounts/clisession/",
+        {"_selected_action": [CliSession.objects.get().pk], **action},
+    )
+    assert response.status_code == 302
+    return minted
+
+
 def test_a_token_minted_by_a_cli_session_stops_working_on_logout(oauth, api_client, client):
     _, status = first_login(api_client, client)
     minted = _mint(api_client, status["token"])
@@ -175,16 +190,7 @@ def test_a_token_minted_by_a_cli_session_stops_working_on_refresh_token_reuse(
 def test_a_token_minted_by_a_cli_session_stops_working_when_an_operator_revokes_it(
     oauth, api_client, client, staff
 ):
-    _, status = first_login(api_client, client)
-    minted = _mint(api_client, status["token"])
-    operator = Client()
-    operator.force_login(staff)
-    session = CliSession.objects.get()
-    response = operator.post(
-        "/admin/accounts/clisession/",
-        {"action": "revoke", "_selected_action": [session.pk]},
-    )
-    assert response.status_code == 302
+    minted = _operator_acts_on_the_cli_session(api_client, client, staff, action="revoke")
     assert api_client.get("/auth/me", **bearer(minted)).status_code == 401
     assert ApiToken.objects.get().revoked_at is not None
     event = SecurityEvent.objects.get(kind="cli_session_revoked")
@@ -334,15 +340,22 @@ def _twin(browser: Client) -> Client:
     return twin
 
 
-@pytest.mark.django_db(transaction=True)
-def test_two_confirmations_at_once_sign_the_cli_in_once(oauth, api_client, client):
+def _two_tabs_answer_at_once(api_client, client, first: str, second: str):
+    """A CLI's link waits for the browser; two tabs of it post the ``first`` and ``second``
+    actions at once. Returns the CLI's start and the two answers' status codes."""
     started = connect(api_client)
     confirm_url = client.get(consent(started["authorization_url"]))["Location"]
-    first, second = _twin(client), _twin(client)
+    tabs = _twin(client), _twin(client)
     answers = _at_once(
-        lambda: first.post(confirm_url, {"action": "link"}).status_code,
-        lambda: second.post(confirm_url, {"action": "link"}).status_code,
+        lambda: tabs[0].post(confirm_url, {"action": first}).status_code,
+        lambda: tabs[1].post(confirm_url, {"action": second}).status_code,
     )
+    return started, answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_confirmations_at_once_sign_the_cli_in_once(oauth, api_client, client):
+    started, answers = _two_tabs_answer_at_once(api_client, client, "link", "link")
     assert sorted(answers) == [200, 400]
     assert CliSession.objects.count() == 1 and User.objects.count() == 1
     assert api_client.get(f"/auth/status/{started['state']}").json()["token"]
@@ -350,13 +363,7 @@ def test_two_confirmations_at_once_sign_the_cli_in_once(oauth, api_client, clien
 
 @pytest.mark.django_db(transaction=True)
 def test_a_confirmation_racing_a_cancel_leaves_one_outcome(oauth, api_client, client):
-    started = connect(api_client)
-    confirm_url = client.get(consent(started["authorization_url"]))["Location"]
-    first, second = _twin(client), _twin(client)
-    answers = _at_once(
-        lambda: first.post(confirm_url, {"action": "link"}).status_code,
-        lambda: second.post(confirm_url, {"action": "cancel"}).status_code,
-    )
+    _, answers = _two_tabs_answer_at_once(api_client, client, "link", "cancel")
     state = OAuthState.objects.get()
     assert state.pending_tokens is None
     if state.status == OAuthState.Status.FAILED:
@@ -420,16 +427,9 @@ def test_a_login_code_allows_three_guesses_then_not_even_the_right_code(oauth, a
 def test_deleting_a_cli_session_in_the_admin_ends_its_minted_tokens_and_is_recorded(
     oauth, api_client, client, staff
 ):
-    _, status = first_login(api_client, client)
-    minted = _mint(api_client, status["token"])
-    operator = Client()
-    operator.force_login(staff)
-    session = CliSession.objects.get()
-    response = operator.post(
-        "/admin/accounts/clisession/",
-        {"action": "delete_selected", "_selected_action": [session.pk], "post": "yes"},
+    minted = _operator_acts_on_the_cli_session(
+        api_client, client, staff, action="delete_selected", post="yes"
     )
-    assert response.status_code == 302
     assert not CliSession.objects.exists()
     assert api_client.get("/auth/me", **bearer(minted)).status_code == 401
     assert SecurityEvent.objects.get(kind="cli_session_revoked").actor == staff
