@@ -3,7 +3,7 @@
 import pytest
 
 from accounts.models import CliSession
-from connections.models import Connection
+from connections.models import Connection, OAuthState
 from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory, cli_tokens_for
 from tests.connections.helpers import bearer, connect, consent, finish_callback
 
@@ -29,29 +29,21 @@ def test_bob_cannot_read_alices_connections_with_her_session_id(alices_cli, api_
     assert "jira" not in response.content.decode()
 
 
-def test_bob_cannot_disconnect_alices_service(alices_cli, api_client, bob, alice):
+@pytest.mark.parametrize(
+    "path",
+    ["/connections/disconnect?service=jira", "/connections/connect?service=confluence"],
+    ids=["disconnect-her-service", "attach-a-connection"],
+)
+def test_bob_cannot_change_alices_session(path, alices_cli, api_client, bob, alice):
     started, _ = alices_cli
     bob_token = cli_tokens_for(bob).token
     response = api_client.post(
-        "/connections/disconnect?service=jira",
-        {"session_id": started["session_id"]},
-        format="json",
-        **bearer(bob_token),
+        path, {"session_id": started["session_id"]}, format="json", **bearer(bob_token)
     )
     assert response.status_code == 404
-    assert Connection.objects.filter(user=alice, service="jira").exists()
-
-
-def test_bob_cannot_attach_a_connection_to_alices_session(alices_cli, api_client, bob):
-    started, _ = alices_cli
-    bob_token = cli_tokens_for(bob).token
-    response = api_client.post(
-        "/connections/connect?service=confluence",
-        {"session_id": started["session_id"]},
-        format="json",
-        **bearer(bob_token),
-    )
-    assert response.status_code == 404
+    connected = Connection.objects.values_list("user", "service")
+    assert list(connected) == [(alice.pk, "jira")]
+    assert not OAuthState.objects.filter(service="confluence").exists()
 
 
 def test_bob_cannot_poll_alices_state(oauth, api_client, alice_browser, bob):
