@@ -1,10 +1,5 @@
 import json
 import logging
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +7,7 @@ from pathlib import Path
 import httpx
 
 from core.logging import REDACTED, RedactSecretsFilter, redact
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.processes import answers, free_port, running
 
 
 def _record(msg, *args, exc_info=None):
@@ -131,41 +125,23 @@ def test_it_redacts_cli_session_ids_and_oauth_states():
     assert "/auth/status/[REDACTED]" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def _development_server(tmp_path: Path) -> Iterator[str]:
     """`make run`'s `manage.py runserver` (DEBUG on), answering at the URL yielded; its
     output goes to ``tmp_path / "runserver.log"``."""
-    port = _free_port()
-    log = tmp_path / "runserver.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            # A database of its own (empty: answers may be 500s; the log lines are what count).
-            env={**os.environ, "DEBUG": "true", "LOG_FORMAT": "text", "KAY_VAR_DIR": str(tmp_path)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
+    with running(
+        "manage.py",
+        "runserver",
+        "--noreload",
+        f"127.0.0.1:{port}",
+        log=tmp_path / "runserver.log",
+        # A database of its own (empty: answers may be 500s; the log lines are what count).
+        env={"DEBUG": "true", "LOG_FORMAT": "text", "KAY_VAR_DIR": str(tmp_path)},
+        ready=answers(f"{base}/healthz"),
+    ):
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 def test_the_development_server_access_log_is_redacted(tmp_path):

@@ -1,50 +1,30 @@
 """A real Celery worker process runs a task through the configured broker."""
 
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers.processes import running
 
 
 @pytest.fixture
 def celery_worker_process(tmp_path):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
     log = tmp_path / "worker.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while "ready." not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"worker did not start:\n{log.read_text()}")
-        time.sleep(0.2)
-    yield process
-    process.terminate()
-    process.wait(timeout=20)
+    with running(
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--pool=solo",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        log=log,
+        env={"DJANGO_SETTINGS_MODULE": "config.settings"},
+        ready=lambda: "ready." in log.read_text(),
+    ) as process:
+        yield process
 
 
 @pytest.mark.worker
