@@ -68,11 +68,16 @@ def api_client():
     return APIClient(enforce_csrf_checks=True)
 
 
+def _api_as(user):
+    """An API client authenticated as ``user``, with no token."""
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
 @pytest.fixture
 def alice_api(alice):
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
+    return _api_as(alice)
 
 
 @pytest.fixture
@@ -83,9 +88,7 @@ def alice_browser(client, alice):
 
 @pytest.fixture
 def bob_api(bob):
-    client = APIClient()
-    client.force_authenticate(bob)
-    return client
+    return _api_as(bob)
 
 
 @pytest.fixture
