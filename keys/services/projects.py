@@ -29,6 +29,25 @@ def _save(project: Project) -> None:
         raise _name_taken(project.name) from None
 
 
+def _checked_name(owner: User, name: str, *, renamed: Project | None = None) -> str:
+    """``name`` without surrounding spaces; refused when empty or when another of the
+    owner's projects (not ``renamed``) has it, ignoring case."""
+    name = name.strip()
+    if not name:
+        raise ApplicationError("Name the project.", fields={"name": ["This field is required."]})
+    clash = Project.objects.filter(owner=owner, name__iexact=name)
+    if renamed is not None:
+        clash = clash.exclude(pk=renamed.pk)
+    if clash.exists():
+        raise _name_taken(name)
+    return name
+
+
+def _audit(acting_user: User, action: str, origin: Origin, project: Project) -> None:
+    detail = {"project_id": project.pk, "project": project.name}
+    by_user(acting_user, action, origin, detail=detail)
+
+
 def _refuse_over_limit(owner: User) -> None:
     """409 once ``owner`` has ``MAX_PROJECTS_PER_USER`` projects."""
     limit = settings.MAX_PROJECTS_PER_USER
@@ -41,11 +60,7 @@ def project_create(
 ) -> Project:
     """Create a project (names are unique per user, ignoring case; at most
     ``MAX_PROJECTS_PER_USER`` per user)."""
-    name = name.strip()
-    if not name:
-        raise ApplicationError("Name the project.", fields={"name": ["This field is required."]})
-    if Project.objects.filter(owner=acting_user, name__iexact=name).exists():
-        raise _name_taken(name)
+    name = _checked_name(acting_user, name)
     with transaction.atomic():
         # Counted under a lock on the owner's row: two creates at once cannot both take the
         # last place.
@@ -53,12 +68,7 @@ def project_create(
         _refuse_over_limit(acting_user)
         project = Project(owner=acting_user, name=name, description=description)
         _save(project)
-        by_user(
-            acting_user,
-            Action.CREATED,
-            origin,
-            detail={"project_id": project.pk, "project": project.name},
-        )
+        _audit(acting_user, Action.CREATED, origin, project)
     return project
 
 
@@ -74,14 +84,7 @@ def project_update(
     if project.owner_id != acting_user.pk:
         raise NotFound("Project not found.")
     if name is not None:
-        name = name.strip()
-        if not name:
-            raise ApplicationError(
-                "Name the project.", fields={"name": ["This field is required."]}
-            )
-        clash = Project.objects.filter(owner=acting_user, name__iexact=name).exclude(pk=project.pk)
-        if clash.exists():
-            raise _name_taken(name)
+        name = _checked_name(acting_user, name, renamed=project)
     before = (project.name, project.description)
     with transaction.atomic():
         if name is not None:
@@ -93,12 +96,7 @@ def project_update(
         except Conflict:
             project.name, project.description = before
             raise
-        by_user(
-            acting_user,
-            Action.UPDATED,
-            origin,
-            detail={"project_id": project.pk, "project": project.name},
-        )
+        _audit(acting_user, Action.UPDATED, origin, project)
     return project
 
 
@@ -109,10 +107,5 @@ def project_delete(*, acting_user: User, project: Project, origin: Origin) -> No
     with transaction.atomic():
         if ApiKey.objects.filter(project=project).exists():
             raise Conflict("Move or delete this project's keys before deleting it.")
-        by_user(
-            acting_user,
-            Action.DELETED,
-            origin,
-            detail={"project_id": project.pk, "project": project.name},
-        )
+        _audit(acting_user, Action.DELETED, origin, project)
         project.delete()
