@@ -1,5 +1,6 @@
 """The Models pages, preferences and the admin."""
 
+import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -173,6 +174,23 @@ def test_preference_writes_need_sign_in_and_post(client, alice_browser, catalog)
 # --- Admin -------------------------------------------------------------------------------
 
 
+def _save_provider_in_the_admin(client, provider, **changed):
+    """An operator saves a provider's admin form: its stored values, with ``changed``."""
+    stored = {
+        "name": provider.name,
+        "data_policy": provider.data_policy,
+        "headquarters": provider.headquarters,
+        "datacenters": json.dumps(provider.datacenters),
+        "privacy_policy_url": provider.privacy_policy_url,
+        "terms_of_service_url": provider.terms_of_service_url,
+        "status_page_url": provider.status_page_url,
+    }
+    url = f"/admin/models_catalog/provider/{provider.pk}/change/"
+    response = client.post(url, {**stored, **changed})
+    assert response.status_code == 302, response.content
+    provider.refresh_from_db()
+
+
 def test_operators_see_and_curate_the_catalog(client, staff, catalog):
     client.force_login(staff)
     assert (
@@ -181,21 +199,13 @@ def test_operators_see_and_curate_the_catalog(client, staff, catalog):
     assert client.get("/admin/models_catalog/model/?is_active__exact=1").status_code == 200
     assert client.get(f"/admin/models_catalog/model/{catalog.pk}/change/").status_code == 200
     provider = Provider.objects.get(slug="openai")
-    response = client.post(
-        f"/admin/models_catalog/provider/{provider.pk}/change/",
-        {
-            "name": "OpenAI",
-            "data_policy": "zero_retention",
-            "headquarters": "US",
-            "datacenters": '["US", "IE"]',
-            "location_curated": "on",
-            "privacy_policy_url": "",
-            "terms_of_service_url": "",
-            "status_page_url": "",
-        },
+    _save_provider_in_the_admin(
+        client,
+        provider,
+        data_policy="zero_retention",
+        datacenters='["US", "IE"]',
+        location_curated="on",
     )
-    assert response.status_code == 302, response.content
-    provider.refresh_from_db()
     assert provider.data_policy == "zero_retention" and provider.datacenters == ["US", "IE"]
 
 
@@ -251,20 +261,7 @@ def test_non_staff_cannot_reach_the_catalog_admin(alice_browser, catalog):
 def test_an_operators_location_edit_is_kept_by_later_syncs(client, staff, catalog):
     client.force_login(staff)
     provider = Provider.objects.get(slug="openai")
-    response = client.post(
-        f"/admin/models_catalog/provider/{provider.pk}/change/",
-        {
-            "name": "OpenAI",
-            "data_policy": "unknown",
-            "headquarters": "de",
-            "datacenters": "",
-            "privacy_policy_url": "",
-            "terms_of_service_url": "",
-            "status_page_url": "",
-        },
-    )
-    assert response.status_code == 302, response.content
-    provider.refresh_from_db()
+    _save_provider_in_the_admin(client, provider, headquarters="de", datacenters="")
     # Stored as the filters expect it, and marked curated so the next sync keeps it.
     assert provider.headquarters == "DE" and provider.datacenters == []
     assert provider.location_curated
