@@ -25,10 +25,9 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlencode, urlparse
 
-from tests.fakes.server import LocalHTTPServer, load
+from tests.fakes.server import JSONHandler, LocalHTTPServer, load
 
 CLIENT_ID = "fake-atlassian-client"
 CLIENT_SECRET = "fake-atlassian-secret"
@@ -212,24 +211,7 @@ class FakeAtlassian(LocalHTTPServer):
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(
-                self, status: int, body: object = None, location: str = "", headers=None
-            ) -> None:
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                payload = json.dumps(body if body is not None else {}).encode()
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
+        class Handler(JSONHandler):
             def _injected(self, path: str) -> bool:
                 """Record the request; answer an injected failure if one is queued."""
                 with fake._lock:
@@ -244,7 +226,7 @@ class FakeAtlassian(LocalHTTPServer):
                 headers = {}
                 if fake.retry_after is not None and answer in (429, 503):
                     headers["Retry-After"] = fake.retry_after
-                self._send(answer, {"error": "injected", "status": answer}, headers=headers)
+                self.send_json(answer, {"error": "injected", "status": answer}, headers=headers)
                 return True
 
             def do_GET(self):
@@ -259,15 +241,15 @@ class FakeAtlassian(LocalHTTPServer):
                 ):
                     if url.path == prefix:
                         status, body, location = fake._authorize(provider, query)
-                        return self._send(status, body, location)
+                        return self.send_json(status, body, location=location)
                 for prefix, provider in (
                     ("/atlassian/api", "atlassian"),
                     ("/bitbucket/api/2.0", "bitbucket"),
                 ):
                     if url.path.startswith(prefix):
                         status, body = fake._api(provider, url.path[len(prefix) :], bearer)
-                        return self._send(status, body)
-                return self._send(404, {"error": "not found"})
+                        return self.send_json(status, body)
+                return self.send_json(404, {"error": "not found"})
 
             def do_POST(self):
                 url = urlparse(self.path)
@@ -285,10 +267,10 @@ class FakeAtlassian(LocalHTTPServer):
                     client = (user, password)
                     provider = "bitbucket"
                 else:
-                    return self._send(404, {"error": "not found"})
+                    return self.send_json(404, {"error": "not found"})
                 with fake._lock:
                     fake.token_requests.append({"provider": provider, **form})
                 status, body = fake._grant(provider, form, client)
-                return self._send(status, body)
+                return self.send_json(status, body)
 
         return Handler

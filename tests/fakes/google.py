@@ -16,15 +16,13 @@ Point allauth at it with :attr:`authorize_url` and :attr:`access_token_url`.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlencode, urlparse
 
 import jwt
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.server import JSONHandler, LocalHTTPServer
 
 CLIENT_ID = "kay-test.apps.googleusercontent.com"
 CLIENT_SECRET = "fake-google-secret"
@@ -90,31 +88,18 @@ class FakeGoogle(LocalHTTPServer):
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, body: dict, location: str = "") -> None:
-                payload = json.dumps(body).encode()
-                self.send_response(status)
-                if location:
-                    self.send_header("Location", location)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
+        class Handler(JSONHandler):
             def do_GET(self):
                 url = urlparse(self.path)
                 if url.path != "/o/oauth2/v2/auth":
-                    return self._send(404, {"error": "not_found"})
+                    return self.send_json(404, {"error": "not_found"})
                 status, body, location = fake._authorize(dict(parse_qsl(url.query)))
-                return self._send(status, body, location)
+                return self.send_json(status, body, location=location)
 
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
                 if urlparse(self.path).path != "/token":
-                    return self._send(404, {"error": "not_found"})
-                return self._send(*fake._token(dict(parse_qsl(raw))))
+                    return self.send_json(404, {"error": "not_found"})
+                return self.send_json(*fake._token(dict(parse_qsl(raw))))
 
         return Handler

@@ -20,10 +20,9 @@ import threading
 import zlib
 from collections import defaultdict, deque
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlparse
 
-from tests.fakes.server import LocalHTTPServer, load
+from tests.fakes.server import JSONHandler, LocalHTTPServer, load
 
 # Excerpts of three real /models snapshots (see tests/fixtures/PROVENANCE.md): between them
 # models are added, change price and vanish.
@@ -165,28 +164,13 @@ class FakeOpenRouter(LocalHTTPServer):
     def _handler(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:  # keep test output quiet
-                pass
-
-            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _json(self, status: int, payload, headers: dict | None = None) -> None:
-                self._send(status, json.dumps(payload).encode(), headers)
 
             def do_GET(self) -> None:
                 path = urlparse(self.path).path
                 if not path.startswith("/api/v1/"):
-                    return self._json(404, {"error": {"code": 404, "message": "Not Found"}})
+                    return self.send_json(404, {"error": {"code": 404, "message": "Not Found"}})
                 route = path[len("/api/v1") :]
                 with fake._lock:
                     fake.requests.append((route, dict(self.headers)))
@@ -207,17 +191,17 @@ class FakeOpenRouter(LocalHTTPServer):
                 if status:
                     headers = {"Retry-After": fake.retry_after} if status == 429 else None
                     message = {"error": {"code": status, "message": "Injected failure"}}
-                    return self._json(status, message, headers)
+                    return self.send_json(status, message, headers=headers)
                 if route == "/models":
                     if fake.malformed_models:
-                        return self._send(200, b'{"data": [{"id": "openai/gpt-4o", "pric')
-                    return self._json(200, fake.models_body)
+                        return self.send_json(200, b'{"data": [{"id": "openai/gpt-4o", "pric')
+                    return self.send_json(200, fake.models_body)
                 if route == "/providers":
-                    return self._json(200, fake.providers_body)
+                    return self.send_json(200, fake.providers_body)
                 if route.startswith("/models/") and route.endswith("/endpoints"):
                     body = fake.endpoints_body(unquote(route[len("/models/") : -len("/endpoints")]))
                     if body is not None:
-                        return self._json(200, body)
-                return self._json(404, {"error": {"code": 404, "message": "Model not found"}})
+                        return self.send_json(200, body)
+                return self.send_json(404, {"error": {"code": 404, "message": "Model not found"}})
 
         return Handler

@@ -23,7 +23,7 @@ that status (e.g. 500); ``delay`` makes every answer late (timeouts). With ``tls
 
 from __future__ import annotations
 
-import json
+import contextlib
 import ssl
 import threading
 import time
@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.server import JSONHandler, LocalHTTPServer
 
 BASE_URL_SETTINGS = {
     "OPENAI_BASE_URL": "/v1",
@@ -278,7 +278,7 @@ class FakeProviders(LocalHTTPServer):
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JSONHandler):
             def do_GET(self) -> None:  # noqa: N802
                 path = urlparse(self.path).path
                 headers = {name.lower(): value for name, value in self.headers.items()}
@@ -287,23 +287,10 @@ class FakeProviders(LocalHTTPServer):
                 if fake.delay:
                     time.sleep(fake.delay)
                 if fake.redirect_to and not fake.redirect_to.endswith(path):
-                    self.send_response(302)
-                    self.send_header("Location", fake.redirect_to)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+                    self.send_json(302, {}, location=fake.redirect_to)
                     return
-                status, body = fake.respond(path, headers)
-                payload = json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout tests)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    # The client may have given up (timeout tests).
+                    self.send_json(*fake.respond(path, headers))
 
         return Handler

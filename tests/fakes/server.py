@@ -17,6 +17,30 @@ def load(name: str) -> Any:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
+class JSONHandler(BaseHTTPRequestHandler):
+    """What every fake's request handler shares: JSON answers, and no access log lines in
+    the test output."""
+
+    def send_json(
+        self, status: int, body: Any, *, location: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer ``body`` as JSON (bytes go as they are: a fake's malformed body), with a
+        ``Location`` when one is given and any other ``headers``."""
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        if location:
+            self.send_header("Location", location)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 class LocalHTTPServer:
     """Subclasses set up their state, call ``super().__init__()`` and build ``_handler()``."""
 
