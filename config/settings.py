@@ -391,6 +391,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "connections.tasks.purge_expired_auth_records",
         "schedule": 3600,
     },
+    "usage-fetch-all": {
+        "task": "usage.tasks.fetch_usage_all",
+        "schedule": 15 * 60,
+    },
 }
 HEALTH_WORKER_TIMEOUT = env.float("HEALTH_WORKER_TIMEOUT", default=3.0)
 
