@@ -227,9 +227,7 @@ def test_unknown_service_is_a_clear_400(oauth, api_client):
     assert response.json()["error"]["code"] == "unknown_service"
 
 
-def test_unconfigured_provider_says_not_available_without_the_operators_hint(
-    settings, api_client
-):
+def test_unconfigured_provider_says_not_available_without_the_operators_hint(settings, api_client):
     settings.ATLASSIAN_CLIENT_ID = ""
     response = api_client.post("/connections/connect?service=jira", {}, format="json")
     assert response.status_code == 503

@@ -144,8 +144,9 @@ def test_rotating_to_a_bad_shape_keeps_the_old_secret(alice_api, alice, fake_pro
     key = ApiKeyFactory(owner=alice, provider="groq", secret=VALID["groq"])
     response = alice_api.patch(f"/api/keys/{key.pk}", {"key": VALID["openai"]}, format="json")
     assert response.status_code == 400
-    assert "This looks like an OpenAI key, not a Groq key" in (
-        response.json()["error"]["fields"]["key"][0]
+    assert (
+        "This looks like an OpenAI key, not a Groq key"
+        in (response.json()["error"]["fields"]["key"][0])
     )
     assert VALID["openai"] not in response.content.decode()
     assert ApiKey.objects.get(pk=key.pk).get_secret() == VALID["groq"]
@@ -327,9 +328,7 @@ def test_every_aria_describedby_names_an_element_on_the_key_pages(alice_browser,
     assert _dangling_descriptions(page) == []
 
 
-def test_the_key_field_is_described_by_its_hint_and_its_error(
-    alice_browser, unreachable_providers
-):
+def test_the_key_field_is_described_by_its_hint_and_its_error(alice_browser, unreachable_providers):
     page = alice_browser.post(
         "/dashboard/keys/new/", {"provider": "anthropic", "name": "x", "key": "hello"}
     ).content.decode()
