@@ -1,27 +1,23 @@
-"""Writes for connections: start OAuth, finish the callback, hand out CLI tokens once,
-disconnect, and keep provider access tokens fresh."""
+"""Finishing OAuth at the provider's redirect, and the confirmation a CLI's sign-in waits
+for: only the browser that came back, signed in as the right account, links anything."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import json
 import logging
 import secrets
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.devices import USER_CODE_ALPHABET, USER_CODE_LENGTH, user_code_format
-from accounts.models import AtlassianProfile, CliSession, SecurityEvent, User
+from accounts.models import AtlassianProfile, CliSession, User
 from accounts.services import NOWHERE, RequestOrigin, security_event_record
-from accounts.tokens import TokenPair, cli_session_issue_tokens, cli_session_start
+from accounts.tokens import cli_session_start
 from connections.identity import (
     CallbackError,
     LinkTarget,
@@ -36,19 +32,15 @@ from connections.models import (
     KaySession,
     OAuthState,
 )
-from connections.providers import Identity, InvalidGrant, OAuthTokens, Resource, provider_module
+from connections.providers import Identity, OAuthTokens, Resource, provider_module
 from connections.registry import ServiceSpec, service_get
-from core.crypto import DecryptionError
-from core.errors import ApplicationError, ConnectionNeedsReauth, NotFound
+from connections.services.common import STATE_LIFETIME, SecurityKind, pkce_verifier, redirect_uri
+from core.errors import ApplicationError
 from core.fields import decrypt_field
 from core.hashing import token_hash
 
 logger = logging.getLogger(__name__)
 
-STATE_LIFETIME = timedelta(minutes=10)
-TOKENS_COLLECTABLE_FOR = timedelta(minutes=10)
-REFRESH_MARGIN = timedelta(minutes=5)
-SESSION_PREFIX = "kaysession_"
 # The error codes of an authorization response (RFC 6749 §4.1.2.1).
 OAUTH_ERROR_CODES = frozenset(
     {
@@ -61,21 +53,6 @@ OAUTH_ERROR_CODES = frozenset(
         "temporarily_unavailable",
     }
 )
-SecurityKind = SecurityEvent.Kind
-
-
-def user_code_new() -> str:
-    """The short code a CLI prints and the confirmation page repeats (RFC 8628 alphabet)."""
-    return "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
-
-
-@dataclass(frozen=True)
-class ConnectStart:
-    service: str
-    session_id: str
-    authorization_url: str
-    state: str
-    user_code: str
 
 
 @dataclass(frozen=True)
@@ -107,130 +84,6 @@ class LinkPreview:
     target: LinkTarget
     identity: Identity
     first: bool  # the session's first connection: it signs the CLI in
-
-
-@dataclass(frozen=True)
-class AuthStatus:
-    """Where a CLI's authorisation stands: still pending, or completed. ``tokens`` only
-    in the one poll that collects them; a service added to a session that already has
-    tokens completes without any."""
-
-    completed: bool
-    service: str = ""
-    account_id: str = ""
-    tokens: TokenPair | None = None
-
-
-# --- helpers ----------------------------------------------------------------------------
-
-
-def pkce_verifier(state: str) -> str:
-    """The PKCE verifier for a state, derived with SECRET_KEY so nothing is stored."""
-    digest = hmac.new(settings.SECRET_KEY.encode(), f"pkce|{state}".encode(), hashlib.sha256)
-    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
-
-
-def pkce_challenge(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
-def redirect_uri(spec: ServiceSpec) -> str:
-    base = (
-        settings.BITBUCKET_CALLBACK_URL
-        if spec.provider == "bitbucket"
-        else settings.ATLASSIAN_CALLBACK_URL
-    )
-    return f"{base}?service={spec.name}"
-
-
-def kay_session_find(*, session_id: str, user: Any = None) -> KaySession:
-    """The session a ``session_id`` names; 404 if unknown or another account's."""
-    session = KaySession.objects.filter(key_hash=token_hash(session_id or "")).first()
-    if session is None or (
-        user is not None
-        and getattr(user, "is_authenticated", False)
-        and session.user_id is not None
-        and session.user_id != user.pk
-    ):
-        raise NotFound("No such session.")
-    return session
-
-
-# --- connect ------------------------------------------------------------------------------
-
-
-def _session_for_connect(*, session_id: str, user: Any) -> KaySession:
-    """The given session; one already signed in needs its own account's Bearer token, so a
-    leaked ``session_id`` cannot swap the session's connections for someone else's."""
-    session = kay_session_find(session_id=session_id, user=user)
-    if session.user_id is not None and not getattr(user, "is_authenticated", False):
-        raise ApplicationError(
-            "This session is signed in: send its session token as Authorization: Bearer "
-            "to connect another service.",
-            code="authentication_required",
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="kay"'},
-        )
-    return session
-
-
-@transaction.atomic
-def connection_start(
-    *,
-    service: str,
-    session_id: str | None = None,
-    user: User | None = None,
-    origin: str = OAuthState.Origin.CLI,
-    browser_nonce: str = "",
-    request_origin: RequestOrigin = NOWHERE,
-) -> ConnectStart:
-    """Begin OAuth for ``service``: a (new or given) Kay session and a single-use state.
-
-    A dashboard start is bound to the browser (``browser_nonce``, kept in its Django
-    session) and to ``user``: only they can finish it (RFC 9700 §4.7.1).
-    """
-    spec = service_get(service)
-    raw_session = session_id or ""
-    if origin == OAuthState.Origin.DASHBOARD:
-        if user is None or not browser_nonce:
-            raise ApplicationError("Sign in to connect from the dashboard.", status=403)
-        # The dashboard never shows a session id; any of the user's sessions will do.
-        session = KaySession.objects.filter(user=user).first() or KaySession.objects.create(
-            key_hash=token_hash(SESSION_PREFIX + secrets.token_urlsafe(32)), user=user
-        )
-    elif session_id:
-        session = _session_for_connect(session_id=session_id, user=user)
-    else:
-        raw_session = SESSION_PREFIX + secrets.token_urlsafe(32)
-        session = KaySession.objects.create(key_hash=token_hash(raw_session))
-    session.last_used_at = timezone.now()
-    session.save(update_fields=["last_used_at"])
-
-    state = secrets.token_urlsafe(32)
-    user_code = user_code_new()
-    now = timezone.now()
-    OAuthState.objects.create(
-        state_hash=token_hash(state),
-        session=session,
-        service=spec.name,
-        origin=origin,
-        created_at=now,
-        expires_at=now + STATE_LIFETIME,
-        user=user if origin == OAuthState.Origin.DASHBOARD else None,
-        browser_hash=token_hash(browser_nonce) if browser_nonce else "",
-        user_code=user_code,
-        client_ip=request_origin.ip,
-        client_name=request_origin.client[:200],
-    )
-    challenge = pkce_challenge(pkce_verifier(state)) if spec.pkce else None
-    url = provider_module(spec.provider).authorize_url(
-        scopes=spec.scopes, state=state, redirect_uri=redirect_uri(spec), code_challenge=challenge
-    )
-    return ConnectStart(spec.name, raw_session, url, state, user_code_format(user_code))
-
-
-# --- callback -----------------------------------------------------------------------------
 
 
 def _fail(state: OAuthState, code: str, message: str) -> CallbackError:
@@ -574,190 +427,3 @@ def oauth_link_confirm(
                 pending_identity=None,
             )
         raise
-
-
-# --- CLI polling, listing, disconnect ------------------------------------------------------
-
-
-def auth_status_collect(*, state: str, user: Any = None) -> AuthStatus:
-    """``GET /auth/status/<state>``: pending, then the tokens exactly once."""
-    found = OAuthState.objects.filter(state_hash=token_hash(state or "")).first()
-    if found is None or (
-        user is not None
-        and getattr(user, "is_authenticated", False)
-        and found.user_id not in (None, user.pk)
-    ):
-        raise NotFound("No such authorisation.")
-    if found.status in (OAuthState.Status.PENDING, OAuthState.Status.AWAITING_CONFIRMATION):
-        if found.expires_at <= timezone.now():
-            _expire_waiting(now=timezone.now(), pk=found.pk)
-            raise ApplicationError(
-                "The authorisation expired. Start again.", code="expired", status=410
-            )
-        return AuthStatus(completed=False)
-    if found.status == OAuthState.Status.FAILED:
-        raise ApplicationError(
-            found.error_message or "The authorisation failed.", code=found.error_code or "failed"
-        )
-    done = AuthStatus(completed=True, service=found.service, account_id=found.account_id)
-    if found.cli_session_id is None:
-        return done  # not the session's first connection: the CLI already holds tokens
-    gone = ApplicationError(
-        "These tokens were already collected or have expired. Sign in again.",
-        code="already_collected",
-        status=410,
-    )
-    if found.completed_at is None or found.completed_at + TOKENS_COLLECTABLE_FOR <= timezone.now():
-        raise gone
-    with transaction.atomic():
-        claimed = OAuthState.objects.filter(pk=found.pk, status=OAuthState.Status.COMPLETED).update(
-            status=OAuthState.Status.COLLECTED
-        )
-        if not claimed:
-            raise gone
-        session = CliSession.objects.get(pk=found.cli_session_id)
-        return replace(done, tokens=cli_session_issue_tokens(session=session))
-
-
-def connection_disconnect(
-    *, user: User, service: str, request_origin: RequestOrigin = NOWHERE
-) -> None:
-    """Forget one service's tokens and sites for ``user`` (idempotent)."""
-    spec = service_get(service)
-    with transaction.atomic():
-        deleted, _ = Connection.objects.filter(user=user, service=spec.name).delete()
-        if deleted:
-            security_event_record(
-                user=user,
-                kind=SecurityKind.DISCONNECTED,
-                origin=request_origin,
-                actor=user,
-                detail={"service": spec.name, "service_label": spec.label},
-            )
-
-
-# --- provider access tokens ----------------------------------------------------------------
-
-
-def connection_refresh(*, connection_id: int, within: timedelta = REFRESH_MARGIN) -> Connection:
-    """Refresh a connection's access token if it expires within ``within``.
-
-    The row is locked for the whole exchange, so two workers never spend the same
-    rotating refresh token: the second one waits, then finds a fresh token and returns.
-    """
-    needs_reauth = unreadable = False
-    with transaction.atomic():
-        connection = Connection.objects.select_for_update().get(pk=connection_id)
-        now = timezone.now()
-        if connection.status == Connection.Status.NEEDS_REAUTH:
-            needs_reauth = True
-        elif connection.expires_at is None or connection.expires_at > now + within:
-            return connection
-        else:
-            spec = service_get(connection.service)
-            try:
-                secret = decrypt_field(connection, "refresh_token")
-                if not secret:
-                    raise InvalidGrant("No refresh token stored.")
-                tokens = provider_module(spec.provider).refresh(refresh_token=secret)
-            except DecryptionError:
-                unreadable = True
-            except InvalidGrant:
-                connection.status = Connection.Status.NEEDS_REAUTH
-                connection.last_error = f"{spec.label} refused the refresh token."
-                connection.save(update_fields=["status", "last_error"])
-                security_event_record(
-                    user=connection.user_id,
-                    kind=SecurityKind.NEEDS_REAUTH,
-                    detail={"service": spec.name, "service_label": spec.label},
-                )
-                needs_reauth = True
-            else:
-                connection.access_token = tokens.access_token
-                if tokens.refresh_token:
-                    connection.refresh_token = tokens.refresh_token
-                connection.expires_at = (
-                    now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
-                )
-                connection.last_refreshed_at = now
-                connection.last_error = ""
-                connection.save()
-    if unreadable:
-        raise _unreadable(connection)
-    if needs_reauth:
-        raise ConnectionNeedsReauth(
-            f"The {connection.service} connection needs re-authorisation: connect it again."
-        )
-    return connection
-
-
-class ConnectionUnreadable(ApplicationError):
-    """A stored provider token no key in ENCRYPTION_KEYS opens (as the vault's keys)."""
-
-    status = 409
-    code = "connection_unreadable"
-
-
-def _unreadable(connection: Connection) -> ConnectionUnreadable:
-    """Audit an undecryptable token (call outside any transaction that will roll back)."""
-    logger.error("connection %s token cannot be decrypted with ENCRYPTION_KEYS", connection.pk)
-    label = service_get(connection.service).label
-    security_event_record(
-        user=connection.user_id,
-        kind=SecurityKind.CONNECTION_UNREADABLE,
-        detail={"service": connection.service, "service_label": label},
-    )
-    return ConnectionUnreadable(
-        f"The stored {label} token cannot be decrypted: connect {label} again, or ask "
-        "the operator to check ENCRYPTION_KEYS."
-    )
-
-
-def connection_access_token(*, user: User, service: str) -> str:
-    """A usable access token for ``user``'s connection (what the assistant calls)."""
-    spec = service_get(service)
-    connection = Connection.objects.filter(user=user, service=spec.name).first()
-    if connection is None:
-        raise NotFound(f"{spec.label} is not connected.")
-    if connection.status == Connection.Status.NEEDS_REAUTH:
-        raise ConnectionNeedsReauth(f"{spec.label} needs re-authorisation: connect it again.")
-    if (
-        connection.expires_at is not None
-        and connection.expires_at <= timezone.now() + REFRESH_MARGIN
-    ):
-        connection = connection_refresh(connection_id=connection.pk)
-    try:
-        token = decrypt_field(connection, "access_token")
-    except DecryptionError:
-        raise _unreadable(connection) from None
-    if not token:
-        raise ConnectionNeedsReauth(f"{spec.label} has no access token: connect it again.")
-    return token
-
-
-def _expire_waiting(*, now: Any, pk: int | None = None) -> None:
-    """Fail confirmations nobody gave in time and drop their parked provider tokens at
-    once, not a day later with the row."""
-    rows = OAuthState.objects.filter(
-        status=OAuthState.Status.AWAITING_CONFIRMATION, expires_at__lte=now
-    )
-    if pk is not None:
-        rows = rows.filter(pk=pk)
-    rows.update(
-        status=OAuthState.Status.FAILED,
-        error_code="state_expired",
-        error_message="This sign-in waited too long. Start again.",
-        pending_tokens=None,
-        pending_identity=None,
-    )
-
-
-def oauth_records_purge(*, now: Any = None) -> dict[str, int]:
-    """Delete OAuth states a day after they expire and Kay sessions never linked to a user;
-    wipe the provider tokens of expired confirmations now."""
-    now = now or timezone.now()
-    _expire_waiting(now=now)
-    grace = now - timedelta(days=1)
-    states, _ = OAuthState.objects.filter(expires_at__lt=grace).delete()
-    sessions, _ = KaySession.objects.filter(user__isnull=True, last_used_at__lt=grace).delete()
-    return {"oauth_states": states, "kay_sessions": sessions}
