@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 
 from accounts.models import SecurityEvent, User, normalize_email
+from core.clientip import client_ip
 from core.errors import ApplicationError, PermissionDenied
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,6 @@ class RequestOrigin:
 
     @classmethod
     def of(cls, request: Any) -> RequestOrigin:
-        from core.clientip import client_ip
-
         return cls(ip=client_ip(request) or None, client=request.META.get("HTTP_USER_AGENT", ""))
 
 

@@ -6,7 +6,6 @@ Tasks take ids, never tokens, and call one service each.
 from __future__ import annotations
 
 import logging
-import random
 from datetime import timedelta
 from functools import partial
 
@@ -19,6 +18,7 @@ from accounts.tokens import auth_records_purge
 from connections.models import Connection
 from connections.services import connection_refresh, oauth_records_purge
 from core.errors import ApplicationError, ProviderUnavailable
+from core.retries import retry_countdown as core_retry_countdown
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +32,13 @@ MAX_RETRY_AFTER = 300.0
 
 
 def retry_countdown(*, retries: int, retry_after: float | None) -> float:
-    """Seconds before the next try: the provider's ``Retry-After`` when it sent one (capped),
-    else exponential backoff with jitter, so many workers do not retry in step."""
-    if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER)
-    base = RETRY_BACKOFF * 2**retries
-    return base + random.uniform(0, base)  # noqa: S311 - jitter, not crypto
+    """This task's wait before the next try (see :func:`core.retries.retry_countdown`)."""
+    return core_retry_countdown(
+        retries=retries,
+        retry_after=retry_after,
+        backoff=RETRY_BACKOFF,
+        max_retry_after=MAX_RETRY_AFTER,
+    )
 
 
 @shared_task(name="connections.tasks.refresh_expiring_connections")

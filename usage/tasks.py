@@ -6,13 +6,13 @@ Tasks take ids, never secrets, and call one service each.
 from __future__ import annotations
 
 import logging
-import random
 from functools import partial
 
 from celery import Task, shared_task
 from django.db import transaction
 
 from core.errors import ProviderUnavailable
+from core.retries import retry_countdown as core_retry_countdown
 from keys.models import ApiKey
 from usage.services.fetching import usage_fetch_for_key
 
@@ -26,12 +26,13 @@ MAX_RETRY_AFTER = 900.0
 
 
 def retry_countdown(*, retries: int, retry_after: float | None) -> float:
-    """Seconds before the next try: the provider's ``Retry-After`` when it sent one (capped
-    at a beat interval), else exponential backoff with jitter so keys do not retry in step."""
-    if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER)
-    base = RETRY_BACKOFF * 2**retries
-    return base + random.uniform(0, base)  # noqa: S311 - jitter, not crypto
+    """This task's wait before the next try (see :func:`core.retries.retry_countdown`)."""
+    return core_retry_countdown(
+        retries=retries,
+        retry_after=retry_after,
+        backoff=RETRY_BACKOFF,
+        max_retry_after=MAX_RETRY_AFTER,
+    )
 
 
 @shared_task(name="usage.tasks.fetch_usage_all")
