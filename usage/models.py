@@ -163,3 +163,123 @@ class UsageFetchState(models.Model):
 
     def __str__(self) -> str:
         return f"usage fetch of key {self.api_key_id}: {self.get_last_status_display()}"
+
+
+class ProviderAccount(models.Model):
+    """What a provider says about a key's own spend and limit, as of the last fetch
+    (OpenRouter's ``GET /api/v1/key``: a spend limit and what is left of it). Amounts in
+    micro-dollars; ``None`` when the provider sets no limit."""
+
+    api_key = models.OneToOneField(
+        "keys.ApiKey", on_delete=models.CASCADE, related_name="usage_provider_account"
+    )
+    limit_micros = models.BigIntegerField(null=True, blank=True)
+    remaining_micros = models.BigIntegerField(null=True, blank=True)
+    # The provider's own words for when the limit resets ("monthly", "daily", …), if any.
+    limit_reset = models.CharField(max_length=20, blank=True)
+    spent_today_micros = models.BigIntegerField(default=0)
+    spent_month_micros = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"provider account of key {self.api_key_id}"
+
+
+class ExternalKeyLink(models.Model):
+    """A provider's API key id (OpenAI ``key_…``, Anthropic ``apikey_…``) that is one of
+    the owner's stored keys: fetched usage of that id is attributed to the stored key.
+
+    Found by matching the provider's ``redacted_value`` against each stored key's secret
+    (never against Kay's own mask)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    provider = models.CharField(max_length=32)
+    external_key_id = models.CharField(max_length=100)
+    api_key = models.ForeignKey("keys.ApiKey", on_delete=models.CASCADE, related_name="+")
+    checked_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "provider", "external_key_id"], name="usage_external_key_link"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.external_key_id} → key {self.api_key_id}"
+
+
+class Budget(models.Model):
+    """A monthly spending budget for one of the owner's projects, or one of their keys.
+
+    Exactly one of ``project`` and ``api_key`` is set; at most one budget per project and
+    per key."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_budgets"
+    )
+    project = models.ForeignKey(
+        "keys.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    api_key = models.ForeignKey(
+        "keys.ApiKey", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    monthly_limit_micros = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(project__isnull=False, api_key__isnull=True)
+                    | models.Q(project__isnull=True, api_key__isnull=False)
+                ),
+                name="usage_budget_one_scope",
+            ),
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=models.Q(project__isnull=False),
+                name="usage_budget_one_per_project",
+            ),
+            models.UniqueConstraint(
+                fields=["api_key"],
+                condition=models.Q(api_key__isnull=False),
+                name="usage_budget_one_per_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"project {self.project_id}" if self.project_id else f"key {self.api_key_id}"
+        return f"budget of {scope}"
+
+
+class BudgetAlert(models.Model):
+    """One threshold crossed by one budget in one month. The unique constraint is what
+    makes the email go once: the evaluator that inserts the row sends it; any other
+    worker evaluating at the same moment fails the insert and sends nothing."""
+
+    class Threshold(models.IntegerChoices):
+        WARNING = 80, "80 %"
+        EXCEEDED = 100, "100 %"
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    month = models.DateField()  # the first day of the month, UTC
+    threshold = models.PositiveSmallIntegerField(choices=Threshold.choices)
+    spent_micros = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "month", "threshold"], name="usage_budget_alert_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.threshold} % of budget {self.budget_id} in {self.month:%Y-%m}"
