@@ -36,7 +36,11 @@ class FetchResult:
     detail: str = ""
 
 
-def _window(state: UsageFetchState, now: datetime) -> tuple[datetime, datetime]:
+def _window(
+    state: UsageFetchState, now: datetime, since: datetime | None
+) -> tuple[datetime, datetime]:
+    if since is not None:
+        return min(since, now), now
     if state.cursor is None:
         return now - FIRST_FETCH, now
     return min(state.cursor, now) - REREAD, now
@@ -54,9 +58,12 @@ def _record(
 
 
 @sensitive_variables("secret")
-def usage_fetch_for_key(*, api_key_id: int) -> FetchResult:
+def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> FetchResult:
     """Fetch an OpenAI admin key's hourly organisation usage since its cursor (less the
     48 h re-read) and store it; idempotent, so running it twice changes nothing.
+
+    ``since`` (a backfill) reads from there instead of the cursor; the cursor still only
+    moves forward.
 
     A key the provider refuses is marked invalid in the vault (through the keys app's
     revalidation, which asks the provider once more and audits the change). A provider
@@ -69,7 +76,7 @@ def usage_fetch_for_key(*, api_key_id: int) -> FetchResult:
         return FetchResult("skipped", detail="Only OpenAI admin keys have usage to fetch.")
     state, _ = UsageFetchState.objects.get_or_create(api_key=api_key)
     now = timezone.now()
-    start, end = _window(state, now)
+    start, end = _window(state, now, since)
     try:
         secret = open_key(api_key)
         rows = fetch_openai_usage(admin_key=secret, start=start, end=end, bucket_width="1h")
