@@ -1,0 +1,97 @@
+"""The usage filters, shared by the Usage page, ``GET /api/usage`` and its CSV."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from django import forms
+
+from core.ids import parse_id
+from usage.models import Granularity
+from usage.selectors import MAX_DAYS
+
+DATE_FORMAT = "%Y-%m-%d"
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+class _IdField(forms.CharField):
+    """An object id (``core.ids.parse_id``); another owner's id is valid here and simply
+    matches nothing in the owner-scoped selectors."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, max_length=20, **kwargs)
+
+    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
+        raw = super().to_python(value)
+        if not raw:
+            return None
+        parsed = parse_id(raw)
+        if parsed is None:
+            raise forms.ValidationError("Not a valid id.")
+        return parsed
+
+
+def _date_field(label: str) -> forms.DateField:
+    return forms.DateField(
+        required=False,
+        input_formats=[DATE_FORMAT],
+        label=label,
+        widget=forms.DateInput(attrs={"type": "date"}, format=DATE_FORMAT),
+        error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
+    )
+
+
+class UsageFilterForm(forms.Form):
+    """Query parameters ``start``/``end`` (UTC days, inclusive; default: this month so
+    far; ``end`` alone: from the first of its month), ``granularity`` (``day`` or
+    ``hour``), ``project_id``, ``key_id``, ``provider`` and ``model``. Bind it to
+    ``request.GET`` (or ``query_params``) even when empty."""
+
+    start = _date_field("From")
+    end = _date_field("To")
+    granularity = forms.ChoiceField(
+        required=False,
+        choices=Granularity.choices,
+        error_messages={"invalid_choice": "Choose day or hour."},
+    )
+    project_id = _IdField(label="Project")
+    key_id = _IdField(label="Key")
+    provider = forms.CharField(required=False, max_length=32)
+    model = forms.CharField(required=False, max_length=200)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        today = _today()
+        data["end"] = data.get("end") or today
+        data["start"] = data.get("start") or data["end"].replace(day=1)
+        data["granularity"] = data.get("granularity") or Granularity.DAY
+        if self.errors:
+            return data
+        if data["end"] < data["start"]:
+            self.add_error("end", "Must not be before start.")
+        elif (data["end"] - data["start"]).days + 1 > MAX_DAYS[Granularity(data["granularity"])]:
+            limit = MAX_DAYS[Granularity(data["granularity"])]
+            self.add_error("end", f"Choose a period of at most {limit} days.")
+        return data
+
+    def summary_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``usage_summary`` (besides ``owner``); call after
+        ``is_valid()``."""
+        data = self.cleaned_data
+        return {
+            "start": data["start"],
+            "end": data["end"],
+            "granularity": data["granularity"],
+            "project_id": data["project_id"],
+            "key_id": data["key_id"],
+            "provider": data["provider"] or None,
+            "model": data["model"] or None,
+        }
+
+    def error_fields(self) -> dict[str, list[str]]:
+        """The errors as the API's ``fields`` (plain messages, never the input back)."""
+        return {name: [str(e) for e in errors] for name, errors in self.errors.items()}
