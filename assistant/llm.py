@@ -1,0 +1,177 @@
+"""The one seam to the language model: the official ``openai`` SDK, Chat Completions with
+tools, streamed.
+
+It takes the key and base URL as arguments (the caller chose them), reads the model
+settings, and turns the SDK's exceptions into ``core.errors``: a vendor's message never
+reaches a user or a log, only its status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
+
+from core.errors import ProviderError, ProviderUnavailable
+from core.netguard import GuardedTransport
+
+
+class LLMKeyRefused(ProviderError):
+    """The provider refused the key (401/403): only the key's owner can fix that."""
+
+    status = 502
+    code = "llm_key_refused"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text exactly as the model wrote it
+
+
+@dataclass
+class Completion:
+    """One model answer: its text, the tools it wants called, and what it cost."""
+
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+    def as_message(self) -> dict[str, Any]:
+        """The assistant message to put back into the conversation."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content or None}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in self.tool_calls
+            ]
+        return message
+
+
+@dataclass
+class _PartialCall:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@sensitive_variables("api_key")
+def chat_complete(
+    *,
+    api_key: str,
+    base_url: str,
+    model: str,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    user_host: bool = False,
+    on_text: Callable[[str], None] | None = None,
+) -> Completion:
+    """Stream one completion, calling ``on_text`` with each piece of text as it arrives.
+
+    ``user_host``: the base URL came from a user's key, so the connection goes through
+    ``GuardedTransport`` (no private addresses). Tool-call deltas are joined by index, so
+    parallel calls come back whole; the usage arrives in the last chunk."""
+    transport = (
+        GuardedTransport(allow_private=settings.KEYS_ALLOW_PRIVATE_BASE_URLS) if user_host else None
+    )
+    client = openai.OpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        organization=None,
+        project=None,
+        timeout=settings.OPENAI_TIMEOUT,
+        max_retries=settings.OPENAI_MAX_RETRIES,
+        # A redirect would carry the key wherever the answer points.
+        http_client=openai.DefaultHttpxClient(follow_redirects=False, transport=transport),
+    )
+    request: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": settings.OPENAI_MAX_TOKENS,
+        "temperature": settings.OPENAI_TEMPERATURE,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        request["tools"] = tools
+        request["parallel_tool_calls"] = True
+    try:
+        with client:
+            return _read_stream(client.chat.completions.create(**request), model, on_text)
+    except (openai.AuthenticationError, openai.PermissionDeniedError):
+        raise LLMKeyRefused(
+            "Your OpenAI key was refused by the model provider: check or replace it under Keys."
+        ) from None
+    except openai.RateLimitError as exc:
+        raise ProviderUnavailable(
+            "The model provider is busy (rate limited): try again shortly.",
+            retry_after=_retry_after(exc.response),
+        ) from None
+    except openai.APITimeoutError:
+        raise ProviderUnavailable("The model provider did not answer in time: try again.") from None
+    except openai.APIConnectionError:
+        raise ProviderUnavailable("The model provider could not be reached: try again.") from None
+    except openai.APIStatusError as exc:
+        if exc.status_code >= 500:
+            raise ProviderUnavailable(
+                f"The model provider failed (HTTP {exc.status_code}): try again."
+            ) from None
+        raise ProviderError(
+            f"The model provider refused the request (HTTP {exc.status_code})."
+        ) from None
+    except (openai.APIError, ValueError, TypeError, KeyError, AttributeError):
+        raise ProviderError("The model provider sent an answer Kay could not read.") from None
+
+
+def _read_stream(stream: Any, model: str, on_text: Callable[[str], None] | None) -> Completion:
+    completion = Completion(model=model)
+    text: list[str] = []
+    calls: dict[int, _PartialCall] = {}
+    for chunk in stream:
+        if chunk.model:
+            completion.model = chunk.model
+        if chunk.usage is not None:
+            completion.input_tokens = chunk.usage.prompt_tokens or 0
+            completion.output_tokens = chunk.usage.completion_tokens or 0
+            details = chunk.usage.prompt_tokens_details
+            completion.cached_tokens = (details.cached_tokens or 0) if details else 0
+        for choice in chunk.choices:
+            delta = choice.delta
+            if delta.content:
+                text.append(delta.content)
+                if on_text is not None:
+                    on_text(delta.content)
+            for part in delta.tool_calls or []:
+                partial = calls.setdefault(part.index, _PartialCall())
+                if part.id:
+                    partial.id = part.id
+                if part.function is not None:
+                    if part.function.name:
+                        partial.name += part.function.name
+                    if part.function.arguments:
+                        partial.arguments.append(part.function.arguments)
+    completion.content = "".join(text)
+    completion.tool_calls = [
+        ToolCall(id=call.id or f"call_{index}", name=call.name, arguments="".join(call.arguments))
+        for index, call in sorted(calls.items())
+    ]
+    return completion
+
+
+def _retry_after(response: Any) -> float | None:
+    try:
+        return float(response.headers.get("retry-after", ""))
+    except (AttributeError, ValueError):
+        return None

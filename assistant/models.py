@@ -1,0 +1,95 @@
+"""The assistant's records: conversations, runs and actions waiting for approval."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class InteractiveSession(models.Model):
+    """A multi-turn conversation (seed 003 ``interactive_sessions``): its messages in the
+    Chat Completions shape, without the system prompt (rendered afresh each turn)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assistant_sessions"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    messages = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-pk"]
+        indexes = [models.Index(fields=["owner", "-updated_at"])]
+
+    def __str__(self) -> str:
+        return self.title or f"Session {self.pk}"
+
+
+class AssistantRun(models.Model):
+    """One ``/ask`` (or its confirmation): what was asked, answered, called and spent."""
+
+    class Mode(models.TextChoices):
+        ONE_SHOT = "one_shot"
+        INTERACTIVE = "interactive"
+        CONFIRM = "confirm"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        COMPLETED = "completed"
+        PENDING_CONFIRMATION = "pending_confirmation"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assistant_runs"
+    )
+    session = models.ForeignKey(
+        InteractiveSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    mode = models.CharField(max_length=16, choices=Mode.choices)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.RUNNING)
+    prompt = models.TextField()
+    response = models.TextField(blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=32, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    # The user's stored key that paid; null: the server's key, billed to credits.
+    api_key = models.ForeignKey(
+        "keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    tool_calls = models.JSONField(default=list)
+    llm_calls = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_micros = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["owner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.status})"
+
+
+class PendingConfirmation(models.Model):
+    """A write the model asked for in confirm mode, waiting for the user's yes or no.
+
+    Only the token's SHA-256 is stored (the token is shown once); ``state`` holds the
+    conversation to resume. ``used_at`` is set by one conditional UPDATE, so a token
+    works once even when two requests race."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(AssistantRun, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    tool = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict)
+    state = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Pending {self.tool} for run {self.run_id}"
