@@ -16,6 +16,7 @@ from keys.services.common import open_key
 from usage.models import Source, UsageFetchState
 from usage.providers import KeyRejected
 from usage.providers.openai import fetch_openai_usage
+from usage.services.attribution import usage_rows_attributed
 from usage.services.buckets import usage_buckets_upsert
 
 # Providers report late: every fetch reads these last hours again (upserts make it free).
@@ -90,6 +91,8 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
     except ApplicationError as exc:  # an answer we cannot use, or a key we cannot decrypt
         _record(state, status=Status.ERROR, now=now, error=exc.message, cursor=None)
         return FetchResult(Status.ERROR, detail=exc.message)
+    # Before the upsert: it stores each row's attribution (best effort, never fails).
+    rows = usage_rows_attributed(admin_key=api_key, secret=secret, rows=rows)
     written = usage_buckets_upsert(owner=api_key.owner, source=Source.OPENAI_ADMIN, rows=rows)
     # The cursor only moves forward: a slow worker finishing late must not rewind it.
     cursor = max(state.cursor, end) if state.cursor is not None else end
