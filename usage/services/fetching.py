@@ -1,23 +1,28 @@
-"""The scheduled fetch of one vault key's organisation usage: window from its cursor,
-provider call, idempotent upsert, and where the fetch stands for the owner to see."""
+"""The scheduled fetch of one vault key's usage: window from its cursor, the provider's
+fetcher (``usage.providers.fetcher_for``), idempotent upsert, and where the fetch stands
+for the owner to see."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from accounts.models import User
 from core.errors import ApplicationError, ProviderUnavailable
 from keys.models import ApiKey, KeyAuditEvent
 from keys.services import Origin, api_key_revalidate
 from keys.services.common import open_key
-from usage.models import Source, UsageFetchState
-from usage.providers import KeyRejected
-from usage.providers.openai import fetch_openai_usage
-from usage.services.attribution import usage_rows_attributed
+from usage.models import ProviderAccount, Source, UsageBucket, UsageFetchState
+from usage.providers import AccountSpend, FetchWindow, KeyRejected, fetcher_for
+from usage.providers.openrouter import KEY_SPEND_PREFIX
+from usage.providers.openrouter import PROVIDER as OPENROUTER
 from usage.services.buckets import usage_buckets_upsert
+from usage.services.rollup import owner_lock, rollup_rewrite
 
 # Providers report late: every fetch reads these last hours again (upserts make it free).
 REREAD = timedelta(hours=48)
@@ -30,7 +35,7 @@ Status = UsageFetchState.Status
 @dataclass(frozen=True)
 class FetchResult:
     """What one fetch did: a ``UsageFetchState.Status`` value, or ``"skipped"`` for a key
-    that has no usage to fetch (deleted, or not an OpenAI admin key)."""
+    that has no usage to fetch (deleted, or of a provider or kind without a usage API)."""
 
     status: str
     buckets: int = 0
@@ -58,10 +63,50 @@ def _record(
     UsageFetchState.objects.filter(pk=state.pk).update(**fields, updated_at=now)
 
 
+def _store_account(api_key: ApiKey, account: AccountSpend) -> None:
+    """The key's provider-reported spend and limit, replacing the previous figures."""
+    ProviderAccount.objects.update_or_create(
+        api_key=api_key,
+        defaults={
+            "limit_micros": account.limit_micros,
+            "remaining_micros": account.remaining_micros,
+            "limit_reset": account.limit_reset,
+            "spent_today_micros": account.spent_today_micros,
+            "spent_month_micros": account.spent_month_micros,
+        },
+    )
+
+
+def _drop_key_spend(*, owner: User, days: Collection[datetime]) -> None:
+    """Delete the owner's OpenRouter key-spend buckets of ``days``: the account's activity
+    per model now stands for those days (see ``usage.providers.openrouter``)."""
+    with transaction.atomic():
+        owner_lock(owner.pk)
+        deleted, _ = UsageBucket.objects.filter(
+            owner=owner,
+            source=Source.OPENROUTER,
+            provider=OPENROUTER,
+            model="",
+            granularity="day",
+            external_key_id__startswith=KEY_SPEND_PREFIX,
+            bucket_start__in=list(days),
+        ).delete()
+        if deleted:
+            rollup_rewrite(
+                owner_id=owner.pk,
+                source=Source.OPENROUTER,
+                days={day.date() for day in days},
+                pairs={(OPENROUTER, "")},
+            )
+
+
 @sensitive_variables("secret")
 def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> FetchResult:
-    """Fetch an OpenAI admin key's hourly organisation usage since its cursor (less the
-    48 h re-read) and store it; idempotent, so running it twice changes nothing.
+    """Fetch a vault key's usage since its cursor (less the 48 h re-read) and store it;
+    idempotent, so running it twice changes nothing. Which keys have usage, and how it is
+    read, is ``usage.providers.fetcher_for``'s: OpenAI and Anthropic admin keys (their
+    organisation's usage), any OpenRouter key (its own spend; a management key also the
+    account's activity per model).
 
     ``since`` (a backfill) reads from there instead of the cursor; the cursor still only
     moves forward.
@@ -73,14 +118,15 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
     api_key = ApiKey.objects.select_related("owner").filter(pk=api_key_id).first()
     if api_key is None:
         return FetchResult("skipped", detail="The key no longer exists.")
-    if api_key.provider != "openai" or api_key.kind != ApiKey.Kind.ADMIN:
-        return FetchResult("skipped", detail="Only OpenAI admin keys have usage to fetch.")
+    fetcher = fetcher_for(api_key.provider, api_key.kind)
+    if fetcher is None:
+        return FetchResult("skipped", detail="This kind of key has no usage to fetch.")
     state, _ = UsageFetchState.objects.get_or_create(api_key=api_key)
     now = timezone.now()
     start, end = _window(state, now, since)
     try:
         secret = open_key(api_key)
-        rows = fetch_openai_usage(admin_key=secret, start=start, end=end, bucket_width="1h")
+        fetched = fetcher.fetch(FetchWindow(secret, start, end, api_key.pk))
     except KeyRejected as exc:
         api_key_revalidate(api_key=api_key, origin=SCHEDULE)
         _record(state, status=Status.INVALID_KEY, now=now, error=exc.message, cursor=None)
@@ -91,9 +137,14 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
     except ApplicationError as exc:  # an answer we cannot use, or a key we cannot decrypt
         _record(state, status=Status.ERROR, now=now, error=exc.message, cursor=None)
         return FetchResult(Status.ERROR, detail=exc.message)
-    # Before the upsert: it stores each row's attribution (best effort, never fails).
-    rows = usage_rows_attributed(admin_key=api_key, secret=secret, rows=rows)
-    written = usage_buckets_upsert(owner=api_key.owner, source=Source.OPENAI_ADMIN, rows=rows)
+    with transaction.atomic():
+        written = usage_buckets_upsert(
+            owner=api_key.owner, source=fetcher.source, rows=fetched.rows
+        )
+        if fetched.supersedes_key_spend:
+            _drop_key_spend(owner=api_key.owner, days=fetched.supersedes_key_spend)
+        if fetched.account is not None:
+            _store_account(api_key, fetched.account)
     # The cursor only moves forward: a slow worker finishing late must not rewind it.
     cursor = max(state.cursor, end) if state.cursor is not None else end
     _record(state, status=Status.OK, now=now, cursor=cursor)
