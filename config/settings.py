@@ -440,6 +440,13 @@ MCP_JIRA_DISABLED_TOOLS = env.list(
 
 # --- Tokens -----------------------------------------------------------------------------
 CLI_SESSION_EXPIRES_IN = _duration("CLI_SESSION_EXPIRES_IN", "30m")
+# --- Billing (issue 12): credit packs in whole dollars, amounts in dollars ---------------
+BILLING_CREDIT_PACKS = env.list("BILLING_CREDIT_PACKS", cast=int, default=[10, 25, 100])
+BILLING_STARTER_GRANT_USD = env.str("BILLING_STARTER_GRANT_USD", default="1.00")  # 0: none
+BILLING_MARGIN_PERCENT = env.str("BILLING_MARGIN_PERCENT", default="0")
+BILLING_LOW_BALANCE_USD = env.str("BILLING_LOW_BALANCE_USD", default="2.00")
+# Held from the balance before each LLM call on the server's key, then settled to its cost.
+BILLING_RESERVE_USD = env.str("BILLING_RESERVE_USD", default="0.50")
 CLI_REFRESH_TOKEN_EXPIRES_IN = _duration("CLI_REFRESH_TOKEN_EXPIRES_IN", "7d")
 API_TOKEN_EXPIRES_IN = _duration("API_TOKEN_EXPIRES_IN", "30d")
 API_TOKEN_VERSION = env.int("API_TOKEN_VERSION", default=3)

@@ -283,3 +283,41 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold} % of budget {self.budget_id} in {self.month:%Y-%m}"
+
+
+class MeteredLlmCall(models.Model):
+    """One LLM call Kay made, recorded once: what billing charges and links to.
+
+    ``call_id`` is the caller's idempotency key (an assistant run's step, say): the same
+    call recorded twice is one row, and its tokens count once in its hour bucket."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # The owner's stored key that paid; None: the server's own key (billed to credits).
+    api_key = models.ForeignKey(
+        "keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=200)
+    input_tokens = _count()
+    output_tokens = _count()
+    cached_tokens = _count()
+    cost_micros = _count()
+    # False: the catalog had no price for the model, so the call cost 0.
+    priced = models.BooleanField(default=True)
+    call_id = models.CharField(max_length=100)
+    bucket = models.ForeignKey(
+        UsageBucket, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "metered LLM call"
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "call_id"], name="usage_metered_call_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.model} call {self.call_id}"

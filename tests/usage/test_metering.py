@@ -2,6 +2,7 @@
 catalog's price; calls recorded at the same moment all count."""
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,6 +27,7 @@ def record(owner, **fields):
         "output_tokens": 500,
         "cached_tokens": 200,
         "at": AT,
+        "call_id": str(uuid.uuid4()),
     }
     values.update(fields)
     return usage_record_llm_call(owner=owner, **values)

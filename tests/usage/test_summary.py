@@ -109,6 +109,7 @@ def test_the_series_has_a_point_per_time_bucket_and_model(alice, alices_usage):
 def test_hourly_and_daily_summaries_of_a_period_agree(alice, alices_usage, catalog):
     usage_record_llm_call(
         owner=alice,
+        call_id="late-call",
         provider="openai",
         model="gpt-4o-mini",
         input_tokens=10,
@@ -214,6 +215,6 @@ def test_a_summary_is_three_queries_with_one_key_or_fifty(alice, bob, granularit
 def test_summary_days_are_utc_days(alice, catalog):
     late = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)
     call = {"provider": "openai", "model": "gpt-4o-mini", "input_tokens": 1, "output_tokens": 1}
-    usage_record_llm_call(owner=alice, at=late, **call)
+    usage_record_llm_call(owner=alice, call_id="late-call", at=late, **call)
     assert summary(alice, start=date(2026, 3, 2)).totals.requests == 1
     assert summary(alice, start=date(2026, 3, 3), end=date(2026, 3, 3)).totals.requests == 0

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from keys.models import ApiKey
-from usage.models import CostSource, Granularity, Source, UsageBucket
+from usage.models import CostSource, Granularity, MeteredLlmCall, Source, UsageBucket
 from usage.records import BucketRow
 from usage.services.pricing import catalog_prices
 from usage.services.rollup import owner_lock, rollup_rewrite
@@ -19,9 +19,11 @@ from usage.services.rollup import owner_lock, rollup_rewrite
 
 @dataclass(frozen=True)
 class MeteredCall:
-    """What one call was recorded as: billing charges ``cost_micros`` from it."""
+    """What one call was recorded as: billing charges ``cost_micros`` from it and refers
+    to ``record_id`` (the ``MeteredLlmCall``)."""
 
-    bucket_id: int
+    record_id: int
+    bucket_id: int | None
     cost_micros: int
     cost_source: str
     priced: bool  # False: the catalog had no price for the model, so it cost 0
@@ -30,6 +32,7 @@ class MeteredCall:
 def usage_record_llm_call(
     *,
     owner: User,
+    call_id: str,
     api_key: ApiKey | None = None,
     provider: str,
     model: str,
@@ -40,6 +43,10 @@ def usage_record_llm_call(
 ) -> MeteredCall:
     """Record one LLM call Kay made for ``owner``: the one way other apps write usage.
 
+    ``call_id`` is the caller's idempotency key: recording the same ``call_id`` again
+    returns the first record and adds nothing (the owner's usage lock makes a concurrent
+    second recording wait, then find the first).
+
     ``api_key`` is the owner's stored key that paid for the call (None: the server's key,
     billed to the owner's credits). The tokens come from the provider's response
     (``input_tokens`` including ``cached_tokens``); the cost from the model catalog's
@@ -49,6 +56,8 @@ def usage_record_llm_call(
         raise ValueError("a call is recorded against its owner's own key only")
     if not model:
         raise ValueError("a call names its model")
+    if not call_id or len(call_id) > 100:
+        raise ValueError("a call has a call_id of 1 to 100 characters")
     # Validates the figures and finds the bucket exactly as a fetched row would.
     row = BucketRow(
         provider=provider,
@@ -82,6 +91,9 @@ def usage_record_llm_call(
     )
     with transaction.atomic():
         owner_lock(owner.pk)
+        recorded = MeteredLlmCall.objects.filter(owner=owner, call_id=call_id).first()
+        if recorded is not None:
+            return _metered(recorded)
         bucket_id = UsageBucket.objects.filter(**identity).values_list("pk", flat=True).first()
         if bucket_id is None:
             bucket_id = UsageBucket.objects.create(
@@ -110,4 +122,27 @@ def usage_record_llm_call(
             days=[row.bucket_start.date()],
             pairs=[(provider, model)],
         )
-    return MeteredCall(bucket_id, cost, CostSource.COMPUTED, price is not None)
+        recorded = MeteredLlmCall.objects.create(
+            owner=owner,
+            api_key=api_key,
+            provider=provider,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            cost_micros=cost,
+            priced=price is not None,
+            call_id=call_id,
+            bucket_id=bucket_id,
+        )
+    return _metered(recorded)
+
+
+def _metered(recorded: MeteredLlmCall) -> MeteredCall:
+    return MeteredCall(
+        record_id=recorded.pk,
+        bucket_id=recorded.bucket_id,
+        cost_micros=recorded.cost_micros,
+        cost_source=CostSource.COMPUTED,
+        priced=recorded.priced,
+    )

@@ -1,0 +1,93 @@
+"""Reads of billing: balances, ledgers, the packs on offer, checkout sessions, and the
+amounts the settings give in dollars, as micro-dollars."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import QuerySet, Sum
+
+from accounts.models import User
+from billing.models import BillingAccount, CheckoutSession, CreditHold, CreditLedgerEntry
+
+MICROS_PER_USD = 1_000_000
+MICROS_PER_CENT = 10_000
+
+
+@dataclass(frozen=True)
+class CreditPack:
+    """A credit pack on offer: ``id`` is what checkout takes ("10" for $10)."""
+
+    id: str
+    amount_micros: int
+    label: str
+
+
+def usd_to_micros(value: str | Decimal, *, setting: str = "") -> int:
+    """Dollars ("2.50") as micro-dollars, rounded up to a whole micro-dollar."""
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{setting or 'amount'} is not a dollar amount") from None
+    if not amount.is_finite() or amount < 0:
+        raise ImproperlyConfigured(f"{setting or 'amount'} must be a dollar amount, 0 or more")
+    return int((amount * MICROS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+
+
+def usd_amount(micros: int) -> str:
+    """Micro-dollars as dollars: two decimals ("12.50"), more only for a fraction of a
+    cent ("0.000435")."""
+    amount = Decimal(micros).scaleb(-6)
+    return f"{amount:.2f}" if micros % MICROS_PER_CENT == 0 else f"{amount.normalize():f}"
+
+
+def setting_micros(name: str) -> int:
+    """A ``BILLING_*_USD`` setting in micro-dollars."""
+    return usd_to_micros(getattr(settings, name), setting=name)
+
+
+def credit_packs() -> list[CreditPack]:
+    """The packs ``BILLING_CREDIT_PACKS`` offers, in its order."""
+    return [
+        CreditPack(id=str(dollars), amount_micros=dollars * MICROS_PER_USD, label=f"${dollars}")
+        for dollars in settings.BILLING_CREDIT_PACKS
+    ]
+
+
+def credit_pack_get(pack_id: str) -> CreditPack | None:
+    return next((pack for pack in credit_packs() if pack.id == str(pack_id)), None)
+
+
+def billing_balance(*, user: User) -> int:
+    """``user``'s balance in micro-dollars (0 before they have an account)."""
+    balance = (
+        BillingAccount.objects.filter(user=user).values_list("balance_micros", flat=True).first()
+    )
+    return balance or 0
+
+
+def held_micros(*, account: BillingAccount) -> int:
+    """What the account's open holds set aside."""
+    total = CreditHold.objects.filter(account=account, status=CreditHold.Status.OPEN).aggregate(
+        total=Sum("amount_micros")
+    )["total"]
+    return int(total or 0)
+
+
+def ledger_entries(*, user: User, month: date | None = None) -> QuerySet[CreditLedgerEntry]:
+    """``user``'s ledger entries, newest first; only those of ``month``'s month (UTC) if
+    given."""
+    entries = CreditLedgerEntry.objects.filter(account__user=user)
+    if month is not None:
+        entries = entries.filter(created_at__year=month.year, created_at__month=month.month)
+    return entries.order_by("-created_at", "-id")
+
+
+def checkout_session_for(*, user: User, session_id: str) -> CheckoutSession | None:
+    """``user``'s own checkout session with Stripe id ``session_id``; None for anyone
+    else's or an unknown one."""
+    return CheckoutSession.objects.filter(user=user, stripe_session_id=session_id).first()

@@ -1,0 +1,106 @@
+"""Paying for LLM calls on the server's key: hold an estimate before the call, settle to
+the metered cost after it (or release the hold), so parallel calls cannot spend the
+same credits."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from billing.models import CreditHold, CreditLedgerEntry
+from billing.selectors import held_micros, setting_micros
+from billing.services.ledger import Kind, account_lock, entry_post
+from core.errors import InsufficientCredits
+from usage.services import MeteredCall
+
+logger = logging.getLogger(__name__)
+NO_CREDITS = "add credits or add your own OpenAI key"
+
+
+def credits_reserve(*, user: User, estimate_micros: int, reference: str) -> CreditHold:
+    """Set aside up to ``estimate_micros`` of ``user``'s available balance (balance less
+    open holds) before an LLM call; ``InsufficientCredits`` (402) when nothing is
+    available. The same ``reference`` again returns the same hold."""
+    if estimate_micros <= 0:
+        raise ValueError("a hold sets aside a positive amount")
+    with transaction.atomic():
+        account = account_lock(user_id=user.pk)
+        hold = CreditHold.objects.filter(reference=reference).first()
+        if hold is not None:
+            if hold.account_id != account.pk:
+                raise ValueError("a hold's reference belongs to one account")
+            return hold
+        available = account.balance_micros - held_micros(account=account)
+        if available <= 0:
+            raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
+        return CreditHold.objects.create(
+            account=account, amount_micros=min(estimate_micros, available), reference=reference
+        )
+
+
+def charge_micros(cost_micros: int) -> int:
+    """A metered cost with ``BILLING_MARGIN_PERCENT`` added, rounded up."""
+    margin = int(settings.BILLING_MARGIN_PERCENT or 0)
+    return -(-cost_micros * (100 + margin) // 100)
+
+
+def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedgerEntry | None:
+    """Charge the metered call's cost (plus margin) and close ``hold``: one usage entry
+    referenced by the call's record, so settling twice charges once. The charge never
+    takes the balance below zero: whatever the hold did not cover and the balance cannot
+    pay is logged, not owed. None for a call that cost nothing."""
+    charge = charge_micros(metered_call.cost_micros)
+    with transaction.atomic():
+        account = account_lock(user_id=hold.account.user_id)
+        closed = CreditHold.objects.filter(pk=hold.pk, status=CreditHold.Status.OPEN).update(
+            status=CreditHold.Status.SETTLED, closed_at=timezone.now()
+        )
+        entry = None
+        if charge > 0:
+            taken = min(charge, max(account.balance_micros, 0))
+            if taken < charge:
+                logger.warning(
+                    "usage record %s: %s µ$ of %s µ$ not covered by account %s",
+                    metered_call.record_id,
+                    charge - taken,
+                    charge,
+                    account.pk,
+                )
+            entry, _ = entry_post(
+                account,
+                kind=Kind.USAGE,
+                amount_micros=-taken,
+                reference=f"usage:{metered_call.record_id}",
+                description=_usage_text(charge, taken),
+                metered_call_id=metered_call.record_id,
+            )
+    if closed:
+        hold.status = CreditHold.Status.SETTLED
+    return entry
+
+
+def _usage_text(charge: int, taken: int) -> str:
+    text = "Assistant LLM call"
+    if taken < charge:
+        text += f" ({charge - taken} µ$ not covered by the balance)"
+    return text
+
+
+def credits_release(*, hold: CreditHold) -> None:
+    """Give back an open hold whose LLM call did not happen (or failed before costing)."""
+    with transaction.atomic():
+        account_lock(user_id=hold.account.user_id)
+        CreditHold.objects.filter(pk=hold.pk, status=CreditHold.Status.OPEN).update(
+            status=CreditHold.Status.RELEASED, closed_at=timezone.now()
+        )
+    hold.refresh_from_db(fields=["status", "closed_at"])
+
+
+def reserve_estimate_micros() -> int:
+    """``BILLING_RESERVE_USD``: what to hold before a call when the caller has no better
+    estimate."""
+    return setting_micros("BILLING_RESERVE_USD")

@@ -1,0 +1,129 @@
+"""The ledger's one write path: every balance change is an entry, posted under the
+account's row lock in the same transaction as the new balance. Accounts, the sign-up
+grant and operators' adjustments are written here too."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from django.db import transaction
+
+from accounts.models import User
+from billing.models import BillingAccount, CreditLedgerEntry
+from billing.selectors import setting_micros
+from billing.services.low_balance import low_balance_threshold_micros
+from core.errors import ApplicationError
+
+Kind = CreditLedgerEntry.Kind
+logger = logging.getLogger(__name__)
+
+
+def billing_account_for(user: User) -> BillingAccount:
+    """``user``'s billing account, created with a zero balance the first time (two
+    concurrent first calls get the same row: the user is unique)."""
+    account, _ = BillingAccount.objects.get_or_create(user=user)
+    return account
+
+
+def account_lock(*, user_id: int) -> BillingAccount:
+    """``user_id``'s account, locked until the transaction ends (created if missing).
+    Inside ``transaction.atomic`` only: every balance change goes through this lock."""
+    account = BillingAccount.objects.select_for_update().filter(user_id=user_id).first()
+    if account is None:
+        BillingAccount.objects.get_or_create(user_id=user_id)
+        account = BillingAccount.objects.select_for_update().get(user_id=user_id)
+    return account
+
+
+def entry_post(
+    account: BillingAccount,
+    *,
+    kind: str,
+    amount_micros: int,
+    reference: str,
+    description: str = "",
+    created_by: User | None = None,
+    metered_call_id: int | None = None,
+) -> tuple[CreditLedgerEntry, bool]:
+    """Add one entry to the locked ``account`` and move its balance by ``amount_micros``;
+    ``(entry, True)``. An effect already posted (same ``reference``) changes nothing:
+    ``(that entry, False)``. Callers check what the balance may become."""
+    posted = CreditLedgerEntry.objects.filter(reference=reference).first()
+    if posted is not None:
+        return posted, False
+    before = account.balance_micros
+    account.balance_micros = before + amount_micros
+    account.save(update_fields=["balance_micros", "updated_at"])
+    entry = CreditLedgerEntry.objects.create(
+        account=account,
+        kind=kind,
+        amount_micros=amount_micros,
+        balance_after_micros=account.balance_micros,
+        reference=reference,
+        description=description[:300],
+        created_by=created_by,
+        metered_call_id=metered_call_id,
+    )
+    threshold = low_balance_threshold_micros()
+    if amount_micros < 0 and account.balance_micros < threshold <= before:
+        _low_balance_queue(account.user_id)
+    return entry, True
+
+
+def _low_balance_queue(user_id: int) -> None:
+    from billing.tasks import low_balance_notify
+
+    transaction.on_commit(lambda: low_balance_notify.delay(user_id))
+
+
+def credits_grant_starter(user: User) -> CreditLedgerEntry | None:
+    """Credit ``BILLING_STARTER_GRANT_USD`` to a new user, once ever (its reference is
+    the user's id); None when the setting is 0."""
+    amount = setting_micros("BILLING_STARTER_GRANT_USD")
+    if amount <= 0:
+        return None
+    with transaction.atomic():
+        account = account_lock(user_id=user.pk)
+        entry, _ = entry_post(
+            account,
+            kind=Kind.GRANT,
+            amount_micros=amount,
+            reference=f"grant:signup:{user.pk}",
+            description="Starter credits",
+        )
+    return entry
+
+
+def credits_adjust(
+    *, account: BillingAccount, amount_micros: int, reason: str, acting_user: User
+) -> CreditLedgerEntry:
+    """An operator's credit (positive) or debit (negative) with their reason, recorded
+    with their name. A debit may not take the balance below zero."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("Say why.", fields={"reason": ["This field is required."]})
+    if not amount_micros:
+        raise ApplicationError(
+            "An adjustment moves the balance.", fields={"amount": ["Enter a non-zero amount."]}
+        )
+    with transaction.atomic():
+        locked = account_lock(user_id=account.user_id)
+        if locked.balance_micros + amount_micros < 0:
+            raise ApplicationError(
+                "That debit is more than the balance.",
+                fields={"amount": ["At most the current balance."]},
+            )
+        entry, _ = entry_post(
+            locked,
+            kind=Kind.ADJUSTMENT,
+            amount_micros=amount_micros,
+            reference=f"adjust:{uuid.uuid4()}",
+            description=f"{reason} (by {acting_user.email})",
+            created_by=acting_user,
+        )
+    logger.info(
+        "operator %s adjusted account %s by %s µ$", acting_user.pk, account.pk, amount_micros
+    )
+    account.refresh_from_db()
+    return entry
