@@ -473,6 +473,11 @@ if KEYS_ALLOW_PRIVATE_BASE_URLS and not DEBUG:
 MAX_PROJECTS_PER_USER = env.int("MAX_PROJECTS_PER_USER", default=100)
 MAX_KEYS_PER_USER = env.int("MAX_KEYS_PER_USER", default=500)
 
+# --- Usage (usage app) ------------------------------------------------------------------
+# Per user and key: "Fetch now" on the Usage page ("N/s|min|hour|day"); the schedule
+# fetches every key every 15 minutes anyway.
+USAGE_FETCH_NOW_RATE = env.str("USAGE_FETCH_NOW_RATE", default="6/hour")
+
 # --- Connections, CLI sessions and JWTs (issue 4) ------------------------------------------
 # A CLI refresh-token family ends this long after sign-in, however often it is refreshed.
 CLI_SESSION_ABSOLUTE_LIFETIME = _duration("CLI_SESSION_ABSOLUTE_LIFETIME", "30d")

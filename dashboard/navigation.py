@@ -58,14 +58,8 @@ SECTIONS = [
         "usage",
         "Usage",
         "∿",
-        PLACEHOLDER,
+        "usage:page",
         "Tokens and spend per provider, model, project and key.",
-        coming="Kay will fetch usage and cost every 15 minutes with an OpenAI or Anthropic "
-        "admin key or an OpenRouter key from your vault, and chart it by model, project "
-        "and key, with monthly budgets and alerts. Until then, store the keys you use so "
-        "they are ready.",
-        next_label="Add a key",
-        next_url_name="keys:new",
     ),
     Section(
         "models",

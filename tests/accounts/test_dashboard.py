@@ -47,7 +47,6 @@ def test_every_nav_link_opens_a_page(alice_browser):
 @pytest.mark.parametrize(
     ("slug", "says", "next_url"),
     [
-        ("usage", "admin key", "/dashboard/keys/new/"),
         ("assistant", "connect Jira", "/dashboard/connections/"),
         ("billing", "Stripe", "/dashboard/keys/"),
     ],
