@@ -1,0 +1,48 @@
+"""Keeping a conversation within the model's context budget, offline.
+
+Tokens are estimated, not counted: about 3.5 characters per token is conservative for
+English and JSON with every OpenAI tokenizer, so no tokenizer table is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+CHARS_PER_TOKEN = 3.5
+MESSAGE_OVERHEAD = 4  # role and separators the API adds around each message
+
+
+def tokens_estimate(messages: list[dict[str, Any]]) -> int:
+    """A conservative estimate of the tokens ``messages`` take."""
+    return sum(
+        math.ceil(len(json.dumps(m, ensure_ascii=False)) / CHARS_PER_TOKEN) + MESSAGE_OVERHEAD
+        for m in messages
+    )
+
+
+def _turns(messages: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split at each user message: a turn holds the question, the assistant's tool calls,
+    their results and the answer, so dropping whole turns never orphans a result."""
+    turns: list[list[dict[str, Any]]] = []
+    for message in messages:
+        if message.get("role") == "user" or not turns:
+            turns.append([])
+        turns[-1].append(message)
+    return turns
+
+
+def history_trim(messages: list[dict[str, Any]], *, budget: int) -> list[dict[str, Any]]:
+    """The newest whole turns of ``messages`` (no system prompt) that fit in ``budget``
+    estimated tokens, oldest dropped first. The latest turn is always kept."""
+    turns = _turns(messages)
+    kept: list[list[dict[str, Any]]] = []
+    used = 0
+    for turn in reversed(turns):
+        size = tokens_estimate(turn)
+        if kept and used + size > budget:
+            break
+        kept.append(turn)
+        used += size
+    return [message for turn in reversed(kept) for message in turn]

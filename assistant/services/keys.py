@@ -1,0 +1,86 @@
+"""Which key pays for the assistant's model calls, and which model it asks for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
+
+from accounts.models import User
+from core.errors import InsufficientCredits
+from keys.access import resolve_key, user_api_keys
+from keys.models import ApiKey
+from models_catalog.selectors import preferred_model_for
+
+# The user's own keys the assistant can call, in order of preference.
+OWN_KEY_PROVIDERS = ("openai", "openrouter")
+
+
+@dataclass(frozen=True)
+class LLMKey:
+    """A key to call the model with. ``api_key`` is the user's stored key that pays; None
+    means the server's ``OPENAI_API_KEY``, billed to the user's credits."""
+
+    provider: str
+    base_url: str
+    model: str
+    api_key: ApiKey | None
+    secret: str = field(repr=False)
+    user_host: bool = False  # the base URL was given by the user: connect guarded
+
+    @property
+    def billed_to_credits(self) -> bool:
+        return self.api_key is None
+
+
+@sensitive_variables("secret")
+def llm_key_for(*, user: User) -> LLMKey:
+    """The user's own stored OpenAI or OpenRouter key (never an admin key, never one from
+    the environment), with its base URL; else the server's key. Neither: a 402 saying what
+    to do, raised before any model is called."""
+    preferred = preferred_model_for(user=user)
+    preferred_id = preferred.openrouter_id if preferred else ""
+    with user_api_keys(user) as keys:
+        for provider in OWN_KEY_PROVIDERS:
+            if keys.source(provider) != "vault":
+                continue
+            api_key = resolve_key(owner_id=user.pk, provider=provider)
+            if api_key is None:
+                continue
+            secret = keys[provider]
+            return LLMKey(
+                provider=provider,
+                base_url=keys.base_url(provider),
+                model=model_for(provider=provider, preferred_id=preferred_id),
+                api_key=api_key,
+                secret=secret,
+                user_host=bool(api_key.base_url),
+            )
+    if settings.OPENAI_API_KEY:
+        return LLMKey(
+            provider="openai",
+            base_url=settings.OPENAI_BASE_URL,
+            model=model_for(provider="openai", preferred_id=preferred_id),
+            api_key=None,
+            secret=settings.OPENAI_API_KEY,
+        )
+    raise InsufficientCredits(
+        "The assistant needs a model key: add credits or add your own OpenAI key under Keys.",
+        code="no_llm_key",
+    )
+
+
+def model_for(*, provider: str, preferred_id: str) -> str:
+    """The user's preferred catalog model when this provider serves it, else OPENAI_MODEL.
+
+    Catalog ids are OpenRouter's (``openai/gpt-4o``): OpenRouter takes them as they are,
+    OpenAI only its own models, without the prefix."""
+    if preferred_id and provider == "openrouter":
+        return preferred_id
+    if preferred_id.startswith("openai/") and provider == "openai":
+        return preferred_id.removeprefix("openai/")
+    default = settings.OPENAI_MODEL
+    if provider == "openrouter" and "/" not in default:
+        return f"openai/{default}"
+    return default
