@@ -18,18 +18,17 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-class _IdField(forms.CharField):
+class _IdField(forms.Field):
     """An object id (``core.ids.parse_id``); another owner's id is valid here and simply
     matches nothing in the owner-scoped selectors."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(required=False, max_length=20, **kwargs)
+        super().__init__(required=False, **kwargs)
 
-    def to_python(self, value: Any) -> int | None:  # type: ignore[override]
-        raw = super().to_python(value)
-        if not raw:
+    def to_python(self, value: Any) -> int | None:
+        if value in self.empty_values:
             return None
-        parsed = parse_id(raw)
+        parsed = parse_id(str(value).strip())
         if parsed is None:
             raise forms.ValidationError("Not a valid id.")
         return parsed

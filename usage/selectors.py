@@ -10,18 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import reduce
-from operator import or_
+from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
 from accounts.models import User
-from core.errors import ApplicationError
-from keys.models import ApiKey
-from usage.models import Granularity, UsageBucket, UsageDaily
-from usage.providers import FETCHED
+from core.errors import ApplicationError, NotFound
+from core.ids import parse_id
+from usage.models import Budget, Granularity, UsageBucket, UsageDaily
 
 FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_micros")
 # Longest periods one summary covers: hourly points over a month are 744 per model.
@@ -239,19 +237,120 @@ def usage_summary(
     )
 
 
-# Keys whose provider reports usage (the kinds a fetcher exists for).
-FETCHABLE_KEYS = reduce(
-    or_, (Q(provider=provider, kind=kind) for provider, kind in sorted(FETCHED))
-)
+# --- Budgets -------------------------------------------------------------------------------
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
 
 
-def usage_fetchable_keys(*, owner: User) -> list[ApiKey]:
-    """The owner's keys Kay fetches usage with, oldest first, each annotated with where
-    its fetch stands (``fetched_at``, ``fetch_status``, ``fetch_error``: ``None`` before
-    the first fetch). One query."""
-    keys = ApiKey.objects.filter(FETCHABLE_KEYS, owner=owner).annotate(
-        fetched_at=F("usage_fetch_state__last_fetched_at"),
-        fetch_status=F("usage_fetch_state__last_status"),
-        fetch_error=F("usage_fetch_state__last_error"),
+def _next_month(month: date) -> date:
+    return (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+@dataclass
+class BudgetState:
+    """One budget and what its project or key spent in ``month`` (UTC)."""
+
+    budget_id: int
+    scope: str  # "project" or "key"
+    name: str
+    project_id: int | None
+    key_id: int | None
+    limit_micros: int
+    spent_micros: int
+    month: date
+
+    @property
+    def limit_usd(self) -> Decimal:
+        return Decimal(self.limit_micros) / 1_000_000
+
+    @property
+    def spent_usd(self) -> Decimal:
+        return Decimal(self.spent_micros) / 1_000_000
+
+    @property
+    def ratio(self) -> float:
+        return self.spent_micros / self.limit_micros if self.limit_micros else 0.0
+
+    @property
+    def percent(self) -> int:
+        """The share spent in whole percent, rounded down (79.9 % shows as 79)."""
+        return self.spent_micros * 100 // self.limit_micros if self.limit_micros else 0
+
+    @property
+    def level(self) -> str:
+        """``ok``, ``warning`` (at least 80 % spent) or ``exceeded`` (at least 100 %)."""
+        if self.spent_micros >= self.limit_micros:
+            return "exceeded"
+        if self.spent_micros * 10 >= self.limit_micros * 8:
+            return "warning"
+        return "ok"
+
+
+def budget_list(*, owner: User) -> QuerySet[Budget]:
+    """The owner's budgets with their project or key (one query)."""
+    return Budget.objects.filter(owner=owner).select_related("project", "api_key")
+
+
+def budget_get(*, owner: User, budget_id: Any) -> Budget:
+    """One of the owner's budgets, or ``NotFound``."""
+    pk = parse_id(budget_id)
+    budget = budget_list(owner=owner).filter(pk=pk).first() if pk is not None else None
+    if budget is None:
+        raise NotFound("Budget not found.")
+    return budget
+
+
+def budget_states(*, owner: User, month: date) -> list[BudgetState]:
+    """The spend of each of the owner's budgets in ``month`` (any day of it), from the
+    daily rollup: two queries whatever the number of budgets (one when there are none)."""
+    budgets = list(budget_list(owner=owner))
+    if not budgets:
+        return []
+    first = month_start(month)
+    project_ids = {b.project_id for b in budgets if b.project_id is not None}
+    key_ids = {b.api_key_id for b in budgets if b.api_key_id is not None}
+    rows = (
+        UsageDaily.objects.filter(owner=owner, day__gte=first, day__lt=_next_month(first))
+        .filter(Q(project_id__in=project_ids) | Q(api_key_id__in=key_ids))
+        .values("project_id", "api_key_id")
+        .annotate(spent=Sum("cost_micros"))
+        .order_by()
     )
-    return list(keys.order_by("created_at", "pk"))
+    by_project: dict[int, int] = {}
+    by_key: dict[int, int] = {}
+    for row in rows:
+        spent = int(row["spent"] or 0)
+        if row["project_id"] is not None:
+            by_project[row["project_id"]] = by_project.get(row["project_id"], 0) + spent
+        if row["api_key_id"] is not None:
+            by_key[row["api_key_id"]] = by_key.get(row["api_key_id"], 0) + spent
+    states = []
+    for budget in budgets:
+        if budget.project is not None:
+            scope, name = "project", budget.project.name
+            spent = by_project.get(budget.project.pk, 0)
+        else:
+            assert budget.api_key is not None  # usage_budget_one_scope
+            scope, name = "key", budget.api_key.name
+            spent = by_key.get(budget.api_key.pk, 0)
+        states.append(
+            BudgetState(
+                budget_id=budget.pk,
+                scope=scope,
+                name=name,
+                project_id=budget.project_id,
+                key_id=budget.api_key_id,
+                limit_micros=budget.monthly_limit_micros,
+                spent_micros=spent,
+                month=first,
+            )
+        )
+    return states
+
+
+def budget_warnings(*, owner: User, month: date) -> list[BudgetState]:
+    """The owner's budgets at 80 % or more in ``month``, most spent first: what the
+    dashboard banner shows. One cheap query for an owner without budgets."""
+    states = budget_states(owner=owner, month=month)
+    return sorted((s for s in states if s.level != "ok"), key=lambda s: -s.ratio)

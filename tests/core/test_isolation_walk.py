@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 from accounts.tokens import api_token_create, cli_session_start
 from tests.fakes.providers import FakeProviders
 from tests.keys.factories import ApiKeyFactory, ProjectFactory, secret_for
+from tests.usage.factories import BudgetFactory
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ OWNED: dict[str, Owned] = {
     "public_id": Owned(
         lambda owner: cli_session_start(user=owner, origin="device"), attrgetter("public_id")
     ),
+    "budget_id": Owned(lambda owner: BudgetFactory(owner=owner)),
 }
 
 # Routes whose parameters name nothing that belongs to one user, and why.

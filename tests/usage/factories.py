@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 import factory
 
 from tests.accounts.factories import UserFactory
-from usage.models import Source, UsageBucket
+from tests.keys.factories import ProjectFactory
+from usage.models import Budget, Source, UsageBucket
 from usage.records import BucketRow
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, 00:00 UTC
@@ -50,3 +51,15 @@ def bucket_row(**fields) -> BucketRow:
     }
     values.update(fields)
     return BucketRow(**values)
+
+
+class BudgetFactory(factory.django.DjangoModelFactory):
+    """A $50 monthly budget of one of the owner's projects."""
+
+    class Meta:
+        model = Budget
+
+    owner = factory.SubFactory(UserFactory)
+    project = factory.LazyAttribute(lambda budget: ProjectFactory(owner=budget.owner))
+    api_key = None
+    monthly_limit_micros = 50_000_000
