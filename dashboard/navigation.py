@@ -91,13 +91,8 @@ SECTIONS = [
         "billing",
         "Billing",
         "¤",
-        PLACEHOLDER,
+        "billing:index",
         "Credits for assistant use on the platform's key.",
-        coming="You will buy credits with Stripe to use the assistant on Kay's own model key, "
-        "and see every purchase and charge. Until then, the assistant will use the OpenAI "
-        "or OpenRouter key in your vault, at no cost from Kay.",
-        next_label="Go to your keys",
-        next_url_name="keys:list",
     ),
     Section(
         "tokens",

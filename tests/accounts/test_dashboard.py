@@ -48,7 +48,6 @@ def test_every_nav_link_opens_a_page(alice_browser):
     ("slug", "says", "next_url"),
     [
         ("assistant", "connect Jira", "/dashboard/connections/"),
-        ("billing", "Stripe", "/dashboard/keys/"),
     ],
 )
 def test_sections_still_coming_say_what_they_will_do_and_what_to_do_now(

@@ -1,0 +1,269 @@
+"""The Billing pages: balance, packs, ledger (month filter, CSV, pages), Checkout and the
+portal against the fake Stripe API, the success page, and bob never seeing alice's."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime
+
+import pytest
+import time_machine
+from django.db import transaction
+
+from billing import selectors
+from billing.models import CheckoutSession, CreditLedgerEntry
+from billing.services.ledger import (
+    account_lock,
+    billing_account_for,
+    credits_adjust,
+    entry_post,
+)
+from tests.helpers.queries import assert_flat_queries
+from usage.models import MeteredLlmCall
+
+pytestmark = pytest.mark.django_db
+
+Kind = CreditLedgerEntry.Kind
+OCTOBER = datetime(2026, 10, 14, 9, 30, tzinfo=UTC)
+NOVEMBER = datetime(2026, 11, 20, 16, 5, tzinfo=UTC)
+
+
+def post(user, kind, micros, reference, *, at=None, **extra) -> CreditLedgerEntry:
+    """One entry through the ledger's own write path, at ``at`` if given."""
+    with time_machine.travel(at or datetime.now(UTC), tick=False), transaction.atomic():
+        entry, _ = entry_post(
+            account_lock(user_id=user.pk),
+            kind=kind,
+            amount_micros=micros,
+            reference=reference,
+            **extra,
+        )
+    return entry
+
+
+def metered_call(user, model="gpt-4.1-mini", input_tokens=1200, output_tokens=340):
+    return MeteredLlmCall.objects.create(
+        owner=user,
+        provider="openai",
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_micros=1234,
+        call_id=f"run-1-step-{MeteredLlmCall.objects.count()}",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_starter_grant(settings):
+    """Each test writes its own ledger (autouse: set before alice and bob sign up)."""
+    settings.BILLING_STARTER_GRANT_USD = "0"
+
+
+@pytest.fixture
+def ledger(alice):
+    """alice: a grant and a purchase in October, a usage charge in November."""
+    post(alice, Kind.GRANT, 1_000_000, "grant:signup:a", at=OCTOBER, description="Starter credits")
+    post(alice, Kind.PURCHASE, 25_000_000, "cs_test_alice_25", at=OCTOBER)
+    call = metered_call(alice)
+    post(
+        alice,
+        Kind.USAGE,
+        -1234,
+        f"usage:{call.pk}",
+        at=NOVEMBER,
+        description="Assistant LLM call",
+        metered_call_id=call.pk,
+    )
+
+
+def test_the_page_shows_the_balance_the_packs_and_the_ledger(alice_browser, ledger, settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_page"
+    html = alice_browser.get("/dashboard/billing/").content.decode()
+    assert '<p class="stat" id="balance">$25.998766</p>' in html
+    for pack in ("$10.00", "$25.00", "$100.00"):
+        assert f"Buy {pack} of credits" in html
+    assert 'name="csrfmiddlewaretoken"' in html
+    assert "Manage payment methods &amp; receipts" in html
+    # Newest first, each with its amount and the balance after it.
+    assert html.index("gpt-4.1-mini") < html.index("cs_test_alice_25") < html.index("Starter")
+    assert "1200 in · 340 out tokens" in html
+    assert "−$0.001234" in html and "+$25.00" in html and "$26.00" in html
+
+
+def test_a_new_user_sees_a_zero_balance_and_what_to_do_next(client, charlie, settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_page"
+    client.force_login(charlie)
+    html = client.get("/dashboard/billing/").content.decode()
+    assert "$0.00" in html
+    assert "No credits yet" in html and "Buy a credit pack above to start" in html
+
+
+def test_the_page_needs_a_signed_in_user(client):
+    for path in ("/dashboard/billing/", "/dashboard/billing/ledger.csv"):
+        response = client.get(path)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_the_month_filter_shows_only_that_months_entries(alice_browser, ledger):
+    html = alice_browser.get("/dashboard/billing/?month=2026-10").content.decode()
+    assert "cs_test_alice_25" in html and "Starter credits" in html
+    assert "gpt-4.1-mini" not in html
+    assert 'value="2026-10"' in html
+    assert 'href="/dashboard/billing/ledger.csv?month=2026-10"' in html
+
+
+def test_a_month_without_entries_says_so(alice_browser, ledger):
+    html = alice_browser.get("/dashboard/billing/?month=2025-01").content.decode()
+    assert "Nothing in January 2025" in html
+
+
+@pytest.mark.parametrize("month", ["nope", "2026-13", "2026-11-01", "<script>"])
+def test_an_invalid_month_is_refused_and_every_month_is_shown(alice_browser, ledger, month):
+    response = alice_browser.get("/dashboard/billing/", {"month": month})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "is not a month" in html and "<script>" not in html
+    assert "cs_test_alice_25" in html and "gpt-4.1-mini" in html
+    csv_response = alice_browser.get("/dashboard/billing/ledger.csv", {"month": month})
+    assert csv_response.status_code == 400
+
+
+def csv_rows(response) -> list[dict[str, str]]:
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def test_the_csv_is_the_filtered_ledger(alice_browser, alice, ledger):
+    response = alice_browser.get("/dashboard/billing/ledger.csv?month=2026-10")
+    assert 'filename="kay-ledger-2026-10.csv"' in response["Content-Disposition"]
+    rows = csv_rows(response)
+    expected = selectors.ledger_entries(user=alice, month=date(2026, 10, 1))
+    assert [row["reference"] for row in rows] == [entry.reference for entry in expected]
+    assert rows[0] == {
+        "created_at": "2026-10-14T09:30:00+00:00",
+        "kind": "purchase",
+        "amount_usd": "25.000000",
+        "balance_after_usd": "26.000000",
+        "reference": "cs_test_alice_25",
+        "description": "",
+    }
+    everything = csv_rows(alice_browser.get("/dashboard/billing/ledger.csv"))
+    assert len(everything) == 3
+    assert everything[0]["amount_usd"] == "-0.001234"  # a number, not guarded text
+
+
+def test_the_csv_never_hands_a_spreadsheet_a_formula(alice_browser, alice, staff):
+    credits_adjust(
+        account=billing_account_for(alice),
+        amount_micros=5_000_000,
+        reason='=HYPERLINK("http://evil.example","refund")',
+        acting_user=staff,
+    )
+    (row,) = csv_rows(alice_browser.get("/dashboard/billing/ledger.csv"))
+    assert row["description"].startswith("'=HYPERLINK(")
+
+
+def test_a_long_ledger_is_paged_with_the_same_queries(alice_browser, alice):
+    made = iter(range(1000))
+
+    def add_row():
+        n = next(made)
+        post(alice, Kind.GRANT, 1_000, f"grant:test:{n}", description=f"Grant number {n}")
+
+    measured = assert_flat_queries(alice_browser, "/dashboard/billing/", add_row, rows=60)
+    html = measured.response.content.decode()
+    assert html.count("<tr>") == 1 + 50  # the header and one page
+    assert "Page 1 of 2" in html and "Grant number 59" in html and "Grant number 9<" not in html
+    second = alice_browser.get("/dashboard/billing/?page=2").content.decode()
+    assert "Grant number 9<" in second and "Grant number 0<" in second
+
+
+def test_bob_never_sees_alices_ledger(bob_browser, alice, ledger):
+    html = bob_browser.get("/dashboard/billing/").content.decode()
+    assert "$0.00" in html and "No credits yet" in html
+    for secret in ("cs_test_alice_25", "gpt-4.1-mini", "$25.998766"):
+        assert secret not in html
+    assert csv_rows(bob_browser.get("/dashboard/billing/ledger.csv")) == []
+
+
+# --- The success page ----------------------------------------------------------------
+
+
+def checkout(user, session_id="cs_test_a1", status=CheckoutSession.Status.OPEN):
+    return CheckoutSession.objects.create(
+        user=user, stripe_session_id=session_id, pack_id="25", amount_total=2500, status=status
+    )
+
+
+def test_the_success_page_says_processing_and_polls_until_credited(alice_browser, alice):
+    post(alice, Kind.GRANT, 1_000_000, "grant:signup:a")
+    session = checkout(alice)
+    html = alice_browser.get("/dashboard/billing/success/?session_id=cs_test_a1").content.decode()
+    assert "Processing your payment…" in html
+    assert 'hx-get="/dashboard/billing/success/status/?session_id=cs_test_a1"' in html
+    assert 'hx-trigger="every 2s"' in html
+
+    # The webhook lands: the session is paid and the purchase posted.
+    post(alice, Kind.PURCHASE, 25_000_000, "cs_test_a1")
+    CheckoutSession.objects.filter(pk=session.pk).update(status=CheckoutSession.Status.PAID)
+    partial = alice_browser.get(
+        "/dashboard/billing/success/status/?session_id=cs_test_a1", HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert "Credited $25.00 — new balance $26.00" in partial
+    assert "hx-trigger" not in partial  # polling stops
+    page = alice_browser.get("/dashboard/billing/success/?session_id=cs_test_a1")
+    assert "Credited $25.00 — new balance $26.00" in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [("failed", "The payment did not go through"), ("expired", "This checkout expired")],
+)
+def test_a_failed_or_expired_checkout_says_so_and_stops_polling(alice_browser, alice, status, says):
+    checkout(alice, status=status)
+    html = alice_browser.get("/dashboard/billing/success/?session_id=cs_test_a1").content.decode()
+    assert says in html and "hx-trigger" not in html
+
+
+@pytest.mark.parametrize("session_id", ["cs_test_alices", "cs_unknown", "", "x" * 300])
+def test_another_users_or_an_unknown_session_shows_nothing_of_it(bob_browser, alice, session_id):
+    post(alice, Kind.PURCHASE, 25_000_000, "cs_test_alices")
+    checkout(alice, "cs_test_alices", status=CheckoutSession.Status.PAID)
+    for path in ("/dashboard/billing/success/", "/dashboard/billing/success/status/"):
+        response = bob_browser.get(path, {"session_id": session_id})
+        html = response.content.decode()
+        assert "We couldn't find that purchase" in html
+        assert "$25.00" not in html and "Credited" not in html and "Processing" not in html
+    assert (
+        bob_browser.get("/dashboard/billing/success/", {"session_id": session_id}).status_code
+        == 404
+    )
+
+
+def test_a_cancelled_checkout_returns_to_billing_with_a_message(alice_browser):
+    response = alice_browser.get("/dashboard/billing/cancelled/", follow=True)
+    assert response.redirect_chain == [("/dashboard/billing/", 302)]
+    assert "Checkout cancelled: nothing was charged." in response.content.decode()
+
+
+# --- Checkout and the portal ---------------------------------------------------------
+
+
+def test_buying_without_stripe_configured_says_what_is_missing(alice_browser, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    page = alice_browser.get("/dashboard/billing/").content.decode()
+    assert "Buying credits is not available on this server yet" in page
+    assert "Buy $10.00 of credits" not in page
+    response = alice_browser.post("/dashboard/billing/buy/", {"pack": "10"}, follow=True)
+    assert response.redirect_chain == [("/dashboard/billing/", 302)]
+    html = response.content.decode()
+    assert "Buying credits is not available on this server." in html
+    assert "Operator:" not in html  # the setup hint is for staff only
+
+
+def test_staff_are_told_which_setting_to_set(client, staff, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    client.force_login(staff)
+    html = client.post("/dashboard/billing/buy/", {"pack": "10"}, follow=True).content.decode()
+    assert "Operator: Set STRIPE_SECRET_KEY" in html
