@@ -41,8 +41,9 @@ class ApiKey(models.Model):
 
     class Kind(models.TextChoices):
         API = "api", "API key"
-        # An organisation admin key (OpenAI's sk-admin-…): reads usage and costs, cannot
-        # call models, so it is never handed out as an LLM key (keys.access).
+        # An organisation admin key (OpenAI's sk-admin-…, Anthropic's sk-ant-admin…, an
+        # OpenRouter management key): reads usage and costs, cannot call models, so it is
+        # never handed out as an LLM key (keys.access).
         ADMIN = "admin", "Admin key"
 
     owner = models.ForeignKey(
@@ -105,10 +106,13 @@ class ApiKey(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         # A plain str is a new plaintext secret (EncryptedTextField seals it in pre_save):
         # the only moment its kind can be read without decrypting anything.
+        # Where no prefix tells (OpenRouter's management keys), the kind the services set
+        # from the provider's answer stands.
         if isinstance(self.secret, str) and not isinstance(self.secret, Ciphertext):
             spec = PROVIDERS.get(self.provider)
-            admin = spec is not None and spec.is_admin_key(self.secret)
-            self.kind = self.Kind.ADMIN if admin else self.Kind.API
+            if spec is not None and spec.admin_prefix is not None:
+                admin = spec.is_admin_key(self.secret)
+                self.kind = self.Kind.ADMIN if admin else self.Kind.API
             update_fields = kwargs.get("update_fields")
             if update_fields is not None and "secret" in update_fields:
                 kwargs["update_fields"] = {*update_fields, "kind"}
@@ -120,9 +124,13 @@ class ApiKey(models.Model):
 
     @property
     def provider_label(self) -> str:
-        """ "OpenAI", or "OpenAI admin key" for an admin key (how pages name the key)."""
+        """ "OpenAI", or "OpenAI admin key" for an admin key ("OpenRouter management key"):
+        how pages name the key."""
         label = self.get_provider_display()
-        return f"{label} admin key" if self.is_admin else label
+        if not self.is_admin:
+            return label
+        spec = PROVIDERS.get(self.provider)
+        return f"{label} {spec.admin_label if spec else 'admin key'}"
 
     def get_secret(self) -> str:
         """The plaintext. Call only from ``keys.services``/``keys.access``, which audit it."""

@@ -28,10 +28,13 @@ Outcome = Literal["valid", "invalid", "unverified"]
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of one validation call: valid, invalid (rejected) or unverified."""
+    """The outcome of one validation call: valid, invalid (rejected) or unverified.
+    ``admin``: the provider said the key is an admin key, which no prefix tells
+    (OpenRouter's management keys); stored as ``ApiKey.Kind.ADMIN``."""
 
     status: Outcome
     detail: str
+    admin: bool = False
 
 
 # Every key is one token of printable ASCII: no spaces, no line breaks, nothing an HTTP
@@ -53,8 +56,10 @@ class Provider:
     check: Callable[[str, str], Check]
     needs_base_url: bool = False
     # Keys starting with this are organisation admin keys: usage and billing data only,
-    # no model calls (OpenAI's ``sk-admin-``). None: the provider has no such keys here.
+    # no model calls (OpenAI's ``sk-admin-``). None: no prefix tells them (the check may).
     admin_prefix: str | None = None
+    # How pages name its admin keys after the provider's label ("OpenAI admin key").
+    admin_label: str = "admin key"
 
     @property
     def a_key(self) -> str:
@@ -148,7 +153,7 @@ def check_with_openai_sdk(
         # A 200 whose body is not a model list (HTML, ``[]``, a bare number): the SDK's
         # parser fails on it with whatever it hits first. A user's server may send anything.
         return unreachable(label, "it sent an answer we could not read")
-    return Check("valid", f"{label} accepted this key.")
+    return Check("valid", f"{label} accepted this key.", admin=admin)
 
 
 @sensitive_variables()
@@ -159,8 +164,10 @@ def check_with_http(
     *,
     rejection_statuses: tuple[int, ...] = (401, 403),
     is_rejection: Callable[[httpx.Response], bool] | None = None,
+    is_admin: Callable[[httpx.Response], bool] | None = None,
 ) -> Check:
-    """One authenticated GET; 401/403 (or ``is_rejection``) means the key is invalid."""
+    """One authenticated GET; 401/403 (or ``is_rejection``) means the key is invalid.
+    ``is_admin``: whether a success says the key is an admin key."""
     try:
         with http_client(timeout=timeout()) as client:
             response = client.get(url, headers=headers)
@@ -171,5 +178,6 @@ def check_with_http(
     if response.status_code in rejection_statuses or (is_rejection and is_rejection(response)):
         return rejected(label, response.status_code)
     if response.is_success:
-        return Check("valid", f"{label} accepted this key.")
+        admin = is_admin is not None and is_admin(response)
+        return Check("valid", f"{label} accepted this key.", admin=admin)
     return unreachable(label, f"it answered HTTP {response.status_code}")

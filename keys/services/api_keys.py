@@ -157,10 +157,12 @@ def api_key_create(
             status=check.status,
             status_detail=check.detail,
             last_validated_at=now if check.status == "valid" else None,
+            # Where no prefix tells (save() decides where one does): the provider's answer.
+            kind=ApiKey.Kind.ADMIN if check.admin else ApiKey.Kind.API,
         )
         # An admin key never answers for its provider (keys.access), so it takes no
         # default place of its own accord and leaves it to the first key that can.
-        admin = get_provider(provider).is_admin_key(secret)
+        admin = get_provider(provider).is_admin_key(secret) or check.admin
         first = not admin and not (
             ApiKey.objects.filter(owner=acting_user, provider=provider, project=project)
             .exclude(kind=ApiKey.Kind.ADMIN)
@@ -274,6 +276,7 @@ def _apply_rotation(
     """Store a checked secret on the key and audit it (inside the caller's transaction)."""
     api_key.secret = secret
     api_key.masked_key = mask_secret(secret)
+    api_key.kind = ApiKey.Kind.ADMIN if check.admin else ApiKey.Kind.API
     api_key.status = check.status
     api_key.status_detail = check.detail
     api_key.last_validated_at = timezone.now() if check.status == "valid" else None

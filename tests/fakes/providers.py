@@ -11,14 +11,17 @@ OpenAI admin       GET {base}/v1/organization/projects  Authorization: Bearer sk
 Mistral            GET {base}/v1/models                 Authorization: Bearer
 Groq               GET {base}/openai/v1/models          Authorization: Bearer
 Anthropic          GET {base}/v1/models                 x-api-key + anthropic-version
+Anthropic admin    GET {base}/v1/organizations/api_keys x-api-key sk-ant-admin…
 Gemini             GET {base}/v1beta/models             x-goog-api-key (bad key: 400)
 OpenRouter         GET {base}/api/v1/key                Authorization: Bearer
 Exa                GET {base}/websets/v0/websets        x-api-key
 =================  ===================================  ==============================
 
-A key is valid when it is in ``valid_keys``. ``fail_status`` makes every request answer
-that status (e.g. 500); ``delay`` makes every answer late (timeouts). With ``tls`` (from
-``tls_files()``) it speaks https, as a user's own model server would.
+A key is valid when it is in ``valid_keys``; an OpenRouter key also in
+``management_keys`` is a management key (its ``/key`` answer says so). ``fail_status``
+makes every request answer that status (e.g. 500); ``delay`` makes every answer late
+(timeouts). With ``tls`` (from ``tls_files()``) it speaks https, as a user's own model
+server would.
 """
 
 from __future__ import annotations
@@ -72,6 +75,29 @@ def _openai_unauthorized(key: str) -> dict[str, Any]:
             "code": "invalid_api_key",
         }
     }
+
+
+def _anthropic_admin(headers: dict[str, str], valid_keys: set[str]) -> tuple[int, dict[str, Any]]:
+    """``GET /v1/organizations/api_keys``: an admin key lists the organisation's keys; an
+    API key is refused (403), an unknown key too (401)."""
+    key = headers.get("x-api-key", "")
+    if key not in valid_keys:
+        error = {"type": "authentication_error", "message": "invalid x-api-key"}
+        return 401, {"type": "error", "error": error}
+    if not key.startswith("sk-ant-admin") or not headers.get("anthropic-version"):
+        error = {"type": "permission_error", "message": "This endpoint requires an admin key"}
+        return 403, {"type": "error", "error": error}
+    item = {
+        "id": "apikey_01Rj2N8SVvo6BePZj99NhmiT",
+        "type": "api_key",
+        "name": "Developer Key",
+        "workspace_id": "wrkspc_01JwQvzr7rXLA5AGx3HKfFUJ",
+        "created_at": "2024-10-30T23:58:27.427722Z",
+        "created_by": {"id": "user_01WCz1FkmYMm4gnmykNKUu3Q", "type": "user"},
+        "partial_key_hint": "sk-ant-api03-R2D...igAA",
+        "status": "active",
+    }
+    return 200, {"data": [item], "has_more": True, "first_id": item["id"], "last_id": item["id"]}
 
 
 def tls_files(directory: Path, hostname: str) -> tuple[Path, Path, Path]:
@@ -140,6 +166,7 @@ class FakeProviders(LocalHTTPServer):
         self, valid_keys: set[str] | None = None, *, tls: tuple[Path, Path, Path] | None = None
     ) -> None:
         self.valid_keys: set[str] = set(valid_keys or ())
+        self.management_keys: set[str] = set()
         self.fail_status: int | None = None
         self.delay = 0.0
         # When set, every request to another path is answered 302 → this URL.
@@ -177,7 +204,15 @@ class FakeProviders(LocalHTTPServer):
             return self.fail_status, {"error": {"message": "The server had an error."}}
         bearer = headers.get("authorization", "")
         bearer_key = bearer[7:] if bearer.lower().startswith("bearer ") else ""
+        if path == "/v1/organizations/api_keys":  # Anthropic's Admin API
+            return _anthropic_admin(headers, self.valid_keys)
         if path == "/v1/models" and "x-api-key" in headers:  # Anthropic
+            if headers["x-api-key"].startswith("sk-ant-admin"):
+                # An admin key can only call the Admin API.
+                return 401, {
+                    "type": "error",
+                    "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+                }
             if not headers.get("anthropic-version"):
                 return 400, {
                     "type": "error",
@@ -267,6 +302,8 @@ class FakeProviders(LocalHTTPServer):
                     "usage": 0.25,
                     "is_free_tier": False,
                     "limit_remaining": None,
+                    "is_management_key": bearer_key in self.management_keys,
+                    "is_provisioning_key": bearer_key in self.management_keys,
                 }
             }
         if path == "/websets/v0/websets":
