@@ -1,11 +1,12 @@
 """Attribution of fetched organisation usage to the owner's stored keys.
 
-An admin key's usage names the provider's API key ids (OpenAI ``key_…``). When one of
-them is a key the owner also stored in the vault, its usage belongs to that stored key
-(and its Kay project). The provider lists its keys with a redacted value
-(``sk-abc...def``); each is matched against the plaintext of the owner's stored keys of
-the same provider, and a match is kept as an :class:`ExternalKeyLink`, so a key is opened
-once, not on every fetch.
+An admin key's usage names the provider's API key ids (OpenAI ``key_…``, Anthropic
+``apikey_…``). When one of them is a key the owner also stored in the vault, its usage
+belongs to that stored key (and its Kay project). The provider lists its keys with a
+redacted value (OpenAI's ``redacted_value`` ``sk-abc...def``, Anthropic's
+``partial_key_hint`` ``sk-ant-api03-R2D...igAA``); each is matched against the plaintext
+of the owner's stored keys of the same provider, and a match is kept as an
+:class:`ExternalKeyLink`, so a key is opened once, not on every fetch.
 
 What happens later:
 
@@ -16,8 +17,8 @@ What happens later:
   keep their project; the next fetch tries to match the provider's id again (nothing
   fits, unless the same secret was stored again: then all its usage, old buckets
   included, moves to the new stored key).
-* Two stored keys that fit one redacted value (the same secret stored twice): the usage
-  is attributed to neither.
+* Two stored keys that fit one redacted value (the same secret stored twice, or two
+  secrets alike at both ends): the usage is attributed to neither.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from keys.models import ApiKey, KeyAuditEvent
 from keys.services import Origin, audit
 from keys.services.common import open_key
 from usage.models import ExternalKeyLink, Source, UsageBucket
+from usage.providers.anthropic import anthropic_api_keys
 from usage.providers.openai import HIDDEN, match_redacted, openai_project_keys
 from usage.records import BucketRow
 from usage.services.rollup import owner_lock, rollup_rewrite
@@ -60,7 +62,14 @@ def _openai_keys(secret: str) -> list[tuple[str, str]]:
     return [(key.key_id, key.redacted_value) for key in openai_project_keys(admin_key=secret)]
 
 
-LISTERS: dict[str, Lister] = {"openai": _openai_keys}
+@sensitive_variables("secret")
+def _anthropic_keys(secret: str) -> list[tuple[str, str]]:
+    return [(key.id, key.partial_key_hint) for key in anthropic_api_keys(admin_key=secret)]
+
+
+# Providers whose organisation usage names API keys the admin key can list. (OpenRouter's
+# rows name the stored key they come from already.)
+LISTERS: dict[str, Lister] = {"openai": _openai_keys, "anthropic": _anthropic_keys}
 
 
 @sensitive_variables("secret")
@@ -77,7 +86,7 @@ def usage_rows_attributed(
     rows keep the links already known and the fetch goes on."""
     provider = admin_key.provider
     ids = {r.external_key_id for r in rows if r.external_key_id}
-    if not ids:
+    if not ids or provider not in LISTERS or admin_key.kind != ApiKey.Kind.ADMIN:
         return list(rows)
     owner = admin_key.owner
     links = dict(
@@ -86,7 +95,7 @@ def usage_rows_attributed(
         ).values_list("external_key_id", "api_key_id")
     )
     unlinked = ids - set(links)
-    if unlinked and provider in LISTERS:
+    if unlinked:
         try:
             links.update(_link(owner=owner, provider=provider, secret=secret, ids=unlinked))
         except Exception as exc:  # attribution must never fail the fetch it belongs to
@@ -95,7 +104,7 @@ def usage_rows_attributed(
                 "usage attribution for admin key %s failed: %s", admin_key.pk, type(exc).__name__
             )
     return [
-        replace(row, api_key_id=links.get(row.external_key_id)) if row.external_key_id else row
+        replace(row, api_key_id=links[row.external_key_id]) if row.external_key_id in links else row
         for row in rows
     ]
 

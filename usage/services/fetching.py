@@ -21,6 +21,7 @@ from usage.models import ProviderAccount, Source, UsageBucket, UsageFetchState
 from usage.providers import AccountSpend, FetchWindow, KeyRejected, fetcher_for
 from usage.providers.openrouter import KEY_SPEND_PREFIX
 from usage.providers.openrouter import PROVIDER as OPENROUTER
+from usage.services.attribution import usage_rows_attributed
 from usage.services.buckets import usage_buckets_upsert
 from usage.services.rollup import owner_lock, rollup_rewrite
 
@@ -137,10 +138,10 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
     except ApplicationError as exc:  # an answer we cannot use, or a key we cannot decrypt
         _record(state, status=Status.ERROR, now=now, error=exc.message, cursor=None)
         return FetchResult(Status.ERROR, detail=exc.message)
+    # Before the upsert, which stores each row's stored key (best effort, never fails).
+    rows = usage_rows_attributed(admin_key=api_key, secret=secret, rows=fetched.rows)
     with transaction.atomic():
-        written = usage_buckets_upsert(
-            owner=api_key.owner, source=fetcher.source, rows=fetched.rows
-        )
+        written = usage_buckets_upsert(owner=api_key.owner, source=fetcher.source, rows=rows)
         if fetched.supersedes_key_spend:
             _drop_key_spend(owner=api_key.owner, days=fetched.supersedes_key_spend)
         if fetched.account is not None:
