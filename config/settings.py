@@ -431,12 +431,21 @@ STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 MCP_JIRA_ENABLED = env.bool("MCP_JIRA_ENABLED", default=True)
-MCP_JIRA_COMMAND = env.str("MCP_JIRA_COMMAND", default="mcp-atlassian")
-MCP_JIRA_ARGS = env.list("MCP_JIRA_ARGS", default=[])
+# stdio: by default the mcp-atlassian that `make mcp-atlassian` installs in its own venv
+# (it needs mcp<2); `--env-file /dev/null` stops it loading a .env found above its folder.
+MCP_JIRA_COMMAND = env.str("MCP_JIRA_COMMAND", default="") or str(
+    BASE_DIR / "var" / "mcp-atlassian" / "bin" / "mcp-atlassian"
+)
+MCP_JIRA_ARGS = env.list("MCP_JIRA_ARGS", default=["--env-file", "/dev/null"])
+# JIRA_URL given to a stdio server: any Atlassian Cloud address routes by the user's cloud id.
+MCP_JIRA_SITE_URL = env.str("MCP_JIRA_SITE_URL", default="https://api.atlassian.com")
 MCP_JIRA_URL = env.str("MCP_JIRA_URL", default="")
 MCP_JIRA_DISABLED_TOOLS = env.list(
     "MCP_JIRA_DISABLED_TOOLS", default=["jira_delete_issue", "confluence_delete_page"]
 )
+MCP_TIMEOUT = env.float("MCP_TIMEOUT", default=30.0)
+MCP_POOL_SIZE = env.int("MCP_POOL_SIZE", default=20)
+MCP_IDLE_TIMEOUT = env.float("MCP_IDLE_TIMEOUT", default=300.0)
 
 # --- Tokens -----------------------------------------------------------------------------
 CLI_SESSION_EXPIRES_IN = _duration("CLI_SESSION_EXPIRES_IN", "30m")

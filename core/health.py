@@ -1,4 +1,5 @@
-"""Checks behind ``GET /health``: database, broker, worker round trip, OpenAI."""
+"""Checks behind ``GET /health``: database, broker, worker round trip, OpenAI, and the
+blocks other apps add through ``settings.HEALTH_CHECKS`` (core imports no feature app)."""
 
 import time
 from typing import Any
@@ -7,6 +8,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from core.tasks import ping
 
@@ -52,14 +54,18 @@ def _openai() -> dict[str, Any]:
     return {"status": "healthy" if configured else "not_configured", "configured": configured}
 
 
-def system_health() -> tuple[dict[str, Any], bool]:
-    """Return the seed-003 health body and whether every required part is healthy."""
+def system_health(*, user: Any = None) -> tuple[dict[str, Any], bool]:
+    """Return the seed-003 health body and whether every required part is healthy.
+    Contributed blocks are reported for ``user`` and never make the whole unhealthy."""
     services = {
         "database": _timed(_database),
         "broker": _timed(_broker),
         "worker": _timed(_worker),
         "openai": _timed(_openai),
     }
+    for name, path in settings.HEALTH_CHECKS.items():
+        check = import_string(path)
+        services[name] = _timed(lambda check=check: check(user=user))
     required = ("database", "broker", "worker")
     healthy = all(services[name]["status"] == "healthy" for name in required)
     body = {

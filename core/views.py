@@ -48,18 +48,20 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 class HealthApi(APIView):
-    """``GET /health``: database, broker, a worker round trip and OpenAI configuration."""
+    """``GET /health``: database, broker, a worker round trip, OpenAI configuration and
+    the blocks apps contribute (``settings.HEALTH_CHECKS``: the assistant's ``mcp_jira``)."""
 
     @extend_schema(
         summary="System health",
         description=(
             "Whether the database, the broker and a worker answer (503 when one does not), "
-            "and whether OpenAI is configured, each with how long its check took."
+            "whether OpenAI is configured, and the Jira tools' (MCP) last known state for "
+            "you, each with how long its check took."
         ),
         responses={200: HealthOutputSerializer, 503: HealthOutputSerializer},
     )
     def get(self, request: Request) -> Response:
-        body, healthy = system_health()
+        body, healthy = system_health(user=request.user)
         return Response(body, status=200 if healthy else 503)
 
 

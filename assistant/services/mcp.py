@@ -1,0 +1,143 @@
+"""The user's Jira tools over MCP: their Atlassian access (refreshed through the
+Connections service), the tools they may use, one tool run, and the status /mcp/status and
+/health report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.views.decorators.debug import sensitive_variables
+
+from accounts.models import User
+from assistant.mcp_client import (
+    McpUnavailable,
+    ToolResult,
+    ToolSpec,
+    mcp_tool_call,
+    mcp_tools_for,
+)
+from connections.selectors import accessible_resources_for
+from connections.services import connection_access_token
+from core.errors import Conflict, ConnectionNeedsReauth, NotFound
+
+# The last status seen per user, for /health without an MCP round trip.
+_STATUS_KEY = "assistant:mcp-status:{user_id}"
+_STATUS_TTL = 24 * 3600
+
+
+class JiraNotConnected(Conflict):
+    code = "jira_not_connected"
+
+    def __init__(self) -> None:
+        super().__init__("Connect Jira first: kay connect jira")
+
+
+@dataclass(frozen=True)
+class _Access:
+    access_token: str
+    cloud_id: str
+
+
+@sensitive_variables("token")
+def _atlassian_access(*, user: User) -> _Access:
+    """The user's fresh Atlassian token and the cloud id of their first Jira site."""
+    try:
+        token = connection_access_token(user=user, service="jira")
+    except NotFound:
+        raise JiraNotConnected() from None
+    except ConnectionNeedsReauth:
+        raise ConnectionNeedsReauth(
+            "Jira needs re-authorisation: kay connect jira (or reconnect it on the "
+            "Connections page)."
+        ) from None
+    sites = accessible_resources_for(user=user)
+    return _Access(access_token=token, cloud_id=sites[0]["id"] if sites else "")
+
+
+def _remember(*, user: User, connected: bool, tool_count: int) -> None:
+    cache.set(
+        _STATUS_KEY.format(user_id=user.pk),
+        {"connected": connected, "toolCount": tool_count},
+        _STATUS_TTL,
+    )
+
+
+def _tools(*, user: User, access: _Access) -> list[ToolSpec]:
+    try:
+        tools = mcp_tools_for(
+            user_id=user.pk, access_token=access.access_token, cloud_id=access.cloud_id
+        )
+    except McpUnavailable:
+        _remember(user=user, connected=False, tool_count=0)
+        raise
+    _remember(user=user, connected=True, tool_count=len(tools))
+    return tools
+
+
+def assistant_tools_for_user(*, user: User) -> list[ToolSpec]:
+    """The Jira/Confluence tools ``user`` may use (none when MCP is turned off).
+
+    Raises ``JiraNotConnected`` (409) without a Jira connection, ``ConnectionNeedsReauth``
+    (409) when its token cannot be refreshed, ``McpUnavailable`` (503)."""
+    if not settings.MCP_JIRA_ENABLED:
+        return []
+    return _tools(user=user, access=_atlassian_access(user=user))
+
+
+def assistant_tool_run(*, user: User, name: str, arguments: dict[str, Any]) -> ToolResult:
+    """Run one tool as ``user`` with their own Atlassian token. A disabled tool or a
+    tool's failure is an error result (for the model); the errors of
+    ``assistant_tools_for_user`` apply."""
+    access = _atlassian_access(user=user)
+    return mcp_tool_call(
+        user_id=user.pk,
+        access_token=access.access_token,
+        cloud_id=access.cloud_id,
+        name=name,
+        arguments=arguments,
+    )
+
+
+def assistant_mcp_status(*, user: User) -> dict[str, Any]:
+    """Seed 003's ``GET /mcp/status`` body for ``user``: an unreachable server is
+    reported (``connected: false``), not raised; no Jira connection raises 409."""
+    body: dict[str, Any] = {
+        "enabled": settings.MCP_JIRA_ENABLED,
+        "connected": False,
+        "initialized": False,
+        "toolCount": 0,
+        "tools": [],
+    }
+    if not settings.MCP_JIRA_ENABLED:
+        return body
+    try:
+        tools = _tools(user=user, access=_atlassian_access(user=user))
+    except McpUnavailable:
+        return body
+    return {
+        **body,
+        "connected": True,
+        "initialized": True,
+        "toolCount": len(tools),
+        "tools": [{"name": tool.name, "description": tool.description} for tool in tools],
+    }
+
+
+def assistant_mcp_health(*, user: Any) -> dict[str, Any]:
+    """Seed 003's ``mcp_jira`` block of ``GET /health``: the last state seen for ``user``
+    (no MCP round trip per health check); ``unknown`` before the first."""
+    if not settings.MCP_JIRA_ENABLED:
+        return {"status": "not_configured", "enabled": False, "connected": False, "toolCount": 0}
+    last = None
+    if getattr(user, "is_authenticated", False):
+        last = cache.get(_STATUS_KEY.format(user_id=user.pk))
+    if last is None:
+        return {"status": "unknown", "enabled": True, "connected": False, "toolCount": 0}
+    return {
+        "status": "healthy" if last["connected"] else "unhealthy",
+        "enabled": True,
+        **last,
+    }
