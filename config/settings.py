@@ -407,6 +407,13 @@ OPENAI_TEMPERATURE = env.float("OPENAI_TEMPERATURE", default=0.7)
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com")
 OPENROUTER_BASE_URL = env.str("OPENROUTER_BASE_URL", default="https://openrouter.ai/api/v1")
+OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=60.0)
+# The SDK's own retries (with backoff) on 429/5xx/connection errors before Kay gives up.
+OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
+# Assistant: model rounds per /ask before it stops with "tool-round limit reached"; the
+# conversation history (interactive sessions) kept within this many estimated tokens.
+ASSISTANT_MAX_TOOL_ROUNDS = env.int("ASSISTANT_MAX_TOOL_ROUNDS", default=8)
+ASSISTANT_HISTORY_TOKENS = env.int("ASSISTANT_HISTORY_TOKENS", default=24000)
 OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
 MISTRAL_BASE_URL = env.str("MISTRAL_BASE_URL", default="https://api.mistral.ai/v1")
 GROQ_BASE_URL = env.str("GROQ_BASE_URL", default="https://api.groq.com/openai/v1")

@@ -212,7 +212,7 @@ def _start(
 ) -> tuple[LLMKey, list[Tool], str]:
     """Everything that can refuse the run, checked before the model is called."""
     key = llm_key_for(user=user)
-    tools = executor.tools()
+    tools = list(executor.tools())
     system = system_prompt_render(user=user, tools=tools, interactive=interactive)
     return key, tools, system
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ def _engine() -> Engine:
     return Engine(dirs=[str(PROMPTS)], autoescape=False)
 
 
-def system_prompt_render(*, user: User, tools: list[Tool], interactive: bool) -> str:
+def system_prompt_render(*, user: User, tools: Sequence[Tool], interactive: bool) -> str:
     """``system.md`` (one-shot) or ``interactive.md`` with the user's name, email and
     Atlassian sites, and each tool with whether it reads or changes data."""
     context: dict[str, Any] = {

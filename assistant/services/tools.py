@@ -3,6 +3,7 @@ the MCP layer (``assistant.services.mcp``); tests may pass a small local one."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -33,12 +34,12 @@ class ToolExecutor(Protocol):
     it raises ``core.errors.ApplicationError`` only when no tool can run at all (no
     connection, re-authorisation needed, server unreachable)."""
 
-    def tools(self) -> list[Tool]: ...
+    def tools(self) -> Sequence[Tool]: ...
 
     def call(self, name: str, arguments: dict[str, Any]) -> Result: ...
 
 
-def openai_tools(tools: list[Tool]) -> list[dict[str, Any]]:
+def openai_tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:
     """The tools in Chat Completions' ``tools`` shape."""
     return [
         {

@@ -31,7 +31,8 @@ from tests.fakes.server import JSONHandler, LocalHTTPServer
 @dataclass(frozen=True)
 class Reply:
     text: str = ""
-    tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
+    # (name, arguments): a dict is sent as JSON, a str as it is (a model's broken JSON)
+    tool_calls: tuple[tuple[str, dict[str, Any] | str], ...] = ()
     status: int = 200  # not 200: an OpenAI error body with this status
     input_tokens: int = 100
     output_tokens: int = 20
@@ -43,7 +44,7 @@ def text(content: str, **kwargs: Any) -> Reply:
     return Reply(text=content, **kwargs)
 
 
-def tool_calls(*calls: tuple[str, dict[str, Any]], **kwargs: Any) -> Reply:
+def tool_calls(*calls: tuple[str, dict[str, Any] | str], **kwargs: Any) -> Reply:
     return Reply(tool_calls=tuple(calls), **kwargs)
 
 
@@ -176,7 +177,7 @@ def _chunks(reply: Reply, ids: list[str], include_usage: bool) -> list[dict[str,
             "function": {"name": name, "arguments": ""},
         }
         chunks.append(chunk({"tool_calls": [opening]}))
-        encoded = json.dumps(arguments)
+        encoded = arguments if isinstance(arguments, str) else json.dumps(arguments)
         middle = len(encoded) // 2
         for piece in (encoded[:middle], encoded[middle:]):
             chunks.append(
@@ -192,7 +193,11 @@ def _completion(reply: Reply, ids: list[str]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None, "refusal": None}
     if reply.tool_calls:
         message["tool_calls"] = [
-            {"id": call_id, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": n, "arguments": a if isinstance(a, str) else json.dumps(a)},
+            }
             for (n, a), call_id in zip(reply.tool_calls, ids, strict=True)
         ]
     return {
