@@ -500,6 +500,8 @@ CLI_SESSION_ABSOLUTE_LIFETIME = _duration("CLI_SESSION_ABSOLUTE_LIFETIME", "30d"
 # Device login (RFC 8628): how long a user code is valid and the minimum polling interval.
 DEVICE_CODE_EXPIRES_IN = _duration("DEVICE_CODE_EXPIRES_IN", "15m")
 DEVICE_CODE_INTERVAL = env.int("DEVICE_CODE_INTERVAL", default=5)
+# Scheduled fetches running at once per provider, across all workers (slots in the cache).
+USAGE_FETCH_CONCURRENCY = env.int("USAGE_FETCH_CONCURRENCY", default=8)
 # What simplejwt's Token reads for our own token classes (accounts/tokens.py sets each
 # token's lifetime from the settings above; its views and authentication are not used).
 SIMPLE_JWT = {
