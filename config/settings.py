@@ -493,6 +493,8 @@ MAX_KEYS_PER_USER = env.int("MAX_KEYS_PER_USER", default=500)
 # Per user and key: "Fetch now" on the Usage page ("N/s|min|hour|day"); the schedule
 # fetches every key every 15 minutes anyway.
 USAGE_FETCH_NOW_RATE = env.str("USAGE_FETCH_NOW_RATE", default="6/hour")
+# Scheduled fetches running at once per provider, across all workers (slots in the cache).
+USAGE_FETCH_CONCURRENCY = env.int("USAGE_FETCH_CONCURRENCY", default=8)
 
 # --- Connections, CLI sessions and JWTs (issue 4) ------------------------------------------
 # A CLI refresh-token family ends this long after sign-in, however often it is refreshed.
@@ -500,8 +502,6 @@ CLI_SESSION_ABSOLUTE_LIFETIME = _duration("CLI_SESSION_ABSOLUTE_LIFETIME", "30d"
 # Device login (RFC 8628): how long a user code is valid and the minimum polling interval.
 DEVICE_CODE_EXPIRES_IN = _duration("DEVICE_CODE_EXPIRES_IN", "15m")
 DEVICE_CODE_INTERVAL = env.int("DEVICE_CODE_INTERVAL", default=5)
-# Scheduled fetches running at once per provider, across all workers (slots in the cache).
-USAGE_FETCH_CONCURRENCY = env.int("USAGE_FETCH_CONCURRENCY", default=8)
 # What simplejwt's Token reads for our own token classes (accounts/tokens.py sets each
 # token's lifetime from the settings above; its views and authentication are not used).
 SIMPLE_JWT = {
