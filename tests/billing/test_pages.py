@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
+from django.conf import settings as django_settings
 from django.db import transaction
+from django.test import Client
 
 from billing import selectors
 from billing.models import CheckoutSession, CreditLedgerEntry
@@ -19,6 +21,7 @@ from billing.services.ledger import (
     credits_adjust,
     entry_post,
 )
+from tests.billing.events import checkout_event, deliver
 from tests.helpers.queries import assert_flat_queries
 from usage.models import MeteredLlmCall
 
@@ -267,3 +270,66 @@ def test_staff_are_told_which_setting_to_set(client, staff, settings):
     client.force_login(staff)
     html = client.post("/dashboard/billing/buy/", {"pack": "10"}, follow=True).content.decode()
     assert "Operator: Set STRIPE_SECRET_KEY" in html
+
+
+def test_buying_a_pack_sends_the_browser_to_stripe_checkout(alice_browser, alice, fake_stripe):
+    response = alice_browser.post("/dashboard/billing/buy/", {"pack": "25"})
+    assert response.status_code == 302
+    (session_id,) = fake_stripe.sessions
+    assert response["Location"] == f"https://checkout.stripe.com/c/pay/{session_id}"
+    sent = fake_stripe.sessions[session_id]
+    assert sent["client_reference_id"] == str(alice.pk) and sent["amount_total"] == 2500
+    app = django_settings.APP_URL
+    success = f"{app}/dashboard/billing/success/?session_id={{CHECKOUT_SESSION_ID}}"
+    assert sent["success_url"] == success
+    assert sent["cancel_url"] == f"{app}/dashboard/billing/cancelled/"
+    assert CheckoutSession.objects.get(stripe_session_id=session_id).user == alice
+
+
+def test_buying_then_the_webhook_turns_the_success_page_to_credited(
+    alice_browser, alice, fake_stripe, webhook_secret
+):
+    alice_browser.post("/dashboard/billing/buy/", {"pack": "25"})
+    (session_id,) = fake_stripe.sessions
+    status_url = f"/dashboard/billing/success/status/?session_id={session_id}"
+    assert "Processing your payment…" in alice_browser.get(status_url).content.decode()
+    event = checkout_event(session_id=session_id, user_id=alice.pk, amount_total=2500)
+    assert deliver(Client(), event).status_code == 200
+    html = alice_browser.get(status_url).content.decode()
+    assert "Credited $25.00 — new balance $25.00" in html
+
+
+def test_an_unknown_pack_is_refused_without_calling_stripe(alice_browser, fake_stripe):
+    response = alice_browser.post("/dashboard/billing/buy/", {"pack": "7"}, follow=True)
+    assert response.redirect_chain == [("/dashboard/billing/", 302)]
+    assert "Choose one of the credit packs." in response.content.decode()
+    assert fake_stripe.requests == []
+
+
+def test_a_stripe_refusal_is_a_message_on_the_page(alice_browser, fake_stripe):
+    fake_stripe.fail_status = 400
+    response = alice_browser.post("/dashboard/billing/buy/", {"pack": "10"}, follow=True)
+    assert response.redirect_chain == [("/dashboard/billing/", 302)]
+    html = response.content.decode()
+    assert 'class="alert alert-error"' in html and "Something broke" not in html
+
+
+def test_the_portal_sends_the_browser_to_stripe(alice_browser, fake_stripe):
+    response = alice_browser.post("/dashboard/billing/portal/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("https://billing.stripe.com/p/session/test_bps_")
+    (portal,) = [r for r in fake_stripe.requests if r.path == "/v1/billing_portal/sessions"]
+    assert portal.form["return_url"] == f"{django_settings.APP_URL}/dashboard/billing/"
+
+
+@pytest.mark.parametrize("path", ["/dashboard/billing/buy/", "/dashboard/billing/portal/"])
+def test_checkout_and_the_portal_start_only_from_a_form(alice_browser, fake_stripe, path):
+    assert alice_browser.get(path).status_code == 405
+    assert fake_stripe.requests == []
+
+
+def test_bobs_portal_is_his_own_customer(alice_browser, bob_browser, alice, bob, fake_stripe):
+    alice_browser.post("/dashboard/billing/portal/")
+    bob_browser.post("/dashboard/billing/portal/")
+    portals = [r.form["customer"] for r in fake_stripe.requests if "portal" in r.path]
+    assert len(set(portals)) == 2
