@@ -9,7 +9,8 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import QuerySet, Sum
+from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
 from accounts.models import User
 from billing.models import BillingAccount, CheckoutSession, CreditHold, CreditLedgerEntry
@@ -91,3 +92,22 @@ def checkout_session_for(*, user: User, session_id: str) -> CheckoutSession | No
     """``user``'s own checkout session with Stripe id ``session_id``; None for anyone
     else's or an unknown one."""
     return CheckoutSession.objects.filter(user=user, stripe_session_id=session_id).first()
+
+
+@dataclass(frozen=True)
+class LedgerMismatch:
+    account_id: int
+    email: str
+    balance_micros: int
+    entries_micros: int
+
+
+def ledger_mismatches() -> list[LedgerMismatch]:
+    """Accounts whose ledger entries do not sum to their balance (there should be none)."""
+    rows = (
+        BillingAccount.objects.annotate(entries_sum=Coalesce(Sum("entries__amount_micros"), 0))
+        .exclude(entries_sum=F("balance_micros"))
+        .values_list("pk", "user__email", "balance_micros", "entries_sum")
+        .order_by("pk")
+    )
+    return [LedgerMismatch(*row) for row in rows]

@@ -141,5 +141,5 @@ def event_construct(*, payload: bytes, signature: str) -> stripe.Event:
         return stripe.Webhook.construct_event(payload, signature, secret, tolerance=300)
     except stripe.SignatureVerificationError:
         raise ValueError("bad or stale signature") from None
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):  # a body that is not an event
         raise ValueError("malformed event") from None

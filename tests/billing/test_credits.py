@@ -1,0 +1,291 @@
+"""Credits: the starter grant, holds before LLM calls and their settlement at the metered
+cost, operators' adjustments, and a ledger that always sums to the balance — with
+concurrent charges on PostgreSQL too."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection, transaction
+
+from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
+from billing.selectors import billing_balance, ledger_mismatches
+from billing.services import (
+    credits_adjust,
+    credits_grant_starter,
+    credits_release,
+    credits_reserve,
+    credits_settle,
+)
+from billing.services.ledger import Kind, account_lock, entry_post
+from core.errors import ApplicationError, InsufficientCredits
+from tests.accounts.factories import UserFactory
+from tests.usage.conftest import GPT_4O_MINI, catalog_model
+from usage.services import usage_record_llm_call
+
+DOLLAR = 1_000_000
+CALL_COST = 435  # 800 + 200 cached input and 500 output tokens of gpt-4o-mini
+
+
+@pytest.fixture(autouse=True)
+def _settings(settings):
+    settings.BILLING_STARTER_GRANT_USD = "0"
+    settings.BILLING_MARGIN_PERCENT = "0"
+
+
+def fund(user, micros, reference="test:fund"):
+    with transaction.atomic():
+        entry_post(
+            account_lock(user_id=user.pk),
+            kind=Kind.PURCHASE,
+            amount_micros=micros,
+            reference=reference,
+        )
+
+
+def llm_call(user, call_id=None):
+    return usage_record_llm_call(
+        owner=user,
+        call_id=call_id or str(uuid.uuid4()),
+        provider="openai",
+        model="gpt-4o-mini",
+        input_tokens=1000,
+        output_tokens=500,
+        cached_tokens=200,
+    )
+
+
+# --- Starter grant -----------------------------------------------------------------------
+
+
+def test_a_new_user_gets_the_starter_grant_once(db, settings):
+    settings.BILLING_STARTER_GRANT_USD = "1.50"
+    user = UserFactory()
+    user.name = "Saved again"
+    user.save()
+    assert credits_grant_starter(user).reference == f"grant:signup:{user.pk}"
+    assert billing_balance(user=user) == 1_500_000
+    entry = CreditLedgerEntry.objects.get(account__user=user)
+    assert (entry.kind, entry.description) == ("grant", "Starter credits")
+
+
+def test_a_user_made_by_the_command_line_gets_the_grant_too(db, settings):
+    settings.BILLING_STARTER_GRANT_USD = "1"
+    call_command("createsuperuser", email="root@example.com", interactive=False, verbosity=0)
+    assert billing_balance(user=BillingAccount.objects.get().user) == DOLLAR
+
+
+def test_no_grant_when_the_setting_is_zero(db):
+    user = UserFactory()
+    assert credits_grant_starter(user) is None
+    assert not CreditLedgerEntry.objects.exists()
+
+
+# --- Holds and settlement ----------------------------------------------------------------
+
+
+def test_a_call_is_charged_its_metered_cost_and_the_hold_closes(alice, db):
+    catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
+    fund(alice, DOLLAR)
+    hold = credits_reserve(user=alice, estimate_micros=500_000, reference="run-1-1")
+    assert (hold.amount_micros, hold.status) == (500_000, "open")
+    call = llm_call(alice)
+    entry = credits_settle(hold=hold, metered_call=call)
+    assert (entry.kind, entry.amount_micros, entry.reference) == (
+        "usage",
+        -CALL_COST,
+        f"usage:{call.record_id}",
+    )
+    assert entry.metered_call_id == call.record_id
+    assert billing_balance(user=alice) == DOLLAR - CALL_COST
+    hold.refresh_from_db()
+    assert hold.status == "settled" and hold.closed_at is not None
+
+
+def test_settling_the_same_call_twice_charges_once(alice, db):
+    catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
+    fund(alice, DOLLAR)
+    hold = credits_reserve(user=alice, estimate_micros=1000, reference="run-1-1")
+    call = llm_call(alice, call_id="run-1-1")
+    credits_settle(hold=hold, metered_call=call)
+    credits_settle(hold=hold, metered_call=llm_call(alice, call_id="run-1-1"))
+    assert billing_balance(user=alice) == DOLLAR - CALL_COST
+    assert CreditLedgerEntry.objects.filter(kind="usage").count() == 1
+
+
+def test_the_margin_is_added_to_the_metered_cost(alice, db, settings):
+    settings.BILLING_MARGIN_PERCENT = "20"
+    catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
+    fund(alice, DOLLAR)
+    hold = credits_reserve(user=alice, estimate_micros=1000, reference="run-1-1")
+    entry = credits_settle(hold=hold, metered_call=llm_call(alice))
+    assert entry.amount_micros == -522  # 435 × 1.2 = 522
+
+
+def test_no_balance_means_402_before_any_call(alice, db):
+    with pytest.raises(InsufficientCredits) as caught:
+        credits_reserve(user=alice, estimate_micros=500_000, reference="run-1-1")
+    assert caught.value.status == 402
+    assert "add credits or add your own OpenAI key" in caught.value.message
+    assert not CreditHold.objects.exists()
+
+
+def test_open_holds_count_against_what_is_available(alice, db):
+    fund(alice, 600_000)
+    first = credits_reserve(user=alice, estimate_micros=500_000, reference="run-1-1")
+    second = credits_reserve(user=alice, estimate_micros=500_000, reference="run-2-1")
+    assert (first.amount_micros, second.amount_micros) == (500_000, 100_000)
+    with pytest.raises(InsufficientCredits):
+        credits_reserve(user=alice, estimate_micros=500_000, reference="run-3-1")
+    credits_release(hold=first)
+    assert first.status == "released"
+    assert credits_reserve(user=alice, estimate_micros=500_000, reference="run-3-1")
+
+
+def test_the_same_hold_reference_is_one_hold(alice, db):
+    fund(alice, DOLLAR)
+    first = credits_reserve(user=alice, estimate_micros=500_000, reference="run-1-1")
+    assert credits_reserve(user=alice, estimate_micros=500_000, reference="run-1-1") == first
+    assert CreditHold.objects.count() == 1
+
+
+def test_a_call_costing_more_than_the_balance_never_takes_it_below_zero(alice, db):
+    catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
+    fund(alice, 100)
+    hold = credits_reserve(user=alice, estimate_micros=1000, reference="run-1-1")
+    entry = credits_settle(hold=hold, metered_call=llm_call(alice))
+    assert entry.amount_micros == -100
+    assert "335 µ$ not covered" in entry.description
+    assert billing_balance(user=alice) == 0
+
+
+def test_an_unpriced_call_charges_nothing(alice, db):
+    fund(alice, DOLLAR)
+    hold = credits_reserve(user=alice, estimate_micros=1000, reference="run-1-1")
+    call = usage_record_llm_call(
+        owner=alice,
+        call_id="run-1-1",
+        provider="openai_compatible",
+        model="llama3:8b",
+        input_tokens=10,
+        output_tokens=10,
+    )
+    assert credits_settle(hold=hold, metered_call=call) is None
+    hold.refresh_from_db()
+    assert hold.status == "settled" and billing_balance(user=alice) == DOLLAR
+
+
+def test_a_charge_under_the_low_balance_threshold_queues_one_email(
+    alice, db, settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.BILLING_LOW_BALANCE_USD = "2.00"
+    queued: list[int] = []
+    monkeypatch.setattr("billing.tasks.low_balance_notify.delay", queued.append)
+    fund(alice, 2 * DOLLAR)
+    with django_capture_on_commit_callbacks(execute=True):
+        with transaction.atomic():
+            entry_post(
+                account_lock(user_id=alice.pk), kind=Kind.USAGE, amount_micros=-1, reference="u:1"
+            )
+        with transaction.atomic():
+            entry_post(
+                account_lock(user_id=alice.pk), kind=Kind.USAGE, amount_micros=-1, reference="u:2"
+            )
+    assert queued == [alice.pk]  # the crossing, not every charge after it
+
+
+# --- Adjustments and the check -----------------------------------------------------------
+
+
+def test_an_operator_adjustment_is_a_ledger_entry_with_their_name(alice, staff, db):
+    account = BillingAccount.objects.get_or_create(user=alice)[0]
+    entry = credits_adjust(
+        account=account, amount_micros=5 * DOLLAR, reason="Goodwill", acting_user=staff
+    )
+    assert (entry.kind, entry.amount_micros, entry.created_by) == ("adjustment", 5 * DOLLAR, staff)
+    assert entry.description == "Goodwill (by ops@example.com)"
+    assert entry.reference.startswith("adjust:")
+    credits_adjust(account=account, amount_micros=-DOLLAR, reason="Typo", acting_user=staff)
+    assert billing_balance(user=alice) == 4 * DOLLAR == account.balance_micros
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason", "field"),
+    [(DOLLAR, " ", "reason"), (0, "Why", "amount"), (-DOLLAR, "Too much", "amount")],
+)
+def test_an_adjustment_without_reason_amount_or_cover_is_refused(
+    alice, staff, db, amount, reason, field
+):
+    account = BillingAccount.objects.get_or_create(user=alice)[0]
+    with pytest.raises(ApplicationError) as caught:
+        credits_adjust(account=account, amount_micros=amount, reason=reason, acting_user=staff)
+    assert field in caught.value.fields
+    assert not CreditLedgerEntry.objects.exists()
+
+
+def test_billing_check_passes_when_every_ledger_sums_to_its_balance(alice, bob, db, capsys):
+    fund(alice, DOLLAR)
+    fund(bob, 2 * DOLLAR, reference="test:fund:bob")
+    call_command("billing_check")
+    assert "All 2 account(s) match their ledger." in capsys.readouterr().out
+
+
+def test_billing_check_fails_and_lists_an_account_that_does_not_match(alice, db, capsys):
+    fund(alice, DOLLAR)
+    BillingAccount.objects.filter(user=alice).update(balance_micros=3 * DOLLAR)
+    with pytest.raises(CommandError, match="1 account"):
+        call_command("billing_check")
+    assert "alice@example.com): balance 3.00 USD, entries sum to 1.00 USD" in (
+        capsys.readouterr().err
+    )
+
+
+# --- Concurrency -------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_twenty_parallel_calls_on_credits_for_ten_charge_exactly_ten(settings):
+    settings.BILLING_STARTER_GRANT_USD = "0"
+    settings.BILLING_LOW_BALANCE_USD = "0"
+    catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
+    owner = UserFactory()
+    fund(owner, 10 * CALL_COST)
+    callers = 20
+    start = threading.Barrier(callers)
+    charged: list[int] = []
+    refused: list[int] = []
+    errors: list[BaseException] = []
+
+    def call(n: int) -> None:
+        try:
+            start.wait()
+            try:
+                hold = credits_reserve(user=owner, estimate_micros=CALL_COST, reference=f"run-{n}")
+            except InsufficientCredits:
+                refused.append(n)
+                return
+            credits_settle(hold=hold, metered_call=llm_call(owner, call_id=f"run-{n}"))
+            charged.append(n)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert (len(charged), len(refused)) == (10, 10)
+    account = BillingAccount.objects.get(user=owner)
+    assert account.balance_micros == 0
+    entries = CreditLedgerEntry.objects.filter(account=account)
+    assert entries.filter(kind="usage").count() == 10
+    assert min(entries.values_list("balance_after_micros", flat=True)) == 0
+    assert ledger_mismatches() == []
