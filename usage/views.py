@@ -228,11 +228,13 @@ def _breakdowns(params: QueryDict, summary: UsageSummary) -> list[dict[str, Any]
         else row("No project", line.figures)
         for line in summary.by_project
     ]
+    # Models and keys have long names and get the full width with every figure; providers
+    # and projects sit side by side with tokens in one column.
     return [
-        {"slug": "model", "title": "model", "rows": models},
-        {"slug": "provider", "title": "provider", "rows": providers},
-        {"slug": "key", "title": "key", "rows": keys},
-        {"slug": "project", "title": "project", "rows": projects},
+        {"slug": "model", "title": "model", "rows": models, "wide": True},
+        {"slug": "provider", "title": "provider", "rows": providers, "wide": False},
+        {"slug": "project", "title": "project", "rows": projects, "wide": False},
+        {"slug": "key", "title": "key", "rows": keys, "wide": True},
     ]
 
 
