@@ -35,7 +35,7 @@ def system_prompt_render(*, user: User, tools: Sequence[Tool], interactive: bool
         ],
     }
     name = "interactive.md" if interactive else "system.md"
-    return _engine().get_template(name).render(Context(context)).strip() + "\n"
+    return _engine().get_template(name).render(Context(context, autoescape=False)).strip() + "\n"
 
 
 def _first_line(text: str) -> str:

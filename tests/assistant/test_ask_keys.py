@@ -1,0 +1,94 @@
+"""Which key pays: the user's own OpenAI or OpenRouter key first, never an admin key or
+someone else's; else the server's key; neither → 402 before any model call."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.models import AssistantRun
+from assistant.services.ask import ask_run
+from assistant.services.keys import model_for
+from core.errors import InsufficientCredits
+from keys.models import ApiKey
+from models_catalog.models import CatalogPreference
+from tests.assistant.chat import SERVER_KEY
+from tests.fakes.openai_chat import text
+from tests.keys.factories import ApiKeyFactory, secret_for
+from tests.models_catalog.factories import ModelFactory
+from usage.models import MeteredLlmCall
+
+pytestmark = pytest.mark.django_db
+
+
+def _ask(user, chat, executor):
+    chat.script(text("ok"))
+    return ask_run(user=user, prompt="hi", executor=executor)
+
+
+def test_the_users_own_openai_key_is_preferred(alice, chat, executor):
+    own = ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
+    outcome = _ask(alice, chat, executor)
+    assert chat.requests[0].authorization == f"Bearer {secret_for('openai', 1)}"
+    assert outcome.run.api_key == own
+    assert MeteredLlmCall.objects.get().api_key == own
+
+
+def test_an_openrouter_key_is_used_with_openrouters_model_ids(alice, chat, executor):
+    ApiKeyFactory(owner=alice, provider="openrouter", secret=secret_for("openrouter", 2))
+    _ask(alice, chat, executor)
+    assert chat.requests[0].authorization == f"Bearer {secret_for('openrouter', 2)}"
+    assert chat.requests[0].body["model"] == "openai/gpt-4o-mini"
+
+
+def test_an_admin_key_is_never_used_for_model_calls(alice, chat, executor):
+    admin = "sk-admin-TestAdminKey0000000000000000000000Ab12"
+    ApiKeyFactory(owner=alice, provider="openai", secret=admin, kind=ApiKey.Kind.ADMIN)
+    outcome = _ask(alice, chat, executor)
+    assert chat.requests[0].authorization == f"Bearer {SERVER_KEY}"
+    assert outcome.run.api_key is None
+
+
+def test_another_users_key_is_never_used(alice, bob, chat, executor):
+    ApiKeyFactory(owner=bob, provider="openai", secret=secret_for("openai", 3))
+    _ask(alice, chat, executor)
+    assert chat.requests[0].authorization == f"Bearer {SERVER_KEY}"
+
+
+def test_an_environment_key_is_not_taken_for_the_users_own(alice, chat, executor, monkeypatch):
+    # Development lets services fall back to OPENAI_API_KEY from the environment; the
+    # assistant treats that as the server's key (billed), not as the user's.
+    monkeypatch.setenv("OPENAI_API_KEY", secret_for("openai", 4))
+    outcome = _ask(alice, chat, executor)
+    assert chat.requests[0].authorization == f"Bearer {SERVER_KEY}"
+    assert outcome.run.api_key is None
+
+
+def test_no_key_and_no_server_key_is_402_before_any_model_call(alice, chat, executor, settings):
+    settings.OPENAI_API_KEY = ""
+    with pytest.raises(InsufficientCredits) as caught:
+        ask_run(user=alice, prompt="hi", executor=executor)
+    assert caught.value.status == 402
+    assert "add credits or add your own OpenAI key" in caught.value.message
+    assert chat.requests == [] and not AssistantRun.objects.exists()
+
+
+def test_the_preferred_catalog_model_is_asked_for(alice, chat, executor):
+    model = ModelFactory(openrouter_id="openai/gpt-4.1-mini")
+    CatalogPreference.objects.create(user=alice, preferred_model=model)
+    _ask(alice, chat, executor)
+    assert chat.requests[0].body["model"] == "gpt-4.1-mini"
+
+
+@pytest.mark.parametrize(
+    ("provider", "preferred", "expected"),
+    [
+        ("openai", "", "gpt-4o-mini"),
+        ("openai", "openai/gpt-4.1", "gpt-4.1"),
+        ("openai", "anthropic/claude-sonnet-4", "gpt-4o-mini"),  # OpenAI cannot serve it
+        ("openrouter", "anthropic/claude-sonnet-4", "anthropic/claude-sonnet-4"),
+        ("openrouter", "", "openai/gpt-4o-mini"),
+    ],
+)
+def test_the_model_follows_the_provider(provider, preferred, expected, settings):
+    settings.OPENAI_MODEL = "gpt-4o-mini"
+    assert model_for(provider=provider, preferred_id=preferred) == expected
