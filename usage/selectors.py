@@ -11,15 +11,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import reduce
+from operator import or_
 from typing import Any
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import TruncHour
 
 from accounts.models import User
 from core.errors import ApplicationError, NotFound
 from core.ids import parse_id
+from keys.models import ApiKey
 from usage.models import Budget, Granularity, UsageBucket, UsageDaily
+from usage.providers import FETCHED
 
 FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_micros")
 # Longest periods one summary covers: hourly points over a month are 744 per model.
@@ -235,6 +239,24 @@ def usage_summary(
         by_key=_by_cost(keys.values()),
         by_project=_by_cost(projects.values()),
     )
+
+
+# Keys whose provider reports usage (the kinds a fetcher exists for).
+FETCHABLE_KEYS = reduce(
+    or_, (Q(provider=provider, kind=kind) for provider, kind in sorted(FETCHED))
+)
+
+
+def usage_fetchable_keys(*, owner: User) -> list[ApiKey]:
+    """The owner's keys Kay fetches usage with, oldest first, each annotated with where
+    its fetch stands (``fetched_at``, ``fetch_status``, ``fetch_error``: ``None`` before
+    the first fetch). One query."""
+    keys = ApiKey.objects.filter(FETCHABLE_KEYS, owner=owner).annotate(
+        fetched_at=F("usage_fetch_state__last_fetched_at"),
+        fetch_status=F("usage_fetch_state__last_status"),
+        fetch_error=F("usage_fetch_state__last_error"),
+    )
+    return list(keys.order_by("created_at", "pk"))
 
 
 # --- Budgets -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from usage import api
+from usage import api, views
 
 app_name = "usage"
 
@@ -12,4 +12,8 @@ urlpatterns = [
     path("api/usage.csv", api.UsageCsvApi.as_view(), name="api-usage-csv"),
     path("api/usage/budgets", api.BudgetCollectionApi.as_view(), name="api-budgets"),
     path("api/usage/budgets/<int:budget_id>", api.BudgetDetailApi.as_view(), name="api-budget"),
+    # Pages
+    path("dashboard/usage/", views.usage_page, name="page"),
+    path("dashboard/usage.csv", views.usage_csv_download, name="csv"),
+    path("dashboard/usage/keys/<int:key_id>/fetch/", views.usage_fetch_now, name="fetch_now"),
 ]
