@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from celery.signals import task_retry
 from django.db.models import Sum
 
 from config.celery import app as celery_app
@@ -48,20 +47,6 @@ def fake(settings):
 def frozen():
     with time_machine.travel(NOW, tick=False) as traveller:
         yield traveller
-
-
-@pytest.fixture
-def retry_delays():
-    """The countdown of every retry the fetch task asks for."""
-    delays = []
-
-    def record(sender=None, reason=None, **kwargs):
-        if sender.name == tasks.fetch_usage_for_key.name:
-            delays.append(reason.when)
-
-    task_retry.connect(record, weak=False)
-    yield delays
-    task_retry.disconnect(record)
 
 
 def admin_key(owner, secret=GOOD[0]):
@@ -179,15 +164,6 @@ def test_the_service_leaves_a_busy_provider_to_the_task(fake, frozen, alice):
     with pytest.raises(ProviderUnavailable):
         usage_fetch_for_key(api_key_id=key.pk)
     assert state_of(key).last_status == "error"
-
-
-@pytest.fixture
-def eager():
-    """``apply_async`` runs the task in this process (as ``CELERY_TASK_ALWAYS_EAGER``)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
 
 
 def test_one_refused_key_among_five_is_marked_invalid_and_the_others_are_fetched(

@@ -69,7 +69,9 @@ class _Usage:
 def fetch(window: FetchWindow) -> Fetched:
     """The registry's entry point (``usage.providers.fetcher_for``)."""
     return Fetched(
-        fetch_anthropic_usage(admin_key=window.secret, start=window.start, end=window.end)
+        fetch_anthropic_usage(
+            admin_key=window.secret, start=window.start, end=window.end, timeout=TIMEOUT
+        )
     )
 
 

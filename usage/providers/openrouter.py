@@ -70,7 +70,11 @@ class _Activity:
 def fetch(window: FetchWindow) -> Fetched:
     """The registry's entry point (``usage.providers.fetcher_for``)."""
     return fetch_openrouter_usage(
-        secret=window.secret, start=window.start, end=window.end, api_key_id=window.api_key_id
+        secret=window.secret,
+        start=window.start,
+        end=window.end,
+        api_key_id=window.api_key_id,
+        timeout=TIMEOUT,
     )
 
 
