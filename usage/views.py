@@ -35,6 +35,7 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F
 OTHER_COLOUR = "#7F7F7F"
 FILTERS = ("project_id", "key_id", "provider", "model")
 METRICS = (("cost", "Cost"), ("tokens", "Tokens"), ("requests", "Requests"))
+METRIC_NAMES = {name for name, _ in METRICS}
 QUICK_RANGES = ("Last 7 days", "Last 30 days", "This month", "Last month")
 
 
@@ -300,7 +301,9 @@ def usage_page(request: HttpRequest) -> HttpResponse:
             request.GET.get(name) for name in ("project_id", "key_id", "provider", "model")
         ),
         "metrics": METRICS,
-        "metric": request.GET.get("metric", "cost"),
+        "metric": request.GET.get("metric")
+        if request.GET.get("metric") in METRIC_NAMES
+        else "cost",
     }
     if not form.is_valid():
         return render(request, TEMPLATE, context, status=400)

@@ -155,9 +155,14 @@
       input.addEventListener("change", () => {
         if (!input.checked) return;
         show(canvas, data, input.value);
-        // Kept in the URL (and so in links and bookmarks), without a reload.
+        // Kept in the URL (and so in bookmarks and the page's own links), without a reload.
         url.searchParams.set("metric", input.value);
         window.history.replaceState(null, "", url);
+        document.querySelectorAll("a[data-keeps-filters]").forEach((link) => {
+          const target = new URL(link.href);
+          target.searchParams.set("metric", input.value);
+          link.href = target.toString();
+        });
       });
     });
     show(canvas, data, metric);

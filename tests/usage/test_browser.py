@@ -104,6 +104,7 @@ def test_the_chart_draws_filters_switches_metric_and_the_csv_downloads(
     tokens = page.evaluate(DATASETS)
     assert tokens[0]["data"][0] == 26_000
     assert "Daily tokens" in page.locator("#usage-chart").get_attribute("aria-label")
+    assert "metric=tokens" in page.get_by_role("link", name="Last month").get_attribute("href")
 
     # A filter (the batch key) changes the chart: one model left, batch's figures.
     page.get_by_label("Key", exact=True).select_option(label="batch (OpenAI)")
