@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from functools import reduce
-from operator import or_
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.models import User
 from core.errors import ApplicationError
 from keys.models import ApiKey
-from usage.providers import FETCHED
+from usage.selectors import FETCHABLE_KEYS
 from usage.services.fetching import usage_fetch_for_key
 
 # OpenAI's and Anthropic's usage endpoints go back further; 90 days keeps one run short
@@ -28,8 +26,7 @@ MAX_DAYS = 90
 
 def fetchable_keys(user: User | None) -> QuerySet[ApiKey]:
     """Keys with usage to fetch, not known to be invalid, oldest first."""
-    kinds = reduce(or_, (Q(provider=provider, kind=kind) for provider, kind in FETCHED))
-    keys = ApiKey.objects.filter(kinds).exclude(status=ApiKey.Status.INVALID)
+    keys = ApiKey.objects.filter(FETCHABLE_KEYS).exclude(status=ApiKey.Status.INVALID)
     if user is not None:
         keys = keys.filter(owner=user)
     return keys.select_related("owner").order_by("pk")
