@@ -395,6 +395,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.tasks.fetch_usage_all",
         "schedule": 15 * 60,
     },
+    "usage-evaluate-budgets": {
+        "task": "usage.tasks.evaluate_budgets",
+        "schedule": 15 * 60,
+    },
 }
 HEALTH_WORKER_TIMEOUT = env.float("HEALTH_WORKER_TIMEOUT", default=3.0)
 
