@@ -101,6 +101,7 @@ def fetch_openrouter_usage(
                 requests=0,
                 cost_micros=account.spent_today_micros,
                 external_key_id=key_spend_id(api_key_id),
+                api_key_id=api_key_id,  # the key's own spend: attributed to it
             )
             return Fetched([row], account=account)
         first = max(BucketRow.aligned(start, "day"), today - timedelta(days=ACTIVITY_DAYS))
