@@ -11,6 +11,7 @@ from django.db.models import Sum
 
 from keys.models import KeyAuditEvent
 from keys.services import Origin, api_key_delete
+from tests.fakes.anthropic_admin import FakeAnthropicAdmin
 from tests.fakes.openai_admin import PROJECTS_PATH, FakeOpenAIAdmin
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from usage.models import ExternalKeyLink, UsageBucket, UsageDaily
@@ -218,4 +219,44 @@ def test_a_deleted_key_keeps_its_usage_unattributed_and_the_fetch_goes_on(fake, 
 
     assert not ExternalKeyLink.objects.filter(owner=alice).exists()
     assert tokens_by_key(alice) == {None: 1000}
+    assert_rollup_agrees(alice)
+
+
+ANTHROPIC_ADMIN = "sk-ant-admin01-FakeAnthropicAdminKey0001000000000000000000AA"
+CLAUDE = "sk-ant-api03-ClaudeApp0001dddddddddddddddddddddddddddddddddddddigAA"
+
+
+@pytest.fixture
+def anthropic_fake(settings):
+    server = FakeAnthropicAdmin({ANTHROPIC_ADMIN}).start()
+    settings.ANTHROPIC_BASE_URL = server.base_url
+    # Anthropic's partial_key_hint: the key's first 15 characters and its last 4.
+    server.add_api_key(
+        "apikey_app", name="app", hint=f"{CLAUDE[:15]}...{CLAUDE[-4:]}", workspace_id="wrkspc_a"
+    )
+    yield server
+    server.stop()
+
+
+def test_anthropic_usage_is_attributed_by_partial_key_hint(anthropic_fake, frozen, alice):
+    claude = ApiKeyFactory(owner=alice, provider="anthropic", secret=CLAUDE)
+    anthropic_fake.add_usage(
+        NOW - timedelta(days=1),
+        model="claude-sonnet-4-5-20250929",
+        api_key_id="apikey_app",
+        uncached=800,
+        output=100,
+    )
+    anthropic_fake.add_usage(
+        NOW - timedelta(days=1),
+        model="claude-sonnet-4-5-20250929",
+        api_key_id="apikey_else",
+        uncached=40,
+        output=4,
+    )
+    key = ApiKeyFactory(owner=alice, provider="anthropic", secret=ANTHROPIC_ADMIN)
+
+    assert usage_fetch_for_key(api_key_id=key.pk).status == "ok"
+
+    assert tokens_by_key(alice) == {claude.pk: 800, None: 40}
     assert_rollup_agrees(alice)
