@@ -166,11 +166,23 @@ class _Session:
     def start(self, opener: AbstractAsyncContextManager[Any]) -> None:
         self._task = asyncio.get_running_loop().create_task(self._own(opener))
 
+    async def _transport_error(self, message: Any) -> None:
+        # A refused connection arrives here, not as the handshake's answer: fail the
+        # waiters at once instead of after MCP_TIMEOUT.
+        if isinstance(message, Exception) and not self._ready.done():
+            self._ready.set_exception(message)
+            if self._task is not None:
+                self._task.cancel()
+
     async def _own(self, opener: AbstractAsyncContextManager[Any]) -> None:
         try:
-            async with opener as (read, write), ClientSession(read, write) as client:
+            async with (
+                opener as (read, write),
+                ClientSession(read, write, message_handler=self._transport_error) as client,
+            ):
                 await client.initialize()
-                self._ready.set_result(client)
+                if not self._ready.done():
+                    self._ready.set_result(client)
                 await self._stop.wait()
         except BaseException as exc:  # the waiters learn how it ended; the task just ends
             if not self._ready.done():

@@ -1,5 +1,11 @@
-"""URLs of the assistant app (pages under /dashboard/, API under /api/)."""
+"""URLs of the assistant app: seed 003's ``/mcp/status`` at the root (the CLI's path)."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from assistant import api
+
+app_name = "assistant"
+
+urlpatterns = [
+    path("mcp/status", api.McpStatusApi.as_view(), name="mcp-status"),
+]

@@ -7,6 +7,7 @@ import json
 import os
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 server = MCPServer("fake-atlassian")
@@ -36,7 +37,7 @@ def jira_search(jql: str, limit: int = 10) -> str:
 @server.tool(annotations=ToolAnnotations(title="Get Issue", read_only_hint=True))
 def jira_get_issue(issue_key: str) -> str:
     """Get details of a specific Jira issue."""
-    raise ValueError(f"Issue {issue_key} not found.")
+    raise ToolError(f"Issue {issue_key} not found.")
 
 
 @server.tool(annotations=ToolAnnotations(title="Create Issue", destructive_hint=False))
