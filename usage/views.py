@@ -16,15 +16,25 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.authentication import user_of
+from accounts.models import User
 from core.errors import ApplicationError, NotFound
 from core.views import redirect_back
 from keys import selectors as key_selectors
-from keys.models import ApiKey
+from keys.models import ApiKey, Project
 from keys.providers import PROVIDERS
 from usage.exports import usage_csv, usage_csv_filename
-from usage.forms import UsageFilterForm
+from usage.forms import BudgetForm, UsageFilterForm
 from usage.models import Granularity, UsageFetchState
-from usage.selectors import MAX_DAYS, Figures, UsageSummary, usage_fetchable_keys, usage_summary
+from usage.selectors import (
+    MAX_DAYS,
+    Figures,
+    UsageSummary,
+    budget_get,
+    budget_states,
+    usage_fetchable_keys,
+    usage_summary,
+)
+from usage.services.budgets import budget_delete, budget_set
 from usage.services.fetch_now import usage_fetch_enqueue
 from usage.templatetags.usage_figures import dollars
 
@@ -117,7 +127,7 @@ def _totals(summary: UsageSummary) -> list[dict[str, Any]]:
 
 
 def _projection(
-    *, owner: Any, filters: dict[str, Any], summary: UsageSummary, today: date
+    *, owner: User, filters: dict[str, Any], summary: UsageSummary, today: date
 ) -> dict[str, Any]:
     """This month's spend so far (same filters, dates aside), divided by the days
     elapsed (today included), times the days in the month."""
@@ -184,7 +194,7 @@ def _buckets(summary: UsageSummary) -> list[tuple[datetime, Figures]]:
     return sorted(sums.items())
 
 
-def _chart_label(summary: UsageSummary, chart: dict[str, Any]) -> str:
+def _chart_label(summary: UsageSummary) -> str:
     """What the chart shows, for screen readers (the script rewrites it per metric)."""
     step = "Hourly" if summary.granularity == Granularity.HOUR else "Daily"
     models = len(summary.by_model)
@@ -250,7 +260,9 @@ BADGES = {
 def _fetch_rows(keys: list[ApiKey]) -> list[dict[str, Any]]:
     rows = []
     for key in keys:
-        status = UsageFetchState.Status(key.fetch_status or UsageFetchState.Status.NEVER)  # type: ignore[attr-defined]
+        # Annotated by the selector.
+        stored = key.fetch_status  # type: ignore[attr-defined]
+        status = UsageFetchState.Status(stored or UsageFetchState.Status.NEVER)
         rows.append({"key": key, "status": status, "badge": BADGES.get(status, "")})
     return rows
 
@@ -265,7 +277,6 @@ def _figures_context(request: HttpRequest, form: UsageFilterForm, today: date) -
     filters = form.summary_kwargs()
     summary = usage_summary(owner=owner, **filters)
     days = (summary.end - summary.start).days + 1
-    chart = _chart(summary)
     return {
         "summary": summary,
         "days": days,
@@ -273,8 +284,8 @@ def _figures_context(request: HttpRequest, form: UsageFilterForm, today: date) -
         "previous_end": summary.start - timedelta(days=1),
         "totals": _totals(summary),
         "projection": _projection(owner=owner, filters=filters, summary=summary, today=today),
-        "chart": chart,
-        "chart_label": _chart_label(summary, chart),
+        "chart": _chart(summary),
+        "chart_label": _chart_label(summary),
         "breakdowns": _breakdowns(request.GET, summary),
         "buckets": _buckets(summary),
         "has_usage": bool(summary.series),
@@ -297,14 +308,12 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         "projects": list(key_selectors.project_list(owner=owner)),
         "keys": list(key_selectors.api_key_list(owner=owner).order_by("name", "pk")),
         "providers": PROVIDERS.values(),
-        "filtered": any(
-            request.GET.get(name) for name in ("project_id", "key_id", "provider", "model")
-        ),
+        "filtered": any(request.GET.get(name) for name in FILTERS),
         "metrics": METRICS,
-        "metric": request.GET.get("metric")
-        if request.GET.get("metric") in METRIC_NAMES
-        else "cost",
+        # The chart's metric: read by usage.js from the URL, checked here for the switch.
+        "metric": metric if (metric := request.GET.get("metric")) in METRIC_NAMES else "cost",
     }
+    context.update(_budgets_context(owner, context["projects"], context["keys"]))
     if not form.is_valid():
         return render(request, TEMPLATE, context, status=400)
     context.update(_figures_context(request, form, _today()))
@@ -317,9 +326,8 @@ def usage_csv_download(request: HttpRequest) -> HttpResponse:
     """The page's series as CSV: the same filters give the same figures."""
     form = UsageFilterForm(request.GET)
     if not form.is_valid():
-        errors = "; ".join(
-            f"{name}: {' '.join(msgs)}" for name, msgs in form.error_fields().items()
-        )
+        problems = form.error_fields().items()
+        errors = "; ".join(f"{name}: {' '.join(texts)}" for name, texts in problems)
         return HttpResponse(
             f"Fix the filters: {errors}\n", status=400, content_type="text/plain; charset=utf-8"
         )
@@ -344,3 +352,65 @@ def usage_fetch_now(request: HttpRequest, key_id: int) -> HttpResponse:
             request, f"Fetching usage with “{api_key.name}”… refresh this page in a minute."
         )
     return redirect_back(request, reverse("usage:page"))
+
+
+# --- Budgets (the page's "Monthly budgets" section, usage/_budgets.html) ------------------
+
+
+def _budgets_context(owner: User, projects: list[Project], keys: list[ApiKey]) -> dict[str, Any]:
+    """What ``usage/_budgets.html`` needs: this month's budget states and the form."""
+    month = _today().replace(day=1)
+    return {
+        "budgets": budget_states(owner=owner, month=month),
+        "budget_form": BudgetForm(projects=projects, keys=keys),
+        "budget_month": month,
+    }
+
+
+@login_required
+@require_POST
+def budget_save(request: HttpRequest) -> HttpResponse:
+    """Set the monthly budget of one of the owner's projects or keys (another user's is
+    not among the choices, so it is refused like any bad choice)."""
+    owner = user_of(request)
+    projects = list(key_selectors.project_list(owner=owner))
+    keys = list(key_selectors.api_key_list(owner=owner))
+    form = BudgetForm(request.POST, projects=projects, keys=keys)
+    back = redirect_back(request, reverse("usage:page"))
+    back["Location"] += "#budgets"
+    if not form.is_valid():
+        problems = " ".join(str(e) for errors in form.errors.values() for e in errors)
+        messages.error(request, f"The budget was not saved. {problems}")
+        return back
+    kind, pk = form.scope()
+    project = next((p for p in projects if kind == "project" and p.pk == pk), None)
+    api_key = next((k for k in keys if kind == "key" and k.pk == pk), None)
+    try:
+        budget_set(
+            acting_user=owner,
+            project=project,
+            api_key=api_key,
+            monthly_limit_micros=form.limit_micros(),
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return back
+    name = project.name if project is not None else api_key.name if api_key else ""
+    messages.success(request, f"Budget saved: {dollars(form.limit_micros())} a month for {name}.")
+    return back
+
+
+@login_required
+@require_POST
+def budget_remove(request: HttpRequest, budget_id: int) -> HttpResponse:
+    """Remove one of the owner's budgets (another user's: 404)."""
+    owner = user_of(request)
+    try:
+        budget = budget_get(owner=owner, budget_id=budget_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    budget_delete(acting_user=owner, budget=budget)
+    messages.success(request, "Budget removed.")
+    back = redirect_back(request, reverse("usage:page"))
+    back["Location"] += "#budgets"
+    return back
