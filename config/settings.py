@@ -549,3 +549,6 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL},
     },
 }
+        # The stripe SDK logs every request and Stripe's error text at INFO; billing logs
+        # what Kay needs (status and code), so only the SDK's own warnings get through.
+        "stripe": {"level": "WARNING"},

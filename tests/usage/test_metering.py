@@ -11,7 +11,7 @@ from django.db import connection
 from tests.accounts.factories import UserFactory
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from tests.usage.conftest import CLAUDE_SONNET, GPT_4O_MINI, catalog_model
-from usage.models import UsageBucket, UsageDaily
+from usage.models import MeteredLlmCall, UsageBucket, UsageDaily
 from usage.selectors import usage_summary
 from usage.services import usage_record_llm_call
 from usage.services.pricing import candidates
@@ -50,6 +50,48 @@ def test_a_call_is_recorded_once_in_its_hour_at_the_catalog_price(alice, catalog
     assert (bucket.requests, bucket.cost_micros, bucket.cost_source) == (1, 435, "computed")
     daily = UsageDaily.objects.get()
     assert (daily.day, daily.requests, daily.cost_micros) == (AT.date(), 1, 435)
+
+
+def test_each_call_is_one_record_billing_can_refer_to(alice, catalog):
+    key = ApiKeyFactory(owner=alice)
+    call = record(alice, api_key=key, call_id="run-7-1")
+    stored = MeteredLlmCall.objects.get(pk=call.record_id)
+    assert (stored.owner, stored.api_key, stored.call_id, stored.bucket_id) == (
+        alice,
+        key,
+        "run-7-1",
+        call.bucket_id,
+    )
+    assert (stored.provider, stored.model, stored.cost_micros, stored.priced) == (
+        "openai",
+        "gpt-4o-mini",
+        435,
+        True,
+    )
+    assert (stored.input_tokens, stored.output_tokens, stored.cached_tokens) == (1000, 500, 200)
+
+
+def test_the_same_call_id_twice_is_recorded_once(alice, catalog):
+    first = record(alice, call_id="run-7-1")
+    again = record(alice, call_id="run-7-1", input_tokens=9000, cached_tokens=0)
+    assert again == first
+    assert MeteredLlmCall.objects.count() == 1
+    bucket = UsageBucket.objects.get()
+    assert (bucket.requests, bucket.input_tokens, bucket.cost_micros) == (1, 1000, 435)
+    assert UsageDaily.objects.get().requests == 1
+
+
+def test_two_owners_may_use_the_same_call_id(alice, bob, catalog):
+    record(alice, call_id="run-1-1")
+    record(bob, call_id="run-1-1")
+    assert MeteredLlmCall.objects.count() == 2
+
+
+@pytest.mark.parametrize("call_id", ["", "x" * 101])
+def test_a_call_id_is_1_to_100_characters(alice, catalog, call_id):
+    with pytest.raises(ValueError, match="call_id"):
+        record(alice, call_id=call_id)
+    assert not UsageBucket.objects.exists()
 
 
 def test_calls_in_one_hour_add_up_in_one_bucket(alice, catalog):
@@ -185,3 +227,34 @@ def test_calls_recorded_at_the_same_moment_all_count():
     )
     daily = UsageDaily.objects.get(owner=owner)
     assert (daily.requests, daily.cost_micros) == (calls, 435 * calls)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_the_same_call_recorded_at_the_same_moment_counts_once():
+    owner = UserFactory()
+    catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
+    writers = 8
+    start = threading.Barrier(writers)
+    records: list[int] = []
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            start.wait()
+            records.append(record(owner, call_id="run-1-1").record_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=call) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(set(records)) == 1 and len(records) == writers
+    assert MeteredLlmCall.objects.filter(owner=owner).count() == 1
+    bucket = UsageBucket.objects.get(owner=owner)
+    assert (bucket.requests, bucket.cost_micros) == (1, 435)
