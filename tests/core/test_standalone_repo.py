@@ -55,7 +55,7 @@ def test_no_tracked_file_refers_to_a_folder_beside_the_repository():
 def test_the_fakes_read_only_tracked_fixtures():
     assert server.DATA == FIXTURES
     tracked = set(_tracked())
-    on_disk = {str(path.relative_to(ROOT)) for path in FIXTURES.iterdir()}
+    on_disk = {str(path.relative_to(ROOT)) for path in FIXTURES.rglob("*") if path.is_file()}
     assert on_disk <= tracked, f"not committed: {sorted(on_disk - tracked)}"
     names = [
         *openrouter.MODELS.values(),
