@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 
 from core.ids import parse_id
+from keys.models import ApiKey, Project
 from usage.models import Granularity
 from usage.selectors import MAX_DAYS
 
@@ -94,3 +97,48 @@ class UsageFilterForm(forms.Form):
     def error_fields(self) -> dict[str, list[str]]:
         """The errors as the API's ``fields`` (plain messages, never the input back)."""
         return {name: [str(e) for e in errors] for name, errors in self.errors.items()}
+
+
+class BudgetForm(forms.Form):
+    """The Usage page's "set a budget" form: one of the owner's projects or keys, and
+    dollars per month. Choices are ``project:<id>`` and ``key:<id>``; the view looks the
+    object up again through the owner-scoped selectors."""
+
+    target = forms.ChoiceField(label="Budget for")
+    monthly_limit = forms.DecimalField(
+        label="Monthly budget (USD)",
+        min_value=Decimal("0.01"),
+        max_value=Decimal(1_000_000_000),
+        max_digits=12,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.01", "inputmode": "decimal"}),
+    )
+
+    def __init__(
+        self,
+        *args: Any,
+        projects: Iterable[Project],
+        keys: Iterable[ApiKey],
+        **kwargs: Any,
+    ) -> None:
+        """``projects`` and ``keys``: the owner's (from the keys selectors), the only
+        choices."""
+        super().__init__(*args, **kwargs)
+        project_choices = [(f"project:{p.pk}", p.name) for p in projects]
+        key_choices = [(f"key:{k.pk}", f"{k.name} ({k.masked_key})") for k in keys]
+        choices: list[Any] = [("", "Choose a project or key")]
+        if project_choices:
+            choices.append(("Projects", project_choices))
+        if key_choices:
+            choices.append(("Keys", key_choices))
+        target = self.fields["target"]
+        assert isinstance(target, forms.ChoiceField)
+        target.choices = choices
+
+    def scope(self) -> tuple[str, int]:
+        """``("project" | "key", id)``; call after ``is_valid()``."""
+        kind, _, pk = self.cleaned_data["target"].partition(":")
+        return kind, int(pk)
+
+    def limit_micros(self) -> int:
+        return int(self.cleaned_data["monthly_limit"] * 1_000_000)

@@ -16,4 +16,10 @@ urlpatterns = [
     path("dashboard/usage/", views.usage_page, name="page"),
     path("dashboard/usage.csv", views.usage_csv_download, name="csv"),
     path("dashboard/usage/keys/<int:key_id>/fetch/", views.usage_fetch_now, name="fetch_now"),
+    path("dashboard/usage/budgets/", views.budget_save, name="budget_save"),
+    path(
+        "dashboard/usage/budgets/<int:budget_id>/remove/",
+        views.budget_remove,
+        name="budget_remove",
+    ),
 ]

@@ -20,12 +20,21 @@ from accounts.models import User
 from core.errors import ApplicationError, NotFound
 from core.views import redirect_back
 from keys import selectors as key_selectors
-from keys.models import ApiKey
+from keys.models import ApiKey, Project
 from keys.providers import PROVIDERS
 from usage.exports import usage_csv, usage_csv_filename
-from usage.forms import UsageFilterForm
+from usage.forms import BudgetForm, UsageFilterForm
 from usage.models import Granularity, UsageFetchState
-from usage.selectors import MAX_DAYS, Figures, UsageSummary, usage_fetchable_keys, usage_summary
+from usage.selectors import (
+    MAX_DAYS,
+    Figures,
+    UsageSummary,
+    budget_get,
+    budget_states,
+    usage_fetchable_keys,
+    usage_summary,
+)
+from usage.services.budgets import budget_delete, budget_set
 from usage.services.fetch_now import usage_fetch_enqueue
 from usage.templatetags.usage_figures import dollars
 
@@ -304,6 +313,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         # The chart's metric: read by usage.js from the URL, checked here for the switch.
         "metric": metric if (metric := request.GET.get("metric")) in METRIC_NAMES else "cost",
     }
+    context.update(_budgets_context(owner, context["projects"], context["keys"]))
     if not form.is_valid():
         return render(request, TEMPLATE, context, status=400)
     context.update(_figures_context(request, form, _today()))
@@ -342,3 +352,65 @@ def usage_fetch_now(request: HttpRequest, key_id: int) -> HttpResponse:
             request, f"Fetching usage with “{api_key.name}”… refresh this page in a minute."
         )
     return redirect_back(request, reverse("usage:page"))
+
+
+# --- Budgets (the page's "Monthly budgets" section, usage/_budgets.html) ------------------
+
+
+def _budgets_context(owner: User, projects: list[Project], keys: list[ApiKey]) -> dict[str, Any]:
+    """What ``usage/_budgets.html`` needs: this month's budget states and the form."""
+    month = _today().replace(day=1)
+    return {
+        "budgets": budget_states(owner=owner, month=month),
+        "budget_form": BudgetForm(projects=projects, keys=keys),
+        "budget_month": month,
+    }
+
+
+@login_required
+@require_POST
+def budget_save(request: HttpRequest) -> HttpResponse:
+    """Set the monthly budget of one of the owner's projects or keys (another user's is
+    not among the choices, so it is refused like any bad choice)."""
+    owner = user_of(request)
+    projects = list(key_selectors.project_list(owner=owner))
+    keys = list(key_selectors.api_key_list(owner=owner))
+    form = BudgetForm(request.POST, projects=projects, keys=keys)
+    back = redirect_back(request, reverse("usage:page"))
+    back["Location"] += "#budgets"
+    if not form.is_valid():
+        problems = " ".join(str(e) for errors in form.errors.values() for e in errors)
+        messages.error(request, f"The budget was not saved. {problems}")
+        return back
+    kind, pk = form.scope()
+    project = next((p for p in projects if kind == "project" and p.pk == pk), None)
+    api_key = next((k for k in keys if kind == "key" and k.pk == pk), None)
+    try:
+        budget_set(
+            acting_user=owner,
+            project=project,
+            api_key=api_key,
+            monthly_limit_micros=form.limit_micros(),
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return back
+    name = project.name if project is not None else api_key.name if api_key else ""
+    messages.success(request, f"Budget saved: {dollars(form.limit_micros())} a month for {name}.")
+    return back
+
+
+@login_required
+@require_POST
+def budget_remove(request: HttpRequest, budget_id: int) -> HttpResponse:
+    """Remove one of the owner's budgets (another user's: 404)."""
+    owner = user_of(request)
+    try:
+        budget = budget_get(owner=owner, budget_id=budget_id)
+    except NotFound as exc:
+        raise Http404(exc.message) from None
+    budget_delete(acting_user=owner, budget=budget)
+    messages.success(request, "Budget removed.")
+    back = redirect_back(request, reverse("usage:page"))
+    back["Location"] += "#budgets"
+    return back
