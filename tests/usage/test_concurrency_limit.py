@@ -52,7 +52,7 @@ def test_a_killed_workers_slot_frees_itself_when_its_lease_expires():
         assert stack.enter_context(fetch_slot("openai", limit=LIMIT, lease=1))
     with fetch_slot("openai", limit=LIMIT) as slot:
         assert not slot
-    time.sleep(1.5)
+    time.sleep(2.1)  # the database cache keeps expiry times to the second
     with fetch_slot("openai", limit=LIMIT) as slot:
         assert slot
         # A holder whose lease expired and was taken over frees nothing but its own.
