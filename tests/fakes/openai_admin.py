@@ -23,6 +23,7 @@ set, the completions endpoint replays those buckets as recorded instead, page by
 
 Faults: :meth:`fail` answers the next requests to a path with the given statuses (429s and
 503s carry :attr:`retry_after` as ``Retry-After``); :attr:`delay` makes every answer late.
+:attr:`max_in_flight` is the most requests it was answering at once (concurrency limits).
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ class FakeOpenAIAdmin(LocalHTTPServer):
         self.recorded_completions: list[dict[str, Any]] | None = None
         self.requests: list[Request] = []
         self.delay = 0.0
+        # Requests being answered right now, and the most there ever were at once.
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.retry_after: str | None = None  # sent with injected 429s and 503s
         self._usage_example = load("openai_org_usage_completions_example_openapi-spec.json")
         self._costs_example = load("openai_org_costs_example_openapi-spec.json")
@@ -405,9 +409,15 @@ class FakeOpenAIAdmin(LocalHTTPServer):
                 )
                 with fake._lock:
                     fake.requests.append(request)
-                if fake.delay:
-                    time.sleep(fake.delay)
-                status, body, headers = fake.respond(request)
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    if fake.delay:
+                        time.sleep(fake.delay)
+                    status, body, headers = fake.respond(request)
+                finally:
+                    with fake._lock:
+                        fake.in_flight -= 1
                 payload = json.dumps(body).encode()
                 try:
                     self.send_response(status)

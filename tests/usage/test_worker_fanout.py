@@ -1,6 +1,7 @@
 """A real Celery worker process runs the usage fan-out: beat's ``fetch_usage_all`` queues one
 fetch per admin key after commit, and the worker fetches each from the fake OpenAI admin
-API on 127.0.0.1 into the test database.
+API on 127.0.0.1 into the test database, never more at once than the per-provider limit
+(``USAGE_FETCH_CONCURRENCY``) however many threads it has: the others wait for a slot.
 
 PostgreSQL only: the worker is another process, so it must reach the test database over
 the network (SQLite's test database lives in the test process's memory)."""
@@ -12,7 +13,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from tests.fakes.openai_admin import FakeOpenAIAdmin
+from tests.accounts.factories import UserFactory
+from tests.fakes.openai_admin import USAGE_PATH, FakeOpenAIAdmin
 from tests.helpers.processes import running
 from tests.keys.factories import ApiKeyFactory
 from usage import tasks
@@ -27,7 +29,8 @@ pytestmark = [
 ]
 
 MINI = "gpt-4o-mini-2024-07-18"
-SECRETS = [f"sk-admin-FakeOrgAdminKey{n:04d}000000000000000000000000Zz01" for n in range(1, 4)]
+SECRETS = [f"sk-admin-FakeOrgAdminKey{n:04d}000000000000000000000000Zz01" for n in range(1, 5)]
+LIMIT = 2  # the worker's USAGE_FETCH_CONCURRENCY, below its 4 threads
 
 
 def database_url() -> str:
@@ -45,6 +48,7 @@ def fake():
     now = timezone.now()
     server.add_usage(now - timedelta(hours=3), model=MINI, input_tokens=100, output_tokens=7)
     server.add_usage(now - timedelta(hours=20), model="gpt-4o", input_tokens=50, requests=2)
+    server.delay = 0.5  # fetches overlap, so the limit has something to hold back
     yield server
     server.stop()
 
@@ -59,7 +63,7 @@ def worker(fake, tmp_path):
         "config",
         "worker",
         "--pool=threads",
-        "--concurrency=3",
+        "--concurrency=4",
         "--loglevel=INFO",
         "--without-gossip",
         "--without-mingle",
@@ -69,6 +73,7 @@ def worker(fake, tmp_path):
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DATABASE_URL": database_url(),
             "OPENAI_BASE_URL": fake.base_url,
+            "USAGE_FETCH_CONCURRENCY": str(LIMIT),
         },
         ready=lambda: "ready." in log.read_text(),
     ):
@@ -85,18 +90,23 @@ def wait_for_fetches(keys, *, timeout=60.0):
     pytest.fail("the worker did not fetch every key in time")
 
 
-def test_a_real_worker_fetches_every_admin_key_of_the_fan_out(worker, alice, bob, charlie):
+def test_a_real_worker_fetches_every_admin_key_of_the_fan_out_within_the_limit(
+    worker, fake, alice, bob, charlie
+):
+    owners = (alice, bob, charlie, UserFactory())
     keys = [
         ApiKeyFactory(owner=owner, secret=secret)
-        for owner, secret in zip((alice, bob, charlie), SECRETS, strict=True)
+        for owner, secret in zip(owners, SECRETS, strict=True)
     ]
     ApiKeyFactory(owner=alice)  # a project key: nothing to fetch, so not queued
 
-    assert tasks.fetch_usage_all() == 3
+    assert tasks.fetch_usage_all() == 4
 
     statuses = wait_for_fetches(keys)
     assert statuses == {key.pk: "ok" for key in keys}
-    for owner in (alice, bob, charlie):
+    assert len(fake.requests_to(USAGE_PATH)) == 4  # one page each
+    assert fake.max_in_flight <= LIMIT
+    for owner in owners:
         stored = UsageBucket.objects.filter(owner=owner)
         assert sorted(stored.values_list("model", "input_tokens")) == [
             ("gpt-4o", 50),
