@@ -401,6 +401,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 HEALTH_WORKER_TIMEOUT = env.float("HEALTH_WORKER_TIMEOUT", default=3.0)
+# Blocks other apps add to GET /health: name -> a callable taking ``user`` (core imports
+# no feature app, so they are named here).
+HEALTH_CHECKS = {"mcp_jira": "assistant.services.mcp.assistant_mcp_health"}
 
 # --- Outside services (every address is a setting so tests can point at fakes) ----------
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
