@@ -18,5 +18,5 @@ def session_get_for_user(*, user: User, session_id: int) -> InteractiveSession:
     """The user's session, else 404 (someone else's is as unknown as a missing one)."""
     session = InteractiveSession.objects.filter(owner=user, pk=session_id).first()
     if session is None:
-        raise NotFound("No conversation with this id.", code="session_not_found")
+        raise NotFound("No conversation with this id.")
     return session

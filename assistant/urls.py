@@ -1,4 +1,5 @@
-"""URLs of the assistant app: seed 003's ``/mcp/status`` at the root (the CLI's path)."""
+"""URLs of the assistant app: seed 003's ``/mcp/status``, ``/ask`` and ``/ask/confirm`` at
+the root (the CLI's paths), the conversations under ``/api/assistant/``."""
 
 from django.urls import path
 
@@ -8,4 +9,12 @@ app_name = "assistant"
 
 urlpatterns = [
     path("mcp/status", api.McpStatusApi.as_view(), name="mcp-status"),
+    path("ask", api.AskApi.as_view(), name="ask"),
+    path("ask/confirm", api.AskConfirmApi.as_view(), name="ask-confirm"),
+    path("api/assistant/sessions", api.SessionListApi.as_view(), name="api-sessions"),
+    path(
+        "api/assistant/sessions/<int:session_id>",
+        api.SessionDetailApi.as_view(),
+        name="api-session",
+    ),
 ]

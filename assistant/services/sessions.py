@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from accounts.models import User
 from assistant.models import InteractiveSession
-from assistant.selectors import session_get_for_user
 from core.errors import ApplicationError
 
 
-def session_rename(*, user: User, session_id: int, title: str) -> InteractiveSession:
-    """Give the user's conversation a new title (1 to 200 characters after trimming)."""
+def session_rename(*, session: InteractiveSession, title: str) -> InteractiveSession:
+    """Give a conversation a new title (1 to 200 characters after trimming)."""
     title = " ".join(title.split())
     if not title:
         raise ApplicationError(
@@ -17,12 +15,11 @@ def session_rename(*, user: User, session_id: int, title: str) -> InteractiveSes
             code="validation_error",
             fields={"title": ["This field may not be blank."]},
         )
-    session = session_get_for_user(user=user, session_id=session_id)
     session.title = title[:200]
     session.save(update_fields=["title", "updated_at"])
     return session
 
 
-def session_delete(*, user: User, session_id: int) -> None:
-    """Delete the user's conversation; its runs stay for billing, without the link."""
-    session_get_for_user(user=user, session_id=session_id).delete()
+def session_delete(*, session: InteractiveSession) -> None:
+    """Delete a conversation; its runs stay for billing, without the link."""
+    session.delete()

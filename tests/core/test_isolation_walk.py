@@ -26,6 +26,7 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from accounts.tokens import api_token_create, cli_session_start
+from assistant.models import InteractiveSession
 from tests.fakes.providers import FakeProviders
 from tests.keys.factories import ApiKeyFactory, ProjectFactory, secret_for
 from tests.usage.factories import BudgetFactory
@@ -44,6 +45,9 @@ OWNED: dict[str, Owned] = {
     "token_id": Owned(lambda owner: api_token_create(user=owner, name="laptop")[0]),
     "public_id": Owned(
         lambda owner: cli_session_start(user=owner, origin="device"), attrgetter("public_id")
+    ),
+    "session_id": Owned(
+        lambda owner: InteractiveSession.objects.create(owner=owner, title="Sprint", messages=[])
     ),
     "budget_id": Owned(lambda owner: BudgetFactory(owner=owner)),
 }
