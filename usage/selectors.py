@@ -259,6 +259,11 @@ def usage_fetchable_keys(*, owner: User) -> list[ApiKey]:
     return list(keys.order_by("created_at", "pk"))
 
 
+def usage_exists(*, owner: User) -> bool:
+    """Whether the owner has any usage stored at all (the Usage page's first-run state)."""
+    return UsageDaily.objects.filter(owner=owner).exists()
+
+
 # --- Budgets -------------------------------------------------------------------------------
 
 def month_start(day: date) -> date:

@@ -31,6 +31,7 @@ from usage.selectors import (
     UsageSummary,
     budget_get,
     budget_states,
+    usage_exists,
     usage_fetchable_keys,
     usage_summary,
 )
@@ -317,6 +318,13 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, TEMPLATE, context, status=400)
     context.update(_figures_context(request, form, _today()))
+    # Nothing stored, nothing to fetch with, nothing filtered: say how to get usage.
+    context["first_run"] = not (
+        context["has_usage"]
+        or context["fetch_rows"]
+        or context["filtered"]
+        or usage_exists(owner=owner)
+    )
     return render(request, TEMPLATE, context)
 
 

@@ -351,3 +351,30 @@ def test_fetch_now_is_rate_limited_per_key(
 def test_fetch_now_only_answers_post(alice_browser, alice):
     key = admin_key(alice)
     assert alice_browser.get(f"/dashboard/usage/keys/{key.pk}/fetch/").status_code == 405
+
+
+# --- How figures are written --------------------------------------------------------------
+
+
+def test_amounts_under_a_cent_keep_four_decimals_and_large_ones_their_commas():
+    from usage.templatetags.usage_figures import dollars
+
+    assert dollars(4_200) == "$0.0042"
+    assert dollars(0) == "$0.00"
+    assert dollars(1_234_567_890) == "$1,234.57"
+
+
+@pytest.mark.parametrize(
+    ("current", "previous", "direction", "percent"),
+    [(150, 100, "up", 50), (25, 100, "down", 75), (100, 100, "flat", 0), (5, 0, "new", 0)],
+)
+def test_changes_against_the_previous_period(current, previous, direction, percent):
+    from usage.views import Change
+
+    assert Change.of(current, previous) == Change(direction, percent)
+
+
+def test_a_fall_against_the_previous_period_is_shown_down(alice_browser, alices_usage):
+    # 2 March ($4.50) against 1 March ($2.00), seen from 3 March: nothing on 3 March.
+    html = html_of(alice_browser.get(f"{PAGE}?start=2026-03-03&end=2026-03-03"))
+    assert "down 100 %" in html
