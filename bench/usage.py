@@ -1,0 +1,366 @@
+"""Usage benchmark: fan-out fetch for many keys, and one user's month over a million buckets.
+
+    DATABASE_URL=postgres://kay:kay@127.0.0.1:5432/kay .venv/bin/python bench/usage.py \
+        [--keys 500] [--latency 0.1] [--buckets 1000000] [--runs 30]
+
+``USAGE_FETCH_CONCURRENCY`` (the per-provider limit, default 8) sets how many fetches run
+at once in (a); with a limit of N no run can be more than N times faster than one by one.
+
+Uses a throwaway database of its own next to DATABASE_URL's (created, then dropped), so a
+concurrent test run's ``test_<name>`` database is left alone.
+
+(a) ``usage_fetch_for_key`` for ``--keys`` OpenAI admin keys (each its own owner) against
+    the fake OpenAI admin API on 127.0.0.1 answering every request ``--latency`` seconds
+    late, run by ``USAGE_FETCH_CONCURRENCY`` threads (what the per-provider limit lets the
+    workers run at once), against the sequential estimate (requests x latency) and a
+    measured sequential sample. Target (issue 10): at least 10x faster.
+(b) PostgreSQL only: ``--buckets`` hourly buckets of one owner over a 31-day month
+    (inserted with generate_series, indexes built afterwards, the daily rollup built by
+    ``rollup_rewrite``), then
+    p50/p95 of ``usage_summary(granularity="day")`` (reads the rollup) against the same
+    aggregates computed straight from the buckets. Target: p50 under 150 ms.
+"""
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+MODELS = 16  # models x keys x 744 hours ~ the bucket count
+MONTH = date(2026, 3, 1)
+MONTH_DAYS = 31
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(values: list[float]) -> str:
+    return (
+        f"p50 {statistics.median(values) * 1000:8.1f} ms   "
+        f"p95 {_percentile(values, 0.95) * 1000:8.1f} ms"
+    )
+
+
+def _admin_secret(n: int) -> str:
+    return f"sk-admin-BenchOrgAdminKey{n:06d}0000000000000000000000Zz01"
+
+
+def _users(count: int, prefix: str) -> list[Any]:
+    from accounts.models import User
+
+    users = [User(email=f"{prefix}{n}@bench.example", name=f"{prefix} {n}") for n in range(count)]
+    for user in users:
+        user.set_unusable_password()  # no password hashing: 500 users in a blink
+    return User.objects.bulk_create(users)
+
+
+def bench_fetch(*, keys: int, latency: float, concurrency: int, sample: int) -> dict[str, bool]:
+    """Part (a). Returns its target checks."""
+    from django.db import connections
+
+    from keys.models import ApiKey
+    from tests.fakes.openai_admin import FakeOpenAIAdmin
+    from usage.models import UsageBucket
+    from usage.services.fetching import usage_fetch_for_key
+
+    secrets = [_admin_secret(n) for n in range(keys)]
+    fake = FakeOpenAIAdmin(set(secrets)).start()
+    try:
+        from django.conf import settings
+
+        settings.OPENAI_BASE_URL = fake.base_url
+        now = datetime.now(UTC)
+        for hours in (3, 20, 30):  # three hours of the organisation's usage to store
+            fake.add_usage(now - timedelta(hours=hours), model="gpt-4o-mini", input_tokens=100)
+        owners = _users(keys, "fetch")
+        ids = []
+        for owner, secret in zip(owners, secrets, strict=True):
+            key = ApiKey(owner=owner, provider="openai", name="org admin", secret=secret)
+            key.masked_key = f"{secret[:4]}…{secret[-4:]}"
+            key.save()
+            ids.append(key.pk)
+        fake.delay = latency
+
+        def fetch(key_id: int) -> str:
+            try:
+                return usage_fetch_for_key(api_key_id=key_id).status
+            finally:
+                connections.close_all()  # this thread's connection, as a worker's task ends
+
+        # Measured sequential baseline on the first keys, then the rest concurrently.
+        before = len(fake.requests)
+        started, cpu = time.perf_counter(), time.process_time()
+        statuses = [fetch(key_id) for key_id in ids[:sample]]
+        sequential = time.perf_counter() - started
+        cpu_per_key = (time.process_time() - cpu) / max(sample, 1)
+        sample_requests = len(fake.requests) - before
+
+        rest = ids[sample:]
+        before = len(fake.requests)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            statuses += list(pool.map(fetch, rest))
+        wall = time.perf_counter() - started
+        requests = len(fake.requests) - before
+    finally:
+        fake.stop()
+    failed = sum(status != "ok" for status in statuses)
+    estimate = requests * latency
+    measured_per_key = sequential / max(sample, 1)
+    print(
+        f"\n(a) fetch for {keys} OpenAI admin keys, {latency * 1000:.0f} ms per request, "
+        f"{UsageBucket.objects.count()} buckets stored, {failed} failed"
+    )
+    print(
+        f"  sequential, measured on {sample} keys: {sequential:6.2f} s "
+        f"({measured_per_key * 1000:.0f} ms per key, {sample_requests} requests)"
+    )
+    print(
+        f"  concurrent, {concurrency} at once, {len(rest)} keys: {wall:6.2f} s "
+        f"({requests} requests)"
+    )
+    print(
+        f"  CPU of this process per fetch: {cpu_per_key * 1000:.0f} ms (Kay, the SDK, the "
+        f"fake; threads share one interpreter, so no faster than that per key)"
+    )
+    print(f"  sequential estimate (requests x latency): {estimate:6.2f} s")
+    print(
+        f"  best the limit allows ({concurrency} requests in flight): "
+        f"{estimate / concurrency:6.2f} s ({concurrency}x)"
+    )
+    ratio = estimate / wall
+    measured_ratio = measured_per_key * len(rest) / wall
+    print(f"  speed-up vs estimate: {ratio:.1f}x   vs measured sequential: {measured_ratio:.1f}x")
+    return {f"fan-out >= 10x faster than sequential:     {ratio:.1f}x": ratio >= 10 and not failed}
+
+
+def _fill_month(*, owner_id: int, buckets: int, key_ids: list[int], project_ids: list[int]) -> int:
+    """``buckets`` hourly buckets over the month: hour x model x provider key id, some
+    attributed to stored keys and projects. One INSERT … SELECT generate_series."""
+    from django.db import connection
+
+    from usage.models import UsageBucket
+
+    hours = MONTH_DAYS * 24
+    start = datetime.combine(MONTH, datetime.min.time(), tzinfo=UTC)
+    stored = len(key_ids)
+    meta = UsageBucket._meta
+    # A million rows load several times faster into a table without its own indexes,
+    # built once afterwards (as a restore does).
+    with connection.schema_editor() as editor:
+        for constraint in meta.constraints:
+            editor.remove_constraint(UsageBucket, constraint)
+        for index in meta.indexes:
+            editor.remove_index(UsageBucket, index)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO usage_usagebucket (
+                owner_id, api_key_id, project_id, source, provider, model,
+                external_project_id, external_key_id, bucket_start, granularity,
+                input_tokens, output_tokens, cached_tokens, requests, cost_micros,
+                cost_source, updated_at)
+            SELECT %(owner)s,
+                   CASE WHEN k < %(stored)s THEN (%(key_ids)s::bigint[])[k + 1] END,
+                   CASE WHEN k < %(stored)s THEN (%(project_ids)s::bigint[])[k + 1] END,
+                   'openai_admin', 'openai', 'gpt-bench-' || m,
+                   'proj_' || (k %% 7), 'key_' || k,
+                   %(start)s::timestamptz + h * interval '1 hour', 'hour',
+                   1000 + (i %% 997), 200 + (i %% 101), (i %% 301), 1 + (i %% 5),
+                   500 + (i %% 9973), 'provider', now()
+            FROM (
+                SELECT i, i %% %(hours)s AS h, (i / %(hours)s) %% %(models)s AS m,
+                       i / (%(hours)s * %(models)s) AS k
+                FROM generate_series(0, %(last)s) AS i
+            ) AS g
+            """,
+            {
+                "owner": owner_id,
+                "stored": stored,
+                "key_ids": key_ids,
+                "project_ids": project_ids,
+                "start": start,
+                "hours": hours,
+                "models": MODELS,
+                "last": buckets - 1,
+            },
+        )
+    with connection.schema_editor() as editor:
+        for constraint in meta.constraints:
+            editor.add_constraint(UsageBucket, constraint)
+        for index in meta.indexes:
+            editor.add_index(UsageBucket, index)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE usage_usagebucket")
+    return buckets
+
+
+def _direct_scan(owner: Any, start: date, end: date) -> tuple[Any, ...]:
+    """What the day summary computes, straight from the buckets (no rollup): the series
+    per day and model, the breakdown per key and project, and the previous period."""
+    from django.db.models import Sum
+    from django.db.models.functions import TruncDate
+
+    from usage.models import UsageBucket
+    from usage.selectors import FIGURES
+
+    def period(first: date, last: date) -> Any:
+        return UsageBucket.objects.filter(
+            owner=owner,
+            bucket_start__gte=datetime.combine(first, datetime.min.time(), tzinfo=UTC),
+            bucket_start__lt=datetime.combine(
+                last + timedelta(days=1), datetime.min.time(), tzinfo=UTC
+            ),
+        )
+
+    sums = {name: Sum(name) for name in FIGURES}
+    current = period(start, end)
+    series = list(
+        current.annotate(day=TruncDate("bucket_start", tzinfo=UTC))
+        .values("day", "provider", "model")
+        .annotate(**sums)
+        .order_by()
+    )
+    keys = list(
+        current.values("api_key_id", "api_key__name", "project_id", "project__name")
+        .annotate(**sums)
+        .order_by()
+    )
+    days = (end - start).days + 1
+    previous = period(start - timedelta(days=days), start - timedelta(days=1)).aggregate(**sums)
+    return series, keys, previous
+
+
+def bench_summary(*, buckets: int, runs: int) -> dict[str, bool]:
+    """Part (b). Returns its target checks."""
+    from django.db import connection, transaction
+
+    from keys.models import ApiKey, Project
+    from usage.models import Source, UsageDaily
+    from usage.selectors import usage_summary
+    from usage.services.rollup import owner_lock, rollup_rewrite
+
+    (owner,) = _users(1, "month")
+    projects = [Project.objects.create(owner=owner, name=f"Project {n}") for n in range(3)]
+    stored = []
+    for n in range(10):
+        key = ApiKey(
+            owner=owner,
+            provider="openai",
+            name=f"app key {n}",
+            secret=f"sk-proj-BenchAppKey{n:04d}aaaaaaaaaaaaaaaaaaaaaaaaaaaaWx9z",
+            project=projects[n % 3],
+            masked_key="sk-p…Wx9z",
+        )
+        key.save()
+        stored.append(key)
+    started = time.perf_counter()
+    _fill_month(
+        owner_id=owner.pk,
+        buckets=buckets,
+        key_ids=[k.pk for k in stored],
+        project_ids=[k.project_id for k in stored],
+    )
+    filled = time.perf_counter() - started
+    started = time.perf_counter()
+    with transaction.atomic():
+        owner_lock(owner.pk)
+        rollup_rewrite(
+            owner_id=owner.pk,
+            source=Source.OPENAI_ADMIN,
+            days=[MONTH + timedelta(days=d) for d in range(MONTH_DAYS)],
+            pairs=[("openai", f"gpt-bench-{m}") for m in range(MODELS)],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE usage_usagedaily")
+    rolled = time.perf_counter() - started
+    daily_rows = UsageDaily.objects.filter(owner=owner).count()
+    print(
+        f"\n(b) one user's month: {buckets:,} hourly buckets inserted in {filled:.1f} s, "
+        f"rollup of {daily_rows:,} daily rows built in {rolled:.1f} s"
+    )
+    end = MONTH + timedelta(days=MONTH_DAYS - 1)
+
+    def summary() -> Any:
+        return usage_summary(owner=owner, start=MONTH, end=end, granularity="day")
+
+    first = summary()
+    scan = _direct_scan(owner, MONTH, end)
+    # The same answer both ways: the rollup is the buckets summed.
+    assert first.totals.input_tokens == sum(row["input_tokens"] for row in scan[1])
+    with_rollup = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        summary()
+        with_rollup.append(time.perf_counter() - started)
+    direct = []
+    for _ in range(max(3, runs // 6)):  # each takes seconds: fewer runs
+        started = time.perf_counter()
+        _direct_scan(owner, MONTH, end)
+        direct.append(time.perf_counter() - started)
+    print(f"  usage_summary(day), rollup: {_ms(with_rollup)}   ({len(with_rollup)} runs)")
+    print(f"  direct scan of the buckets: {_ms(direct)}   ({len(direct)} runs)")
+    ratio = statistics.median(direct) / statistics.median(with_rollup)
+    print(f"  rollup / direct scan p50: {ratio:.0f}x faster")
+    p50 = statistics.median(with_rollup) * 1000
+    return {f"month summary p50 with the rollup < 150 ms: {p50:.1f} ms": p50 < 150}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, default=500, help="admin keys to fetch")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds per fake request")
+    parser.add_argument("--sample", type=int, default=20, help="keys fetched one by one first")
+    parser.add_argument("--buckets", type=int, default=1_000_000, help="buckets in the month")
+    parser.add_argument("--runs", type=int, default=30, help="timed summaries")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    for name in ("httpx", "httpx2", "usage", "keys"):  # one line per request or bucket
+        logging.getLogger(name).setLevel(logging.ERROR)
+    connection.settings_dict["TEST"]["NAME"] = (
+        str(ROOT / "var" / f"bench-usage-{os.getpid()}.sqlite3")
+        if connection.vendor == "sqlite"
+        else f"{connection.settings_dict['NAME']}_bench_usage_{os.getpid()}"
+    )
+    real_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    concurrency = settings.USAGE_FETCH_CONCURRENCY
+    print(f"Kay usage benchmark ({connection.vendor})")
+    try:
+        checks = bench_fetch(
+            keys=args.keys, latency=args.latency, concurrency=concurrency, sample=args.sample
+        )
+        if connection.vendor == "postgresql":
+            checks |= bench_summary(buckets=args.buckets, runs=args.runs)
+        else:
+            print("\n(b) skipped: a million buckets needs PostgreSQL (set DATABASE_URL)")
+    finally:
+        connection.creation.destroy_test_db(real_name, verbosity=0)
+    print("\nTargets:")
+    for text, ok in checks.items():
+        print(f"  {text}  {'OK' if ok else 'MISSED'}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
