@@ -70,7 +70,7 @@ def billing_index(request: HttpRequest) -> HttpResponse:
     threshold = low_balance_threshold_micros()
     context: dict[str, Any] = {
         "balance_micros": balance,
-        "low": threshold > 0 and balance < threshold,
+        "low": 0 < balance < threshold,  # at zero the page already says to buy credits
         "packs": selectors.credit_packs(),
         "payments_ready": bool(settings.STRIPE_SECRET_KEY),
         "form": form,

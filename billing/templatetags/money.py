@@ -8,7 +8,7 @@ not a rounded ``$0.00``.
 
 from django import template
 
-from billing.selectors import usd_amount
+from billing.selectors import MICROS_PER_CENT, usd_amount
 
 register = template.Library()
 MINUS = "\N{MINUS SIGN}"  # the typographic minus, as wide as the plus
@@ -31,3 +31,10 @@ def usd_signed(micros: int) -> str:
     """An amount that moved the balance: credits ``+``, debits a minus."""
     text = dollars(micros)
     return text if int(micros) < 0 else f"+{text}"
+
+
+@register.filter
+def usd_cents(micros: int) -> str:
+    """Whole cents, cut toward zero: a headline figure never shows more than is there."""
+    micros = int(micros)
+    return dollars(int(micros / MICROS_PER_CENT) * MICROS_PER_CENT)

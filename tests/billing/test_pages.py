@@ -83,9 +83,10 @@ def ledger(alice):
 def test_the_page_shows_the_balance_the_packs_and_the_ledger(alice_browser, ledger, settings):
     settings.STRIPE_SECRET_KEY = "sk_test_page"
     html = alice_browser.get("/dashboard/billing/").content.decode()
-    assert '<p class="stat" id="balance">$25.998766</p>' in html
-    for pack in ("$10.00", "$25.00", "$100.00"):
-        assert f"Buy {pack} of credits" in html
+    assert '<p class="stat" id="balance">$25.99</p>' in html and "Exactly $25.998766" in html
+    for pack_id, amount in (("10", "$10.00"), ("25", "$25.00"), ("100", "$100.00")):
+        assert f'<input type="hidden" name="pack" value="{pack_id}">' in html
+        assert f'<span class="pack-amount">{amount}</span>' in html
     assert 'name="csrfmiddlewaretoken"' in html
     assert "Manage payment methods &amp; receipts" in html
     # Newest first, each with its amount and the balance after it.
@@ -100,6 +101,8 @@ def test_a_new_user_sees_a_zero_balance_and_what_to_do_next(client, charlie, set
     html = client.get("/dashboard/billing/").content.decode()
     assert "$0.00" in html
     assert "No credits yet" in html and "Buy a credit pack above to start" in html
+    assert "Low balance" not in html  # at zero the page says to buy credits instead
+    assert "Download CSV" not in html  # nothing to filter or export yet
 
 
 def test_the_page_needs_a_signed_in_user(client):
@@ -257,7 +260,8 @@ def test_buying_without_stripe_configured_says_what_is_missing(alice_browser, se
     settings.STRIPE_SECRET_KEY = ""
     page = alice_browser.get("/dashboard/billing/").content.decode()
     assert "Buying credits is not available on this server yet" in page
-    assert "Buy $10.00 of credits" not in page
+    assert 'href="/dashboard/keys/new/">Add a key' in page
+    assert 'name="pack"' not in page
     response = alice_browser.post("/dashboard/billing/buy/", {"pack": "10"}, follow=True)
     assert response.redirect_chain == [("/dashboard/billing/", 302)]
     html = response.content.decode()

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, SecurityEvent
 from keys.models import KeyAuditEvent
+from tests.billing.factories import CheckoutSessionFactory
 from tests.browser_helpers import login, serious_accessibility_failures
 from tests.conftest import DESKTOP, PHONE, SCREENSHOTS
 from tests.connections.factories import (
@@ -80,6 +81,7 @@ def operator_pages(live_server, staff) -> list[tuple[str, str, int]]:
         expires_at=timezone.now() + timedelta(days=30),
     )
     cli_tokens_for(staff)
+    CheckoutSessionFactory(user=staff, stripe_session_id="cs_test_a11y")
     SecurityEvent.objects.create(
         user=staff,
         actor=staff,
@@ -106,6 +108,7 @@ def operator_pages(live_server, staff) -> list[tuple[str, str, int]]:
         ("usage", "/dashboard/usage/", 200),
         ("assistant", "/dashboard/assistant/", 200),
         ("billing", "/dashboard/billing/", 200),
+        ("billing-success", "/dashboard/billing/success/?session_id=cs_test_a11y", 200),
         ("security", "/accounts/security/", 200),
         ("account-settings", "/accounts/settings/", 200),
         ("account-email", "/accounts/email/", 200),
@@ -180,7 +183,7 @@ def test_tables_show_every_column_without_sideways_scrolling(page, staff, operat
     login(page, staff.email)
     page.set_viewport_size(width)
     for name, path, _ in operator_pages:
-        if name not in ("keys", "key-detail", "projects", "project-detail", "tokens"):
+        if name not in ("keys", "key-detail", "projects", "project-detail", "tokens", "billing"):
             continue
         page.goto(path)
         assert page.locator(".table-wrap td").count() > 0, path
