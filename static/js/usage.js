@@ -166,6 +166,5 @@
       });
     });
     show(canvas, data, metric);
-    window.kayUsageChart = chart;
   });
 })();

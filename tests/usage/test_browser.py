@@ -18,7 +18,8 @@ from usage.services import usage_buckets_upsert
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-DATASETS = """() => window.kayUsageChart.instance.data.datasets.map(
+# The chart as drawn: Chart.js's own registry of the canvas's chart.
+DATASETS = """() => Chart.getChart("usage-chart").data.datasets.map(
   (d) => ({label: d.label, data: d.data, color: d.backgroundColor}))"""
 
 
