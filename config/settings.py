@@ -411,9 +411,6 @@ OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1"
 OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
 OPENAI_MAX_TOKENS = env.int("OPENAI_MAX_TOKENS", default=2000)
 OPENAI_TEMPERATURE = env.float("OPENAI_TEMPERATURE", default=0.7)
-ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
-GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com")
-OPENROUTER_BASE_URL = env.str("OPENROUTER_BASE_URL", default="https://openrouter.ai/api/v1")
 OPENAI_TIMEOUT = env.float("OPENAI_TIMEOUT", default=60.0)
 # The SDK's own retries (with backoff) on 429/5xx/connection errors before Kay gives up.
 OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
@@ -421,6 +418,9 @@ OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
 # conversation history (interactive sessions) kept within this many estimated tokens.
 ASSISTANT_MAX_TOOL_ROUNDS = env.int("ASSISTANT_MAX_TOOL_ROUNDS", default=8)
 ASSISTANT_HISTORY_TOKENS = env.int("ASSISTANT_HISTORY_TOKENS", default=24000)
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
+GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com")
+OPENROUTER_BASE_URL = env.str("OPENROUTER_BASE_URL", default="https://openrouter.ai/api/v1")
 OPENROUTER_API_KEY = env.str("OPENROUTER_API_KEY", default="")
 MISTRAL_BASE_URL = env.str("MISTRAL_BASE_URL", default="https://api.mistral.ai/v1")
 GROQ_BASE_URL = env.str("GROQ_BASE_URL", default="https://api.groq.com/openai/v1")
@@ -444,6 +444,13 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+# --- Billing (issue 12): credit packs in whole dollars, amounts in dollars ---------------
+BILLING_CREDIT_PACKS = env.list("BILLING_CREDIT_PACKS", cast=int, default=[10, 25, 100])
+BILLING_STARTER_GRANT_USD = env.str("BILLING_STARTER_GRANT_USD", default="1.00")  # 0: none
+BILLING_MARGIN_PERCENT = env.str("BILLING_MARGIN_PERCENT", default="0")
+BILLING_LOW_BALANCE_USD = env.str("BILLING_LOW_BALANCE_USD", default="2.00")
+# Held from the balance before each LLM call on the server's key, then settled to its cost.
+BILLING_RESERVE_USD = env.str("BILLING_RESERVE_USD", default="0.50")
 MCP_JIRA_ENABLED = env.bool("MCP_JIRA_ENABLED", default=True)
 # stdio: by default the mcp-atlassian that `make mcp-atlassian` installs in its own venv
 # (it needs mcp<2); `--env-file /dev/null` stops it loading a .env found above its folder.
@@ -463,13 +470,6 @@ MCP_IDLE_TIMEOUT = env.float("MCP_IDLE_TIMEOUT", default=300.0)
 
 # --- Tokens -----------------------------------------------------------------------------
 CLI_SESSION_EXPIRES_IN = _duration("CLI_SESSION_EXPIRES_IN", "30m")
-# --- Billing (issue 12): credit packs in whole dollars, amounts in dollars ---------------
-BILLING_CREDIT_PACKS = env.list("BILLING_CREDIT_PACKS", cast=int, default=[10, 25, 100])
-BILLING_STARTER_GRANT_USD = env.str("BILLING_STARTER_GRANT_USD", default="1.00")  # 0: none
-BILLING_MARGIN_PERCENT = env.str("BILLING_MARGIN_PERCENT", default="0")
-BILLING_LOW_BALANCE_USD = env.str("BILLING_LOW_BALANCE_USD", default="2.00")
-# Held from the balance before each LLM call on the server's key, then settled to its cost.
-BILLING_RESERVE_USD = env.str("BILLING_RESERVE_USD", default="0.50")
 CLI_REFRESH_TOKEN_EXPIRES_IN = _duration("CLI_REFRESH_TOKEN_EXPIRES_IN", "7d")
 API_TOKEN_EXPIRES_IN = _duration("API_TOKEN_EXPIRES_IN", "30d")
 API_TOKEN_VERSION = env.int("API_TOKEN_VERSION", default=3)
@@ -550,8 +550,8 @@ LOGGING = {
         # (session_id, code, state) unfiltered, so it goes through ours instead.
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "celery": {"level": LOG_LEVEL},
-    },
-}
         # The stripe SDK logs every request and Stripe's error text at INFO; billing logs
         # what Kay needs (status and code), so only the SDK's own warnings get through.
         "stripe": {"level": "WARNING"},
+    },
+}
