@@ -4,9 +4,8 @@ key is a 404."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -17,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import user_of
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
 from keys import selectors as keys_selectors
 from usage import selectors
 from usage.exports import usage_csv, usage_csv_filename
@@ -58,7 +57,7 @@ def _summary(request: Request) -> UsageSummary:
     return selectors.usage_summary(owner=user_of(request), **form.summary_kwargs())
 
 
-def _this_month() -> Any:
+def _today() -> date:
     return datetime.now(UTC).date()
 
 
@@ -67,8 +66,11 @@ def _micros(dollars: Decimal) -> int:
 
 
 def _budget_state(request: Request, budget_id: int) -> BudgetState:
-    states = selectors.budget_states(owner=user_of(request), month=_this_month())
-    return next(state for state in states if state.budget_id == budget_id)
+    states = selectors.budget_states(owner=user_of(request), month=_today())
+    state = next((state for state in states if state.budget_id == budget_id), None)
+    if state is None:  # removed by another request in the meantime
+        raise NotFound("Budget not found.")
+    return state
 
 
 class UsageSummaryApi(APIView):
@@ -87,7 +89,7 @@ class UsageSummaryApi(APIView):
     )
     def get(self, request: Request) -> Response:
         summary = _summary(request)
-        budgets = selectors.budget_states(owner=user_of(request), month=_this_month())
+        budgets = selectors.budget_states(owner=user_of(request), month=_today())
         data = UsageOutputSerializer({**vars(summary), "budgets": budgets}).data
         return Response(data)
 
@@ -123,7 +125,7 @@ class BudgetCollectionApi(APIView):
         responses=BudgetOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        states = selectors.budget_states(owner=user_of(request), month=_this_month())
+        states = selectors.budget_states(owner=user_of(request), month=_today())
         return Response(BudgetOutputSerializer(states, many=True).data)
 
     @extend_schema(

@@ -104,7 +104,14 @@ class BudgetForm(forms.Form):
     dollars per month. Choices are ``project:<id>`` and ``key:<id>``; the view looks the
     object up again through the owner-scoped selectors."""
 
-    target = forms.ChoiceField(label="Budget for")
+    target = forms.ChoiceField(
+        label="Budget for",
+        # Django's default repeats the rejected value.
+        error_messages={
+            "required": "Choose a project or a key.",
+            "invalid_choice": "Choose one of your projects or keys.",
+        },
+    )
     monthly_limit = forms.DecimalField(
         label="Monthly budget (USD)",
         min_value=Decimal("0.01"),

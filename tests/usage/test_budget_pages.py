@@ -112,7 +112,9 @@ def test_bob_cannot_budget_alices_project_or_key(bob, client, web):
     client.force_login(bob)
     for target in (f"project:{web.project_id}", f"key:{web.pk}"):
         response = client.post(SAVE, {"target": target, "monthly_limit": "5"}, follow=True)
-        assert "The budget was not saved." in response.content.decode()
+        page = response.content.decode()
+        assert "The budget was not saved. Choose one of your projects or keys." in page
+        assert target not in page  # the refusal does not repeat what was sent
     assert not Budget.objects.exists()
 
 
