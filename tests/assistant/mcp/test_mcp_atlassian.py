@@ -138,3 +138,18 @@ def test_the_real_server_over_stdio_creates_with_alices_token(
     assert not result.is_error, result.text
     assert jira.issues["KAN-2"]["reporter"] == "alice"
     assert jira.tokens_for(lambda seen: True) == {ALICE_TOKEN}
+
+
+def test_a_transition_moves_the_issue_with_alices_token(over_http, alice_jira):
+    transitions = assistant_tool_run(
+        user=alice_jira.user, name="jira_get_transitions", arguments={"issue_key": "KAN-1"}
+    )
+    assert not transitions.is_error and "In Progress" in transitions.text
+    result = assistant_tool_run(
+        user=alice_jira.user,
+        name="jira_transition_issue",
+        arguments={"issue_key": "KAN-1", "transition_id": "21"},
+    )
+    assert not result.is_error, result.text
+    assert over_http.issues["KAN-1"]["status"] == "In Progress"
+    assert over_http.tokens_for(lambda seen: seen.path.endswith("/transitions")) == {ALICE_TOKEN}
