@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Iterable
 from datetime import UTC, date
 from typing import Any
 
@@ -172,7 +173,7 @@ CSV_COLUMNS = (
 )
 
 
-def ledger_csv(entries: list[CreditLedgerEntry]) -> str:
+def ledger_csv(entries: Iterable[CreditLedgerEntry]) -> str:
     """The entries as CSV, newest first like the page: UTC ISO times, exact decimal dollars,
     and text cells guarded against formula injection."""
     out = io.StringIO()
@@ -202,7 +203,7 @@ def billing_ledger_csv(request: HttpRequest) -> HttpResponse:
             "month must look like 2026-11.", status=400, content_type="text/plain; charset=utf-8"
         )
     month = form.selected()
-    entries = list(selectors.ledger_entries(user=user_of(request), month=month))
+    entries = selectors.ledger_entries(user=user_of(request), month=month).iterator()
     response = HttpResponse(ledger_csv(entries), content_type="text/csv; charset=utf-8")
     name = f"kay-ledger-{month:%Y-%m}.csv" if month else "kay-ledger.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
