@@ -29,7 +29,15 @@ from assistant.services.history import history_trim
 from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import Tool, ToolExecutor, openai_tools
-from core.errors import ApplicationError, Conflict, NotFound
+from billing.selectors import billing_balance
+from billing.services import (
+    credits_release,
+    credits_reserve,
+    credits_settle,
+    reserve_estimate_micros,
+)
+from billing.services.credits import NO_CREDITS
+from core.errors import ApplicationError, Conflict, InsufficientCredits, NotFound
 from usage.services.metering import usage_record_llm_call
 
 CONFIRMATION_TTL = timedelta(minutes=10)
@@ -104,18 +112,33 @@ class _Conversation:
         """One model round over the trimmed history, metered once."""
         self.rounds += 1
         history = history_trim(self.messages, budget=settings.ASSISTANT_HISTORY_TOKENS)
-        completion = chat_complete(
-            api_key=self.key.secret,
-            base_url=self.key.base_url,
-            model=self.key.model,
-            messages=[{"role": "system", "content": self.system}, *history],
-            tools=openai_tools(self.tools),
-            user_host=self.key.user_host,
-            on_text=self.on_text,
+        call_id = f"assistant-run-{self.run.pk}-{self.rounds}"
+        # The server's key spends the user's credits: hold an estimate first, so parallel
+        # runs cannot spend the same balance; settle to the metered cost after.
+        hold = (
+            credits_reserve(
+                user=self.user, estimate_micros=reserve_estimate_micros(), reference=call_id
+            )
+            if self.key.billed_to_credits
+            else None
         )
+        try:
+            completion = chat_complete(
+                api_key=self.key.secret,
+                base_url=self.key.base_url,
+                model=self.key.model,
+                messages=[{"role": "system", "content": self.system}, *history],
+                tools=openai_tools(self.tools),
+                user_host=self.key.user_host,
+                on_text=self.on_text,
+            )
+        except ApplicationError:
+            if hold is not None:
+                credits_release(hold=hold)
+            raise
         metered = usage_record_llm_call(
             owner=self.user,
-            call_id=f"assistant-run-{self.run.pk}-{self.rounds}",
+            call_id=call_id,
             api_key=self.key.api_key,
             provider=self.key.provider,
             model=completion.model or self.key.model,
@@ -123,6 +146,8 @@ class _Conversation:
             output_tokens=completion.output_tokens,
             cached_tokens=completion.cached_tokens,
         )
+        if hold is not None:
+            credits_settle(hold=hold, metered_call=metered)
         run = self.run
         run.llm_calls += 1
         run.input_tokens += completion.input_tokens
@@ -212,6 +237,8 @@ def _start(
 ) -> tuple[LLMKey, list[Tool], str]:
     """Everything that can refuse the run, checked before the model is called."""
     key = llm_key_for(user=user)
+    if key.billed_to_credits and billing_balance(user=user) <= 0:
+        raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
     tools = list(executor.tools())
     system = system_prompt_render(user=user, tools=tools, interactive=interactive)
     return key, tools, system
