@@ -13,7 +13,6 @@ from datetime import datetime
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -91,10 +90,9 @@ def low_balance_notify(*, user_id: int) -> bool:
     try:
         _send(account=account, threshold=threshold)
     except Exception:
-        with transaction.atomic():
-            BillingAccount.objects.filter(pk=account.pk, low_balance_notified_at=now).update(
-                low_balance_notified_at=previous
-            )
+        BillingAccount.objects.filter(pk=account.pk, low_balance_notified_at=now).update(
+            low_balance_notified_at=previous
+        )
         raise
     return True
 
