@@ -391,6 +391,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "connections.tasks.purge_expired_auth_records",
         "schedule": 3600,
     },
+    "assistant-purge-confirmations": {
+        "task": "assistant.tasks.purge_confirmations",
+        "schedule": 3600,
+    },
     "usage-fetch-all": {
         "task": "usage.tasks.fetch_usage_all",
         "schedule": 15 * 60,

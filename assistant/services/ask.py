@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -464,3 +465,11 @@ def ask_confirm(
             run.status = AssistantRun.Status.CANCELLED
             run.save(update_fields=["status"])
     return outcome
+
+
+def confirmations_purge() -> int:
+    """Delete pending actions past their expiry or already settled; how many went."""
+    deleted, _ = PendingConfirmation.objects.filter(
+        Q(expires_at__lte=timezone.now()) | Q(used_at__isnull=False)
+    ).delete()
+    return deleted

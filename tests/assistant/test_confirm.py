@@ -10,8 +10,9 @@ import pytest
 import time_machine
 from django.utils import timezone
 
-from assistant.models import AssistantRun, PendingConfirmation
+from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
 from assistant.services.ask import ask_confirm, ask_run
+from assistant.tasks import purge_confirmations
 from core.errors import ApplicationError
 from tests.fakes.openai_chat import text, tool_calls
 
@@ -131,3 +132,43 @@ def test_without_confirm_a_write_runs_at_once(alice, chat, executor):
     chat.script(tool_calls(("jira_create_issue", CREATE)), text("Created KAN-9."))
     outcome = ask_run(user=alice, prompt=PROMPT, executor=executor)
     assert outcome.status == "completed" and executor.calls == [("jira_create_issue", CREATE)]
+
+
+def test_expired_and_settled_confirmations_are_purged_by_the_scheduled_task(
+    alice, chat, executor, settings
+):
+    waiting = _pending(alice, chat, executor)
+    chat.script(
+        tool_calls(("jira_create_issue", CREATE)),
+        text("Created."),
+        tool_calls(("jira_create_issue", CREATE)),
+    )
+    settled = ask_run(user=alice, prompt=PROMPT, executor=executor, confirm=True)
+    ask_confirm(user=alice, token=settled.confirmation_token, approved=True, executor=executor)
+    expired = ask_run(user=alice, prompt=PROMPT, executor=executor, confirm=True)
+    PendingConfirmation.objects.filter(token_hash=_digest(expired.confirmation_token)).update(
+        expires_at=timezone.now()
+    )
+    assert "assistant.tasks.purge_confirmations" in {
+        entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
+    }
+    assert purge_confirmations() == 2
+    [left] = PendingConfirmation.objects.all()
+    assert left.token_hash == _digest(waiting.confirmation_token)
+
+
+def test_an_interactive_confirmation_saves_the_turn_to_its_session(alice, chat, executor):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    pending = ask_run(user=alice, prompt=PROMPT, executor=executor, confirm=True, interactive=True)
+    assert not InteractiveSession.objects.exists()  # nothing saved while it waits
+    chat.script(text("Created KAN-5."))
+    done = ask_confirm(
+        user=alice, token=pending.confirmation_token, approved=True, executor=executor
+    )
+    session = InteractiveSession.objects.get(pk=done.session_id)
+    assert [m["role"] for m in session.messages] == ["user", "assistant", "tool", "assistant"]
+    assert session.messages[-1]["content"] == "Created KAN-5."
+
+
+def _digest(token):
+    return hashlib.sha256(token.encode()).hexdigest()
