@@ -44,7 +44,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import CONNECTION_CLOSED, Tool
+from mcp.types import CONNECTION_CLOSED, PaginatedRequestParams, Tool
 
 from core.errors import ProviderUnavailable
 
@@ -204,11 +204,8 @@ class _Session:
                 tools: list[Tool] = []
                 cursor: str | None = None
                 while True:
-                    params = {"cursor": cursor} if cursor else None
-                    page = await asyncio.wait_for(
-                        client.list_tools(params=params),  # type: ignore[arg-type]
-                        timeout,
-                    )
+                    params = PaginatedRequestParams(cursor=cursor) if cursor else None
+                    page = await asyncio.wait_for(client.list_tools(params=params), timeout)
                     tools.extend(page.tools)
                     cursor = page.next_cursor
                     if not cursor:
@@ -237,17 +234,22 @@ class _Pool:
             return session
         self.sessions.pop(key, None)
         # A refreshed token is a new key: the user's sessions on older tokens go.
-        stale = [s for k, s in self.sessions.items() if k[0] == key[0] and k[2] == key[2]]
-        for old in stale:
-            await self._drop(old)
+        retired = [s for k, s in self.sessions.items() if k[0] == key[0] and k[2] == key[2]]
+        for old in retired:
+            del self.sessions[old.key]
         if len(self.sessions) >= settings.MCP_POOL_SIZE:
             idle = [s for s in self.sessions.values() if not s.busy]
             if not idle:
                 raise _unavailable()
-            await self._drop(min(idle, key=lambda s: s.last_used))
+            oldest = min(idle, key=lambda s: s.last_used)
+            del self.sessions[oldest.key]
+            retired.append(oldest)
+        # Registered before any await, so a concurrent caller with this key shares it.
         session = _Session(key)
         session.start(key[2].open(access_token=access_token, cloud_id=cloud_id, timeout=timeout))
         self.sessions[key] = session
+        for old in retired:
+            await old.close()
         return session
 
     async def _drop(self, session: _Session) -> None:
