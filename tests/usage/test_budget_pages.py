@@ -9,6 +9,8 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from tests.browser_helpers import login, serious_accessibility_failures
+from tests.conftest import PHONE
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from tests.usage.factories import BudgetFactory, bucket_row
 from usage.models import Budget
@@ -183,3 +185,28 @@ def test_the_banner_costs_a_user_without_budgets_one_query(charlie, client):
     budget_queries = [q["sql"] for q in captured.captured_queries if '"usage_budget"' in q["sql"]]
     assert len(budget_queries) == 1
     assert not any('"usage_usagedaily"' in q["sql"] for q in captured.captured_queries)
+
+
+# --- In Chromium ---------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_setting_a_budget_in_the_browser_shows_its_bar_and_the_banner(page, screenshot, alice):
+    web = ApiKeyFactory(owner=alice, name="web", project=ProjectFactory(owner=alice, name="Web"))
+    ApiKeyFactory(owner=alice, name="batch")
+    spend(alice, web, 42_000_000)
+    login(page, alice.email)
+    page.goto(PAGE)
+    section = page.locator("#budgets")
+    section.get_by_label("Budget for").select_option(label="Web")
+    section.get_by_label("Monthly budget (USD)").fill("50")
+    section.get_by_role("button", name="Save budget").click()
+    page.wait_for_url(f"**{PAGE}#budgets")
+    assert page.get_by_role("status").filter(has_text="Project Web has used 84 %").is_visible()
+    assert section.locator("progress").get_attribute("value") == "84"
+    assert serious_accessibility_failures(page) == []
+    screenshot(page, "usage-budgets")
+    page.set_viewport_size(PHONE)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], "the page scrolls sideways on a phone"
