@@ -266,6 +266,7 @@ def usage_exists(*, owner: User) -> bool:
 
 # --- Budgets -------------------------------------------------------------------------------
 
+
 def month_start(day: date) -> date:
     return day.replace(day=1)
 
