@@ -26,6 +26,7 @@ import logging
 import os
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -94,10 +95,12 @@ def bench_fetch(*, keys: int, latency: float, concurrency: int, sample: int) -> 
         fake.delay = latency
 
         def fetch(key_id: int) -> str:
-            try:
-                return usage_fetch_for_key(api_key_id=key_id).status
-            finally:
-                connections.close_all()  # this thread's connection, as a worker's task ends
+            # Each thread keeps its database connection, as a worker process does.
+            return usage_fetch_for_key(api_key_id=key_id).status
+
+        def close(barrier: threading.Barrier) -> None:
+            barrier.wait()  # every thread of the pool runs one of these
+            connections.close_all()
 
         # Measured sequential baseline on the first keys, then the rest concurrently.
         before = len(fake.requests)
@@ -112,7 +115,10 @@ def bench_fetch(*, keys: int, latency: float, concurrency: int, sample: int) -> 
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             statuses += list(pool.map(fetch, rest))
-        wall = time.perf_counter() - started
+            wall = time.perf_counter() - started
+            # The threads' connections, or the database could not be dropped at the end.
+            barrier = threading.Barrier(concurrency)
+            list(pool.map(close, [barrier] * concurrency))
         requests = len(fake.requests) - before
     finally:
         fake.stop()
