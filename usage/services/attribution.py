@@ -13,10 +13,10 @@ What happens later:
 * A linked key moved to another project: buckets keep the project they were stored
   with (a closed month's spend per project does not change after the fact); buckets
   fetched again (the 48 h re-read) and new ones follow the key to its new project.
-* A linked key deleted: its link goes with it (cascade) and its buckets lose the key but
-  keep their project; the next fetch tries to match the provider's id again (nothing
-  fits, unless the same secret was stored again: then all its usage, old buckets
-  included, moves to the new stored key).
+* A linked key deleted: its link goes with it (cascade) and its buckets lose the key
+  (older ones keep their project; re-read and new ones have none); the next fetch tries
+  to match the provider's id again (nothing fits, unless the same secret was stored
+  again: then all its usage, old buckets included, moves to the new stored key).
 * Two stored keys that fit one redacted value (the same secret stored twice, or two
   secrets alike at both ends): the usage is attributed to neither.
 """
