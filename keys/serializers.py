@@ -29,8 +29,9 @@ class ApiKeyOutputSerializer(serializers.Serializer):
     masked_key = serializers.CharField()
     kind = serializers.ChoiceField(
         choices=ApiKey.Kind.choices,
-        help_text="admin: an organisation admin key (OpenAI sk-admin-…), used to read usage "
-        "and costs and never handed out as the provider's key for model calls.",
+        help_text="admin: an organisation admin key (OpenAI sk-admin-…, Anthropic "
+        "sk-ant-admin…, an OpenRouter management key), used to read usage and costs and "
+        "never handed out as the provider's key for model calls.",
     )
     status = serializers.CharField()
     is_default = serializers.BooleanField()
