@@ -65,6 +65,7 @@ def fetch_slot(provider: str, *, limit: int, lease: int = SLOT_LEASE) -> Iterato
     holder frees only its own claim (a token), never one taken over after expiry."""
     token = uuid.uuid4().hex
     claimed = ""
+    limit = max(limit, 1)  # a limit of 0 would stop every fetch for good
     # From a random slot on: tasks that find their first choice taken do not all queue
     # up on the next one.
     offset = random.randrange(limit)  # noqa: S311 - spreading load, not crypto
