@@ -26,6 +26,8 @@ from billing.models import (
 from billing.selectors import MICROS_PER_USD, usd_amount
 from core.errors import ApplicationError
 
+MAX_ADJUSTMENT_USD = 1_000_000
+
 
 def _may_delete(request: HttpRequest, model: type[Model]) -> bool:
     # Never from billing's own pages. Deleting a user elsewhere in the admin asks this
@@ -74,15 +76,20 @@ class AdjustmentForm(forms.ModelForm):
             data["adjust_micros"] = 0
             return data
         try:
-            amount = Decimal(raw)
+            micros_exact = Decimal(raw) * MICROS_PER_USD
         except InvalidOperation:
-            amount = Decimal("NaN")
-        if not amount.is_finite() or amount == 0 or amount.as_tuple().exponent < -6:  # type: ignore[operator]
+            micros_exact = Decimal("NaN")
+        # At most a million dollars at a time (checked first: the remainder of a huge
+        # number is an InvalidOperation), in whole micro-dollars.
+        if micros_exact.is_finite() and abs(micros_exact) > MAX_ADJUSTMENT_USD * MICROS_PER_USD:
+            self.add_error("adjust_usd", f"At most {MAX_ADJUSTMENT_USD:,} dollars at a time.")
+            return data
+        if not micros_exact.is_finite() or not micros_exact or micros_exact % 1:
             self.add_error("adjust_usd", "Enter a non-zero dollar amount (at most 6 decimals).")
             return data
         if not (data.get("adjust_reason") or "").strip():
             self.add_error("adjust_reason", "Say why.")
-        micros = int(amount * MICROS_PER_USD)
+        micros = int(micros_exact)
         if self.instance.balance_micros + micros < 0:
             self.add_error("adjust_usd", "That debit is more than the balance.")
         data["adjust_micros"] = micros

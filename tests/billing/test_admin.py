@@ -62,6 +62,8 @@ def test_an_adjustment_is_a_ledger_entry_with_the_operators_name(operator, accou
         ("abc", "Why", "Enter a non-zero dollar amount"),
         ("0", "Why", "Enter a non-zero dollar amount"),
         ("0.0000001", "Why", "Enter a non-zero dollar amount"),
+        ("1e30", "Why", "At most 1,000,000 dollars at a time."),
+        ("NaN", "Why", "Enter a non-zero dollar amount"),
         ("-1", "Too much", "That debit is more than the balance."),
     ],
 )
