@@ -328,6 +328,11 @@ def api_key_revalidate(
         if check.status == "valid":
             api_key.last_validated_at = timezone.now()
             fields.append("last_validated_at")
+            if spec.admin_prefix is None and check.admin != api_key.is_admin:
+                # Only the provider's answer tells (an OpenRouter management key stored
+                # before Kay asked).
+                api_key.kind = ApiKey.Kind.ADMIN if check.admin else ApiKey.Kind.API
+                fields.append("kind")
         api_key.save(update_fields=fields)
         audit(
             owner_id=api_key.owner_id,

@@ -7,7 +7,7 @@ import pytest
 
 from keys.access import MissingAPIKey, api_key_fetch, user_api_keys
 from keys.models import ApiKey
-from keys.services import Origin
+from keys.services import Origin, api_key_revalidate
 from tests.keys.conftest import VALID
 from tests.keys.factories import ApiKeyFactory
 
@@ -69,6 +69,14 @@ def test_rotating_an_openrouter_key_to_a_management_key_changes_its_kind(alice_a
     assert rotated.json()["kind"] == "admin"
     back = alice_api.patch(f"/api/keys/{key['id']}", {"key": VALID["openrouter"]}, format="json")
     assert back.json()["kind"] == "api"
+
+
+def test_revalidating_a_management_key_stored_as_an_api_key_makes_it_admin(alice, fake):
+    key = ApiKeyFactory(owner=alice, provider="openrouter", secret=MANAGEMENT)
+    assert key.kind == ApiKey.Kind.API  # stored before Kay asked OpenRouter
+    assert api_key_revalidate(api_key=key, origin=Origin("schedule")).admin
+    key.refresh_from_db()
+    assert key.kind == ApiKey.Kind.ADMIN and key.provider_label == "OpenRouter management key"
 
 
 def test_the_key_pages_name_each_admin_key_for_what_it_is(alice_api, alice_browser, fake):
