@@ -3,6 +3,7 @@ lists the organisation's project keys redacted (``sk-proj-Ab...Wx9z``, how much 
 varies), each is matched against the plaintext of the owner's stored OpenAI keys, and
 usage_summary's by_key and by_project show the usage per stored key."""
 
+import os
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -206,6 +207,23 @@ def test_a_failed_key_listing_leaves_the_fetch_ok_and_the_next_one_attributes(fa
     assert tokens_by_key(alice) == {None: 1000}
     usage_fetch_for_key(api_key_id=key.pk)
     assert tokens_by_key(alice) == {web.pk: 1000}
+
+
+def test_a_stored_key_that_cannot_be_decrypted_does_not_stop_the_others_matching(
+    fake, frozen, alice, settings
+):
+    ring = settings.ENCRYPTION_KEYS
+    settings.ENCRYPTION_KEYS = [os.urandom(32)]  # sealed with a key the operator then lost
+    ApiKeyFactory(owner=alice, secret=BATCH)
+    settings.ENCRYPTION_KEYS = ring
+    web = ApiKeyFactory(owner=alice, secret=WEB)
+    use(fake, "key_web", tokens=1000)
+    use(fake, "key_batch", tokens=300, project="proj_jobs")
+    key = admin_key(alice)
+
+    assert usage_fetch_for_key(api_key_id=key.pk).status == "ok"
+
+    assert tokens_by_key(alice) == {web.pk: 1000, None: 300}
 
 
 def test_a_deleted_key_keeps_its_usage_unattributed_and_the_fetch_goes_on(fake, frozen, alice):

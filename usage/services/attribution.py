@@ -38,7 +38,7 @@ from django.views.decorators.debug import sensitive_variables
 from accounts.models import User
 from keys.models import ApiKey, KeyAuditEvent
 from keys.services import Origin, audit
-from keys.services.common import open_key
+from keys.services.common import UnreadableKey, open_key
 from usage.models import ExternalKeyLink, Source, UsageBucket
 from usage.providers.anthropic import anthropic_api_keys
 from usage.providers.openai import HIDDEN, match_redacted, openai_project_keys
@@ -167,7 +167,10 @@ def _link(*, owner: User, provider: str, secret: str, ids: set[str]) -> dict[str
     }
     secrets: dict[int, str] = {}
     for api_key in ApiKey.objects.filter(pk__in=plausible).order_by("pk"):
-        secrets[api_key.pk] = open_key(api_key)
+        try:
+            secrets[api_key.pk] = open_key(api_key)
+        except UnreadableKey:
+            continue  # cannot be matched; the others still can (the operator is told)
         audit(
             owner_id=owner.pk,
             action=KeyAuditEvent.Action.USED,
@@ -188,14 +191,11 @@ def _link(*, owner: User, provider: str, secret: str, ids: set[str]) -> dict[str
         UNMATCHED_TTL,
     )
     if found:
-        projects = {k.pk: k.project_id for k in candidates}
-        found = _store_links(owner=owner, provider=provider, found=found, projects=projects)
+        found = _store_links(owner=owner, provider=provider, found=found)
     return found
 
 
-def _store_links(
-    *, owner: User, provider: str, found: dict[str, int], projects: dict[int, int | None]
-) -> dict[str, int]:
+def _store_links(*, owner: User, provider: str, found: dict[str, int]) -> dict[str, int]:
     """Keep the links and attribute the owner's stored buckets of those ids to their
     keys, rewriting the affected rollup rows: one transaction under the owner's lock.
     Returns the links as stored (a concurrent fetch of the same organisation may have
@@ -214,6 +214,7 @@ def _store_links(
                 owner=owner, provider=provider, external_key_id__in=found
             ).values_list("external_key_id", "api_key_id")
         )
+        projects = dict(ApiKey.objects.filter(pk__in=stored.values()).values_list("pk", "project"))
         touched: dict[str, set[tuple[date, str]]] = defaultdict(set)
         for ext, pk in stored.items():
             buckets = UsageBucket.objects.filter(
