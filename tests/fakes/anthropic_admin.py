@@ -1,13 +1,13 @@
 """A fake Anthropic Admin API on 127.0.0.1: the legacy Usage and Cost API and the API key
 listing, as Kay's usage fetcher calls them.
 
-=========================================  ==========================================
-request                                    answer
-=========================================  ==========================================
-GET /v1/organizations/usage_report/messages  daily/hourly buckets of Messages usage
-GET /v1/organizations/cost_report          daily buckets of cost lines (cents)
-GET /v1/organizations/api_keys             the organisation's keys (``after_id``)
-=========================================  ==========================================
+============================================  =======================================
+request                                       answer
+============================================  =======================================
+GET /v1/organizations/usage_report/messages   daily/hourly buckets of Messages usage
+GET /v1/organizations/cost_report             daily buckets of cost lines (cents)
+GET /v1/organizations/api_keys                the organisation's keys (``after_id``)
+============================================  =======================================
 
 Shapes follow Anthropic's API reference for these endpoints (no recorded body of them is
 public): a bucket is ``{starting_at, ending_at, results}``; usage results carry

@@ -3,19 +3,19 @@
 It answers the cheap authenticated calls Kay's validators make, with each provider's real
 auth header and its real success and rejection bodies:
 
-=================  ===================================  ==============================
-provider           request                              credential
-=================  ===================================  ==============================
-OpenAI (+compat)   GET {base}/v1/models                 Authorization: Bearer
-OpenAI admin       GET {base}/v1/organization/projects  Authorization: Bearer sk-admin-…
-Mistral            GET {base}/v1/models                 Authorization: Bearer
-Groq               GET {base}/openai/v1/models          Authorization: Bearer
-Anthropic          GET {base}/v1/models                 x-api-key + anthropic-version
-Anthropic admin    GET {base}/v1/organizations/api_keys x-api-key sk-ant-admin…
-Gemini             GET {base}/v1beta/models             x-goog-api-key (bad key: 400)
-OpenRouter         GET {base}/api/v1/key                Authorization: Bearer
-Exa                GET {base}/websets/v0/websets        x-api-key
-=================  ===================================  ==============================
+=================  ====================================  ==============================
+provider           request                               credential
+=================  ====================================  ==============================
+OpenAI (+compat)   GET {base}/v1/models                  Authorization: Bearer
+OpenAI admin       GET {base}/v1/organization/projects   Authorization: Bearer sk-admin-…
+Mistral            GET {base}/v1/models                  Authorization: Bearer
+Groq               GET {base}/openai/v1/models           Authorization: Bearer
+Anthropic          GET {base}/v1/models                  x-api-key + anthropic-version
+Anthropic admin    GET {base}/v1/organizations/api_keys  x-api-key sk-ant-admin…
+Gemini             GET {base}/v1beta/models              x-goog-api-key (bad key: 400)
+OpenRouter         GET {base}/api/v1/key                 Authorization: Bearer
+Exa                GET {base}/websets/v0/websets         x-api-key
+=================  ====================================  ==============================
 
 A key is valid when it is in ``valid_keys``; an OpenRouter key also in
 ``management_keys`` is a management key (its ``/key`` answer says so). ``fail_status``
