@@ -3,7 +3,7 @@ the root (the CLI's paths), the conversations under ``/api/assistant/``."""
 
 from django.urls import path
 
-from assistant import api
+from assistant import api, views
 
 app_name = "assistant"
 
@@ -16,5 +16,18 @@ urlpatterns = [
         "api/assistant/sessions/<int:session_id>",
         api.SessionDetailApi.as_view(),
         name="api-session",
+    ),
+    # Pages
+    path("dashboard/assistant/", views.assistant_page, name="page"),
+    path("dashboard/assistant/stream", views.assistant_stream, name="stream"),
+    path(
+        "dashboard/assistant/sessions/<int:session_id>/",
+        views.assistant_session,
+        name="session",
+    ),
+    path(
+        "dashboard/assistant/sessions/<int:session_id>/delete/",
+        views.assistant_session_delete,
+        name="session_delete",
     ),
 ]

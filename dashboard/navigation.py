@@ -79,13 +79,8 @@ SECTIONS = [
         "assistant",
         "Assistant",
         "✦",
-        PLACEHOLDER,
+        "assistant:page",
         "Ask Kay to search and act in Jira.",
-        coming="Kay will answer questions and act in Jira and Confluence with your own "
-        "Atlassian access: one-shot, as a conversation, or asking before it changes "
-        "anything. Until then, connect Jira so the assistant can use it on day one.",
-        next_label="Connect Jira",
-        next_url_name="connections:list",
     ),
     Section(
         "billing",

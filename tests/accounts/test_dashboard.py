@@ -44,21 +44,6 @@ def test_every_nav_link_opens_a_page(alice_browser):
         assert alice_browser.get(section.url).status_code == 200, section.slug
 
 
-@pytest.mark.parametrize(
-    ("slug", "says", "next_url"),
-    [
-        ("assistant", "connect Jira", "/dashboard/connections/"),
-    ],
-)
-def test_sections_still_coming_say_what_they_will_do_and_what_to_do_now(
-    alice_browser, slug, says, next_url
-):
-    html = alice_browser.get(f"/dashboard/{slug}/").content.decode()
-    assert "Coming soon" in html and says in html
-    assert f'href="{next_url}"' in html
-    assert "Nothing here yet" not in html
-
-
 def test_the_checklist_follows_what_exists_however_it_was_made(alice_browser, alice):
     from accounts.tokens import api_token_create
     from tests.connections.factories import ConnectionFactory

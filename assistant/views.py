@@ -1,0 +1,329 @@
+"""The Assistant page (/dashboard/assistant/): a chat over the same service as ``/ask``,
+its answer streamed as Server-Sent Events, and the user's past conversations.
+
+The stream runs the loop in a thread of its own and relays what it reports (text as the
+model writes it, each tool call as it starts and ends) through a queue; the response
+iterates the queue, so the first words reach the browser while the model still writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import nh3
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from markdown_it import MarkdownIt
+
+from accounts.authentication import user_of
+from accounts.models import User
+from assistant.api import AskThrottle
+from assistant.models import InteractiveSession
+from assistant.selectors import session_get_for_user, sessions_for
+from assistant.serializers import AskInputSerializer, ask_body
+from assistant.services.ask import ask_run
+from assistant.services.executor import McpToolExecutor
+from assistant.services.sessions import session_delete
+from assistant.services.tools import Result, Tool, ToolExecutor
+from core.errors import ApplicationError, NotFound
+from core.ratelimit import limit
+
+MODES = {
+    "one_shot": ("One-shot", "A single question; nothing is remembered."),
+    "interactive": ("Conversation", "Kay remembers this conversation; it is saved on the left."),
+    "confirm": ("Ask first", "Kay reads freely but asks before it changes anything."),
+}
+EXAMPLES = (
+    "List all tickets in project KAN",
+    "What is KAN-1 about, and who is working on it?",
+    "Create a ticket in project KAN with title 'Fix login bug'",
+)
+SIDEBAR_SESSIONS = 30
+SERVER_ERROR = "Something went wrong on Kay's side: try again."
+logger = logging.getLogger(__name__)
+RESULT_SUMMARY = 500
+
+# Answers are Markdown: rendered with raw HTML off, then sanitised by nh3 (as model
+# descriptions are), so no model text reaches the page as markup of its own.
+_markdown = MarkdownIt("commonmark", {"html": False})
+TAGS = {
+    "p", "br", "hr", "a", "em", "strong", "code", "pre", "blockquote",
+    "ul", "ol", "li", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td",
+}  # fmt: skip
+
+
+def answer_html(text: str) -> SafeString:
+    """The model's Markdown as safe HTML (headings start at h3; links https only)."""
+    tokens = _markdown.parse(text)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1]) + 2)}"
+    html = _markdown.renderer.render(tokens, _markdown.options, {})
+    clean = nh3.clean(
+        html,
+        tags=TAGS,
+        attributes={"a": {"href", "title"}, "ol": {"start"}},
+        url_schemes={"https"},
+        link_rel="nofollow noopener noreferrer",
+    )
+    return mark_safe(clean)  # noqa: S308 (sanitised by nh3 just above)
+
+
+# What the user can do about each refusal: links shown beside its message.
+ERROR_LINKS: dict[str, list[tuple[str, str]]] = {
+    "jira_not_connected": [("Connect Jira", "connections:list")],
+    "connection_needs_reauth": [("Reconnect Jira", "connections:list")],
+    "no_llm_key": [("Add a key", "keys:new"), ("Buy credits", "billing:index")],
+    "insufficient_credits": [("Buy credits", "billing:index"), ("Add a key", "keys:new")],
+    "llm_key_refused": [("Check your keys", "keys:list")],
+}
+
+
+def error_event(exc: ApplicationError) -> dict[str, Any]:
+    """The error as ``/ask`` words it, with links to where the user can fix it."""
+    links = [
+        {"label": label, "url": reverse(name)} for label, name in ERROR_LINKS.get(exc.code, [])
+    ]
+    return {**exc.as_dict()["error"], "status": exc.status, "links": links}
+
+
+# --- The page ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """A tool call of a reopened conversation, as the page shows it."""
+
+    name: str
+    arguments: str
+    result: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str  # "user" or "assistant"
+    text: str = ""
+    html: SafeString | None = None
+    steps: tuple[Step, ...] = ()
+
+
+def _turns(history: list[dict[str, Any]]) -> list[Turn]:
+    """A stored conversation as the page shows it: each question, then the answer with
+    the tool calls that led to it."""
+    results = {
+        m.get("tool_call_id"): m.get("content") or "" for m in history if m["role"] == "tool"
+    }
+    turns: list[Turn] = []
+    steps: list[Step] = []
+    for message in history:
+        if message["role"] == "user":
+            turns.append(Turn("user", text=str(message.get("content") or "")))
+        elif message["role"] == "assistant":
+            for call in message.get("tool_calls") or []:
+                function = call.get("function", {})
+                try:
+                    arguments = json.dumps(json.loads(function.get("arguments") or "{}"), indent=2)
+                except ValueError:
+                    arguments = str(function.get("arguments"))
+                result = str(results.get(call.get("id"), ""))[:RESULT_SUMMARY]
+                steps.append(Step(str(function.get("name", "")), arguments, result))
+            if message.get("content"):
+                turns.append(
+                    Turn("assistant", html=answer_html(message["content"]), steps=tuple(steps))
+                )
+                steps = []
+    return turns
+
+
+def _page(request: HttpRequest, session: InteractiveSession | None) -> HttpResponse:
+    user = user_of(request)
+    return render(
+        request,
+        "assistant/page.html",
+        {
+            "sessions": sessions_for(user=user)[:SIDEBAR_SESSIONS],
+            "current": session,
+            "turns": _turns(session.messages) if session else [],
+            "modes": MODES,
+            "mode": "interactive" if session else "one_shot",
+            "examples": EXAMPLES,
+        },
+    )
+
+
+@login_required
+@require_GET
+def assistant_page(request: HttpRequest) -> HttpResponse:
+    return _page(request, None)
+
+
+def _get_session_for_user(request: HttpRequest, session_id: int) -> InteractiveSession:
+    """The signed-in user's conversation, else 404 (another user's is as unknown)."""
+    try:
+        return session_get_for_user(user=user_of(request), session_id=session_id)
+    except NotFound:
+        raise Http404("No conversation with this id.") from None
+
+
+@login_required
+@require_GET
+def assistant_session(request: HttpRequest, session_id: int) -> HttpResponse:
+    return _page(request, _get_session_for_user(request, session_id))
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def assistant_session_delete(request: HttpRequest, session_id: int) -> HttpResponse:
+    session = _get_session_for_user(request, session_id)
+    if request.method == "GET":
+        return render(request, "assistant/session_confirm_delete.html", {"session": session})
+    session_delete(session=session)
+    messages.success(request, f"Deleted “{session}”.")
+    return redirect("assistant:page")
+
+
+# --- The stream -------------------------------------------------------------------------
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class _ReportingExecutor:
+    """The user's tool layer, telling the page when each call starts and ends."""
+
+    inner: ToolExecutor
+    emit: Emit
+
+    def tools(self) -> list[Tool]:
+        return list(self.inner.tools())
+
+    def call(self, name: str, arguments: dict[str, Any]) -> Result:
+        self.emit("tool_start", {"name": name, "arguments": arguments})
+        result = self.inner.call(name, arguments)
+        self.emit(
+            "tool_end",
+            {
+                "name": name,
+                "result": result.text[:RESULT_SUMMARY],
+                "durationMs": round(result.duration_ms),
+                "error": (result.text or "The tool failed.") if result.is_error else None,
+            },
+        )
+        return result
+
+
+def tool_executor(user: User) -> ToolExecutor:
+    """The tool layer the page's runs use: the user's Jira tools over MCP."""
+    return McpToolExecutor(user)
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _run(user: User, fields: dict[str, Any], emit: Emit) -> None:
+    """The run, in its own thread (with its own database connection)."""
+    try:
+        outcome = ask_run(
+            user=user,
+            prompt=fields["prompt"],
+            interactive=fields["interactive"],
+            confirm=fields["confirm"],
+            session_id=fields.get("session_id"),
+            executor=_ReportingExecutor(tool_executor(user), emit),
+            on_text=lambda delta: emit("text", {"delta": delta}),
+        )
+        body = ask_body(outcome)
+        if outcome.status == "completed":
+            body["html"] = answer_html(outcome.response)
+        if outcome.session_id is not None:
+            session = session_get_for_user(user=user, session_id=outcome.session_id)
+            body["session"] = {
+                "id": session.pk,
+                "title": str(session),
+                "url": reverse("assistant:session", args=[session.pk]),
+                "deleteUrl": reverse("assistant:session_delete", args=[session.pk]),
+            }
+        emit("done", body)
+    except ApplicationError as exc:
+        emit("error", error_event(exc))
+    except Exception:
+        logger.exception("assistant stream run failed")
+        emit("error", {"code": "server_error", "message": SERVER_ERROR, "links": []})
+    finally:
+        connection.close()
+
+
+def _events(user: User, fields: dict[str, Any]) -> Iterator[bytes]:
+    events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+
+    def run() -> None:
+        try:
+            _run(user, fields, lambda event, data: events.put((event, data)))
+        finally:
+            events.put(None)
+
+    threading.Thread(target=run, name=f"assistant-stream-{user.pk}", daemon=True).start()
+    yield _sse("start", {"mode": fields["mode"], "at": time.time()})
+    while (item := events.get()) is not None:
+        yield _sse(*item)
+
+
+@login_required
+@require_POST
+def assistant_stream(request: HttpRequest) -> HttpResponseBase:
+    """``POST`` a JSON ``{prompt, mode, session_id?}``; an ``text/event-stream`` of
+    ``start``, ``text`` (deltas), ``tool_start``/``tool_end``, then ``done`` (the ``/ask``
+    body, with the answer as safe HTML) or ``error``."""
+    user = user_of(request)
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError:
+        body = None
+    mode = body.get("mode", "one_shot") if isinstance(body, dict) else None
+    if mode not in MODES:
+        return _invalid({"mode": ["Choose one_shot, interactive or confirm."]})
+    data = AskInputSerializer(
+        data={
+            "prompt": body.get("prompt"),
+            "interactive": mode == "interactive",
+            "confirm": mode == "confirm",
+            "session_id": body.get("session_id") if mode != "one_shot" else None,
+        }
+    )
+    if not data.is_valid():
+        return _invalid({name: [str(e) for e in errors] for name, errors in data.errors.items()})
+    try:
+        limit("assistant_ask", user.pk, AskThrottle.rate)
+        if data.validated_data.get("session_id"):
+            # Someone else's conversation is refused before the stream starts.
+            session_get_for_user(user=user, session_id=data.validated_data["session_id"])
+    except ApplicationError as exc:
+        return JsonResponse({"error": error_event(exc)}, status=exc.status)
+    response = StreamingHttpResponse(
+        _events(user, {**data.validated_data, "mode": mode}), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+def _invalid(fields: dict[str, list[str]]) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": "validation_error", "message": "Check the question.", "fields": fields}},
+        status=400,
+    )
