@@ -234,15 +234,12 @@ def _start(
     *,
     user: User,
     executor: ToolExecutor,
-    interactive: bool,
-) -> tuple[LLMKey, list[Tool], str]:
+) -> tuple[LLMKey, list[Tool]]:
     """Everything that can refuse the run, checked before the model is called."""
     key = llm_key_for(user=user)
     if key.billed_to_credits and billing_balance(user=user) <= 0:
         raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
-    tools = list(executor.tools())
-    system = system_prompt_render(user=user, tools=tools, interactive=interactive)
-    return key, tools, system
+    return key, list(executor.tools())
 
 
 def ask_run(
@@ -263,7 +260,7 @@ def ask_run(
     session of someone else's) come before any model call."""
     session = session_get_for_user(user=user, session_id=session_id) if session_id else None
     interactive = interactive or session is not None
-    key, tools, system = _start(user=user, executor=executor, interactive=interactive)
+    key, tools = _start(user=user, executor=executor)
     mode = (
         AssistantRun.Mode.CONFIRM
         if confirm
@@ -287,7 +284,7 @@ def ask_run(
         key=key,
         executor=executor,
         tools=tools,
-        system=system,
+        system=system_prompt_render(user=user, tools=tools, interactive=interactive),
         messages=[*history, {"role": "user", "content": prompt}],
         confirm=confirm,
         interactive=interactive,
@@ -431,7 +428,7 @@ def ask_confirm(
     """Approve (run exactly the stored action) or cancel (tell the model) a pending
     action, then let the model finish. The token works once, for its owner, for 10
     minutes; the key and tools are checked before it is used up."""
-    key, tools, _ = _start(user=user, executor=executor, interactive=False)
+    key, tools = _start(user=user, executor=executor)
     pending = _claim(user=user, token=token)
     state = pending.state
     run = pending.run
@@ -453,7 +450,13 @@ def ask_confirm(
     )
     call = ToolCall(**state["pending"])
     if approved:
-        conversation.execute(call)
+        try:
+            conversation.execute(call)
+        except ApplicationError:
+            # No tool could run at all (server unreachable, Jira needs reconnecting):
+            # nothing was done, so the action waits again for a retry with this token.
+            PendingConfirmation.objects.filter(pk=pending.pk).update(used_at=None)
+            raise
     else:
         conversation.tool_message(call, DECLINED)
     outcome = _continue(conversation)

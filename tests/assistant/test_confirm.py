@@ -13,7 +13,8 @@ from django.utils import timezone
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
 from assistant.services.ask import ask_confirm, ask_run
 from assistant.tasks import purge_confirmations
-from core.errors import ApplicationError
+from core.errors import ApplicationError, ProviderUnavailable
+from tests.assistant.chat import LocalResult
 from tests.fakes.openai_chat import text, tool_calls
 
 pytestmark = pytest.mark.django_db
@@ -172,3 +173,24 @@ def test_an_interactive_confirmation_saves_the_turn_to_its_session(alice, chat, 
 
 def _digest(token):
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def test_when_no_tool_can_run_the_approval_can_be_retried(alice, chat, executor):
+    pending = _pending(alice, chat, executor)
+    attempts = []
+
+    def unreachable_once(arguments):
+        attempts.append(arguments)
+        if len(attempts) == 1:
+            raise ProviderUnavailable("MCP server unreachable: try again.")
+        return LocalResult('{"key": "KAN-2"}')
+
+    executor.answers["jira_create_issue"] = unreachable_once
+    with pytest.raises(ProviderUnavailable):
+        ask_confirm(user=alice, token=pending.confirmation_token, approved=True, executor=executor)
+    assert AssistantRun.objects.get().status == "pending_confirmation"
+    chat.script(text("Created KAN-2."))
+    done = ask_confirm(
+        user=alice, token=pending.confirmation_token, approved=True, executor=executor
+    )
+    assert done.response == "Created KAN-2." and len(attempts) == 2
