@@ -4,12 +4,16 @@ stored once and applied once, whatever order and however often Stripe sends it."
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
+from django.db import connection
+from django.test import Client
 
 from billing.models import BillingAccount, CheckoutSession, CreditLedgerEntry, StripeEvent
 from billing.selectors import billing_balance, ledger_mismatches
+from tests.accounts.factories import UserFactory
 from tests.billing.events import WEBHOOK_URL, checkout_event, deliver, refund_event, signature
 from tests.billing.factories import CheckoutSessionFactory
 
@@ -126,6 +130,20 @@ def test_a_late_failure_never_undoes_a_credited_payment(client, alice, session):
     )
     session.refresh_from_db()
     assert session.status == "paid" and billing_balance(user=alice) == TEN_DOLLARS
+
+
+def test_an_expired_checkout_says_so_and_credits_nothing(client, alice, session):
+    deliver(
+        client,
+        completed(
+            session,
+            event_id="evt_expired",
+            event_type="checkout.session.expired",
+            payment_status="unpaid",
+        ),
+    )
+    session.refresh_from_db()
+    assert session.status == "expired" and billing_balance(user=alice) == 0
 
 
 def test_a_checkout_kay_lost_track_of_is_credited_to_its_reference_user(client, alice):
@@ -279,3 +297,31 @@ def test_a_refund_finds_its_purchase_by_payment_intent_without_a_customer(client
     deliver(client, completed(session))
     deliver(client, refund_event(amount_refunded=1000, event_id="evt_r", customer=None))
     assert billing_balance(user=alice) == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_the_same_event_delivered_twice_at_once_credits_once(settings):
+    settings.BILLING_LOW_BALANCE_USD = "0"
+    user = UserFactory()
+    session = CheckoutSessionFactory(user=user, stripe_session_id="cs_test_race")
+    event = completed(session)
+    deliveries = 6
+    start = threading.Barrier(deliveries)
+    statuses: list[int] = []
+
+    def deliver_once() -> None:
+        try:
+            start.wait()
+            statuses.append(deliver(Client(), event).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver_once) for _ in range(deliveries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * deliveries
+    assert billing_balance(user=user) == TEN_DOLLARS
+    assert StripeEvent.objects.count() == CreditLedgerEntry.objects.count() == 1
