@@ -19,6 +19,9 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        from billing.selectors import settings_check
+
+        settings_check()
         post_save.connect(
             _grant_on_sign_up, sender=settings.AUTH_USER_MODEL, dispatch_uid="billing_starter"
         )

@@ -51,6 +51,29 @@ def setting_micros(name: str) -> int:
     return usd_to_micros(getattr(settings, name), setting=name)
 
 
+def margin_percent() -> Decimal:
+    """``BILLING_MARGIN_PERCENT`` ("12.5" for 12.5 %)."""
+    try:
+        margin = Decimal(str(settings.BILLING_MARGIN_PERCENT).strip() or "0")
+    except InvalidOperation:
+        margin = Decimal("NaN")
+    if not margin.is_finite() or margin < 0:
+        raise ImproperlyConfigured("BILLING_MARGIN_PERCENT must be a percentage, 0 or more")
+    return margin
+
+
+def settings_check() -> None:
+    """Every ``BILLING_*`` amount readable, or ``ImproperlyConfigured`` naming it (run at
+    start-up, so a typo stops the server instead of a charge)."""
+    for name in ("BILLING_STARTER_GRANT_USD", "BILLING_LOW_BALANCE_USD"):
+        setting_micros(name)
+    if setting_micros("BILLING_RESERVE_USD") <= 0:
+        raise ImproperlyConfigured("BILLING_RESERVE_USD must be above 0")
+    margin_percent()
+    if not settings.BILLING_CREDIT_PACKS or min(settings.BILLING_CREDIT_PACKS) <= 0:
+        raise ImproperlyConfigured("BILLING_CREDIT_PACKS must list whole dollar amounts above 0")
+
+
 def credit_packs() -> list[CreditPack]:
     """The packs ``BILLING_CREDIT_PACKS`` offers, in its order."""
     return [

@@ -5,14 +5,14 @@ same credits."""
 from __future__ import annotations
 
 import logging
+from decimal import ROUND_CEILING, Decimal
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
 from billing.models import CreditHold, CreditLedgerEntry
-from billing.selectors import held_micros, setting_micros
+from billing.selectors import held_micros, margin_percent, setting_micros
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import InsufficientCredits
 from usage.services import MeteredCall
@@ -44,8 +44,8 @@ def credits_reserve(*, user: User, estimate_micros: int, reference: str) -> Cred
 
 def charge_micros(cost_micros: int) -> int:
     """A metered cost with ``BILLING_MARGIN_PERCENT`` added, rounded up."""
-    margin = int(settings.BILLING_MARGIN_PERCENT or 0)
-    return -(-cost_micros * (100 + margin) // 100)
+    charge = Decimal(cost_micros) * (100 + margin_percent()) / 100
+    return int(charge.to_integral_value(rounding=ROUND_CEILING))
 
 
 def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedgerEntry | None:

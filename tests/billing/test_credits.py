@@ -8,13 +8,15 @@ import threading
 import uuid
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
-from billing.selectors import billing_balance, ledger_mismatches
+from billing.selectors import billing_balance, ledger_mismatches, settings_check
 from billing.services import (
+    charge_micros,
     credits_adjust,
     credits_grant_starter,
     credits_release,
@@ -124,6 +126,30 @@ def test_the_margin_is_added_to_the_metered_cost(alice, db, settings):
     hold = credits_reserve(user=alice, estimate_micros=1000, reference="run-1-1")
     entry = credits_settle(hold=hold, metered_call=llm_call(alice))
     assert entry.amount_micros == -522  # 435 × 1.2 = 522
+
+
+def test_a_fractional_margin_rounds_the_charge_up(alice, db, settings):
+    settings.BILLING_MARGIN_PERCENT = "12.5"
+    assert charge_micros(435) == 490  # 489.375, rounded up
+    assert charge_micros(0) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BILLING_STARTER_GRANT_USD", "one dollar"),
+        ("BILLING_LOW_BALANCE_USD", "-2"),
+        ("BILLING_RESERVE_USD", "0"),
+        ("BILLING_MARGIN_PERCENT", "ten"),
+        ("BILLING_MARGIN_PERCENT", "-5"),
+        ("BILLING_CREDIT_PACKS", [10, 0]),
+        ("BILLING_CREDIT_PACKS", []),
+    ],
+)
+def test_a_malformed_billing_setting_stops_start_up_naming_it(settings, name, value):
+    setattr(settings, name, value)
+    with pytest.raises(ImproperlyConfigured, match=name):
+        settings_check()
 
 
 def test_no_balance_means_402_before_any_call(alice, db):
