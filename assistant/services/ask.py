@@ -26,7 +26,7 @@ from accounts.models import User
 from assistant.llm import Completion, ToolCall, chat_complete
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
 from assistant.selectors import session_get_for_user
-from assistant.services.history import history_trim
+from assistant.services.history import history_trim, tokens_estimate
 from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import Tool, ToolExecutor, openai_tools
@@ -109,10 +109,21 @@ class _Conversation:
     def _tool(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
 
+    def _history_budget(self, system: dict[str, Any], tools: list[dict[str, Any]]) -> int:
+        """``ASSISTANT_HISTORY_TOKENS``, less when the model's context window (from the
+        catalog) cannot hold that beside the prompt, the tools and the answer."""
+        budget = int(settings.ASSISTANT_HISTORY_TOKENS)
+        if self.key.context_tokens:
+            fixed = tokens_estimate([system, *tools]) + int(settings.OPENAI_MAX_TOKENS)
+            budget = min(budget, self.key.context_tokens - fixed)
+        return budget
+
     def llm_call(self) -> Completion:
         """One model round over the trimmed history, metered once."""
         self.rounds += 1
-        history = history_trim(self.messages, budget=settings.ASSISTANT_HISTORY_TOKENS)
+        system = {"role": "system", "content": self.system}
+        tools = openai_tools(self.tools)
+        history = history_trim(self.messages, budget=self._history_budget(system, tools))
         call_id = f"assistant-run-{self.run.pk}-{self.rounds}"
         # The server's key spends the user's credits: hold an estimate first, so parallel
         # runs cannot spend the same balance; settle to the metered cost after.
@@ -128,8 +139,8 @@ class _Conversation:
                 api_key=self.key.secret,
                 base_url=self.key.base_url,
                 model=self.key.model,
-                messages=[{"role": "system", "content": self.system}, *history],
-                tools=openai_tools(self.tools),
+                messages=[system, *history],
+                tools=tools,
                 user_host=self.key.user_host,
                 on_text=self.on_text,
             )

@@ -28,6 +28,7 @@ class LLMKey:
     api_key: ApiKey | None
     secret: str = field(repr=False)
     user_host: bool = False  # the base URL was given by the user: connect guarded
+    context_tokens: int | None = None  # the model's context window, when the catalog knows
 
     @property
     def billed_to_credits(self) -> bool:
@@ -41,6 +42,7 @@ def llm_key_for(*, user: User) -> LLMKey:
     to do, raised before any model is called."""
     preferred = preferred_model_for(user=user)
     preferred_id = preferred.openrouter_id if preferred else ""
+    context = preferred.context_length if preferred else None
     with user_api_keys(user) as keys:
         for provider in OWN_KEY_PROVIDERS:
             if keys.source(provider) != "vault":
@@ -49,21 +51,25 @@ def llm_key_for(*, user: User) -> LLMKey:
             if api_key is None:
                 continue
             secret = keys[provider]
+            model = model_for(provider=provider, preferred_id=preferred_id)
             return LLMKey(
                 provider=provider,
                 base_url=keys.base_url(provider),
-                model=model_for(provider=provider, preferred_id=preferred_id),
+                model=model,
                 api_key=api_key,
                 secret=secret,
                 user_host=bool(api_key.base_url),
+                context_tokens=context if _serves(model, preferred_id) else None,
             )
     if settings.OPENAI_API_KEY:
+        model = model_for(provider="openai", preferred_id=preferred_id)
         return LLMKey(
             provider="openai",
             base_url=settings.OPENAI_BASE_URL,
-            model=model_for(provider="openai", preferred_id=preferred_id),
+            model=model,
             api_key=None,
             secret=settings.OPENAI_API_KEY,
+            context_tokens=context if _serves(model, preferred_id) else None,
         )
     raise InsufficientCredits(
         "The assistant needs a model key: add credits or add your own OpenAI key under Keys.",
@@ -84,3 +90,8 @@ def model_for(*, provider: str, preferred_id: str) -> str:
     if provider == "openrouter" and "/" not in default:
         return f"openai/{default}"
     return default
+
+
+def _serves(model: str, preferred_id: str) -> bool:
+    """Whether ``model`` is the preferred catalog model (so its context length applies)."""
+    return bool(preferred_id) and preferred_id.endswith(model)

@@ -6,8 +6,11 @@ import pytest
 
 from assistant.models import AssistantRun, InteractiveSession
 from assistant.services.ask import ask_run
+from assistant.services.history import tokens_estimate
 from core.errors import NotFound
+from models_catalog.models import CatalogPreference
 from tests.fakes.openai_chat import text, tool_calls
+from tests.models_catalog.factories import ModelFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +82,26 @@ def _call(call_id):
         "type": "function",
         "function": {"name": "jira_search", "arguments": "{}"},
     }
+
+
+def test_a_small_context_window_trims_further(alice, chat, executor, settings):
+    # The preferred model's context window (from the catalog) must hold the prompt, the
+    # tools and the answer besides the history.
+    settings.OPENAI_MAX_TOKENS = 500
+    chat.script(text("ok"))
+    ask_run(user=alice, prompt="warm up", executor=executor, interactive=True)
+    body = chat.requests[0].body
+    fixed = tokens_estimate([body["messages"][0], *body["tools"]]) + 500
+    model = ModelFactory(openrouter_id="openai/gpt-4o-mini", context_length=fixed + 300)
+    CatalogPreference.objects.create(user=alice, preferred_model=model)
+    old = [
+        {"role": "user", "content": "old question " + "x" * 2000},
+        {"role": "assistant", "content": "old answer"},
+        {"role": "user", "content": "recent question"},
+        {"role": "assistant", "content": "recent answer"},
+    ]
+    session = InteractiveSession.objects.create(owner=alice, title="long", messages=old)
+    chat.script(text("ok"))
+    ask_run(user=alice, prompt="next", executor=executor, session_id=session.pk)
+    sent = chat.requests[1].messages[1:]
+    assert [m["content"] for m in sent] == ["recent question", "recent answer", "next"]
