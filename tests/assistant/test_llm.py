@@ -107,3 +107,11 @@ def test_an_unreachable_server_is_unavailable(chat):
             messages=[{"role": "user", "content": "hi"}],
             tools=[],
         )
+
+
+def test_a_model_that_does_not_answer_in_time_is_unavailable(chat, settings):
+    settings.OPENAI_TIMEOUT = 0.2
+    chat.script(text("too late", delay=1))
+    with pytest.raises(ProviderUnavailable) as caught:
+        _complete(chat)
+    assert "did not answer in time" in caught.value.message

@@ -38,6 +38,7 @@ class Reply:
     output_tokens: int = 20
     cached_tokens: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0  # seconds before answering: a model that does not answer in time
 
 
 def text(content: str, **kwargs: Any) -> Reply:
@@ -110,6 +111,7 @@ class FakeOpenAIChat(LocalHTTPServer):
                     self.send_json(404, {"error": {"message": "Not found", "type": "invalid"}})
                     return
                 reply = fake._next()
+                time.sleep(reply.delay)
                 if reply.status != 200:
                     self.send_json(
                         reply.status,
