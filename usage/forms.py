@@ -15,6 +15,10 @@ from usage.models import Granularity
 from usage.selectors import MAX_DAYS
 
 DATE_FORMAT = "%Y-%m-%d"
+# The days a filter may name. Past either end, the period before (or the hour after) the
+# chosen one leaves Python's dates (year 1 to 9999): an OverflowError, a 500.
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
 
 
 def _today() -> date:
@@ -37,8 +41,19 @@ class _IdField(forms.Field):
         return parsed
 
 
+class _DayField(forms.DateField):
+    """A UTC day from ``FIRST_DAY`` to ``LAST_DAY``."""
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value is not None and not FIRST_DAY <= value <= LAST_DAY:
+            raise forms.ValidationError(
+                f"Enter a date from {FIRST_DAY:%Y-%m-%d} to {LAST_DAY:%Y-%m-%d}."
+            )
+
+
 def _date_field(label: str) -> forms.DateField:
-    return forms.DateField(
+    return _DayField(
         required=False,
         input_formats=[DATE_FORMAT],
         label=label,

@@ -149,6 +149,11 @@ def test_the_budgets_of_the_month_come_with_the_usage(alice, alice_api, alices_u
         ({"key_id": "abc"}, "key_id"),
         ({"project_id": "-1"}, "project_id"),
         ({"key_id": "99999999999999999999"}, "key_id"),
+        # Days whose period before (or hour after) leaves Python's dates: a 500 once.
+        ({"start": "0001-01-01"}, "start"),
+        ({"end": "0001-01-01"}, "end"),
+        ({"end": "9999-12-31", "granularity": "hour"}, "end"),
+        ({"start": "9999-12-31"}, "start"),
     ],
 )
 @pytest.mark.parametrize("url", ["/api/usage", "/api/usage.csv"])

@@ -288,6 +288,22 @@ def test_the_csv_refuses_bad_filters(alice_browser):
     assert "Choose day or hour." in response.content.decode()
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "start=0001-01-01&end=0001-01-01",
+        "start=0001-01-01&end=0001-01-02&granularity=hour",
+        "end=9999-12-31&granularity=hour",
+        "end=9999-12-31",
+    ],
+)
+def test_days_out_of_range_are_refused_not_a_server_error(alice_browser, query):
+    for url in (PAGE, CSV):
+        response = alice_browser.get(f"{url}?{query}")
+        assert response.status_code == 400
+        assert "Enter a date from 2000-01-01 to 2099-12-31." in response.content.decode()
+
+
 # --- Fetch now --------------------------------------------------------------------------
 
 
