@@ -44,7 +44,10 @@ from core.ratelimit import limit
 
 MODES = {
     "one_shot": ("One-shot", "A single question; nothing is remembered."),
-    "interactive": ("Conversation", "Kay remembers this conversation; it is saved on the left."),
+    "interactive": (
+        "Conversation",
+        "Kay remembers this conversation and saves it under Conversations.",
+    ),
     "confirm": ("Ask first", "Kay reads freely but asks before it changes anything."),
 }
 EXAMPLES = (
