@@ -23,7 +23,9 @@ class BillingAccount(models.Model):
     balance_micros = models.BigIntegerField(default=0)
     # The user's one Stripe Customer, created with their first checkout.
     stripe_customer_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
-    # When the low-balance email went; cleared once the balance is back above the threshold.
+    # When the low-balance email for the current drop went. Never cleared: a later drop
+    # sends again once a ledger entry since then shows the balance back at or above the
+    # threshold (see billing.services.low_balance).
     low_balance_notified_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -19,9 +19,10 @@ EMAIL_RETRIES = 5
     bind=True, name="billing.tasks.low_balance_notify", acks_late=True, max_retries=EMAIL_RETRIES
 )
 def low_balance_notify(self: Task, user_id: int) -> bool:
-    """Email one low-balance warning (queued on commit by the charge that crossed the
-    threshold). Idempotent: a second run, or a concurrent one, sends nothing more. A mail
-    server that fails is retried with backoff; the claim was released for that retry."""
+    """Email one low-balance warning (queued on commit by every charge that leaves the
+    balance under the threshold). Idempotent: a second run, or a concurrent one, sends
+    nothing more. A mail server that fails is retried with backoff; the claim was released
+    for that retry."""
     try:
         return low_balance_notify_service(user_id=user_id)
     except (smtplib.SMTPException, OSError) as exc:

@@ -52,8 +52,7 @@ def entry_post(
     posted = CreditLedgerEntry.objects.filter(reference=reference).first()
     if posted is not None:
         return posted, False
-    before = account.balance_micros
-    account.balance_micros = before + amount_micros
+    account.balance_micros += amount_micros
     account.save(update_fields=["balance_micros", "updated_at"])
     entry = CreditLedgerEntry.objects.create(
         account=account,
@@ -65,8 +64,10 @@ def entry_post(
         created_by=created_by,
         metered_call_id=metered_call_id,
     )
-    threshold = low_balance_threshold_micros()
-    if amount_micros < 0 and account.balance_micros < threshold <= before:
+    # Every charge that leaves the balance under the threshold queues the check, not only
+    # the one crossing it: a starter grant already under the threshold never "crosses" it.
+    # ``low_balance_notify`` sends once per drop however often it runs.
+    if amount_micros < 0 and account.balance_micros < low_balance_threshold_micros():
         _low_balance_queue(account.user_id)
     return entry, True
 

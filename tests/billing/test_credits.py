@@ -205,7 +205,7 @@ def test_an_unpriced_call_charges_nothing(alice, db):
     assert hold.status == "settled" and billing_balance(user=alice) == DOLLAR
 
 
-def test_a_charge_under_the_low_balance_threshold_queues_one_email(
+def test_every_charge_under_the_low_balance_threshold_queues_the_check(
     alice, db, settings, django_capture_on_commit_callbacks, monkeypatch
 ):
     settings.BILLING_LOW_BALANCE_USD = "2.00"
@@ -221,7 +221,8 @@ def test_a_charge_under_the_low_balance_threshold_queues_one_email(
             entry_post(
                 account_lock(user_id=alice.pk), kind=Kind.USAGE, amount_micros=-1, reference="u:2"
             )
-    assert queued == [alice.pk]  # the crossing, not every charge after it
+    # Every charge under it queues the check; the service sends once per drop.
+    assert queued == [alice.pk, alice.pk]
 
 
 # --- Adjustments and the check -----------------------------------------------------------

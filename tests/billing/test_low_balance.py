@@ -190,3 +190,21 @@ def test_bob_never_sees_alices_banner(alice, bob_browser):
     move(alice, 1_000_000, Kind.PURCHASE)
     low_balance_notify(user_id=alice.pk)
     assert BANNER not in bob_browser.get("/dashboard/").content.decode()
+
+
+def test_a_new_user_spending_only_the_starter_grant_gets_the_email_and_banner(
+    settings, eager, django_capture_on_commit_callbacks, client
+):
+    """The defaults: a $1.00 grant is already under the $2.00 threshold, so no charge
+    ever crosses it; the first charge under it still sends the one email."""
+    settings.BILLING_STARTER_GRANT_USD = "1.00"
+    with django_capture_on_commit_callbacks(execute=True):
+        carol = UserFactory()
+    assert balance_of(carol) == 1_000_000 and mail.outbox == []
+    with django_capture_on_commit_callbacks(execute=True):
+        move(carol, -100_000)  # $0.90
+    with django_capture_on_commit_callbacks(execute=True):
+        move(carol, -100_000)  # $0.80: queued again, nothing more sent
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == [carol.email]
+    client.force_login(carol)
+    assert BANNER in client.get("/dashboard/billing/").content.decode()
