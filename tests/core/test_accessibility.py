@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import ApiToken, SecurityEvent
+from assistant.models import InteractiveSession
 from keys.models import KeyAuditEvent
 from tests.billing.factories import CheckoutSessionFactory
 from tests.browser_helpers import login, serious_accessibility_failures
@@ -25,6 +26,23 @@ from tests.models_catalog.factories import offer
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 WIDTHS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone")]
+# A conversation with a tool step and a Markdown answer, as the Assistant page shows one.
+A11Y_CONVERSATION = [
+    {"role": "user", "content": "List all tickets in project KAN"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "jira_search", "arguments": '{"jql": "project = KAN"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_1", "content": '{"issues": [{"key": "KAN-1"}]}'},
+    {"role": "assistant", "content": "One ticket: **KAN-1** ([open](https://example.com/KAN-1))."},
+]
 
 # (screenshot name, path, status the page answers with)
 SIGNED_OUT = [
@@ -82,6 +100,9 @@ def operator_pages(live_server, staff) -> list[tuple[str, str, int]]:
     )
     cli_tokens_for(staff)
     CheckoutSessionFactory(user=staff, stripe_session_id="cs_test_a11y")
+    conversation = InteractiveSession.objects.create(
+        owner=staff, title="Sprint review", messages=A11Y_CONVERSATION
+    )
     SecurityEvent.objects.create(
         user=staff,
         actor=staff,
@@ -107,6 +128,12 @@ def operator_pages(live_server, staff) -> list[tuple[str, str, int]]:
         ("device-confirm", f"/dashboard/device?user_code={user_code}", 200),
         ("usage", "/dashboard/usage/", 200),
         ("assistant", "/dashboard/assistant/", 200),
+        ("assistant-session", f"/dashboard/assistant/sessions/{conversation.pk}/", 200),
+        (
+            "assistant-session-delete",
+            f"/dashboard/assistant/sessions/{conversation.pk}/delete/",
+            200,
+        ),
         ("billing", "/dashboard/billing/", 200),
         ("billing-success", "/dashboard/billing/success/?session_id=cs_test_a11y", 200),
         ("security", "/accounts/security/", 200),
