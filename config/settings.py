@@ -238,6 +238,10 @@ elif IS_PRODUCTION:
     )
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# Seconds an SMTP connection may block. Without it a mail server that stops answering
+# hangs its caller for good: a sign-up request, or a budget alert inside the transaction
+# whose unique row every other evaluator of that owner waits on.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Kay <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

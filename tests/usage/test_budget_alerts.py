@@ -141,6 +141,16 @@ def test_a_failed_send_is_rolled_back_and_sent_by_a_later_run(alice, settings):
     assert len(mail.outbox) == 1
 
 
+def test_the_mail_server_cannot_hang_an_alert_holding_its_row():
+    """The alert is sent inside the transaction that inserts its row (every other
+    evaluator of the owner waits on it): an SMTP server that stops answering must time
+    out (an OSError the task retries), not block forever."""
+    from django.core.mail import get_connection
+
+    smtp = get_connection("django.core.mail.backends.smtp.EmailBackend")
+    assert smtp.timeout is not None and 0 < smtp.timeout <= 30
+
+
 def test_beat_queues_one_evaluation_per_owner_with_budgets(
     alice, bob, charlie, django_capture_on_commit_callbacks
 ):
