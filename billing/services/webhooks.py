@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing import stripe_client
 from billing.models import BillingAccount, CheckoutSession, CreditLedgerEntry, StripeEvent
-from billing.selectors import MICROS_PER_CENT, credit_pack_get
+from billing.selectors import MICROS_PER_CENT
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import ApplicationError, Conflict, NotFound
 
@@ -93,24 +93,14 @@ def _apply(event: StripeEvent) -> None:
 
 
 def _checkout_session(obj: dict[str, Any]) -> CheckoutSession:
-    """Kay's record of the session in ``obj``: the one Kay started, or (should that write
-    have been lost) one made from the user id and pack Kay gave Stripe."""
-    session = CheckoutSession.objects.filter(stripe_session_id=obj["id"]).first()
-    if session is not None:
-        return session
-    reference = str(obj.get("client_reference_id") or "")
-    user = User.objects.filter(pk=int(reference)).first() if reference.isdigit() else None
-    pack = credit_pack_get(str((obj.get("metadata") or {}).get("pack_id", "")))
-    if user is None:
-        raise EventProblem(f"No Kay checkout session or user for {obj['id']}.")
-    session, _ = CheckoutSession.objects.get_or_create(
-        stripe_session_id=obj["id"],
-        defaults={
-            "user": user,
-            "pack_id": pack.id if pack else "",
-            "amount_total": int(obj.get("amount_total") or 0),
-        },
-    )
+    """Kay's own record of the session in ``obj``. A session Kay did not start (a Payment
+    Link or another app on the same Stripe account, whose ``client_reference_id`` anyone
+    paying can choose) credits nobody: its event is stored as failed for an operator.
+    Kay never loses its record of a session it started: the user gets the Checkout URL
+    only after the row is written."""
+    session = CheckoutSession.objects.filter(stripe_session_id=str(obj["id"])).first()
+    if session is None:
+        raise EventProblem(f"No Kay checkout session {obj['id']}.")
     return session
 
 
@@ -126,7 +116,12 @@ def _session_paid(event: StripeEvent, obj: dict[str, Any]) -> str:
         return Status.PROCESSED  # paid later: async_payment_succeeded or _failed follows
     if str(obj.get("currency", "")).lower() != "usd":
         raise EventProblem(f"Checkout {obj['id']} was paid in {obj.get('currency')}, not USD.")
-    amount_cents = int(obj["amount_total"])
+    amount_cents = session.amount_total  # the pack Kay priced, never what the event says
+    if obj.get("amount_total") != amount_cents:
+        raise EventProblem(
+            f"Checkout {obj['id']} was paid {obj.get('amount_total')!r} cents, "
+            f"not the pack's {amount_cents}."
+        )
     account = account_lock(user_id=session.user_id)
     event.account = account
     entry_post(

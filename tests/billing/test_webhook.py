@@ -146,11 +146,36 @@ def test_an_expired_checkout_says_so_and_credits_nothing(client, alice, session)
     assert session.status == "expired" and billing_balance(user=alice) == 0
 
 
-def test_a_checkout_kay_lost_track_of_is_credited_to_its_reference_user(client, alice):
-    event = checkout_event(session_id="cs_test_unknown", user_id=alice.pk, amount_total=2500)
+@pytest.mark.parametrize("event_type", ["checkout.session.completed", "checkout.session.expired"])
+def test_a_checkout_kay_did_not_start_credits_nobody_whatever_user_it_names(
+    client, alice, session, event_type
+):
+    """A Payment Link (or another app) on the same Stripe account lets whoever pays set
+    ``client_reference_id``: naming alice's id must not buy her (or anyone) Kay credits."""
+    event = checkout_event(
+        session_id="cs_test_not_kays", user_id=alice.pk, amount_total=2500, event_type=event_type
+    )
+    assert deliver(client, event).status_code == 200
+    stored = StripeEvent.objects.get()
+    assert (stored.status, stored.error) == ("failed", "No Kay checkout session cs_test_not_kays.")
+    assert billing_balance(user=alice) == 0
+    assert list(CheckoutSession.objects.values_list("stripe_session_id", flat=True)) == [
+        "cs_test_alice_10"
+    ]
+
+
+@pytest.mark.parametrize("amount_total", [2500, 999, 0, None, "1000"])
+def test_a_paid_amount_other_than_the_packs_is_not_credited(client, alice, session, amount_total):
+    """Kay credits the pack it priced for its own session, only when Stripe says that
+    exact amount was paid; anything else is left to an operator."""
+    event = completed(session)
+    event["data"]["object"]["amount_total"] = amount_total
     deliver(client, event)
-    assert billing_balance(user=alice) == 25_000_000
-    assert CheckoutSession.objects.get().user == alice
+    stored = StripeEvent.objects.get()
+    assert stored.status == "failed" and "not the pack's 1000" in stored.error
+    assert billing_balance(user=alice) == 0 and not CreditLedgerEntry.objects.exists()
+    session.refresh_from_db()
+    assert session.status == "open"
 
 
 @pytest.mark.parametrize(
@@ -158,7 +183,7 @@ def test_a_checkout_kay_lost_track_of_is_credited_to_its_reference_user(client, 
     [
         (
             checkout_event(session_id="cs_test_nobody", user_id=None),
-            "No Kay checkout session or user for cs_test_nobody.",
+            "No Kay checkout session cs_test_nobody.",
         ),
         (
             refund_event(amount_refunded=500, event_id="evt_r", customer="cus_other"),
