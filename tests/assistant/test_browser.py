@@ -115,3 +115,27 @@ def test_a_conversation_is_listed_reopened_and_shown_on_a_phone(
     page.get_by_role("button", name="Conversations").click()
     assert drawer.is_visible()
     page.screenshot(path="artifacts/screenshots/assistant-drawer-phone.png", full_page=True)
+
+
+def test_the_page_streams_under_the_content_security_policy(
+    chromium, live_server, alice, chat, executor, monkeypatch
+):
+    """The shared ``page`` fixture bypasses the policy: this one obeys it."""
+    monkeypatch.setattr(views, "tool_executor", lambda user: executor)
+    context = chromium.new_context(base_url=live_server.url)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda message: message.type == "error" and refused.append(message.text))
+    page.on("pageerror", lambda error: refused.append(str(error)))
+    try:
+        login(page, alice.email)
+        page.goto("/dashboard/assistant/")
+        chat.script(text("All **fine**."))
+        page.get_by_role("button", name="List all tickets in project KAN").click()
+        assert page.get_by_label("Your question").input_value() == "List all tickets in project KAN"
+        page.get_by_label("Your question").press("Enter")
+        page.locator(".answer:not(.streaming) strong", has_text="fine").wait_for()
+    finally:
+        context.close()
+    assert refused == []

@@ -24,7 +24,14 @@ def _policy(response) -> dict[str, list[str]]:
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "url",
-    ["/accounts/login/", "/dashboard/", "/dashboard/keys/", "/dashboard/models/", "/api/docs/"],
+    [
+        "/accounts/login/",
+        "/dashboard/",
+        "/dashboard/keys/",
+        "/dashboard/models/",
+        "/dashboard/assistant/",
+        "/api/docs/",
+    ],
 )
 def test_pages_send_a_policy_that_allows_no_inline_script_or_style(client, alice, url):
     if url != "/accounts/login/":
