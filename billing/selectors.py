@@ -4,13 +4,14 @@ amounts the settings give in dollars, as micro-dollars."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from accounts.models import User
 from billing.models import BillingAccount, CheckoutSession, CreditHold, CreditLedgerEntry
@@ -94,11 +95,20 @@ def billing_balance(*, user: User) -> int:
     return balance or 0
 
 
+# An open hold older than this no longer sets credits aside: its caller died between
+# reserve and settle/release (a killed worker, a dropped stream, an unexpected error), and
+# its credits must not stay locked forever. Far longer than any one LLM call
+# (OPENAI_TIMEOUT); settling it late still charges the call.
+HOLD_TTL = timedelta(hours=1)
+
+
 def held_micros(*, account: BillingAccount) -> int:
-    """What the account's open holds set aside."""
-    total = CreditHold.objects.filter(account=account, status=CreditHold.Status.OPEN).aggregate(
-        total=Sum("amount_micros")
-    )["total"]
+    """What the account's open holds younger than ``HOLD_TTL`` set aside."""
+    total = CreditHold.objects.filter(
+        account=account,
+        status=CreditHold.Status.OPEN,
+        created_at__gt=timezone.now() - HOLD_TTL,
+    ).aggregate(total=Sum("amount_micros"))["total"]
     return int(total or 0)
 
 

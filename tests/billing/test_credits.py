@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
+from django.utils import timezone
 
 from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
-from billing.selectors import billing_balance, ledger_mismatches, settings_check
+from billing.selectors import HOLD_TTL, billing_balance, ledger_mismatches, settings_check
 from billing.services import (
     charge_micros,
     credits_adjust,
@@ -170,6 +172,21 @@ def test_open_holds_count_against_what_is_available(alice, db):
     credits_release(hold=first)
     assert first.status == "released"
     assert credits_reserve(user=alice, estimate_micros=500_000, reference="run-3-1")
+
+
+def test_a_hold_never_settled_or_released_stops_locking_the_balance(alice, db):
+    """A worker killed between reserve and settle leaves its hold open: after HOLD_TTL it
+    no longer sets credits aside, and settling it late still charges the call."""
+    fund(alice, 500_000)
+    stuck = credits_reserve(user=alice, estimate_micros=500_000, reference="run-1-1")
+    with pytest.raises(InsufficientCredits):
+        credits_reserve(user=alice, estimate_micros=500_000, reference="run-2-1")
+    CreditHold.objects.filter(pk=stuck.pk).update(
+        created_at=timezone.now() - HOLD_TTL - timedelta(seconds=1)
+    )
+    assert credits_reserve(user=alice, estimate_micros=500_000, reference="run-2-1")
+    credits_settle(hold=stuck, metered_call=llm_call(alice))
+    assert billing_balance(user=alice) == 500_000 - CALL_COST
 
 
 def test_the_same_hold_reference_is_one_hold(alice, db):
