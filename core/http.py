@@ -9,14 +9,36 @@ Outside services' addresses come from settings, so tests point them at fakes on
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+import httpx2
 
 from core.errors import ApplicationError
 from core.netguard import AddressRefused, resolve
+
+# Building a verifying SSL context loads every trusted certificate (~20 ms of CPU), which
+# httpx does for each new client unless given one: fetches that each build a client paid it
+# per request. A context is a read-only trust store (it still checks every certificate and
+# host name), so one per process serves every client. Built on first use, from what the
+# library would load itself (so SSL_CERT_FILE / SSL_CERT_DIR still apply).
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """httpx's default context (certifi's roots): for :func:`http_client`."""
+    return httpx.create_ssl_context()
+
+
+@functools.cache
+def sdk_tls_context() -> ssl.SSLContext:
+    """httpx2's default context (the system's roots), the one the ``openai`` SDK's client
+    builds for itself: pass it as ``verify=`` to ``openai.DefaultHttpxClient``."""
+    return httpx2.create_ssl_context()
 
 
 def http_client(
@@ -35,7 +57,12 @@ def http_client(
             max_connections=connections, max_keepalive_connections=connections
         )
     return httpx.Client(
-        base_url=base_url, timeout=timeout, headers=headers, follow_redirects=False, **pool
+        base_url=base_url,
+        timeout=timeout,
+        headers=headers,
+        follow_redirects=False,
+        verify=tls_context(),
+        **pool,
     )
 
 
