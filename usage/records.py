@@ -26,6 +26,12 @@ GRANULARITIES = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 # Column sizes of UsageBucket: a longer value is a fetcher bug, refused here rather than
 # truncated (or refused) by the database.
 MAX_LENGTHS = {"provider": 32, "model": 200, "external_project_id": 100, "external_key_id": 100}
+# The most one bucket may count (a trillion tokens or requests) and cost (ten million
+# dollars): far past any real organisation's hour or day, and far enough under a bigint
+# column's 9.2e18 that millions of buckets still add up in one (the rollup's sums). A
+# provider reporting more is answering nonsense; its row is refused, not stored.
+MAX_COUNT = 10**12
+MAX_COST_MICROS = 10**13
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,8 @@ class BucketRow:
         counts = (self.input_tokens, self.output_tokens, self.cached_tokens, self.requests)
         if any(count < 0 for count in counts) or (self.cost_micros or 0) < 0:
             raise ValueError("token counts, requests and cost cannot be negative")
+        if any(count > MAX_COUNT for count in counts) or (self.cost_micros or 0) > MAX_COST_MICROS:
+            raise ValueError("token counts, requests or cost past what one bucket can hold")
         if self.cached_tokens > self.input_tokens:
             raise ValueError("cached_tokens are part of input_tokens, so cannot exceed them")
 

@@ -26,6 +26,11 @@ from core.errors import ProviderError, ProviderUnavailable
 from usage.models import Source
 from usage.records import BucketRow
 
+# The most pages one listing may take. A backfill's longest window (90 days) is 14 pages
+# of hourly buckets; a provider still saying ``has_more`` after this many, each with a
+# new cursor, is not going to stop.
+MAX_PAGES = 100
+
 
 class KeyRejected(ProviderError):
     """The provider refused the key itself (revoked, wrong kind, missing permissions)."""
@@ -151,6 +156,7 @@ def _fetch_openai(window: FetchWindow) -> Fetched:
 
 __all__ = [
     "FETCHED",
+    "MAX_PAGES",
     "AccountSpend",
     "FetchWindow",
     "Fetched",

@@ -29,7 +29,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from core.errors import ProviderError
 from core.http import http_client
-from usage.providers import Fetched, FetchWindow, get_json
+from usage.providers import MAX_PAGES, Fetched, FetchWindow, get_json
 from usage.records import GRANULARITIES, BucketRow
 
 PROVIDER = "anthropic"
@@ -124,7 +124,9 @@ def fetch_anthropic_usage(
             entry.cents = Decimal(0)
     try:
         return _rows(usage)
-    except ValueError:  # a count BucketRow refuses (negative, a name too long)
+    # A count BucketRow refuses (negative, too large, a name too long), or an amount too
+    # large to round to micro-dollars (decimal's InvalidOperation, an ArithmeticError).
+    except (ValueError, ArithmeticError):
         raise ProviderError(f"{LABEL} sent usage we could not read.") from None
 
 
@@ -252,7 +254,7 @@ def anthropic_api_keys(*, admin_key: str, timeout: float = TIMEOUT) -> list[Anth
     found: list[AnthropicKey] = []
     after: str | None = None
     with _client(admin_key, timeout) as client:
-        while True:
+        for _ in range(MAX_PAGES):
             params: dict[str, Any] = {"limit": KEYS_LIMIT}
             if after:
                 params["after_id"] = after
@@ -273,8 +275,10 @@ def anthropic_api_keys(*, admin_key: str, timeout: float = TIMEOUT) -> list[Anth
             if not more:
                 return found
             if not last or last == after:
-                raise ProviderError(f"{LABEL}'s API key pages do not end.")
+                break
             after = str(last)
+    # Still "has_more" after MAX_PAGES pages, or a cursor that does not move.
+    raise ProviderError(f"{LABEL}'s API key pages do not end.")
 
 
 # --- HTTP ---------------------------------------------------------------------------------
@@ -308,7 +312,7 @@ def _buckets(
             raise ProviderError(f"{LABEL} sent the {what} in a form we could not read.") from None
         if not more:
             return
-        if not token or token in seen:
+        if not token or token in seen or len(seen) + 1 >= MAX_PAGES:
             raise ProviderError(f"{LABEL}'s {what} pages do not end.")
         seen.add(token)
 

@@ -26,11 +26,12 @@ from typing import Literal, NamedTuple, Protocol, TypeVar
 import openai
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
+from openai.pagination import SyncConversationCursorPage
 from openai.types.admin.organization import UsageCompletionsResponse, UsageCostsResponse
 
 from core.errors import ProviderError, ProviderUnavailable
 from core.http import sdk_tls_context
-from usage.providers import KeyRejected
+from usage.providers import MAX_PAGES, KeyRejected
 from usage.records import GRANULARITIES, BucketRow
 
 PROVIDER = "openai"
@@ -41,6 +42,9 @@ COMPLETIONS_LIMIT = {"1h": 168, "1d": 31}
 COSTS_LIMIT = 180
 TIMEOUT = 30.0
 MICROS = Decimal(1_000_000)
+# The most requests one listing of the project keys may take (the projects' pages and each
+# project's pages of keys, 100 items a page): a few hundred projects, with room to spare.
+MAX_LISTING_REQUESTS = 1000
 
 
 class _Page(Protocol):
@@ -49,6 +53,7 @@ class _Page(Protocol):
 
 
 PageT = TypeVar("PageT", bound=_Page)
+ItemT = TypeVar("ItemT")
 
 
 @dataclass
@@ -226,13 +231,26 @@ def openai_project_keys(*, admin_key: str, timeout: float = TIMEOUT) -> list[Pro
     """Every API key of every active project of the organisation (the SDK follows the
     pages), with its ``redacted_value`` for :func:`match_redacted`."""
     found: list[ProjectKey] = []
+    budget = [MAX_LISTING_REQUESTS]
     with _client(admin_key, timeout) as client, _vendor_errors("the project keys"):
         projects = client.admin.organization.projects
-        for project in projects.list(limit=100):
+        for project in _items(projects.list(limit=100), budget):
             # "any": all enabled keys, not only those whose owner the admin can see.
-            for key in projects.api_keys.list(project.id, limit=100, owner_project_access="any"):
+            keys = projects.api_keys.list(project.id, limit=100, owner_project_access="any")
+            for key in _items(keys, budget):
                 found.append(ProjectKey(project.id, key.id, key.name, key.redacted_value))
     return found
+
+
+def _items(first: SyncConversationCursorPage[ItemT], budget: list[int]) -> Iterator[ItemT]:
+    """Every item of an SDK listing, page after page, each page spending one of
+    ``budget``'s requests: a listing whose ``has_more`` never ends (or whose cursor
+    repeats, which the SDK follows as it is) stops with an error once it is spent."""
+    for page in first.iter_pages():
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ProviderError("OpenAI's project key pages do not end.")
+        yield from page.data
 
 
 # Where a redacted value hides the middle of a key: "sk-abc...def", "sk-…xyz", "sk-****xyz".
@@ -300,7 +318,7 @@ def _pages(call: Callable[[str | None], PageT], what: str) -> Iterator[PageT]:
         yield page
         if not page.has_more:
             return
-        if not page.next_page or page.next_page in seen:
+        if not page.next_page or page.next_page in seen or len(seen) + 1 >= MAX_PAGES:
             raise ProviderError(f"OpenAI's {what} pages do not end.")
         token = page.next_page
         seen.add(token)
@@ -312,7 +330,9 @@ def _unreadable(what: str) -> Iterator[None]:
     longer than a column): the provider's fault, not a crash."""
     try:
         yield
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, ArithmeticError):
+        # ArithmeticError: decimal's InvalidOperation (a NaN or infinite amount, or one
+        # too large to round to micro-dollars).
         raise ProviderError(f"OpenAI sent {what} we could not read.") from None
 
 

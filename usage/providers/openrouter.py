@@ -52,6 +52,9 @@ TIMEOUT = 30.0
 ACTIVITY_DAYS = 30
 MICROS = Decimal(1_000_000)
 KEY_SPEND_PREFIX = "vault:"
+# The largest amount (a billion dollars) a key's limit or spend may be: past it the answer
+# is nonsense, and would not fit ProviderAccount's bigint columns either.
+MAX_ACCOUNT_MICROS = 10**15
 
 
 def key_spend_id(api_key_id: int) -> str:
@@ -175,8 +178,8 @@ def _micros(usd: Any) -> int | None:
     if isinstance(usd, bool) or not isinstance(usd, int | float):
         raise TypeError("not a number")
     amount = Decimal(str(usd))
-    if not amount.is_finite():
-        raise ValueError("not a finite amount")
+    if not amount.is_finite() or abs(amount * MICROS) > MAX_ACCOUNT_MICROS:
+        raise ValueError("not a finite amount, or past any real one")
     return int((amount * MICROS).quantize(Decimal(1), ROUND_HALF_EVEN))
 
 
