@@ -13,13 +13,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import nh3
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
@@ -286,6 +288,13 @@ def _events(user: User, fields: dict[str, Any]) -> Iterator[bytes]:
         yield _sse(*item)
 
 
+async def _async_events(events: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """The same events for an ASGI server: each wait happens in a worker thread."""
+    step = sync_to_async(lambda: next(events, None), thread_sensitive=False)
+    while (chunk := await step()) is not None:
+        yield chunk
+
+
 @login_required
 @require_POST
 def assistant_stream(request: HttpRequest) -> HttpResponseBase:
@@ -317,9 +326,10 @@ def assistant_stream(request: HttpRequest) -> HttpResponseBase:
             session_get_for_user(user=user, session_id=data.validated_data["session_id"])
     except ApplicationError as exc:
         return JsonResponse({"error": error_event(exc)}, status=exc.status)
-    response = StreamingHttpResponse(
-        _events(user, {**data.validated_data, "mode": mode}), content_type="text/event-stream"
-    )
+    events = _events(user, {**data.validated_data, "mode": mode})
+    # Under ASGI Django would read a plain iterator to its end before sending anything.
+    stream = _async_events(events) if isinstance(request, ASGIRequest) else events
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response

@@ -313,3 +313,25 @@ def test_a_provider_failure_is_reported_in_the_stream(alice_browser, chat, local
     name, error = _events(_stream(alice_browser, prompt="hi", mode="one_shot"))[-1]
     assert name == "error" and error["code"] == "provider_unavailable"
     assert "try again" in error["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_under_asgi_the_stream_is_sent_event_by_event(alice, chat, local_tools):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    chat.script(text("Hello from ASGI."))
+    browser = AsyncClient()
+    browser.force_login(alice)
+
+    async def ask():
+        response = await browser.post(
+            STREAM, {"prompt": "hi", "mode": "one_shot"}, content_type="application/json"
+        )
+        assert response.is_async  # not read to its end before the first byte is sent
+        return [chunk async for chunk in response.streaming_content]
+
+    chunks = async_to_sync(ask)()
+    assert chunks[0].startswith(b"event: start") and b"event: done" in chunks[-1]
+    assert b"Hello from ASGI." in b"".join(chunks)
+    assert AssistantRun.objects.get().status == "completed"
