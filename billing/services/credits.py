@@ -15,6 +15,7 @@ from billing.models import CreditHold, CreditLedgerEntry
 from billing.selectors import held_micros, margin_percent, setting_micros
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import InsufficientCredits
+from usage.models import MeteredLlmCall
 from usage.services import MeteredCall
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedg
     charge = charge_micros(metered_call.cost_micros)
     with transaction.atomic():
         account = account_lock(user_id=hold.account.user_id)
+        # The call must be this account's own: settling with another user's record would
+        # charge their call here (and spend its reference, so never charge it there).
+        if not MeteredLlmCall.objects.filter(
+            pk=metered_call.record_id, owner_id=account.user_id
+        ).exists():
+            raise ValueError("a hold is settled with its own user's metered call")
         closed = CreditHold.objects.filter(pk=hold.pk, status=CreditHold.Status.OPEN).update(
             status=CreditHold.Status.SETTLED, closed_at=timezone.now()
         )

@@ -121,6 +121,25 @@ def test_settling_the_same_call_twice_charges_once(alice, db):
     assert CreditLedgerEntry.objects.filter(kind="usage").count() == 1
 
 
+def test_a_hold_cannot_be_settled_with_another_users_call(alice, bob, db):
+    fund(alice, DOLLAR)
+    fund(bob, DOLLAR, reference="test:fund-bob")
+    hold = credits_reserve(user=alice, estimate_micros=500_000, reference="run-1-1")
+    bobs_call = llm_call(bob)
+    with pytest.raises(ValueError):
+        credits_settle(hold=hold, metered_call=bobs_call)
+    assert (
+        billing_balance(user=alice) == DOLLAR
+        and not CreditLedgerEntry.objects.filter(kind=Kind.USAGE).exists()
+    )
+    hold.refresh_from_db()
+    assert hold.status == "open"
+    # bob's own hold still charges his call.
+    bobs_hold = credits_reserve(user=bob, estimate_micros=500_000, reference="run-2-1")
+    credits_settle(hold=bobs_hold, metered_call=bobs_call)
+    assert billing_balance(user=bob) == DOLLAR - CALL_COST
+
+
 def test_the_margin_is_added_to_the_metered_cost(alice, db, settings):
     settings.BILLING_MARGIN_PERCENT = "20"
     catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
