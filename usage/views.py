@@ -342,6 +342,8 @@ def usage_csv_download(request: HttpRequest) -> HttpResponse:
     summary = usage_summary(owner=user_of(request), **form.summary_kwargs())
     response = HttpResponse(usage_csv(summary), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{usage_csv_filename(summary)}"'
+    # Spend figures: kept by no shared or browser cache (as GET /api/usage.csv).
+    response["Cache-Control"] = "no-store"
     return response
 
 

@@ -269,6 +269,7 @@ def test_the_csv_is_exactly_what_the_page_shows(alice_browser, alices_usage, que
     response = alice_browser.get(f"{CSV}?{query}")
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="kay-usage-')
+    assert response["Cache-Control"] == "no-store"  # spend figures, in no cache
     rows = csv_rows(response)
     assert rows
     cost = sum(Decimal(row["cost_usd"]) for row in rows)
