@@ -190,6 +190,8 @@ document.addEventListener("DOMContentLoaded", () => {
       turn.answer.replaceWith(answer);
       turn.answer = answer;
     } else {
+      // /ask/confirm answers in plain text: shown as text, its line breaks kept.
+      turn.answer.classList.add("plain");
       turn.answer.textContent = body.data.response || body.message;
     }
     scrollDown();
