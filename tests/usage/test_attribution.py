@@ -278,3 +278,20 @@ def test_anthropic_usage_is_attributed_by_partial_key_hint(anthropic_fake, froze
 
     assert tokens_by_key(alice) == {claude.pk: 800, None: 40}
     assert_rollup_agrees(alice)
+
+
+@pytest.mark.parametrize("redacted", ["sk-...", "*", "", "sk-proj-WebApp0001", "...T3", ".*...$"])
+def test_a_redacted_value_that_can_match_no_key_opens_none(fake, frozen, alice, redacted):
+    """A listing entry too vague to tell keys apart (nothing hidden, too little of the end
+    shown, regex characters) matches nothing, so no stored key is decrypted for it."""
+    fake.add_project_key("proj_web", key_id="key_vague", name="vague", redacted_value=redacted)
+    web = ApiKeyFactory(owner=alice, secret=WEB)
+    ApiKeyFactory(owner=alice, secret=BATCH)
+    use(fake, "key_vague", tokens=70)
+    key = admin_key(alice)
+
+    assert usage_fetch_for_key(api_key_id=key.pk).status == "ok"
+
+    assert opened_for_attribution(alice) == 0
+    assert tokens_by_key(alice) == {None: 70}
+    assert not ExternalKeyLink.objects.filter(api_key=web).exists()

@@ -260,6 +260,15 @@ HIDDEN = re.compile(r"\.{3,}|…|\*{3,}")
 MIN_VISIBLE_END = 3
 
 
+def redaction_ends(redacted: str) -> tuple[str, str] | None:
+    """The visible prefix and suffix of a redacted value, or None when it cannot tell keys
+    apart: no hidden middle, or too little of the end shown (``sk-...``, ``*``, ``""``)."""
+    parts = HIDDEN.split(redacted.strip(), maxsplit=1)
+    if len(parts) != 2 or len(parts[1]) < MIN_VISIBLE_END:
+        return None
+    return parts[0], parts[1]
+
+
 @sensitive_variables("secrets", "secret")
 def match_redacted(redacted: str, secrets: Mapping[int, str]) -> int | None:
     """The id of the one stored key ``redacted`` can be (``secrets``: id → plaintext).
@@ -271,12 +280,10 @@ def match_redacted(redacted: str, secrets: Mapping[int, str]) -> int | None:
     too little of the end, or several stored keys that fit, give None: usage is never
     attributed to a key it might not belong to.
     """
-    parts = HIDDEN.split(redacted.strip(), maxsplit=1)
-    if len(parts) != 2:
+    ends = redaction_ends(redacted)
+    if ends is None:
         return None
-    prefix, suffix = parts
-    if len(suffix) < MIN_VISIBLE_END:
-        return None
+    prefix, suffix = ends
     fits = [
         key_id
         for key_id, secret in secrets.items()

@@ -41,7 +41,7 @@ from keys.services import Origin, audit
 from keys.services.common import UnreadableKey, open_key
 from usage.models import ExternalKeyLink, Source, UsageBucket
 from usage.providers.anthropic import anthropic_api_keys
-from usage.providers.openai import HIDDEN, match_redacted, openai_project_keys
+from usage.providers.openai import match_redacted, openai_project_keys, redaction_ends
 from usage.records import BucketRow
 from usage.services.rollup import owner_lock, rollup_rewrite
 
@@ -133,12 +133,15 @@ def _fingerprint(candidates: Sequence[ApiKey]) -> str:
 def _mask_fits(mask: str, redacted: str) -> bool:
     """Whether a stored key's mask (its first and last few characters) agrees with a
     redacted value: if not, the key cannot match and is not opened. The match itself
-    is always against the plaintext."""
+    is always against the plaintext. A redacted value no key can match (nothing hidden,
+    too little of the end shown) opens none."""
+    ends = redaction_ends(redacted)
+    if ends is None:
+        return False  # match_redacted refuses it whatever the plaintext
     shown, hidden = mask.split("…", 1) if "…" in mask else ("", "")
-    parts = HIDDEN.split(redacted.strip(), maxsplit=1)
-    if len(parts) != 2 or not shown:
+    if not shown:
         return True  # nothing to compare: let the plaintext decide
-    prefix, suffix = parts
+    prefix, suffix = ends
     head = min(len(shown), len(prefix))
     tail = min(len(hidden), len(suffix))
     return shown[:head] == prefix[:head] and (tail == 0 or hidden[-tail:] == suffix[-tail:])
