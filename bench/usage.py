@@ -1,8 +1,8 @@
 """Usage benchmark: fan-out fetch for many keys, and one user's month over a million buckets.
 
     DATABASE_URL=postgres://kay:kay@127.0.0.1:5432/kay .venv/bin/python bench/usage.py \
-        [--part a|b] [--keys 500] [--latency 0.1] [--concurrency N] [--buckets 1000000] \
-        [--runs 30]
+        [--part a|b] [--keys 500] [--latency 0.1] [--concurrency N] [--processes 1] \
+        [--buckets 1000000] [--runs 30]
 
 ``--concurrency`` (default ``USAGE_FETCH_CONCURRENCY``, the per-provider limit) sets how
 many fetches run at once in (a); with a limit of N no run can be more than N times faster
@@ -18,6 +18,8 @@ concurrent test run's ``test_<name>`` database is left alone.
     sequential sample. Target (issue 10): at least 10x faster. Threads share one
     interpreter, so the CPU each fetch costs here (Kay, the SDK and the fake itself) also
     bounds the speed-up: the output shows that ceiling next to the limit's.
+    ``--processes P`` forks P worker processes (as Celery's prefork pool runs, one per
+    core) sharing the limit, ``concurrency // P`` threads each.
 (b) PostgreSQL only: ``--buckets`` hourly buckets of one owner over a 31-day month
     (inserted with generate_series, indexes built afterwards, the daily rollup built by
     ``rollup_rewrite``), then
@@ -27,12 +29,13 @@ concurrent test run's ``test_<name>`` database is left alone.
 
 import argparse
 import logging
+import multiprocessing
 import os
 import statistics
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,10 +74,47 @@ def _users(count: int, prefix: str) -> list[Any]:
     return User.objects.bulk_create(users)
 
 
-def bench_fetch(*, keys: int, latency: float, concurrency: int, sample: int) -> dict[str, bool]:
-    """Part (a). Returns its target checks."""
+def _fetch_all(key_ids: list[int], threads: int) -> list[str]:
+    """``usage_fetch_for_key`` for each key, ``threads`` at once, as one worker process
+    does; each thread keeps its database connection, closed at the end (or the database
+    could not be dropped)."""
     from django.db import connections
 
+    from usage.services.fetching import usage_fetch_for_key
+
+    def fetch(key_id: int) -> str:
+        return usage_fetch_for_key(api_key_id=key_id).status
+
+    def close(barrier: threading.Barrier) -> None:
+        barrier.wait()  # every thread of the pool runs one of these
+        connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        statuses = list(pool.map(fetch, key_ids))
+        barrier = threading.Barrier(threads)
+        list(pool.map(close, [barrier] * threads))
+    return statuses
+
+
+def _fetch_in_processes(key_ids: list[int], *, processes: int, concurrency: int) -> list[str]:
+    """The keys split over ``processes`` forked worker processes (Celery's prefork pool),
+    ``concurrency // processes`` threads each: never more than ``concurrency`` at once."""
+    from django.db import connections
+
+    if processes == 1:
+        return _fetch_all(key_ids, concurrency)
+    connections.close_all()  # a forked child must not share the parent's connection
+    chunks = [key_ids[n::processes] for n in range(processes)]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        done = pool.map(_fetch_all, chunks, [concurrency // processes] * processes)
+        return [status for statuses in done for status in statuses]
+
+
+def bench_fetch(
+    *, keys: int, latency: float, concurrency: int, processes: int, sample: int
+) -> dict[str, bool]:
+    """Part (a). Returns its target checks."""
     from keys.models import ApiKey
     from tests.fakes.openai_admin import FakeOpenAIAdmin
     from usage.models import UsageBucket
@@ -98,18 +138,10 @@ def bench_fetch(*, keys: int, latency: float, concurrency: int, sample: int) -> 
             ids.append(key.pk)
         fake.delay = latency
 
-        def fetch(key_id: int) -> str:
-            # Each thread keeps its database connection, as a worker process does.
-            return usage_fetch_for_key(api_key_id=key_id).status
-
-        def close(barrier: threading.Barrier) -> None:
-            barrier.wait()  # every thread of the pool runs one of these
-            connections.close_all()
-
         # Measured sequential baseline on the first keys, then the rest concurrently.
         before = len(fake.requests)
         started, cpu = time.perf_counter(), time.process_time()
-        statuses = [fetch(key_id) for key_id in ids[:sample]]
+        statuses = [usage_fetch_for_key(api_key_id=key_id).status for key_id in ids[:sample]]
         sequential = time.perf_counter() - started
         cpu_per_key = (time.process_time() - cpu) / max(sample, 1)
         sample_requests = len(fake.requests) - before
@@ -117,13 +149,10 @@ def bench_fetch(*, keys: int, latency: float, concurrency: int, sample: int) -> 
         rest = ids[sample:]
         before = len(fake.requests)
         fake.max_in_flight = 0  # the concurrent run's own
+        load = os.getloadavg()[0]
         started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            statuses += list(pool.map(fetch, rest))
-            wall = time.perf_counter() - started
-            # The threads' connections, or the database could not be dropped at the end.
-            barrier = threading.Barrier(concurrency)
-            list(pool.map(close, [barrier] * concurrency))
+        statuses += _fetch_in_processes(rest, processes=processes, concurrency=concurrency)
+        wall = time.perf_counter() - started
         requests = len(fake.requests) - before
         in_flight = fake.max_in_flight
     finally:
@@ -140,21 +169,25 @@ def bench_fetch(*, keys: int, latency: float, concurrency: int, sample: int) -> 
         f"({measured_per_key * 1000:.0f} ms per key, {sample_requests} requests)"
     )
     print(
-        f"  concurrent, limit {concurrency}, {len(rest)} keys: {wall:6.2f} s "
+        f"  concurrent, limit {concurrency} ({processes} process(es) x "
+        f"{concurrency // processes} threads), {len(rest)} keys: {wall:6.2f} s "
         f"({requests} requests, at most {in_flight} in flight at once)"
     )
     print(f"  sequential estimate (requests x latency): {estimate:6.2f} s")
-    # Threads share one interpreter: this process cannot finish fetches faster than its CPU
-    # does them, whatever the limit (on a busy machine it gets less than a whole core).
+    # The threads of a process share one interpreter: it cannot finish fetches faster than
+    # one core does them, whatever the limit; processes add cores, up to the machine's (and
+    # on a busy machine they get less than whole cores).
     cpu_bound = cpu_per_key * len(rest)
+    cores = min(processes, os.cpu_count() or 1)
     print(
-        f"  CPU of this process per fetch: {cpu_per_key * 1000:.1f} ms (Kay, the SDK, the "
-        f"fake), so at least {cpu_bound:5.2f} s of CPU for the run"
+        f"  CPU per fetch (Kay, the SDK, the fake; one process): {cpu_per_key * 1000:.1f} ms, "
+        f"so {cpu_bound:5.2f} s of CPU for the run over {cores} core(s); "
+        f"load average {load:.1f} on {os.cpu_count()} cores when it started"
     )
-    by_cpu = estimate / cpu_bound if cpu_bound else float("inf")
+    by_cpu = cores * estimate / cpu_bound if cpu_bound else float("inf")
     ceiling = min(concurrency, by_cpu)
     print(
-        f"  ceiling: {concurrency}x by the limit, {by_cpu:.1f}x by one core's CPU per fetch, "
+        f"  ceiling: {concurrency}x by the limit, {by_cpu:.1f}x by {cores} idle core(s), "
         f"so at best {estimate / ceiling:6.2f} s ({ceiling:.1f}x)"
     )
     ratio = estimate / wall
@@ -168,7 +201,9 @@ def bench_fetch(*, keys: int, latency: float, concurrency: int, sample: int) -> 
     }
 
 
-def _fill_month(*, owner_id: int, buckets: int, key_ids: list[int], project_ids: list[int]) -> int:
+def _fill_month(
+    *, owner_id: int, buckets: int, key_ids: list[int], project_ids: list[int | None]
+) -> int:
     """``buckets`` hourly buckets over the month: hour x model x provider key id, some
     attributed to stored keys and projects. One INSERT … SELECT generate_series."""
     from django.db import connection
@@ -349,6 +384,9 @@ def main() -> int:
     parser.add_argument(
         "--concurrency", type=int, help="fetches at once (default USAGE_FETCH_CONCURRENCY)"
     )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes sharing --concurrency"
+    )
     parser.add_argument("--buckets", type=int, default=1_000_000, help="buckets in the month")
     parser.add_argument("--runs", type=int, default=30, help="timed summaries")
     args = parser.parse_args()
@@ -373,12 +411,18 @@ def main() -> int:
     real_name = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     concurrency = args.concurrency or settings.USAGE_FETCH_CONCURRENCY
+    if not 1 <= args.processes <= concurrency:
+        parser.error("--processes must be between 1 and the concurrency")
     print(f"Kay usage benchmark ({connection.vendor})")
     checks: dict[str, bool] = {}
     try:
         if args.part in (None, "a"):
             checks |= bench_fetch(
-                keys=args.keys, latency=args.latency, concurrency=concurrency, sample=args.sample
+                keys=args.keys,
+                latency=args.latency,
+                concurrency=concurrency,
+                processes=args.processes,
+                sample=args.sample,
             )
         if args.part in (None, "b") and connection.vendor == "postgresql":
             checks |= bench_summary(buckets=args.buckets, runs=args.runs)
