@@ -4,7 +4,6 @@ re-process a failed event. Nothing here edits a balance or an entry directly."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
@@ -23,7 +22,7 @@ from billing.models import (
     CreditLedgerEntry,
     StripeEvent,
 )
-from billing.selectors import MICROS_PER_USD, usd_amount
+from billing.selectors import MICROS_PER_USD, AmountTooLarge, usd_amount, usd_to_micros
 from core.errors import ApplicationError
 
 MAX_ADJUSTMENT_USD = 1_000_000
@@ -75,21 +74,22 @@ class AdjustmentForm(forms.ModelForm):
         if not raw:
             data["adjust_micros"] = 0
             return data
+        too_big = f"At most {MAX_ADJUSTMENT_USD:,} dollars at a time."
         try:
-            micros_exact = Decimal(raw) * MICROS_PER_USD
-        except InvalidOperation:
-            micros_exact = Decimal("NaN")
-        # At most a million dollars at a time (checked first: the remainder of a huge
-        # number is an InvalidOperation), in whole micro-dollars.
-        if micros_exact.is_finite() and abs(micros_exact) > MAX_ADJUSTMENT_USD * MICROS_PER_USD:
-            self.add_error("adjust_usd", f"At most {MAX_ADJUSTMENT_USD:,} dollars at a time.")
+            micros = usd_to_micros(raw, signed=True, exact=True)
+        except AmountTooLarge:
+            self.add_error("adjust_usd", too_big)
             return data
-        if not micros_exact.is_finite() or not micros_exact or micros_exact % 1:
+        except ValueError:
+            micros = 0  # not an amount, or finer than a micro-dollar
+        if abs(micros) > MAX_ADJUSTMENT_USD * MICROS_PER_USD:
+            self.add_error("adjust_usd", too_big)
+            return data
+        if not micros:
             self.add_error("adjust_usd", "Enter a non-zero dollar amount (at most 6 decimals).")
             return data
         if not (data.get("adjust_reason") or "").strip():
             self.add_error("adjust_reason", "Say why.")
-        micros = int(micros_exact)
         if self.instance.balance_micros + micros < 0:
             self.add_error("adjust_usd", "That debit is more than the balance.")
         data["adjust_micros"] = micros

@@ -29,27 +29,50 @@ class CreditPack:
     label: str
 
 
-def usd_to_micros(value: str | Decimal, *, setting: str = "") -> int:
-    """Dollars ("2.50") as micro-dollars, rounded up to a whole micro-dollar."""
+MAX_USD = 1_000_000_000  # a billion dollars: more than any amount Kay parses
+
+
+class AmountTooLarge(ValueError):
+    """A dollar amount over ``MAX_USD``."""
+
+
+def usd_to_micros(value: str | Decimal, *, signed: bool = False, exact: bool = False) -> int:
+    """Dollars ("2.50") as micro-dollars: Kay's one reading of a dollar amount (settings,
+    operators' adjustments). A finer fraction is rounded up, or refused when ``exact``; a
+    negative amount is refused unless ``signed``. ``ValueError`` saying what is wrong."""
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise ImproperlyConfigured(f"{setting or 'amount'} is not a dollar amount") from None
-    if not amount.is_finite() or amount < 0:
-        raise ImproperlyConfigured(f"{setting or 'amount'} must be a dollar amount, 0 or more")
-    return int((amount * MICROS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
+        raise ValueError("is not a dollar amount") from None
+    if not amount.is_finite():
+        raise ValueError("is not a dollar amount")
+    if amount < 0 and not signed:
+        raise ValueError("must be a dollar amount, 0 or more")
+    if abs(amount) > MAX_USD:  # before any arithmetic a huge exponent would make slow
+        raise AmountTooLarge(f"must be at most {MAX_USD:,} dollars")
+    micros = amount * MICROS_PER_USD
+    whole = micros.to_integral_value(rounding=ROUND_CEILING)
+    if exact and whole != micros:
+        raise ValueError("is finer than a micro-dollar (at most 6 decimals)")
+    return int(whole)
 
 
-def usd_amount(micros: int) -> str:
-    """Micro-dollars as dollars: two decimals ("12.50"), more only for a fraction of a
-    cent ("0.000435")."""
-    amount = Decimal(micros).scaleb(-6)
+def usd_amount(micros: int, *, exact: bool = False) -> str:
+    """Micro-dollars as dollars: Kay's one way to write an amount. Two decimals
+    ("12.50"), more only for a fraction of a cent ("0.000435"); all six when ``exact``
+    ("-0.001234", "25.000000", for spreadsheets)."""
+    amount = Decimal(int(micros)).scaleb(-6)
+    if exact:
+        return f"{amount:.6f}"
     return f"{amount:.2f}" if micros % MICROS_PER_CENT == 0 else f"{amount.normalize():f}"
 
 
 def setting_micros(name: str) -> int:
-    """A ``BILLING_*_USD`` setting in micro-dollars."""
-    return usd_to_micros(getattr(settings, name), setting=name)
+    """A ``BILLING_*_USD`` setting in micro-dollars; ``ImproperlyConfigured`` naming it."""
+    try:
+        return usd_to_micros(getattr(settings, name))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} {exc}") from None
 
 
 def margin_percent() -> Decimal:

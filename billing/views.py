@@ -156,13 +156,6 @@ def _csv_cell(text: str) -> str:
     return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
-def _decimal_usd(micros: int) -> str:
-    """Exact dollars for a spreadsheet: ``-0.001234``, ``25.000000``."""
-    sign = "-" if micros < 0 else ""
-    dollars, rest = divmod(abs(micros), selectors.MICROS_PER_USD)
-    return f"{sign}{dollars}.{rest:06d}"
-
-
 CSV_COLUMNS = (
     "created_at",
     "kind",
@@ -184,8 +177,8 @@ def ledger_csv(entries: Iterable[CreditLedgerEntry]) -> str:
             [
                 entry.created_at.astimezone(UTC).isoformat(timespec="seconds"),
                 entry.kind,
-                _decimal_usd(entry.amount_micros),
-                _decimal_usd(entry.balance_after_micros),
+                selectors.usd_amount(entry.amount_micros, exact=True),
+                selectors.usd_amount(entry.balance_after_micros, exact=True),
                 _csv_cell(entry.reference),
                 _csv_cell(entry.description),
             ]

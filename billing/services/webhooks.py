@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import User
 from billing import stripe_client
 from billing.models import BillingAccount, CheckoutSession, CreditLedgerEntry, StripeEvent
-from billing.selectors import MICROS_PER_CENT
+from billing.selectors import MICROS_PER_CENT, usd_amount
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import ApplicationError, Conflict, NotFound
 
@@ -129,7 +129,7 @@ def _session_paid(event: StripeEvent, obj: dict[str, Any]) -> str:
         kind=Kind.PURCHASE,
         amount_micros=amount_cents * MICROS_PER_CENT,
         reference=f"stripe:{obj['id']}",
-        description=f"Credits bought (${amount_cents / 100:.2f})",
+        description=f"Credits bought (${usd_amount(amount_cents * MICROS_PER_CENT)})",
     )
     session.status = CheckoutSession.Status.PAID
     session.save(update_fields=["status", "payment_intent_id", "updated_at"])

@@ -35,6 +35,8 @@ def usd_signed(micros: int) -> str:
 
 @register.filter
 def usd_cents(micros: int) -> str:
-    """Whole cents, cut toward zero: a headline figure never shows more than is there."""
+    """Whole cents, cut toward zero: a headline figure never shows more than is there
+    (integer arithmetic: a float would misround large balances)."""
     micros = int(micros)
-    return dollars(int(micros / MICROS_PER_CENT) * MICROS_PER_CENT)
+    cut = abs(micros) // MICROS_PER_CENT * MICROS_PER_CENT
+    return dollars(-cut if micros < 0 else cut)

@@ -16,7 +16,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
-from billing.selectors import HOLD_TTL, billing_balance, ledger_mismatches, settings_check
+from billing.selectors import (
+    HOLD_TTL,
+    AmountTooLarge,
+    billing_balance,
+    ledger_mismatches,
+    settings_check,
+    usd_amount,
+    usd_to_micros,
+)
 from billing.services import (
     charge_micros,
     credits_adjust,
@@ -26,6 +34,7 @@ from billing.services import (
     credits_settle,
 )
 from billing.services.ledger import Kind, account_lock, entry_post
+from billing.templatetags.money import usd_cents
 from core.errors import ApplicationError, InsufficientCredits
 from tests.accounts.factories import UserFactory
 from tests.usage.conftest import GPT_4O_MINI, catalog_model
@@ -171,6 +180,58 @@ def test_a_malformed_billing_setting_stops_start_up_naming_it(settings, name, va
     setattr(settings, name, value)
     with pytest.raises(ImproperlyConfigured, match=name):
         settings_check()
+
+
+@pytest.mark.parametrize(
+    ("text", "signed", "exact", "micros"),
+    [
+        ("2.50", False, False, 2_500_000),
+        (" 0.0000001 ", False, False, 1),  # a fraction of a micro-dollar rounds up
+        ("-1.25", True, True, -1_250_000),
+        ("1000000000", False, True, 1_000_000_000_000_000),
+    ],
+)
+def test_one_parser_reads_every_dollar_amount(text, signed, exact, micros):
+    assert usd_to_micros(text, signed=signed, exact=exact) == micros
+
+
+@pytest.mark.parametrize(
+    ("text", "signed", "exact", "error"),
+    [
+        ("one dollar", False, False, ValueError),
+        ("NaN", True, False, ValueError),
+        ("-Infinity", True, False, ValueError),
+        ("-2", False, False, ValueError),
+        ("0.0000001", True, True, ValueError),
+        ("1e999999", True, True, AmountTooLarge),  # refused before any slow arithmetic
+        ("-1000000000.01", True, False, AmountTooLarge),
+    ],
+)
+def test_one_parser_refuses_what_is_not_an_amount(text, signed, exact, error):
+    with pytest.raises(error):
+        usd_to_micros(text, signed=signed, exact=exact)
+
+
+@pytest.mark.parametrize(
+    ("micros", "exact", "text"),
+    [
+        (12_500_000, False, "12.50"),
+        (435, False, "0.000435"),
+        (-1_234, False, "-0.001234"),
+        (-1_234, True, "-0.001234"),
+        (25_000_000, True, "25.000000"),
+        (0, True, "0.000000"),
+        (9_007_199_254_740_993, False, "9007199254.740993"),  # beyond a float's precision
+    ],
+)
+def test_one_formatter_writes_every_amount(micros, exact, text):
+    assert usd_amount(micros, exact=exact) == text
+
+
+def test_the_whole_cents_headline_cuts_toward_zero_without_floats():
+    assert usd_cents(9_007_199_254_749_999) == "$9007199254.74"
+    assert usd_cents(-19_999) == "\N{MINUS SIGN}$0.01"
+    assert usd_cents(1_999) == "$0.00"
 
 
 def test_no_balance_means_402_before_any_call(alice, db):
