@@ -34,6 +34,14 @@ MAX_COUNT = 10**12
 MAX_COST_MICROS = 10**13
 
 
+def _unencodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 @dataclass(frozen=True)
 class BucketRow:
     provider: str
@@ -61,8 +69,13 @@ class BucketRow:
                 f"bucket_start {start.isoformat()} does not start a {self.granularity}"
             )
         for name, limit in MAX_LENGTHS.items():
-            if len(getattr(self, name)) > limit:
+            value = getattr(self, name)
+            if len(value) > limit:
                 raise ValueError(f"{name} is longer than {limit} characters")
+            # PostgreSQL stores neither a NUL nor a lone surrogate (JSON's "\ud800"): the
+            # write would fail after the fetch, not as the provider's bad answer.
+            if "\x00" in value or _unencodable(value):
+                raise ValueError(f"{name} holds characters no column can store")
         if not self.provider:
             raise ValueError("provider is required")
         counts = (self.input_tokens, self.output_tokens, self.cached_tokens, self.requests)

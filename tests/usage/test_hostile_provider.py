@@ -220,6 +220,22 @@ def test_a_bucket_row_refuses_figures_no_column_can_hold():
             BucketRow(**{**base, name: 2**63})
 
 
+@pytest.mark.parametrize("model", ["gpt\x00-4o", "gpt-\ud800"])
+def test_a_bucket_row_refuses_a_name_no_column_can_store(model):
+    with pytest.raises(ValueError):
+        BucketRow(
+            provider="openai",
+            model=model,
+            bucket_start=DAY,
+            granularity="day",
+            input_tokens=1,
+            output_tokens=1,
+            cached_tokens=0,
+            requests=1,
+            cost_micros=1,
+        )
+
+
 @pytest.mark.django_db
 def test_a_fetch_of_huge_figures_is_an_error_on_the_key_not_a_crashed_task(figures, alice):
     figures.tokens = str(2**63)
