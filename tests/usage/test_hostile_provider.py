@@ -266,3 +266,61 @@ def test_an_anthropic_cost_no_bucket_can_hold_is_refused_in_kays_words(settings,
             fetch_anthropic_usage(admin_key=ANTHROPIC_ADMIN, start=DAY, end=DAY + timedelta(days=1))
     finally:
         server.stop()
+
+
+# --- A provider that echoes the key -----------------------------------------------------------
+
+
+class Echo(LocalHTTPServer):
+    """Answers every request with ``status`` and a body quoting the credentials it got."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__()
+
+    def _handler(self) -> type[JSONHandler]:
+        fake = self
+
+        class Handler(JSONHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                sent = " ".join(
+                    self.headers.get(name) or "" for name in ("Authorization", "x-api-key")
+                )
+                body = {"error": {"message": f"Incorrect API key provided: {sent}"}}
+                self.send_json(fake.status, body, headers={"Retry-After": "1"})
+
+        return Handler
+
+
+OPENROUTER_KEY = "sk-or-v1-" + "ab" * 32
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [400, 401, 404, 429, 500])
+@pytest.mark.parametrize(
+    ("provider", "secret"),
+    [("openai", OPENAI_ADMIN), ("anthropic", ANTHROPIC_ADMIN), ("openrouter", OPENROUTER_KEY)],
+)
+def test_a_provider_echoing_the_key_leaves_it_in_no_error_log_or_state(
+    settings, caplog, alice, provider, secret, status
+):
+    server = Echo(status).start()
+    settings.OPENAI_BASE_URL = server.origin + "/v1"
+    settings.ANTHROPIC_BASE_URL = server.origin
+    settings.OPENROUTER_BASE_URL = server.origin + "/api/v1"
+    key = ApiKeyFactory(owner=alice, provider=provider, secret=secret)
+    caplog.set_level("DEBUG")
+    try:
+        try:
+            result = usage_fetch_for_key(api_key_id=key.pk)
+            told = result.detail
+        except ProviderError as exc:
+            told = exc.message
+    finally:
+        server.stop()
+
+    key.refresh_from_db()
+    state = UsageFetchState.objects.get(api_key=key)
+    for text in (told, state.last_error, key.status_detail, caplog.text):
+        assert secret not in text
+        assert secret[-12:] not in text
