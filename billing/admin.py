@@ -215,8 +215,10 @@ class StripeEventAdmin(_ReadOnly):
     actions = ["reprocess"]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Viewing only; the re-process action checks this permission.
-        return bool(request.user.is_active and request.user.is_staff) and obj is None
+        # Viewing only; the re-process action checks this permission: the model's own
+        # "change" permission (any staff member at all would see every event's payload
+        # and could apply events).
+        return obj is None and admin.ModelAdmin.has_change_permission(self, request, obj)
 
     @admin.action(description="Re-process the selected failed events", permissions=["change"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[StripeEvent]) -> None:

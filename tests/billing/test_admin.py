@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 
 from billing.models import BillingAccount, CreditLedgerEntry, StripeEvent
 from billing.selectors import billing_balance
+from tests.accounts.factories import UserFactory
 from tests.billing.events import checkout_event, deliver
 from tests.billing.factories import CheckoutSessionFactory
 
@@ -115,3 +117,24 @@ def test_someone_not_staff_cannot_adjust(alice_browser, account):
     response = adjust(alice_browser, account, "100")
     assert response.status_code == 302 and "/login" in response["Location"]
     assert not CreditLedgerEntry.objects.exists()
+
+
+def test_staff_without_billing_permissions_cannot_see_or_reprocess_events(alice, client):
+    """A support operator (staff, no billing permissions) gets no Stripe events: their
+    payloads name customers, and re-processing one moves a balance."""
+    support = UserFactory(is_staff=True)
+    deliver(client, checkout_event(session_id="cs_test_late", user_id=None))
+    event = StripeEvent.objects.get()
+    CheckoutSessionFactory(user=alice, stripe_session_id="cs_test_late")
+    client.force_login(support)
+    assert client.get("/admin/billing/stripeevent/").status_code == 403
+    client.post(
+        "/admin/billing/stripeevent/", {"action": "reprocess", "_selected_action": [event.pk]}
+    )
+    event.refresh_from_db()
+    assert event.status == "failed" and billing_balance(user=alice) == 0
+    # Given the model's change permission, they may.
+    support.user_permissions.add(Permission.objects.get(codename="change_stripeevent"))
+    support = type(support).objects.get(pk=support.pk)
+    client.force_login(support)
+    assert client.get("/admin/billing/stripeevent/").status_code == 200
