@@ -173,3 +173,15 @@ class CheckoutSession(models.Model):
 
     def __str__(self) -> str:
         return f"checkout {self.stripe_session_id} ({self.status})"
+
+
+class StarterGrantClaim(models.Model):
+    """An email address that has had the starter grant, kept (as a digest, not the
+    address) after its user is deleted, so deleting an account and signing up again with
+    the same address does not grant the credits again."""
+
+    email_digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"starter grant claim {self.email_digest[:12]}…"

@@ -4,13 +4,14 @@ grant and operators' adjustments are written here too."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 
 from django.db import transaction
 
-from accounts.models import User
-from billing.models import BillingAccount, CreditLedgerEntry
+from accounts.models import User, normalize_email
+from billing.models import BillingAccount, CreditLedgerEntry, StarterGrantClaim
 from billing.selectors import setting_micros
 from billing.services.low_balance import low_balance_threshold_micros
 from core.errors import ApplicationError
@@ -78,19 +79,35 @@ def _low_balance_queue(user_id: int) -> None:
     transaction.on_commit(lambda: low_balance_notify.delay(user_id))
 
 
+def _email_digest(email: str) -> str:
+    """The address an email reaches, as a digest: case and a ``+tag`` do not make another
+    one (``Ann+2@x.com`` is ``ann@x.com``)."""
+    local, _, domain = normalize_email(email).rpartition("@")
+    return hashlib.sha256(f"{local.split('+', 1)[0]}@{domain}".encode()).hexdigest()
+
+
 def credits_grant_starter(user: User) -> CreditLedgerEntry | None:
     """Credit ``BILLING_STARTER_GRANT_USD`` to a new user, once ever (its reference is
-    the user's id); None when the setting is 0."""
+    the user's id) and once per email address, also after that user was deleted; None
+    when the setting is 0 or the address had it already."""
     amount = setting_micros("BILLING_STARTER_GRANT_USD")
     if amount <= 0:
         return None
     with transaction.atomic():
         account = account_lock(user_id=user.pk)
+        reference = f"grant:signup:{user.pk}"
+        if user.email and not CreditLedgerEntry.objects.filter(reference=reference).exists():
+            _, first = StarterGrantClaim.objects.get_or_create(
+                email_digest=_email_digest(user.email)
+            )
+            if not first:
+                logger.info("user %s: this address had the starter grant before", user.pk)
+                return None
         entry, _ = entry_post(
             account,
             kind=Kind.GRANT,
             amount_micros=amount,
-            reference=f"grant:signup:{user.pk}",
+            reference=reference,
             description="Starter credits",
         )
     return entry

@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.services import user_delete
 from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
 from billing.selectors import (
     HOLD_TTL,
@@ -84,6 +85,20 @@ def test_a_new_user_gets_the_starter_grant_once(db, settings):
     assert billing_balance(user=user) == 1_500_000
     entry = CreditLedgerEntry.objects.get(account__user=user)
     assert (entry.kind, entry.description) == ("grant", "Starter credits")
+
+
+def test_deleting_the_account_and_signing_up_again_gives_no_second_grant(db, settings):
+    """Sign up, spend the grant, delete the account, sign up with the same address (or
+    the same one with another case or +tag): the grant came once."""
+    settings.BILLING_STARTER_GRANT_USD = "1.00"
+    first = UserFactory(email="ann@example.com")
+    assert billing_balance(user=first) == DOLLAR
+    user_delete(user=first, confirm_email="ann@example.com")
+    for email in ("ann@example.com", "Ann+again@Example.com"):
+        again = UserFactory(email=email)
+        assert billing_balance(user=again) == 0 and credits_grant_starter(again) is None
+        user_delete(user=again, confirm_email=again.email)
+    assert billing_balance(user=UserFactory(email="bea@example.com")) == DOLLAR
 
 
 def test_a_user_made_by_the_command_line_gets_the_grant_too(db, settings):
