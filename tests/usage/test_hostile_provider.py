@@ -14,8 +14,10 @@ import pytest
 
 from core.errors import ProviderError
 from tests.fakes.anthropic_admin import FakeAnthropicAdmin
+from tests.fakes.hostile import HostileServer, compressed, huge
 from tests.fakes.server import JSONHandler, LocalHTTPServer
 from tests.keys.factories import ApiKeyFactory
+from usage import providers
 from usage.models import UsageBucket, UsageFetchState
 from usage.providers import openrouter
 from usage.providers.anthropic import anthropic_api_keys, fetch_anthropic_usage
@@ -324,3 +326,24 @@ def test_a_provider_echoing_the_key_leaves_it_in_no_error_log_or_state(
     for text in (told, state.last_error, key.status_detail, caplog.text):
         assert secret not in text
         assert secret[-12:] not in text
+
+
+# --- Gigantic pages -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", [huge(8 * 1024 * 1024), compressed(64 * 1024 * 1024)])
+def test_a_gigantic_or_inflating_page_is_refused_before_it_is_read_whole(
+    settings, monkeypatch, answer
+):
+    monkeypatch.setattr(providers, "MAX_BODY_BYTES", 1024 * 1024)
+    server = HostileServer(answer).start()
+    settings.OPENROUTER_BASE_URL = server.base_url
+    try:
+        with pytest.raises(ProviderError, match="larger than we read"):
+            openrouter.fetch_openrouter_usage(
+                secret=OPENROUTER_KEY, start=DAY, end=DAY + timedelta(days=1), api_key_id=1
+            )
+    finally:
+        server.stop()
+    if not answer.headers:  # (a compressed one is small: sent whole before the refusal)
+        assert server.sent < server.total

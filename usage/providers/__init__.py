@@ -15,6 +15,7 @@ database), calls the provider through its official SDK or ``core.http``, and ret
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,9 @@ from usage.records import BucketRow
 # of hourly buckets; a provider still saying ``has_more`` after this many, each with a
 # new cursor, is not going to stop.
 MAX_PAGES = 100
+# The largest body one page may have (after decompression): a month of a large
+# organisation's daily buckets is a few megabytes.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 
 
 class KeyRejected(ProviderError):
@@ -49,8 +53,11 @@ def get_json(client: httpx.Client, path: str, *, params: Any = None, label: str,
     Messages never quote the provider's body: it can echo part of the key."""
     from usage.providers.openai import retry_after  # one Retry-After reader for all
 
+    body = b""
     try:
-        response = client.get(path, params=params)
+        with client.stream("GET", path, params=params) as response:
+            if response.status_code == 200:
+                body = _capped_body(response, label=label, what=what)
     except httpx.TimeoutException:
         raise ProviderUnavailable(f"{label} did not send {what} in time.") from None
     except httpx.HTTPError:
@@ -70,9 +77,23 @@ def get_json(client: httpx.Client, path: str, *, params: Any = None, label: str,
     if status != 200:
         raise ProviderError(f"{label} answered HTTP {status} when asked for {what}.")
     try:
-        return response.json()
+        return json.loads(body)
     except ValueError:
         raise ProviderError(f"{label} sent {what} we could not read.") from None
+
+
+def _capped_body(response: httpx.Response, *, label: str, what: str) -> bytes:
+    """The (decompressed) body, read no further than ``MAX_BODY_BYTES``: a gigantic page,
+    or a small gzip that inflates to gigabytes, ends the request instead of the worker's
+    memory."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ProviderError(f"{label} sent {what} larger than we read.")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)
