@@ -3,6 +3,13 @@ filter matches nothing.
 
 Day views read the daily rollup, hour views the buckets; either way a summary is three
 queries, whatever the number of keys, models or buckets.
+
+Counted once. A call Kay makes with a user's stored key is metered (source
+``kay_metered``, kept for billing) and may also be in the provider's own report of that
+key. Every read here goes through :func:`_counted`: the provider's report wins for a key
+it reports (a *covered* key, see :func:`_covered_keys`), so Kay's metered usage of a
+covered key is left out of every figure, for all of its history, while the key stays
+covered. Calls on the server's key (no stored key) always count.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from accounts.models import User
 from core.errors import ApplicationError, NotFound
 from core.ids import parse_id
 from keys.models import ApiKey
-from usage.models import Budget, Granularity, UsageBucket, UsageDaily
+from usage.models import Budget, ExternalKeyLink, Granularity, Source, UsageBucket, UsageDaily
 from usage.providers import FETCHED
+from usage.providers.openrouter import PROVIDER as OPENROUTER
 
 FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_micros")
 # Longest periods one summary covers: hourly points over a month are 744 per model.
@@ -126,16 +134,45 @@ class _Filters:
         return rows.filter(wanted)
 
 
-def _period(granularity: str, owner: User, start: date, end: date) -> QuerySet[Any]:
-    """The owner's rows from ``start`` to ``end`` (inclusive) at the table ``granularity``
-    reads."""
-    if granularity == Granularity.DAY:
-        return UsageDaily.objects.filter(owner=owner, day__gte=start, day__lte=end)
-    return UsageBucket.objects.filter(
+def _covered_keys(owner: User) -> QuerySet[ApiKey, Any]:
+    """The owner's stored keys whose usage a provider reports (a subquery, never run on
+    its own): keys an admin key's organisation usage was attributed to (an
+    ``ExternalKeyLink``), and OpenRouter keys fetched successfully at least once (their
+    ``/key`` spend, and a management key's account activity, include every call made
+    with them)."""
+    linked = ExternalKeyLink.objects.filter(owner=owner).values("api_key_id")
+    return ApiKey.objects.filter(
+        Q(pk__in=linked) | Q(provider=OPENROUTER, usage_fetch_state__cursor__isnull=False),
         owner=owner,
-        bucket_start__gte=_midnight(start),
-        bucket_start__lt=_midnight(end + timedelta(days=1)),
+    ).values("pk")
+
+
+def _counted(rows: QuerySet[Any], owner: User) -> QuerySet[Any]:
+    """``rows`` (the owner's buckets or rollup rows) less Kay's metered usage of keys a
+    provider reports: the one rule every usage figure follows (see the module's doc).
+
+    One subquery, no query of its own. Rows with no stored key (the server's key) stay:
+    the exclusion only matches a non-NULL key in the covered set."""
+    return rows.exclude(
+        source=Source.KAY_METERED,
+        api_key_id__isnull=False,
+        api_key_id__in=_covered_keys(owner),
     )
+
+
+def _period(granularity: str, owner: User, start: date, end: date) -> QuerySet[Any]:
+    """The owner's counted rows (:func:`_counted`) from ``start`` to ``end`` (inclusive)
+    at the table ``granularity`` reads."""
+    rows: QuerySet[Any]
+    if granularity == Granularity.DAY:
+        rows = UsageDaily.objects.filter(owner=owner, day__gte=start, day__lte=end)
+    else:
+        rows = UsageBucket.objects.filter(
+            owner=owner,
+            bucket_start__gte=_midnight(start),
+            bucket_start__lt=_midnight(end + timedelta(days=1)),
+        )
+    return _counted(rows, owner)
 
 
 def _sums() -> dict[str, Sum]:
@@ -331,15 +368,17 @@ def budget_get(*, owner: User, budget_id: Any) -> Budget:
 
 def budget_states(*, owner: User, month: date) -> list[BudgetState]:
     """The spend of each of the owner's budgets in ``month`` (any day of it), from the
-    daily rollup: two queries whatever the number of budgets (one when there are none)."""
+    daily rollup counted once (:func:`_counted`): two queries whatever the number of
+    budgets (one when there are none)."""
     budgets = list(budget_list(owner=owner))
     if not budgets:
         return []
     first = month_start(month)
     project_ids = {b.project_id for b in budgets if b.project_id is not None}
     key_ids = {b.api_key_id for b in budgets if b.api_key_id is not None}
+    month_rows = UsageDaily.objects.filter(owner=owner, day__gte=first, day__lt=_next_month(first))
     rows = (
-        UsageDaily.objects.filter(owner=owner, day__gte=first, day__lt=_next_month(first))
+        _counted(month_rows, owner)
         .filter(Q(project_id__in=project_ids) | Q(api_key_id__in=key_ids))
         .values("project_id", "api_key_id")
         .annotate(spent=Sum("cost_micros"))
