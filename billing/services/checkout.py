@@ -9,6 +9,12 @@ from billing.models import BillingAccount, CheckoutSession
 from billing.selectors import MICROS_PER_CENT, credit_pack_get
 from billing.services.ledger import billing_account_for
 from core.errors import ApplicationError
+from core.ratelimit import limit
+
+# Each checkout or portal asks Stripe for a session (and a checkout stores a row): far more
+# than anyone buying credits needs, far less than what would spend the Stripe account's
+# own API rate limit for every other user.
+STRIPE_SESSIONS_RATE = "30/hour"
 
 
 def _customer_for(user: User) -> str:
@@ -35,6 +41,7 @@ def checkout_session_start(*, user: User, pack_id: str, success_url: str, cancel
         raise ApplicationError(
             "Choose one of the credit packs.", fields={"pack_id": ["Not a credit pack."]}
         )
+    limit("stripe_session", user.pk, STRIPE_SESSIONS_RATE)
     amount_cents = pack.amount_micros // MICROS_PER_CENT
     session_id, url = stripe_client.checkout_session_create(
         customer_id=_customer_for(user),
@@ -54,6 +61,7 @@ def checkout_session_start(*, user: User, pack_id: str, success_url: str, cancel
 
 def portal_session_start(*, user: User, return_url: str) -> str:
     """A Stripe customer-portal URL for ``user`` (receipts, payment methods)."""
+    limit("stripe_session", user.pk, STRIPE_SESSIONS_RATE)
     return stripe_client.portal_session_create(
         customer_id=_customer_for(user), return_url=return_url
     )

@@ -8,7 +8,14 @@ import pytest
 
 from billing.models import BillingAccount, CheckoutSession
 from billing.services import checkout_session_start, portal_session_start
-from core.errors import ApplicationError, NotConfigured, ProviderError, ProviderUnavailable
+from billing.services.checkout import STRIPE_SESSIONS_RATE
+from core.errors import (
+    ApplicationError,
+    NotConfigured,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -116,3 +123,22 @@ def test_a_refused_secret_key_is_a_provider_error_without_stripes_words(
     assert not isinstance(caught.value, ProviderUnavailable)
     assert "Invalid API Key" not in caught.value.message
     assert caught.value.status == 502
+
+
+def test_checkouts_and_portals_are_rate_limited_per_user(alice, bob, fake_stripe, client):
+    """A script posting to checkout would create a Stripe session (and a row) each time,
+    spending the Stripe account's API rate for everyone."""
+    allowed = int(STRIPE_SESSIONS_RATE.split("/")[0])
+    for _ in range(allowed - 1):
+        start(alice)
+    portal_session_start(user=alice, return_url="https://kay.example.com/dashboard/billing/")
+    calls = len(fake_stripe.requests)
+    with pytest.raises(RateLimited):
+        start(alice)
+    client.force_login(alice)
+    response = client.post(
+        "/api/billing/checkout", {"pack_id": "10"}, content_type="application/json"
+    )
+    assert response.status_code == 429 and response["Retry-After"]
+    assert len(fake_stripe.requests) == calls and CheckoutSession.objects.count() == allowed - 1
+    assert start(bob)  # bob's own budget
