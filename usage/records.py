@@ -19,6 +19,7 @@ Conventions every fetcher follows:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +33,10 @@ MAX_LENGTHS = {"provider": 32, "model": 200, "external_project_id": 100, "extern
 # provider reporting more is answering nonsense; its row is refused, not stored.
 MAX_COUNT = 10**12
 MAX_COST_MICROS = 10**13
+# C0 and C1 control characters and DEL. NUL cannot be stored by PostgreSQL at all; the
+# others can, but no model or id has them, and a name carrying a terminal escape or a
+# line break would reach the page, the CSV and the logs as it came.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def _unencodable(value: str) -> bool:
@@ -73,9 +78,10 @@ class BucketRow:
             if len(value) > limit:
                 raise ValueError(f"{name} is longer than {limit} characters")
             # PostgreSQL stores neither a NUL nor a lone surrogate (JSON's "\ud800"): the
-            # write would fail after the fetch, not as the provider's bad answer.
-            if "\x00" in value or _unencodable(value):
-                raise ValueError(f"{name} holds characters no column can store")
+            # write would fail after the fetch, not as the provider's bad answer. Refused,
+            # not cleaned: a rewritten id could match another key's (attribution).
+            if CONTROL.search(value) or _unencodable(value):
+                raise ValueError(f"{name} holds a control character or one no column can store")
         if not self.provider:
             raise ValueError("provider is required")
         counts = (self.input_tokens, self.output_tokens, self.cached_tokens, self.requests)
