@@ -8,6 +8,7 @@ import pytest
 import time_machine
 
 from core.errors import ProviderUnavailable
+from keys.access import resolve_key
 from keys.models import ApiKey
 from tests.fakes.openrouter_usage import ACTIVITY_PATH, KEY_PATH, FakeOpenRouterUsage
 from tests.keys.factories import ApiKeyFactory
@@ -214,3 +215,16 @@ def test_each_owner_stores_only_their_own_keys_spend(fake, frozen, alice, bob):
     assert UsageBucket.objects.filter(owner=alice).count() == 1
     assert not UsageBucket.objects.filter(owner=bob).exists()
     assert not ProviderAccount.objects.filter(api_key__owner=bob).exists()
+
+
+def test_a_management_key_stored_as_an_api_key_stops_being_handed_out(fake, frozen, alice):
+    """Saved while OpenRouter could not be asked, a management key is an API key to the
+    vault; the first usage fetch learns what it is, and the vault stops offering it."""
+    key = stored_key(alice, MANAGEMENT)
+    assert resolve_key(owner_id=alice.pk, provider="openrouter") == key
+
+    assert usage_fetch_for_key(api_key_id=key.pk).status == "ok"
+
+    key.refresh_from_db()
+    assert key.kind == ApiKey.Kind.ADMIN
+    assert resolve_key(owner_id=alice.pk, provider="openrouter") is None

@@ -113,11 +113,14 @@ class Fetched:
     """One fetch's answer: usage rows, and the key's own spend when the provider has it.
 
     ``supersedes_key_spend``: the UTC days whose per-model rows (OpenRouter's activity)
-    replace the per-key spend rows stored for them (see ``usage.providers.openrouter``)."""
+    replace the per-key spend rows stored for them (see ``usage.providers.openrouter``).
+    ``admin``: the provider said this is an admin (management) key, whatever its stored
+    kind: one stored as an LLM key must stop being handed out as one."""
 
     rows: list[BucketRow]
     account: AccountSpend | None = None
     supersedes_key_spend: frozenset[datetime] = field(default_factory=frozenset)
+    admin: bool = False
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def fetch_openrouter_usage(
         body = get_json(client, "/activity", label=LABEL, what="the activity")
     rows = _activity_rows(body, first=first, today=today)
     days = frozenset(first + timedelta(days=n) for n in range((today - first).days))
-    return Fetched(rows, account=account, supersedes_key_spend=days)
+    return Fetched(rows, account=account, supersedes_key_spend=days, admin=True)
 
 
 def _key_data(client: httpx.Client) -> dict[str, Any]:

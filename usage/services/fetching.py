@@ -149,4 +149,9 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
     # The cursor only moves forward: a slow worker finishing late must not rewind it.
     cursor = max(state.cursor, end) if state.cursor is not None else end
     _record(state, status=Status.OK, now=now, cursor=cursor)
+    if fetched.admin and api_key.kind != ApiKey.Kind.ADMIN:
+        # An OpenRouter management key stored as an API key (OpenRouter could not be asked
+        # when it was saved): keys.access would hand it out for model calls until the
+        # nightly revalidation. The keys app asks the provider again and corrects the kind.
+        api_key_revalidate(api_key=api_key, origin=SCHEDULE)
     return FetchResult(Status.OK, buckets=written)
