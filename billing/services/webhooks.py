@@ -156,16 +156,17 @@ def _refunded(event: StripeEvent, obj: dict[str, Any]) -> str:
     """Debit what has been refunded of a charge and not debited yet: ``amount_refunded``
     is the charge's running total, so a repeated or older event debits nothing more. A
     refund of credits already spent can leave the balance below zero."""
-    account_id = (
-        BillingAccount.objects.filter(stripe_customer_id=obj.get("customer"))
-        .values_list("user_id", flat=True)
-        .first()
-        if obj.get("customer")
+    # The purchase the charge paid for, once its checkout completed, says whose credits
+    # it bought and caps what its refunds take back; before that, the charge's customer.
+    purchase = (
+        CheckoutSession.objects.filter(payment_intent_id=str(obj["payment_intent"])).first()
+        if obj.get("payment_intent")
         else None
     )
-    if account_id is None and obj.get("payment_intent"):
+    account_id = purchase.user_id if purchase is not None else None
+    if account_id is None and obj.get("customer"):
         account_id = (
-            CheckoutSession.objects.filter(payment_intent_id=obj["payment_intent"])
+            BillingAccount.objects.filter(stripe_customer_id=str(obj["customer"]))
             .values_list("user_id", flat=True)
             .first()
         )
@@ -180,6 +181,8 @@ def _refunded(event: StripeEvent, obj: dict[str, Any]) -> str:
         ).values_list("amount_micros", flat=True)
     )
     refunded = int(obj.get("amount_refunded") or 0) * MICROS_PER_CENT
+    if purchase is not None and purchase.status == CheckoutSession.Status.PAID:
+        refunded = min(refunded, purchase.amount_total * MICROS_PER_CENT)
     if refunded <= debited:
         return Status.IGNORED
     entry_post(

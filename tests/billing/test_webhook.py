@@ -324,6 +324,20 @@ def test_a_refund_finds_its_purchase_by_payment_intent_without_a_customer(client
     assert billing_balance(user=alice) == 0
 
 
+def test_a_refund_takes_back_from_its_purchase_never_more_nor_from_another_user(
+    client, alice, bob, session
+):
+    """Once the purchase is known, it (not the charge's customer field) says whose
+    credits the refund takes back, and at most what it bought."""
+    BillingAccount.objects.update_or_create(user=bob, defaults={"stripe_customer_id": "cus_bob"})
+    deliver(client, completed(session))
+    event = refund_event(amount_refunded=5000, amount=5000, event_id="evt_r", customer="cus_bob")
+    deliver(client, event)
+    assert billing_balance(user=alice) == 0 and billing_balance(user=bob) == 0
+    assert StripeEvent.objects.get(event_id="evt_r").account.user == alice
+    assert ledger_mismatches() == []
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent writers need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_the_same_event_delivered_twice_at_once_credits_once(settings):
