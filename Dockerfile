@@ -24,4 +24,5 @@ ENV DEPLOY_ENV=production
 
 USER kay
 EXPOSE 8000
-CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"]
+# ASGI (uvicorn workers): /ask's waits are async and hold no worker (docs/assistant.md).
+CMD ["gunicorn", "-c", "config/gunicorn.py", "-k", "uvicorn.workers.UvicornWorker", "config.asgi:application"]

@@ -35,6 +35,7 @@ class AssistantRun(models.Model):
         CONFIRM = "confirm"
 
     class Status(models.TextChoices):
+        QUEUED = "queued"
         RUNNING = "running"
         COMPLETED = "completed"
         PENDING_CONFIRMATION = "pending_confirmation"
@@ -48,10 +49,16 @@ class AssistantRun(models.Model):
         InteractiveSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
     mode = models.CharField(max_length=16, choices=Mode.choices)
+    # What the worker needs to run it (a confirm-mode run may also be a conversation).
+    interactive = models.BooleanField(default=False)
+    confirm = models.BooleanField(default=False)
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.RUNNING)
     prompt = models.TextField()
     response = models.TextField(blank=True)
+    # A failed run's error as /ask answers it (the run may have failed in a worker).
     error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    error_status = models.PositiveSmallIntegerField(null=True, blank=True)
     provider = models.CharField(max_length=32, blank=True)
     model = models.CharField(max_length=200, blank=True)
     # The user's stored key that paid; null: the server's key, billed to credits.
@@ -64,6 +71,7 @@ class AssistantRun(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     cost_micros = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -90,6 +98,26 @@ class PendingConfirmation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(db_index=True)
     used_at = models.DateTimeField(null=True, blank=True)
+    # The user's answer, set with the claim; the worker resumes the run with it.
+    approved = models.BooleanField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Pending {self.tool} for run {self.run_id}"
+
+
+class AssistantRunEvent(models.Model):
+    """A run's progress (text deltas, tool steps, its end) for pages and waiting
+    requests when there is no Redis: followers poll for rows past the last ``seq``."""
+
+    run = models.ForeignKey(AssistantRun, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=24)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="run_event_seq")]
+
+    def __str__(self) -> str:
+        return f"Run {self.run_id} event {self.seq} ({self.kind})"

@@ -1,13 +1,28 @@
-"""The assistant's scheduled work."""
+"""The assistant's Celery tasks: runs executed in workers, and scheduled purges."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from assistant.events import run_events_purge
 from assistant.services.ask import confirmations_purge
+from assistant.services.runs import run_execute
 
 
 @shared_task(name="assistant.tasks.purge_confirmations", acks_late=True)
 def purge_confirmations() -> int:
     """Delete expired and settled pending actions (their conversation state included)."""
     return confirmations_purge()
+
+
+@shared_task(name="assistant.tasks.assistant_run_execute", acks_late=True)
+def assistant_run_execute(run_id: int) -> str:
+    """Execute a queued /ask run (or its resumption after /ask/confirm) in this worker,
+    whose process owns the MCP session pool."""
+    return run_execute(run_id=run_id)
+
+
+@shared_task(name="assistant.tasks.purge_run_events", acks_late=True)
+def purge_run_events() -> int:
+    """Delete runs' progress events past their hour (the database fallback)."""
+    return run_events_purge()

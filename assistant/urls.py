@@ -9,8 +9,11 @@ app_name = "assistant"
 
 urlpatterns = [
     path("mcp/status", api.McpStatusApi.as_view(), name="mcp-status"),
-    path("ask", api.AskApi.as_view(), name="ask"),
-    path("ask/confirm", api.AskConfirmApi.as_view(), name="ask-confirm"),
+    # Async views: they await the worker's run without holding a thread (assistant.api).
+    path("ask", api.ask, name="ask"),
+    path("ask/confirm", api.ask_confirm, name="ask-confirm"),
+    path("ask/runs/<int:run_id>", api.AskRunApi.as_view(), name="ask-run"),
+    path("ask/runs/<int:run_id>/events", api.ask_run_events, name="ask-run-events"),
     path("api/assistant/sessions", api.SessionListApi.as_view(), name="api-sessions"),
     path(
         "api/assistant/sessions/<int:session_id>",

@@ -1,9 +1,14 @@
-"""Gunicorn settings for production: ``gunicorn -c config/gunicorn.py config.wsgi``.
+"""Gunicorn settings for production: ``gunicorn -c config/gunicorn.py -k
+uvicorn.workers.UvicornWorker config.asgi:application`` (ASGI, so the assistant's async
+views wait without holding a worker; ``config.wsgi`` with the default sync workers still
+works).
 
 Gunicorn's access log does not go through Django's logging, so its loggers get the same
-redacting filter: request lines carry OAuth codes, states and session ids.
+redacting filter: request lines carry OAuth codes, states and session ids. Uvicorn's
+workers log requests through their own loggers (onto gunicorn's handlers): filtered too.
 """
 
+import logging
 import os
 
 from gunicorn import glogging
@@ -19,6 +24,7 @@ logger_class = "config.gunicorn.RedactingLogger"
 class RedactingLogger(glogging.Logger):
     def setup(self, cfg):  # type: ignore[no-untyped-def]
         super().setup(cfg)
-        for log in (self.error_log, self.access_log):
+        uvicorn = [logging.getLogger(name) for name in ("uvicorn.access", "uvicorn.error")]
+        for log in (self.error_log, self.access_log, *uvicorn):
             if not any(isinstance(f, RedactSecretsFilter) for f in log.filters):
                 log.addFilter(RedactSecretsFilter())

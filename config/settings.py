@@ -114,7 +114,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable for ASGI
     "core.csp.CSPMiddleware",
     "core.middleware.refuse_nul_characters",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -370,6 +370,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Assistant runs are latency-sensitive: their own queue, so slow fetches never delay them
+# (workers consume it with -Q celery,assistant; see the Procfile).
+CELERY_TASK_ROUTES = {"assistant.tasks.assistant_run_execute": {"queue": "assistant"}}
 # Declared in code; django-celery-beat copies them into the database at start-up so
 # operators can see, pause and edit them in the admin.
 from celery.schedules import crontab  # noqa: E402
@@ -399,6 +402,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "assistant.tasks.purge_confirmations",
         "schedule": 3600,
     },
+    "assistant-purge-run-events": {
+        "task": "assistant.tasks.purge_run_events",
+        "schedule": 3600,
+    },
     "usage-fetch-all": {
         "task": "usage.tasks.fetch_usage_all",
         "schedule": 15 * 60,
@@ -426,6 +433,9 @@ OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=2)
 # conversation history (interactive sessions) kept within this many estimated tokens.
 ASSISTANT_MAX_TOOL_ROUNDS = env.int("ASSISTANT_MAX_TOOL_ROUNDS", default=8)
 ASSISTANT_HISTORY_TOKENS = env.int("ASSISTANT_HISTORY_TOKENS", default=24000)
+# /ask and /ask/confirm wait this many seconds for the worker's run, then answer 202 with
+# the run id to poll at GET /ask/runs/<id> (the wait is async: it holds no web thread).
+ASK_SYNC_TIMEOUT = env.float("ASK_SYNC_TIMEOUT", default=120.0)
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 GEMINI_BASE_URL = env.str("GEMINI_BASE_URL", default="https://generativelanguage.googleapis.com")
 OPENROUTER_BASE_URL = env.str("OPENROUTER_BASE_URL", default="https://openrouter.ai/api/v1")

@@ -241,16 +241,77 @@ class _Conversation:
         }
 
 
-def _start(
-    *,
-    user: User,
-    executor: ToolExecutor,
-) -> tuple[LLMKey, list[Tool]]:
-    """Everything that can refuse the run, checked before the model is called."""
+def _start(*, user: User) -> LLMKey:
+    """The key the run spends, refused (no key, no credits) before the model is called."""
     key = llm_key_for(user=user)
     if key.billed_to_credits and billing_balance(user=user) <= 0:
         raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
-    return key, list(executor.tools())
+    return key
+
+
+def ask_prepare(
+    *,
+    user: User,
+    prompt: str,
+    interactive: bool = False,
+    confirm: bool = False,
+    session_id: int | None = None,
+    status: str = AssistantRun.Status.RUNNING,
+) -> AssistantRun:
+    """Check what can refuse ``prompt`` (another user's session, no key or credits) and
+    store the run to execute (see :func:`ask_execute`); nothing is asked yet."""
+    session = session_get_for_user(user=user, session_id=session_id) if session_id else None
+    interactive = interactive or session is not None
+    key = _start(user=user)
+    mode = (
+        AssistantRun.Mode.CONFIRM
+        if confirm
+        else AssistantRun.Mode.INTERACTIVE
+        if interactive
+        else AssistantRun.Mode.ONE_SHOT
+    )
+    return AssistantRun.objects.create(
+        owner=user,
+        session=session,
+        mode=mode,
+        interactive=interactive,
+        confirm=confirm,
+        status=status,
+        prompt=prompt,
+        provider=key.provider,
+        model=key.model,
+        api_key=key.api_key,
+    )
+
+
+def ask_execute(
+    *, run: AssistantRun, executor: ToolExecutor, on_text: TextSink | None = None
+) -> AskOutcome:
+    """Execute a prepared run: the loop with the tools ``executor`` offers. A refusal
+    found only now (no Jira connection, the key gone) fails the run and is raised."""
+    user = run.owner
+    try:
+        key = _start(user=user)
+        tools = list(executor.tools())
+    except ApplicationError as exc:
+        run_fail(run=run, error=exc)
+        raise
+    session = run.session
+    history = list(session.messages) if session else []
+    conversation = _Conversation(
+        user=user,
+        run=run,
+        key=key,
+        executor=executor,
+        tools=tools,
+        system=system_prompt_render(user=user, tools=tools, interactive=run.interactive),
+        messages=[*history, {"role": "user", "content": run.prompt}],
+        confirm=run.confirm,
+        interactive=run.interactive,
+        session_id=session.pk if session else None,
+        on_text=on_text,
+    )
+    return _continue(conversation)
 
 
 def ask_run(
@@ -263,46 +324,26 @@ def ask_run(
     session_id: int | None = None,
     on_text: TextSink | None = None,
 ) -> AskOutcome:
-    """Answer ``prompt`` for ``user`` with the tools ``executor`` offers.
+    """Answer ``prompt`` for ``user`` with the tools ``executor`` offers, in this process.
 
     Interactive: the session's history is sent (trimmed), and the turn is saved to it
     (a new session when ``session_id`` is None). Confirm: a write stops the run with a
     token (see :func:`ask_confirm`). Refusals (no key or credits, no connection, a
     session of someone else's) come before any model call."""
-    session = session_get_for_user(user=user, session_id=session_id) if session_id else None
-    interactive = interactive or session is not None
-    key, tools = _start(user=user, executor=executor)
-    mode = (
-        AssistantRun.Mode.CONFIRM
-        if confirm
-        else AssistantRun.Mode.INTERACTIVE
-        if interactive
-        else AssistantRun.Mode.ONE_SHOT
+    run = ask_prepare(
+        user=user, prompt=prompt, interactive=interactive, confirm=confirm, session_id=session_id
     )
-    run = AssistantRun.objects.create(
-        owner=user,
-        session=session,
-        mode=mode,
-        prompt=prompt,
-        provider=key.provider,
-        model=key.model,
-        api_key=key.api_key,
-    )
-    history = list(session.messages) if session else []
-    conversation = _Conversation(
-        user=user,
-        run=run,
-        key=key,
-        executor=executor,
-        tools=tools,
-        system=system_prompt_render(user=user, tools=tools, interactive=interactive),
-        messages=[*history, {"role": "user", "content": prompt}],
-        confirm=confirm,
-        interactive=interactive,
-        session_id=session.pk if session else None,
-        on_text=on_text,
-    )
-    return _continue(conversation)
+    return ask_execute(run=run, executor=executor, on_text=on_text)
+
+
+def run_fail(*, run: AssistantRun, error: ApplicationError) -> None:
+    """Record why a run failed, as /ask answers it."""
+    run.status = AssistantRun.Status.FAILED
+    run.error_code = error.code
+    run.error_message = error.message
+    run.error_status = error.status
+    run.finished_at = timezone.now()
+    run.save()
 
 
 def _continue(conversation: _Conversation) -> AskOutcome:
@@ -310,11 +351,8 @@ def _continue(conversation: _Conversation) -> AskOutcome:
     try:
         response, pending = conversation.drive()
     except ApplicationError as exc:
-        run.status = AssistantRun.Status.FAILED
-        run.error_code = exc.code
         run.tool_calls = conversation.records
-        run.finished_at = timezone.now()
-        run.save()
+        run_fail(run=run, error=exc)
         raise
     if pending is not None:
         return _pause(conversation, pending)
@@ -428,22 +466,42 @@ def _claim(*, user: User, token: str) -> PendingConfirmation:
     return row
 
 
-def ask_confirm(
-    *,
-    user: User,
-    token: str,
-    approved: bool,
-    executor: ToolExecutor,
-    on_text: TextSink | None = None,
-) -> AskOutcome:
-    """Approve (run exactly the stored action) or cancel (tell the model) a pending
-    action, then let the model finish. The token works once, for its owner, for 10
-    minutes; the key and tools are checked before it is used up."""
-    key, tools = _start(user=user, executor=executor)
+def confirm_claim(*, user: User, token: str, approved: bool) -> PendingConfirmation:
+    """Use up ``token`` for ``user`` with their answer, the run left queued for
+    :func:`confirm_execute`. The token works once, for its owner, for 10 minutes; the
+    key is checked before it is used up."""
+    _start(user=user)
     pending = _claim(user=user, token=token)
+    pending.approved = approved
+    pending.save(update_fields=["approved"])
+    AssistantRun.objects.filter(pk=pending.run_id).update(status=AssistantRun.Status.QUEUED)
+    return pending
+
+
+def _unclaim(pending: PendingConfirmation) -> None:
+    """Nothing was done: the action waits again for a retry with the same token."""
+    PendingConfirmation.objects.filter(pk=pending.pk).update(used_at=None, approved=None)
+    AssistantRun.objects.filter(pk=pending.run_id).update(
+        status=AssistantRun.Status.PENDING_CONFIRMATION
+    )
+
+
+def confirm_execute(
+    *, pending: PendingConfirmation, executor: ToolExecutor, on_text: TextSink | None = None
+) -> AskOutcome:
+    """Approve (run exactly the stored action) or cancel (tell the model) a claimed
+    action, then let the model finish."""
+    user = pending.owner
+    approved = bool(pending.approved)
     state = pending.state
     run = pending.run
     run.status = AssistantRun.Status.RUNNING
+    try:
+        key = _start(user=user)
+        tools = list(executor.tools())
+    except ApplicationError:
+        _unclaim(pending)
+        raise
     conversation = _Conversation(
         user=user,
         run=run,
@@ -464,21 +522,36 @@ def ask_confirm(
         try:
             conversation.execute(call)
         except ApplicationError:
-            # No tool could run at all (server unreachable, Jira needs reconnecting):
-            # nothing was done, so the action waits again for a retry with this token.
-            PendingConfirmation.objects.filter(pk=pending.pk).update(used_at=None)
+            # No tool could run at all (server unreachable, Jira needs reconnecting).
+            _unclaim(pending)
             raise
     else:
         conversation.tool_message(call, DECLINED)
     outcome = _continue(conversation)
     if outcome.status == "completed":
-        outcome.message = (
-            "Action confirmed and executed successfully" if approved else "Action cancelled"
-        )
+        outcome.message = confirmed_message(approved=approved)
         if not approved:
             run.status = AssistantRun.Status.CANCELLED
             run.save(update_fields=["status"])
     return outcome
+
+
+def confirmed_message(*, approved: bool) -> str:
+    return "Action confirmed and executed successfully" if approved else "Action cancelled"
+
+
+def ask_confirm(
+    *,
+    user: User,
+    token: str,
+    approved: bool,
+    executor: ToolExecutor,
+    on_text: TextSink | None = None,
+) -> AskOutcome:
+    """Approve or cancel a pending action and let the model finish, in this process
+    (see :func:`confirm_claim` and :func:`confirm_execute`)."""
+    pending = confirm_claim(user=user, token=token, approved=approved)
+    return confirm_execute(pending=pending, executor=executor, on_text=on_text)
 
 
 def confirmations_purge() -> int:

@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
 from accounts.tokens import api_token_create, cli_session_start
-from assistant.models import InteractiveSession
+from assistant.models import AssistantRun, InteractiveSession
 from tests.fakes.providers import FakeProviders
 from tests.keys.factories import ApiKeyFactory, ProjectFactory, secret_for
 from tests.usage.factories import BudgetFactory
@@ -50,6 +50,9 @@ OWNED: dict[str, Owned] = {
         lambda owner: InteractiveSession.objects.create(owner=owner, title="Sprint", messages=[])
     ),
     "budget_id": Owned(lambda owner: BudgetFactory(owner=owner)),
+    "run_id": Owned(
+        lambda owner: AssistantRun.objects.create(owner=owner, mode="one_shot", prompt="Hi")
+    ),
 }
 
 # Routes whose parameters name nothing that belongs to one user, and why.

@@ -1,0 +1,124 @@
+"""A run's progress, published by the worker that executes it and followed by the web.
+
+Events are ``{"seq", "kind", "data"}`` with ``seq`` counting from 1 per run; ``kind`` is
+``text`` (a delta), ``tool_start``/``tool_end``, ``pending`` (an action waits for the
+user), or ``done`` (the run's status is final; read the run for its result).
+
+With ``REDIS_URL`` every event goes to a list (the tail a late follower reads first) and
+to a pub/sub channel (what a follower then waits on, without polling); both expire an hour
+after the run's last event. Without Redis (the embedded SQLite default) they are rows of
+``AssistantRunEvent`` that followers poll. Followers are async: a waiting request holds
+no thread, only a coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import Max
+from django.utils import timezone
+
+from assistant.models import AssistantRunEvent
+
+TTL = 3600
+POLL_SECONDS = 0.2
+DONE = "done"
+_client: redis.Redis | None = None
+
+
+def _keys(run_id: int) -> tuple[str, str]:
+    return f"kay:assistant:run:{run_id}:events", f"kay:assistant:run:{run_id}:channel"
+
+
+def _redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL)
+    return _client
+
+
+def run_event_publish(*, run_id: int, kind: str, data: dict[str, Any] | None = None) -> None:
+    """Append one event to the run's stream (called by the one process executing it)."""
+    if settings.REDIS_URL:
+        tail, channel = _keys(run_id)
+        client = _redis()
+        event = {"kind": kind, "data": data or {}}
+        # RPUSH's new length numbers the event: one publisher per run, so no gaps.
+        seq = int(client.rpush(tail, json.dumps(event)))  # type: ignore[arg-type]
+        client.expire(tail, TTL)
+        client.publish(channel, json.dumps({"seq": seq, **event}))
+        return
+    last = AssistantRunEvent.objects.filter(run_id=run_id).aggregate(seq=Max("seq"))["seq"] or 0
+    AssistantRunEvent.objects.create(run_id=run_id, seq=last + 1, kind=kind, data=data or {})
+
+
+async def _redis_follow(run_id: int, after: int) -> AsyncIterator[dict[str, Any]]:
+    tail, channel = _keys(run_id)
+    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    pubsub = client.pubsub()
+    try:
+        # Subscribe first, then read the tail: nothing published in between is missed,
+        # and what arrives twice is dropped by its seq.
+        await pubsub.subscribe(channel)
+        seen = after
+        for seq, raw in enumerate(await client.lrange(tail, after, -1), start=after + 1):
+            seen = seq
+            event = {"seq": seq, **json.loads(raw)}
+            yield event
+            if event["kind"] == DONE:
+                return
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            if message is None:
+                continue
+            event = json.loads(message["data"])
+            if event["seq"] <= seen:
+                continue
+            seen = event["seq"]
+            yield event
+            if event["kind"] == DONE:
+                return
+    finally:
+        await pubsub.aclose()
+        await client.aclose()
+
+
+def _rows_after(run_id: int, after: int) -> list[dict[str, Any]]:
+    return [
+        {"seq": row.seq, "kind": row.kind, "data": row.data}
+        for row in AssistantRunEvent.objects.filter(run_id=run_id, seq__gt=after)
+    ]
+
+
+async def _database_follow(run_id: int, after: int) -> AsyncIterator[dict[str, Any]]:
+    while True:
+        for event in await sync_to_async(_rows_after)(run_id, after):
+            after = event["seq"]
+            yield event
+            if event["kind"] == DONE:
+                return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def run_events_follow(*, run_id: int, after: int = 0) -> AsyncIterator[dict[str, Any]]:
+    """The run's events after ``after`` as they come, ending with ``done``. The caller
+    bounds the wait (``asyncio.timeout``)."""
+    if settings.REDIS_URL:
+        return _redis_follow(run_id, after)
+    return _database_follow(run_id, after)
+
+
+def run_events_purge(*, older_than_seconds: int = TTL) -> int:
+    """Delete database events older than the Redis tail lives; how many went."""
+    deleted, _ = AssistantRunEvent.objects.filter(
+        created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds)
+    ).delete()
+    return deleted
