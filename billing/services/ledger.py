@@ -137,7 +137,7 @@ def credits_adjust(
             kind=Kind.ADJUSTMENT,
             amount_micros=amount_micros,
             reference=f"adjust:{uuid.uuid4()}",
-            description=f"{reason} (by {acting_user.email})",
+            description=f"{reason} (by {acting_user.name.strip() or 'Kay support'})",
             created_by=acting_user,
         )
     logger.info(

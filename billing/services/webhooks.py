@@ -38,6 +38,8 @@ def webhook_event_receive(*, payload: bytes, signature: str) -> StripeEvent:
         stripe_client.event_construct(payload=payload, signature=signature)
         body = json.loads(payload)
         event_id, event_type = str(body["id"]), str(body["type"])
+        if len(event_id) > 255 or len(event_type) > 100:
+            raise ValueError("longer than any Stripe id or event type")
         if not isinstance(body["data"]["object"], dict):
             raise TypeError("an event is about an object")
     except (ValueError, KeyError, TypeError):

@@ -50,11 +50,11 @@ def test_an_adjustment_is_a_ledger_entry_with_the_operators_name(operator, accou
     assert response.status_code == 302
     entry = CreditLedgerEntry.objects.get()
     assert (entry.kind, entry.amount_micros, entry.created_by) == ("adjustment", 5_250_000, staff)
-    assert entry.description == "Refund of a failed run (by ops@example.com)"
+    assert entry.description == "Refund of a failed run (by Olive Operator)"
     adjust(operator, account, "-1.25", "Correction")
     assert billing_balance(user=account.user) == 4_000_000
     listing = operator.get("/admin/billing/creditledgerentry/").content.decode()
-    assert "Correction (by ops@example.com)" in listing
+    assert "Correction (by Olive Operator)" in listing
 
 
 @pytest.mark.parametrize(

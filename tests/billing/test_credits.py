@@ -346,10 +346,14 @@ def test_an_operator_adjustment_is_a_ledger_entry_with_their_name(alice, staff, 
         account=account, amount_micros=5 * DOLLAR, reason="Goodwill", acting_user=staff
     )
     assert (entry.kind, entry.amount_micros, entry.created_by) == ("adjustment", 5 * DOLLAR, staff)
-    assert entry.description == "Goodwill (by ops@example.com)"
+    # The customer sees the operator's name, never their email address.
+    assert entry.description == "Goodwill (by Olive Operator)"
+    staff.name = ""
+    entry = credits_adjust(account=account, amount_micros=DOLLAR, reason="Sorry", acting_user=staff)
+    assert entry.description == "Sorry (by Kay support)" and staff.email not in entry.description
     assert entry.reference.startswith("adjust:")
     credits_adjust(account=account, amount_micros=-DOLLAR, reason="Typo", acting_user=staff)
-    assert billing_balance(user=alice) == 4 * DOLLAR == account.balance_micros
+    assert billing_balance(user=alice) == 5 * DOLLAR == account.balance_micros
 
 
 @pytest.mark.parametrize(

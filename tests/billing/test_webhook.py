@@ -246,6 +246,19 @@ def test_a_malformed_body_with_a_good_signature_is_refused(client, db, payload):
     assert nothing_written()
 
 
+@pytest.mark.parametrize("field, length", [("id", 256), ("type", 101)])
+def test_an_id_or_type_longer_than_stripe_sends_is_refused_not_a_server_error(
+    client, db, field, length
+):
+    # PostgreSQL refuses a value past the column; that was a 500, and Stripe retries a 500.
+    event = checkout_event(session_id="cs_x", user_id=None, event_type="invoice.paid")
+    event[field] = "x" * length
+    response = deliver(client, event)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_webhook"
+    assert nothing_written()
+
+
 def test_a_body_changed_after_signing_is_refused(client, alice, session):
     payload = json.dumps(completed(session)).encode()
     header = signature(payload)
