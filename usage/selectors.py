@@ -152,12 +152,9 @@ def _counted(rows: QuerySet[Any], owner: User) -> QuerySet[Any]:
     provider reports: the one rule every usage figure follows (see the module's doc).
 
     One subquery, no query of its own. Rows with no stored key (the server's key) stay:
-    the exclusion only matches a non-NULL key in the covered set."""
-    return rows.exclude(
-        source=Source.KAY_METERED,
-        api_key_id__isnull=False,
-        api_key_id__in=_covered_keys(owner),
-    )
+    on a nullable column Django's ``exclude`` adds ``api_key_id IS NOT NULL`` inside the
+    NOT, so a NULL key never makes the condition unknown."""
+    return rows.exclude(source=Source.KAY_METERED, api_key_id__in=_covered_keys(owner))
 
 
 def _period(granularity: str, owner: User, start: date, end: date) -> QuerySet[Any]:
