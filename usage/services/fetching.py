@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -44,24 +45,44 @@ class FetchResult:
 
 
 def _window(
-    state: UsageFetchState, now: datetime, since: datetime | None
+    state: UsageFetchState | None, now: datetime, since: datetime | None
 ) -> tuple[datetime, datetime]:
     if since is not None:
         return min(since, now), now
-    if state.cursor is None:
+    if state is None or state.cursor is None:
         return now - FIRST_FETCH, now
     return min(state.cursor, now) - REREAD, now
 
 
 def _record(
-    state: UsageFetchState, *, status: str, now: datetime, error: str = "", cursor: datetime | None
+    api_key: ApiKey,
+    state: UsageFetchState | None,
+    *,
+    status: str,
+    now: datetime,
+    error: str = "",
+    cursor: datetime | None,
 ) -> None:
-    """Write where the fetch stands. ``error`` is Kay's own words (our exceptions never
-    quote a provider's body or a key)."""
-    fields = {"last_fetched_at": now, "last_status": status, "last_error": error[:300]}
+    """Write where the fetch stands (``state``: as read when the fetch began, ``None``
+    for the key's first). ``error`` is Kay's own words (our exceptions never quote a
+    provider's body or a key)."""
+    fields: dict[str, Any] = {
+        "last_fetched_at": now,
+        "last_status": status,
+        "last_error": error[:300],
+    }
     if cursor is not None:
         fields["cursor"] = cursor
-    UsageFetchState.objects.filter(pk=state.pk).update(**fields, updated_at=now)
+    if state is not None:
+        UsageFetchState.objects.filter(pk=state.pk).update(**fields, updated_at=now)
+        return
+    # One statement whether or not a concurrent first fetch created the row meanwhile.
+    UsageFetchState.objects.bulk_create(
+        [UsageFetchState(api_key=api_key, **fields, updated_at=now)],
+        update_conflicts=True,
+        unique_fields=["api_key"],
+        update_fields=[*fields, "updated_at"],
+    )
 
 
 def _store_account(api_key: ApiKey, account: AccountSpend) -> None:
@@ -116,13 +137,19 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
     revalidation, which asks the provider once more and audits the change). A provider
     that is down or busy raises ``ProviderUnavailable`` for the task to retry; any other
     failure is recorded on the key's fetch state."""
-    api_key = ApiKey.objects.select_related("owner").filter(pk=api_key_id).first()
+    # The key, its owner and its fetch state (if it was ever fetched) in one query.
+    api_key = (
+        ApiKey.objects.select_related("owner", "usage_fetch_state").filter(pk=api_key_id).first()
+    )
     if api_key is None:
         return FetchResult("skipped", detail="The key no longer exists.")
     fetcher = fetcher_for(api_key.provider, api_key.kind)
     if fetcher is None:
         return FetchResult("skipped", detail="This kind of key has no usage to fetch.")
-    state, _ = UsageFetchState.objects.get_or_create(api_key=api_key)
+    try:
+        state: UsageFetchState | None = api_key.usage_fetch_state
+    except UsageFetchState.DoesNotExist:
+        state = None  # created by _record
     now = timezone.now()
     start, end = _window(state, now, since)
     try:
@@ -130,13 +157,13 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
         fetched = fetcher.fetch(FetchWindow(secret, start, end, api_key.pk))
     except KeyRejected as exc:
         api_key_revalidate(api_key=api_key, origin=SCHEDULE)
-        _record(state, status=Status.INVALID_KEY, now=now, error=exc.message, cursor=None)
+        _record(api_key, state, status=Status.INVALID_KEY, now=now, error=exc.message, cursor=None)
         return FetchResult(Status.INVALID_KEY, detail=exc.message)
     except ProviderUnavailable as exc:
-        _record(state, status=Status.ERROR, now=now, error=exc.message, cursor=None)
+        _record(api_key, state, status=Status.ERROR, now=now, error=exc.message, cursor=None)
         raise
     except ApplicationError as exc:  # an answer we cannot use, or a key we cannot decrypt
-        _record(state, status=Status.ERROR, now=now, error=exc.message, cursor=None)
+        _record(api_key, state, status=Status.ERROR, now=now, error=exc.message, cursor=None)
         return FetchResult(Status.ERROR, detail=exc.message)
     # Before the upsert, which stores each row's stored key (best effort, never fails).
     rows = usage_rows_attributed(admin_key=api_key, secret=secret, rows=fetched.rows)
@@ -147,8 +174,8 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
         if fetched.account is not None:
             _store_account(api_key, fetched.account)
     # The cursor only moves forward: a slow worker finishing late must not rewind it.
-    cursor = max(state.cursor, end) if state.cursor is not None else end
-    _record(state, status=Status.OK, now=now, cursor=cursor)
+    cursor = max(state.cursor, end) if state is not None and state.cursor is not None else end
+    _record(api_key, state, status=Status.OK, now=now, cursor=cursor)
     if fetched.admin and api_key.kind != ApiKey.Kind.ADMIN:
         # An OpenRouter management key stored as an API key (OpenRouter could not be asked
         # when it was saved): keys.access would hand it out for model calls until the
