@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import user_of
-from assistant.events import DONE, run_events_follow
+from assistant.events import DONE, run_events_follow, run_events_last_seq
 from assistant.models import AssistantRun
 from assistant.selectors import session_get_for_user, sessions_for
 from assistant.serializers import (
@@ -251,11 +251,12 @@ async def _start_and_wait(view: type[APIView], request: HttpRequest) -> HttpResp
     if response.status_code != status.HTTP_202_ACCEPTED:
         return response
     run_id = int(response.data["run_id"])
+    after = await sync_to_async(run_events_last_seq)(run_id=run_id)
     await sync_to_async(run_enqueue)(run_id=run_id)
     done: dict[str, Any] = {}
     try:
         async with asyncio.timeout(float(settings.ASK_SYNC_TIMEOUT)):
-            async for event in run_events_follow(run_id=run_id):
+            async for event in run_events_follow(run_id=run_id, after=after):
                 if event["kind"] == DONE:
                     done = event["data"]
     except TimeoutError:

@@ -60,6 +60,16 @@ def run_event_publish(*, run_id: int, kind: str, data: dict[str, Any] | None = N
     AssistantRunEvent.objects.create(run_id=run_id, seq=last + 1, kind=kind, data=data or {})
 
 
+def run_events_last_seq(*, run_id: int) -> int:
+    """The run's latest event number: a run resumed after /ask/confirm is followed from
+    there, past the ``done`` of its first part."""
+    if settings.REDIS_URL:
+        return int(_redis().llen(_keys(run_id)[0]))  # type: ignore[arg-type]
+    return int(
+        AssistantRunEvent.objects.filter(run_id=run_id).aggregate(seq=Max("seq"))["seq"] or 0
+    )
+
+
 async def _redis_follow(run_id: int, after: int) -> AsyncIterator[dict[str, Any]]:
     tail, channel = _keys(run_id)
     client = aioredis.Redis.from_url(settings.REDIS_URL)
