@@ -1,0 +1,95 @@
+"""What the scheduled fetch costs the database: the 48 h re-read of a window that brings
+nothing new writes no bucket and no rollup row and runs a few queries, and one late
+bucket writes exactly that bucket and its day of the rollup. Against the fake OpenAI
+admin API on 127.0.0.1 through the real SDK."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from keys.models import ApiKey
+from tests.fakes.openai_admin import FakeOpenAIAdmin
+from tests.keys.factories import ApiKeyFactory
+from usage.models import UsageBucket, UsageDaily
+from usage.services.fetching import usage_fetch_for_key
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 3, 5, 12, 30, tzinfo=UTC)
+MINI = "gpt-4o-mini-2024-07-18"
+SECRET = "sk-admin-FakeOrgAdminKey0001000000000000000000000000Zz01"
+CONTROL = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+
+
+@pytest.fixture
+def fake(settings):
+    server = FakeOpenAIAdmin({SECRET}).start()
+    settings.OPENAI_BASE_URL = server.base_url
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fetched(fake, catalog, alice):
+    """Alice's admin key fetched once at NOW: usage in six hours over two days, of a
+    provider key id none of her stored keys is (so it is known unmatched)."""
+    ApiKeyFactory(owner=alice, provider="openai")  # a stored key attribution tries
+    key = ApiKeyFactory(owner=alice, secret=SECRET)
+    assert key.kind == ApiKey.Kind.ADMIN
+    for hours in (2, 3, 5, 26, 28, 30):
+        fake.add_usage(NOW - timedelta(hours=hours), model=MINI, input_tokens=100 + hours)
+    with time_machine.travel(NOW, tick=False) as traveller:
+        assert usage_fetch_for_key(api_key_id=key.pk).buckets == 6
+        traveller.shift(timedelta(minutes=15))  # the next scheduled fetch
+        yield key
+
+
+def statements(captured) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(CONTROL)]
+
+
+def writes(sql: list[str], table: str) -> list[str]:
+    return [q for q in sql if q.startswith(("INSERT", "UPDATE", "DELETE")) and f'"{table}"' in q]
+
+
+def test_a_refetch_that_brings_nothing_new_writes_nothing_in_a_few_queries(fetched):
+    buckets = list(UsageBucket.objects.order_by("pk").values())
+    daily = list(UsageDaily.objects.order_by("pk").values())
+
+    with CaptureQueriesContext(connection) as captured:
+        result = usage_fetch_for_key(api_key_id=fetched.pk)
+
+    sql = statements(captured)
+    assert result.status == "ok" and result.buckets == 0
+    assert writes(sql, "usage_usagebucket") == []
+    assert writes(sql, "usage_usagedaily") == []
+    assert not [q for q in sql if "models_catalog" in q]  # nothing priced again
+    # The key with its fetch state, its links, the candidate keys, the owner's lock
+    # (PostgreSQL), the stored buckets, and where the fetch stands.
+    assert len(sql) <= 6, "\n".join(sql)
+    assert list(UsageBucket.objects.order_by("pk").values()) == buckets
+    assert list(UsageDaily.objects.order_by("pk").values()) == daily
+
+
+def test_one_late_bucket_writes_that_bucket_and_its_day_of_the_rollup(fetched, fake):
+    late = NOW - timedelta(hours=3)
+    fake.add_usage(late, model=MINI, input_tokens=1000)  # reported late, same hour
+    other_day = list(UsageDaily.objects.exclude(day=late.date()).values())
+    before = dict(UsageBucket.objects.values_list("bucket_start", "updated_at"))
+
+    with CaptureQueriesContext(connection) as captured:
+        result = usage_fetch_for_key(api_key_id=fetched.pk)
+
+    sql = statements(captured)
+    assert result.status == "ok" and result.buckets == 1
+    assert len(writes(sql, "usage_usagebucket")) == 1
+    hour_start = late.replace(minute=0)
+    after = dict(UsageBucket.objects.values_list("bucket_start", "updated_at"))
+    assert [start for start in after if after[start] != before[start]] == [hour_start]
+    assert UsageBucket.objects.get(bucket_start=hour_start).input_tokens == 1103
+    # The other day's rollup rows are the very same rows; the late day's sum moved on.
+    assert list(UsageDaily.objects.exclude(day=late.date()).values()) == other_day
+    assert UsageDaily.objects.get(day=late.date()).input_tokens == 102 + 1103 + 105
