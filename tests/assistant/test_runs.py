@@ -1,0 +1,193 @@
+"""Runs as the web sees them, executed in this process (Celery eager) on the database
+event fallback (no Redis): what /ask refuses before queueing, a run's status and result at
+GET /ask/runs/<id>, its events stream, errors found in the worker, redelivery, and
+another user's run. The real worker is in test_worker_ask.py."""
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from rest_framework.test import APIClient
+
+from assistant.models import AssistantRun, AssistantRunEvent, PendingConfirmation
+from assistant.services import runs
+from assistant.services.executor import McpToolExecutor
+from assistant.services.runs import run_execute
+from tests.accounts.factories import UserFactory
+from tests.assistant.chat import LocalResult
+from tests.fakes.openai_chat import text, tool_calls
+
+pytestmark = pytest.mark.django_db
+
+SEARCH = {"jql": "project = KAN"}
+CREATE = {"project_key": "KAN", "summary": "Fix login bug", "issue_type": "Task"}
+
+
+@pytest.fixture(autouse=True)
+def local_tools(monkeypatch, executor, settings):
+    """The worker's tool layer is the local one (the MCP layer has its own tests), and
+    events go to the database (no Redis)."""
+    settings.REDIS_URL = ""
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
+    return executor
+
+
+async def _read(stream):
+    return b"".join([chunk async for chunk in stream])
+
+
+def _events(api, run_id, **headers):
+    response = api.get(f"/ask/runs/{run_id}/events", HTTP_ACCEPT="text/event-stream", **headers)
+    assert response.status_code == 200, response.content
+    raw = async_to_sync(_read)(response.streaming_content).decode()
+    events = []
+    for block in raw.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        events.append((int(lines["id"]), lines["event"], json.loads(lines["data"])))
+    return events
+
+
+def test_ask_answers_the_completed_body_of_the_run_it_queued(alice, alice_api, chat, executor):
+    executor.answers["jira_search"] = lambda args: LocalResult('{"issues": ["KAN-1"]}')
+    chat.script(tool_calls(("jira_search", SEARCH)), text("KAN-1 is open."))
+    response = alice_api.post("/ask", {"prompt": "List KAN"}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["status"] == "completed" and body["message"] == "KAN-1 is open."
+    run = AssistantRun.objects.get(pk=body["data"]["runId"])
+    assert run.status == "completed" and run.started_at is not None
+
+    polled = alice_api.get(f"/ask/runs/{run.pk}")
+    assert polled.status_code == 200
+    assert polled.json() == body  # the same body, read back from the stored run
+
+
+def test_no_credits_is_402_before_any_run_is_stored_or_queued(chat, settings):
+    settings.BILLING_STARTER_GRANT_USD = "0"
+    dora = APIClient()
+    dora.force_authenticate(UserFactory(email="dora@example.com"))
+    response = dora.post("/ask", {"prompt": "List KAN"}, format="json")
+    assert response.status_code == 402, response.content
+    assert "add credits or add your own OpenAI key" in response.json()["error"]["message"]
+    assert not AssistantRun.objects.exists() and chat.requests == []
+
+
+def test_a_refusal_found_in_the_worker_reaches_the_waiting_request(
+    alice, alice_api, chat, monkeypatch
+):
+    # The real tool layer: alice has not connected Jira.
+    monkeypatch.setattr(runs, "tool_executor", McpToolExecutor)
+    response = alice_api.post("/ask", {"prompt": "List KAN"}, format="json")
+    assert response.status_code == 409, response.content
+    assert response.json()["error"]["code"] == "jira_not_connected"
+    run = AssistantRun.objects.get()
+    assert run.status == "failed" and run.error_status == 409 and chat.requests == []
+    # Read back later, the run tells the same error.
+    again = alice_api.get(f"/ask/runs/{run.pk}")
+    assert again.status_code == 409 and again.json() == response.json()
+
+
+def test_a_queued_run_reports_running_with_its_id(alice, alice_api):
+    run = AssistantRun.objects.create(owner=alice, mode="one_shot", prompt="Hi", status="queued")
+    response = alice_api.get(f"/ask/runs/{run.pk}")
+    assert response.status_code == 202
+    assert response.json()["status"] == "running" and response.json()["run_id"] == run.pk
+
+
+def test_bob_cannot_read_alices_run_or_its_events(alice, bob_api):
+    run = AssistantRun.objects.create(owner=alice, mode="one_shot", prompt="Hi")
+    AssistantRunEvent.objects.create(run=run, seq=1, kind="text", data={"delta": "secret"})
+    for url in (f"/ask/runs/{run.pk}", f"/ask/runs/{run.pk}/events"):
+        response = bob_api.get(url)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+        assert b"secret" not in response.content
+
+
+def test_the_events_stream_tells_tool_steps_and_text_deltas_in_order(
+    alice, alice_api, chat, executor
+):
+    executor.answers["jira_search"] = lambda args: LocalResult("KAN-1", duration_ms=7)
+    chat.script(tool_calls(("jira_search", SEARCH)), text("KAN-1 is the only open one."))
+    run_id = alice_api.post("/ask", {"prompt": "List KAN"}, format="json").json()["data"]["runId"]
+
+    events = _events(alice_api, run_id)
+    assert [seq for seq, _, _ in events] == list(range(1, len(events) + 1))
+    kinds = [kind for _, kind, _ in events]
+    assert kinds[:2] == ["tool_start", "tool_end"] and kinds[-1] == "done"
+    step = {"name": "jira_search", "result": "KAN-1", "durationMs": 7, "error": None}
+    assert events[1][2] == step
+    deltas = [data["delta"] for _, kind, data in events if kind == "text"]
+    assert len(deltas) > 1 and "".join(deltas) == "KAN-1 is the only open one."
+
+    # Reconnecting with Last-Event-ID sends only what came after it.
+    rest = _events(alice_api, run_id, HTTP_LAST_EVENT_ID=str(len(events) - 1))
+    assert [kind for _, kind, _ in rest] == ["done"]
+
+
+def test_a_pending_run_gives_a_fresh_token_on_each_read_and_only_the_newest_works(
+    alice, alice_api, chat, executor
+):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
+    assert body["status"] == "pending_confirmation" and executor.calls == []
+    run_id = body["data"]["runId"]
+    events = _events(alice_api, run_id)
+    assert [kind for _, kind, _ in events][-2:] == ["pending", "done"]
+    assert events[-2][2]["action"] == {"tool": "jira_create_issue", "arguments": CREATE}
+    assert "confirm_" not in json.dumps(events)  # tokens never travel in events
+
+    reread = alice_api.get(f"/ask/runs/{run_id}").json()
+    assert reread["status"] == "pending_confirmation"
+    assert reread["confirmation_token"] != body["confirmation_token"]
+    stale = alice_api.post(
+        "/ask/confirm",
+        {"confirmation_token": body["confirmation_token"], "approved": True},
+        format="json",
+    )
+    assert stale.status_code == 404 and executor.calls == []
+
+    chat.script(text("Created KAN-2."))
+    done = alice_api.post(
+        "/ask/confirm",
+        {"confirmation_token": reread["confirmation_token"], "approved": True},
+        format="json",
+    )
+    assert done.status_code == 200, done.content
+    assert done.json()["message"] == "Action confirmed and executed successfully"
+    assert executor.calls == [("jira_create_issue", CREATE)]
+    assert alice_api.get(f"/ask/runs/{run_id}").json() == done.json()
+
+
+def test_a_cancelled_action_runs_nothing_and_the_run_says_so(alice, alice_api, chat, executor):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    token = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()[
+        "confirmation_token"
+    ]
+    chat.script(text("Alright, nothing created."))
+    done = alice_api.post(
+        "/ask/confirm", {"confirmation_token": token, "approved": False}, format="json"
+    )
+    assert done.status_code == 200 and done.json()["message"] == "Action cancelled"
+    assert executor.calls == []
+    assert PendingConfirmation.objects.get().approved is False
+
+
+def test_a_redelivered_task_does_not_run_the_run_again(alice, alice_api, chat, executor):
+    chat.script(tool_calls(("jira_search", SEARCH)), text("Done."))
+    run_id = alice_api.post("/ask", {"prompt": "List KAN"}, format="json").json()["data"]["runId"]
+    assert run_execute(run_id=run_id) == "skipped"  # acks_late: a worker died after the run
+    assert len(executor.calls) == 1 and len(chat.requests) == 2
+
+
+def test_an_invalid_ask_is_a_400_and_stores_nothing(alice_api):
+    response = alice_api.post("/ask", {"prompt": ""}, format="json")
+    assert response.status_code == 400
+    assert "prompt" in response.json()["error"]["fields"]
+    assert not AssistantRun.objects.exists()
+
+
+def test_ask_needs_a_signed_in_user(api_client):
+    response = api_client.post("/ask", {"prompt": "List KAN"}, format="json")
+    assert response.status_code == 401
+    assert not AssistantRun.objects.exists()
