@@ -466,7 +466,7 @@ STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 BILLING_CREDIT_PACKS = env.list("BILLING_CREDIT_PACKS", cast=int, default=[10, 25, 100])
 BILLING_STARTER_GRANT_USD = env.str("BILLING_STARTER_GRANT_USD", default="1.00")  # 0: none
 BILLING_MARGIN_PERCENT = env.str("BILLING_MARGIN_PERCENT", default="0")
-BILLING_LOW_BALANCE_USD = env.str("BILLING_LOW_BALANCE_USD", default="2.00")
+BILLING_LOW_BALANCE_USD = env.str("BILLING_LOW_BALANCE_USD", default="0.50")
 # Held from the balance before each LLM call on the server's key, then settled to its cost.
 BILLING_RESERVE_USD = env.str("BILLING_RESERVE_USD", default="0.50")
 MCP_JIRA_ENABLED = env.bool("MCP_JIRA_ENABLED", default=True)

@@ -94,7 +94,7 @@ SECTIONS = [
         "API tokens",
         "⌘",
         "accounts:tokens",
-        "Personal tokens for the `kay` CLI and editor extensions.",
+        "Personal tokens for the kay CLI and editor extensions.",
     ),
 ]
 SECTIONS_BY_SLUG = {section.slug: section for section in SECTIONS}

@@ -48,8 +48,8 @@ def onboarding_steps(*, user: User) -> list[Step]:
         ),
         Step(
             "Sign in the CLI or create an API token",
-            "Use the `kay` CLI and editor extensions: run `kay connect jira`, or create a "
-            "personal token.",
+            "Use the kay CLI and editor extensions: run “kay connect jira” in a terminal, or "
+            "create a personal token.",
             reverse("accounts:tokens"),
             "Go to API tokens",
             api_tokens_for(user=user).exists() or cli_sessions_for(user=user).exists(),

@@ -21,6 +21,7 @@ from billing.services.ledger import (
     credits_adjust,
     entry_post,
 )
+from tests.accounts.factories import UserFactory
 from tests.billing.events import checkout_event, deliver
 from tests.helpers.queries import assert_flat_queries
 from usage.models import MeteredLlmCall
@@ -103,6 +104,16 @@ def test_a_new_user_sees_a_zero_balance_and_what_to_do_next(client, charlie, set
     assert "No credits yet" in html and "Buy a credit pack above to start" in html
     assert "Low balance" not in html  # at zero the page says to buy credits instead
     assert "Download CSV" not in html  # nothing to filter or export yet
+
+
+def test_with_the_default_settings_a_new_user_is_not_told_their_balance_is_low(client, settings):
+    # The default threshold sits under the default starter grant: a brand-new account is
+    # not "low" before it has spent anything.
+    settings.BILLING_STARTER_GRANT_USD = "1.00"
+    assert django_settings.BILLING_LOW_BALANCE_USD == "0.50"
+    client.force_login(UserFactory(email="newcomer@example.com"))
+    html = client.get("/dashboard/billing/").content.decode()
+    assert "$1.00" in html and "Low balance" not in html
 
 
 def test_the_page_needs_a_signed_in_user(client):
