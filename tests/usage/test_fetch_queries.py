@@ -52,7 +52,12 @@ def statements(captured) -> list[str]:
 
 
 def writes(sql: list[str], table: str) -> list[str]:
-    return [q for q in sql if q.startswith(("INSERT", "UPDATE", "DELETE")) and f'"{table}"' in q]
+    """The statements writing ``table`` (not those only reading it)."""
+    return [
+        q
+        for q in sql
+        if q.startswith((f'INSERT INTO "{table}"', f'UPDATE "{table}"', f'DELETE FROM "{table}"'))
+    ]
 
 
 def test_a_refetch_that_brings_nothing_new_writes_nothing_in_a_few_queries(fetched):
