@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from accounts.models import User
-from assistant.models import InteractiveSession
+from assistant.models import AssistantRun, InteractiveSession
 from core.errors import NotFound
 
 
@@ -20,3 +20,25 @@ def session_get_for_user(*, user: User, session_id: int) -> InteractiveSession:
     if session is None:
         raise NotFound("No conversation with this id.")
     return session
+
+
+# What the run page shows: never the key's secret or the conversation's messages.
+RUN_PAGE_FIELDS = (
+    *(f.name for f in AssistantRun._meta.concrete_fields),
+    "api_key__name",
+    "session__title",
+)
+
+
+def run_detail_for(*, user: User, run_id: int) -> AssistantRun:
+    """The user's run for its page, with the key that paid and its conversation (their
+    names only), else 404: someone else's run is as unknown as a missing one."""
+    run = (
+        AssistantRun.objects.filter(owner=user, pk=run_id)
+        .select_related("api_key", "session")
+        .only(*RUN_PAGE_FIELDS)
+        .first()
+    )
+    if run is None:
+        raise NotFound("No assistant run with this id.")
+    return run

@@ -33,4 +33,5 @@ urlpatterns = [
         views.assistant_session_delete,
         name="session_delete",
     ),
+    path("dashboard/assistant/runs/<int:run_id>/", views.assistant_run, name="run"),
 ]

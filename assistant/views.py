@@ -34,8 +34,8 @@ from markdown_it import MarkdownIt
 from accounts.authentication import user_of
 from accounts.models import User
 from assistant.api import AskThrottle
-from assistant.models import InteractiveSession
-from assistant.selectors import session_get_for_user, sessions_for
+from assistant.models import AssistantRun, InteractiveSession
+from assistant.selectors import run_detail_for, session_get_for_user, sessions_for
 from assistant.serializers import AskInputSerializer, ask_body
 from assistant.services.ask import ask_run
 from assistant.services.executor import McpToolExecutor
@@ -111,11 +111,14 @@ def error_event(exc: ApplicationError) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Step:
-    """A tool call of a reopened conversation, as the page shows it."""
+    """A tool call of a reopened conversation or of a run, as the pages show it."""
 
     name: str
     arguments: str
     result: str
+    # A run's record has them; a reopened conversation's history does not.
+    duration_ms: int | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -340,3 +343,71 @@ def _invalid(fields: dict[str, list[str]]) -> JsonResponse:
         {"error": {"code": "validation_error", "message": "Check the question.", "fields": fields}},
         status=400,
     )
+
+
+# --- A run's page -----------------------------------------------------------------------
+
+RUN_STATUS = {
+    "queued": ("Queued", "warn", "Waiting for a worker to pick it up."),
+    "running": ("Running", "warn", "Kay is still working on it: reload in a moment."),
+    "completed": ("Completed", "ok", ""),
+    "pending_confirmation": (
+        "Waiting for you",
+        "warn",
+        "Kay asked before changing anything: approve or cancel the action in the chat.",
+    ),
+    "cancelled": ("Cancelled", "", "You cancelled the action Kay asked about."),
+    "failed": ("Failed", "bad", ""),
+}
+
+
+def _pretty(arguments: Any) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, indent=2)
+
+
+def _run_steps(records: list[dict[str, Any]]) -> tuple[Step, ...]:
+    """A run's stored tool calls (``AskOutcome.tool_calls``' shape) as steps."""
+    return tuple(
+        Step(
+            name=str(record.get("name", "")),
+            arguments=_pretty(record.get("arguments", {})),
+            result=str(record.get("result") or ""),
+            duration_ms=record.get("durationMs"),
+            error=record.get("error") or None,
+        )
+        for record in records
+    )
+
+
+def _seconds(run: AssistantRun) -> dict[str, float | None]:
+    """How long the run took, and of that how long it waited for a worker (None: not
+    known yet; a run answered in the request has no worker start)."""
+    started, finished = run.started_at, run.finished_at
+    return {
+        "took": (finished - run.created_at).total_seconds() if finished else None,
+        "waited": (started - run.created_at).total_seconds() if started else None,
+    }
+
+
+@login_required
+@require_GET
+def assistant_run(request: HttpRequest, run_id: int) -> HttpResponse:
+    """One run: what was asked and answered, each tool call, the model, the key that
+    paid, tokens, cost and timings (the ledger's usage charges link here)."""
+    try:
+        run = run_detail_for(user=user_of(request), run_id=run_id)
+    except NotFound:
+        raise Http404("No assistant run with this id.") from None
+    label, tone, explanation = RUN_STATUS.get(run.status, (run.status, "", ""))
+    turns = [
+        Turn("user", text=run.prompt),
+        Turn("assistant", html=answer_html(run.response), steps=_run_steps(run.tool_calls)),
+    ]
+    context = {
+        "run": run,
+        "turns": turns,
+        "mode": MODES.get(run.mode, (run.mode,))[0],
+        "status": {"label": label, "tone": tone, "explanation": explanation},
+        "seconds": _seconds(run),
+    }
+    return render(request, "assistant/run.html", context)

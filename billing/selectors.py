@@ -3,6 +3,7 @@ amounts the settings give in dollars, as micro-dollars."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
@@ -167,3 +168,17 @@ def ledger_mismatches() -> list[LedgerMismatch]:
         .order_by("pk")
     )
     return [LedgerMismatch(*row) for row in rows]
+
+
+# The assistant meters each model round of run 42 as ``assistant-run-42-<round>``
+# (assistant.services.ask); billing reads that id from the call, never the assistant's
+# models, so the arrow stays billing → usage (tests/assistant/test_run_page.py checks
+# that the two agree).
+_ASSISTANT_CALL = re.compile(r"assistant-run-([0-9]+)-[0-9]+")
+
+
+def assistant_run_id(call_id: str) -> int | None:
+    """The assistant run a metered call's ``call_id`` belongs to; None for any other
+    call (a usage charge of something else links nowhere)."""
+    match = _ASSISTANT_CALL.fullmatch(call_id)
+    return int(match[1]) if match else None

@@ -46,7 +46,7 @@ def post(user, kind, micros, reference, *, at=None, **extra) -> CreditLedgerEntr
     return entry
 
 
-def metered_call(user, model="gpt-4.1-mini", input_tokens=1200, output_tokens=340):
+def metered_call(user, model="gpt-4.1-mini", input_tokens=1200, output_tokens=340, call_id=None):
     return MeteredLlmCall.objects.create(
         owner=user,
         provider="openai",
@@ -54,7 +54,7 @@ def metered_call(user, model="gpt-4.1-mini", input_tokens=1200, output_tokens=34
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost_micros=1234,
-        call_id=f"run-1-step-{MeteredLlmCall.objects.count()}",
+        call_id=call_id or f"run-1-step-{MeteredLlmCall.objects.count()}",
     )
 
 
@@ -94,6 +94,39 @@ def test_the_page_shows_the_balance_the_packs_and_the_ledger(alice_browser, ledg
     assert html.index("gpt-4.1-mini") < html.index("cs_test_alice_25") < html.index("Starter")
     assert "1200 in · 340 out tokens" in html
     assert "−$0.001234" in html and "+$25.00" in html and "$26.00" in html
+
+
+def test_a_usage_charge_of_an_assistant_run_links_to_that_run(alice_browser, alice):
+    run_call = metered_call(alice, call_id="assistant-run-42-2")
+    other_call = metered_call(alice, call_id="run-1-step-0")
+    post(alice, Kind.GRANT, 1_000_000, "grant:signup:a", description="Starter credits")
+    for call in (run_call, other_call):
+        post(alice, Kind.USAGE, -1234, f"usage:{call.pk}", metered_call_id=call.pk)
+    html = alice_browser.get("/dashboard/billing/").content.decode()
+    assert html.count('class="ledger-run"') == 1
+    assert '<a class="ledger-run" href="/dashboard/assistant/runs/42/">Assistant run 42</a>' in html
+    # The CSV keeps the reference as it is.
+    rows = csv_rows(alice_browser.get("/dashboard/billing/ledger.csv"))
+    assert {row["reference"] for row in rows if row["kind"] == "usage"} == {
+        f"usage:{run_call.pk}",
+        f"usage:{other_call.pk}",
+    }
+
+
+@pytest.mark.parametrize(
+    ("call_id", "run_id"),
+    [
+        ("assistant-run-42-1", 42),
+        ("assistant-run-7-12", 7),
+        ("assistant-run-42", None),
+        ("assistant-run-x-1", None),
+        ("assistant-run-42-1-extra", None),
+        ("run-1-step-0", None),
+        ("", None),
+    ],
+)
+def test_only_an_assistant_runs_call_id_names_a_run(call_id, run_id):
+    assert selectors.assistant_run_id(call_id) == run_id
 
 
 def test_a_new_user_sees_a_zero_balance_and_what_to_do_next(client, charlie, settings):

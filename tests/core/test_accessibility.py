@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import ApiToken, SecurityEvent
-from assistant.models import InteractiveSession
+from assistant.models import AssistantRun, InteractiveSession
 from keys.models import KeyAuditEvent
 from tests.billing.factories import CheckoutSessionFactory
 from tests.browser_helpers import login, serious_accessibility_failures
@@ -103,6 +103,24 @@ def operator_pages(live_server, staff) -> list[tuple[str, str, int]]:
     conversation = InteractiveSession.objects.create(
         owner=staff, title="Sprint review", messages=A11Y_CONVERSATION
     )
+    run = AssistantRun.objects.create(
+        owner=staff,
+        session=conversation,
+        mode="interactive",
+        status="completed",
+        prompt="List all tickets in project KAN",
+        response="One ticket: **KAN-1**.",
+        tool_calls=[
+            {
+                "id": "call_1",
+                "name": "jira_search",
+                "arguments": {"jql": "project = KAN"},
+                "result": '{"issues": [{"key": "KAN-1"}]}',
+                "durationMs": 40,
+                "error": None,
+            }
+        ],
+    )
     SecurityEvent.objects.create(
         user=staff,
         actor=staff,
@@ -134,6 +152,7 @@ def operator_pages(live_server, staff) -> list[tuple[str, str, int]]:
             f"/dashboard/assistant/sessions/{conversation.pk}/delete/",
             200,
         ),
+        ("assistant-run", f"/dashboard/assistant/runs/{run.pk}/", 200),
         ("billing", "/dashboard/billing/", 200),
         ("billing-success", "/dashboard/billing/success/?session_id=cs_test_a11y", 200),
         ("security", "/accounts/security/", 200),
