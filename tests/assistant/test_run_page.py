@@ -17,6 +17,8 @@ from assistant.models import AssistantRun
 from assistant.services.ask import ask_run
 from billing.models import CreditLedgerEntry
 from tests.assistant.chat import LocalResult
+from tests.browser_helpers import login
+from tests.conftest import PHONE
 from tests.fakes.openai_chat import text, tool_calls
 from tests.keys.factories import ApiKeyFactory
 from tests.models_catalog.factories import ModelFactory
@@ -200,3 +202,22 @@ def test_the_ledgers_usage_charges_link_to_the_run_that_made_them(alice_browser,
     assert links == [page(answered.pk)] * 2  # one per model round, newest first
     html = alice_browser.get(links[0]).content.decode()
     assert "List all tickets in project KAN" in html and "Two tickets" in html
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_in_the_browser_the_ledger_leads_to_the_run_and_its_steps_open(
+    page, alice, answered, screenshot
+):
+    login(page, alice.email)
+    page.goto("/dashboard/billing/")
+    page.locator("a.ledger-run").first.click()
+    page.get_by_role("heading", name=f"Assistant run {answered.pk}").wait_for()
+    assert page.locator(".answer strong").inner_text() == "KAN-1"
+    step = page.locator("details.step")
+    assert not step.locator("pre").first.is_visible()
+    step.locator("summary").click()
+    assert "project = KAN" in step.locator("pre").first.inner_text()
+    screenshot(page, "assistant-run")
+    page.set_viewport_size(PHONE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
