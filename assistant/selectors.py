@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from assistant.models import AssistantRun, InteractiveSession
+from billing.selectors import credits_held_for
 from core.errors import NotFound
 
 
@@ -42,3 +43,17 @@ def run_detail_for(*, user: User, run_id: int) -> AssistantRun:
     if run is None:
         raise NotFound("No assistant run with this id.")
     return run
+
+
+def run_paid_with(*, user: User, run: AssistantRun) -> str:
+    """Which key paid: ``"own"`` (the user's stored key), ``"credits"`` (Kay's key, held
+    and charged per call as ``assistant-run-<id>-<round>``), or ``"deleted_key"`` (a stored
+    key deleted since: the run's link to it is gone, and no credits were held). ``user``
+    is the run's owner."""
+    if run.api_key_id is not None:
+        return "own"
+    if run.llm_calls == 0 or credits_held_for(
+        user=user, reference_prefix=f"assistant-run-{run.pk}-"
+    ):
+        return "credits"
+    return "deleted_key"

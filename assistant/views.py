@@ -35,7 +35,12 @@ from accounts.authentication import user_of
 from accounts.models import User
 from assistant.api import AskThrottle
 from assistant.models import AssistantRun, InteractiveSession
-from assistant.selectors import run_detail_for, session_get_for_user, sessions_for
+from assistant.selectors import (
+    run_detail_for,
+    run_paid_with,
+    session_get_for_user,
+    sessions_for,
+)
 from assistant.serializers import AskInputSerializer, ask_body
 from assistant.services.ask import ask_run
 from assistant.services.executor import McpToolExecutor
@@ -394,8 +399,9 @@ def _seconds(run: AssistantRun) -> dict[str, float | None]:
 def assistant_run(request: HttpRequest, run_id: int) -> HttpResponse:
     """One run: what was asked and answered, each tool call, the model, the key that
     paid, tokens, cost and timings (the ledger's usage charges link here)."""
+    user = user_of(request)
     try:
-        run = run_detail_for(user=user_of(request), run_id=run_id)
+        run = run_detail_for(user=user, run_id=run_id)
     except NotFound:
         raise Http404("No assistant run with this id.") from None
     label, tone, explanation = RUN_STATUS.get(run.status, (run.status, "", ""))
@@ -409,5 +415,6 @@ def assistant_run(request: HttpRequest, run_id: int) -> HttpResponse:
         "mode": MODES.get(run.mode, (run.mode,))[0],
         "status": {"label": label, "tone": tone, "explanation": explanation},
         "seconds": _seconds(run),
+        "paid_with": run_paid_with(user=user, run=run),
     }
     return render(request, "assistant/run.html", context)

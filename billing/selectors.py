@@ -136,6 +136,14 @@ def held_micros(*, account: BillingAccount) -> int:
     return int(total or 0)
 
 
+def credits_held_for(*, user: User, reference_prefix: str) -> bool:
+    """Whether ``user``'s credits were ever held for a call whose reference starts with
+    ``reference_prefix`` (holds are kept once settled or released)."""
+    return CreditHold.objects.filter(
+        account__user=user, reference__startswith=reference_prefix
+    ).exists()
+
+
 def ledger_entries(*, user: User, month: date | None = None) -> QuerySet[CreditLedgerEntry]:
     """``user``'s ledger entries, newest first; only those of ``month``'s month (UTC) if
     given."""

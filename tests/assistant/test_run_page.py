@@ -137,6 +137,18 @@ def test_a_run_on_the_users_own_key_names_that_key_and_never_its_secret(
     assert key.secret not in html
 
 
+def test_a_run_whose_key_was_deleted_since_is_not_said_to_be_paid_by_credits(
+    alice, alice_browser, chat, executor
+):
+    key = ApiKeyFactory(owner=alice, provider="openai", name="old-openai")
+    chat.script(text("ok", input_tokens=10, output_tokens=2))
+    run = ask_run(user=alice, prompt="hi", executor=executor).run
+    key.delete()
+    html = alice_browser.get(page(run.pk)).content.decode()
+    assert "One of your keys, since deleted" in html
+    assert "charged to your credits" not in html
+
+
 def test_a_conversations_run_links_back_to_it(alice, alice_browser, chat, executor):
     chat.script(text("Hello Alice."))
     outcome = ask_run(user=alice, prompt="hi", interactive=True, executor=executor)
@@ -189,9 +201,9 @@ def test_an_unknown_run_is_a_404_and_a_stranger_must_sign_in(alice_browser, clie
 def test_the_page_reads_the_run_in_a_fixed_number_of_queries(
     alice_browser, answered, django_assert_max_num_queries
 ):
-    # The session, the user, the run with its key and conversation; the dashboard's two
-    # banners (low balance, budgets). The tool calls are in the run's row.
-    with django_assert_max_num_queries(5):
+    # The session, the user, the run with its key and conversation, whether credits paid;
+    # the dashboard's two banners (low balance, budgets). The tool calls are in the run.
+    with django_assert_max_num_queries(6):
         alice_browser.get(page(answered.pk))
 
 
