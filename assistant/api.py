@@ -14,6 +14,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -231,6 +232,11 @@ class AskRunEventsApi(APIView):
 def _api(view: type[APIView], request: HttpRequest, **kwargs: Any) -> Response:
     response = view.as_view()(request, **kwargs)
     response.render()
+    # The wait that follows holds no database connection either (one left inside a
+    # transaction, as in tests, is not this request's to close).
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
     return response
 
 
