@@ -8,10 +8,11 @@ from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
-from core.errors import InsufficientCredits
+from core.errors import InsufficientCredits, NotConfigured
 from keys.access import resolve_key, user_api_keys
 from keys.models import ApiKey
 from models_catalog.selectors import preferred_model_for
+from usage.services.pricing import catalog_prices
 
 # The user's own keys the assistant can call, in order of preference.
 OWN_KEY_PROVIDERS = ("openai", "openrouter")
@@ -63,6 +64,7 @@ def llm_key_for(*, user: User) -> LLMKey:
             )
     if settings.OPENAI_API_KEY:
         model = model_for(provider="openai", preferred_id=preferred_id)
+        _require_price(model)
         return LLMKey(
             provider="openai",
             base_url=settings.OPENAI_BASE_URL,
@@ -75,6 +77,19 @@ def llm_key_for(*, user: User) -> LLMKey:
         "The assistant needs a model key: add credits or add your own OpenAI key under Keys.",
         code="no_llm_key",
     )
+
+
+def _require_price(model: str) -> None:
+    """Calls on the server's key are charged at the catalog's price: a model the catalog
+    cannot price would run for free, so it is refused before any call."""
+    if catalog_prices(pairs={("openai", model)})[("openai", model)] is None:
+        raise NotConfigured(
+            f"The assistant cannot use Kay's key with {model} yet. Add your own OpenAI or "
+            "OpenRouter key under Keys to use the assistant now.",
+            operator_hint=f"The model catalog has no price for {model}: run "
+            "`manage.py sync_models`, or set OPENAI_MODEL to a model the catalog prices.",
+            code="model_not_priced",
+        )
 
 
 def model_for(*, provider: str, preferred_id: str) -> str:

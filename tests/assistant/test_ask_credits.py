@@ -12,7 +12,7 @@ from assistant.models import AssistantRun
 from assistant.services.ask import ask_run
 from billing.models import CreditHold, CreditLedgerEntry
 from billing.selectors import billing_balance
-from core.errors import InsufficientCredits, ProviderUnavailable
+from core.errors import InsufficientCredits, NotConfigured, ProviderUnavailable
 from tests.accounts.factories import UserFactory
 from tests.fakes.openai_chat import error, text, tool_calls
 from tests.keys.factories import ApiKeyFactory
@@ -87,3 +87,26 @@ def test_a_user_with_no_credits_but_their_own_key_may_ask(chat, executor, settin
     ApiKeyFactory(owner=dora, provider="openai")
     chat.script(text("ok"))
     assert ask_run(user=dora, prompt="hi", executor=executor).status == "completed"
+
+
+def test_a_model_the_catalog_cannot_price_never_runs_on_the_servers_key(
+    alice, chat, executor, settings
+):
+    # Charged at the catalog's price, an unpriced model would run for free on Kay's key.
+    settings.OPENAI_MODEL = "gpt-not-in-the-catalog"
+    with pytest.raises(NotConfigured) as caught:
+        ask_run(user=alice, prompt="hi", executor=executor)
+    assert caught.value.code == "model_not_priced" and caught.value.status == 503
+    assert "Add your own OpenAI or OpenRouter key" in caught.value.message
+    assert chat.requests == [] and not AssistantRun.objects.exists()
+    assert billing_balance(user=alice) == STARTER
+
+
+def test_the_users_own_key_may_use_a_model_the_catalog_cannot_price(
+    alice, chat, executor, settings
+):
+    settings.OPENAI_MODEL = "gpt-not-in-the-catalog"
+    ApiKeyFactory(owner=alice, provider="openai")
+    chat.script(text("ok", input_tokens=10, output_tokens=1))
+    ask_run(user=alice, prompt="hi", executor=executor)
+    assert len(chat.requests) == 1 and billing_balance(user=alice) == STARTER
