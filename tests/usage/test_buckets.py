@@ -18,6 +18,7 @@ from tests.usage.factories import START, bucket_row
 from usage.models import UsageBucket, UsageDaily
 from usage.records import BucketRow
 from usage.services import usage_buckets_upsert
+from usage.services.pricing import catalog_prices
 
 FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_micros")
 DAILY = ("owner_id", "day", "source", "provider", "model", "api_key_id", "project_id")
@@ -231,6 +232,7 @@ def test_a_thousand_rows_are_stored_in_a_handful_of_queries(alice, catalog):
     # Other figures than ``many``'s first hours: a row the same as stored is not written.
     few = hours(0, 3, cost_micros=None, scale=2)
     many = hours(0, 334, cost_micros=None)  # 1,002 rows over 14 days
+    catalog_prices(pairs={("openai", model) for model in MODELS})  # remembered, as in a worker
     with CaptureQueriesContext(connection) as captured_few:
         usage_buckets_upsert(owner=alice, source="openai_admin", rows=few)
     with CaptureQueriesContext(connection) as captured_many:

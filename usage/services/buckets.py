@@ -68,14 +68,18 @@ def _attributions(*, owner: User, rows: Sequence[BucketRow]) -> dict[int, int | 
 def _stored(*, owner: User, source: str, identities: set[Identity]) -> dict[Identity, tuple]:
     """The stored buckets of these identities, as ``COMPARED`` values (one query)."""
     starts = [identity[4] for identity in identities]
-    stored = UsageBucket.objects.filter(
-        owner=owner,
-        source=source,
-        provider__in={identity[0] for identity in identities},
-        model__in={identity[1] for identity in identities},
-        bucket_start__gte=min(starts),
-        bucket_start__lte=max(starts),
-    ).values_list(*UNIQUE[2:], *COMPARED)
+    stored = (
+        UsageBucket.objects.filter(
+            owner=owner,
+            source=source,
+            provider__in={identity[0] for identity in identities},
+            model__in={identity[1] for identity in identities},
+            bucket_start__gte=min(starts),
+            bucket_start__lte=max(starts),
+        )
+        .values_list(*UNIQUE[2:], *COMPARED)
+        .order_by()
+    )  # (no sort: read into a dict)
     found = {}
     for p, m, xp, xk, start, g, *compared in stored:
         identity = (p, m, xp, xk, start.astimezone(UTC), g)

@@ -7,11 +7,14 @@ their own way (``gpt-4o-mini-2024-07-18``, ``claude-sonnet-4-5-20250929``), so e
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
+
+from django.core.cache import cache
 
 from models_catalog.selectors import catalog_offers
 
@@ -24,6 +27,11 @@ DATE_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
 VERSION_DASH = re.compile(r"(?<=\d)-(?=\d(?:-|$))")  # claude-sonnet-4-5 → claude-sonnet-4.5
 # Looking up this many spellings one by one costs more than reading the whole catalog once.
 ONE_BY_ONE = 4
+# How long a looked-up price (or its absence) is remembered in the shared cache. Every
+# usage fetch of every key prices the same few models, and reading the catalog was a
+# fifth of a fetch's CPU; catalog prices change only when it syncs (daily), so a price a
+# sync changed is used from at most this long afterwards.
+PRICE_TTL = 300
 
 Pair = tuple[str, str]
 
@@ -94,15 +102,31 @@ def _lookup(spellings: dict[Pair, list[str]]) -> dict[str, Price | None]:
     return found
 
 
+def _cache_key(pair: Pair) -> str:
+    # Hashed: a model name may be long or hold characters a cache key should not.
+    return "usage:price:" + hashlib.sha256("\0".join(pair).encode()).hexdigest()
+
+
 def catalog_prices(*, pairs: set[Pair]) -> dict[Pair, Price | None]:
     """The catalog price of each (provider, model); ``None`` (with a warning in the log)
-    for a model the catalog does not know or prices per request."""
-    spellings = {pair: candidates(*pair) for pair in pairs}
-    known = _lookup(spellings)
-    prices: dict[Pair, Price | None] = {}
-    for pair, names in spellings.items():
-        prices[pair] = next((known[n] for n in names if known.get(n) is not None), None)
-        if prices[pair] is None:
+    for a model the catalog does not know or prices per request. Remembered for
+    ``PRICE_TTL`` seconds."""
+    if not pairs:
+        return {}
+    keys = {pair: _cache_key(pair) for pair in pairs}
+    cached = cache.get_many(list(keys.values()))
+    prices: dict[Pair, Price | None] = {
+        pair: cached[key][0] for pair, key in keys.items() if key in cached
+    }
+    spellings = {pair: candidates(*pair) for pair in pairs if pair not in prices}
+    if spellings:
+        known = _lookup(spellings)
+        for pair, names in spellings.items():
+            prices[pair] = next((known[n] for n in names if known.get(n) is not None), None)
+        # In a tuple: a remembered None (no price) is not a miss.
+        cache.set_many({keys[pair]: (prices[pair],) for pair in spellings}, PRICE_TTL)
+    for pair, price in prices.items():
+        if price is None:
             logger.warning(
                 "No catalog price for %s model %r: its usage is recorded at cost 0", *pair
             )
