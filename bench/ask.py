@@ -205,8 +205,8 @@ def bench_overhead(base: str, chat: Any, users: list[tuple[Any, str]], requests:
     from assistant.models import AssistantRun
 
     runs = list(AssistantRun.objects.order_by("pk"))[len(users) :]
-    queued = [(r.started_at - r.created_at).total_seconds() * 1000 for r in runs]
-    ran = [(r.finished_at - r.started_at).total_seconds() * 1000 for r in runs]
+    queued = [(r.started_at - r.created_at).total_seconds() * 1000 for r in runs]  # type: ignore[operator]
+    ran = [(r.finished_at - r.started_at).total_seconds() * 1000 for r in runs]  # type: ignore[operator]
     connections.close_all()
     print(f"(a) /ask end to end ({requests} requests):  {ms(total)}")
     print(f"    stored → picked up by the worker:  {ms(queued)}")
@@ -254,7 +254,8 @@ def bench_load(base: str, chat: Any, users: list[tuple[Any, str]], concurrent: i
     headers = {"Authorization": f"Bearer {users[0][1]}"}
 
     def keys_p50(client: httpx.Client, seconds: float | None, count: int = 60) -> list[float]:
-        times, codes = [], []
+        times: list[float] = []
+        codes: list[int] = []
         deadline = time.monotonic() + seconds if seconds else None
         while (deadline and time.monotonic() < deadline) or (not deadline and len(times) < count):
             began = time.perf_counter()
