@@ -15,6 +15,7 @@ from tests.fakes.openai_admin import FakeOpenAIAdmin
 from tests.keys.factories import ApiKeyFactory
 from usage.models import UsageBucket, UsageDaily
 from usage.services.fetching import usage_fetch_for_key
+from usage.services.pricing import catalog_prices
 
 pytestmark = pytest.mark.django_db
 
@@ -99,3 +100,14 @@ def test_one_late_bucket_writes_that_bucket_and_its_day_of_the_rollup(fetched, f
     # The other day's rollup rows are the very same rows; the late day's sum moved on.
     assert list(UsageDaily.objects.exclude(day=late.date()).values()) == other_day
     assert UsageDaily.objects.get(day=late.date()).input_tokens == 102 + 1103 + 105
+
+
+def test_a_catalog_price_is_read_once_then_remembered(catalog):
+    pair = ("openai", MINI)
+    first = catalog_prices(pairs={pair})
+    assert first[pair] is not None
+
+    with CaptureQueriesContext(connection) as captured:
+        assert catalog_prices(pairs={pair}) == first
+
+    assert not [q for q in statements(captured) if "models_catalog" in q]
