@@ -4,7 +4,6 @@ concurrent charges on PostgreSQL too."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from datetime import timedelta
 
@@ -38,6 +37,7 @@ from billing.services.ledger import Kind, account_lock, entry_post
 from billing.templatetags.money import usd_cents
 from core.errors import ApplicationError, InsufficientCredits
 from tests.accounts.factories import UserFactory
+from tests.helpers.races import run_at_once
 from tests.usage.conftest import GPT_4O_MINI, catalog_model
 from usage.services import usage_record_llm_call
 
@@ -398,34 +398,17 @@ def test_twenty_parallel_calls_on_credits_for_ten_charge_exactly_ten(settings):
     catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
     owner = UserFactory()
     fund(owner, 10 * CALL_COST)
-    callers = 20
-    start = threading.Barrier(callers)
-    charged: list[int] = []
-    refused: list[int] = []
-    errors: list[BaseException] = []
 
-    def call(n: int) -> None:
+    def call(n: int) -> str:
         try:
-            start.wait()
-            try:
-                hold = credits_reserve(user=owner, estimate_micros=CALL_COST, reference=f"run-{n}")
-            except InsufficientCredits:
-                refused.append(n)
-                return
-            credits_settle(hold=hold, metered_call=llm_call(owner, call_id=f"run-{n}"))
-            charged.append(n)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+            hold = credits_reserve(user=owner, estimate_micros=CALL_COST, reference=f"run-{n}")
+        except InsufficientCredits:
+            return "refused"
+        credits_settle(hold=hold, metered_call=llm_call(owner, call_id=f"run-{n}"))
+        return "charged"
 
-    threads = [threading.Thread(target=call, args=(n,)) for n in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert (len(charged), len(refused)) == (10, 10)
+    outcomes = run_at_once(call, 20)
+    assert sorted(outcomes) == ["charged"] * 10 + ["refused"] * 10
     account = BillingAccount.objects.get(user=owner)
     assert account.balance_micros == 0
     entries = CreditLedgerEntry.objects.filter(account=account)

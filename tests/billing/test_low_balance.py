@@ -4,7 +4,6 @@ workers racing), again only after a top-up and a new drop; the dashboard banner.
 from __future__ import annotations
 
 import smtplib
-import threading
 
 import pytest
 from django.core import mail
@@ -18,6 +17,7 @@ from billing.services.low_balance import low_balance_notify
 from billing.tasks import low_balance_notify as low_balance_notify_task
 from config.celery import app as celery_app
 from tests.accounts.factories import UserFactory
+from tests.helpers.races import run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -141,25 +141,7 @@ def test_workers_evaluating_the_same_drop_at_once_send_one_email():
     user = UserFactory()
     move(user, 1_500_000, Kind.PURCHASE)
     workers = 8
-    start = threading.Barrier(workers)
-    results: list[bool] = []
-    errors: list[BaseException] = []
-
-    def evaluate() -> None:
-        try:
-            start.wait()
-            results.append(low_balance_notify(user_id=user.pk))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=evaluate) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    results = run_at_once(lambda _: low_balance_notify(user_id=user.pk), workers)
     assert sorted(results) == [False] * (workers - 1) + [True]
     assert len(mail.outbox) == 1
 

@@ -4,7 +4,6 @@ stored once and applied once, whatever order and however often Stripe sends it."
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -16,6 +15,7 @@ from billing.selectors import billing_balance, ledger_mismatches
 from tests.accounts.factories import UserFactory
 from tests.billing.events import WEBHOOK_URL, checkout_event, deliver, refund_event, signature
 from tests.billing.factories import CheckoutSessionFactory
+from tests.helpers.races import run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -359,21 +359,7 @@ def test_the_same_event_delivered_twice_at_once_credits_once(settings):
     session = CheckoutSessionFactory(user=user, stripe_session_id="cs_test_race")
     event = completed(session)
     deliveries = 6
-    start = threading.Barrier(deliveries)
-    statuses: list[int] = []
-
-    def deliver_once() -> None:
-        try:
-            start.wait()
-            statuses.append(deliver(Client(), event).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver_once) for _ in range(deliveries)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = run_at_once(lambda _: deliver(Client(), event).status_code, deliveries)
     assert statuses == [200] * deliveries
     assert billing_balance(user=user) == TEN_DOLLARS
     assert StripeEvent.objects.count() == CreditLedgerEntry.objects.count() == 1

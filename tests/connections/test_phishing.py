@@ -2,7 +2,6 @@
 access that must not outlive a revoked sign-in."""
 
 import re
-import threading
 
 import pytest
 from django.core import mail
@@ -15,6 +14,7 @@ from accounts.tokens import TokenRejected, api_token_create, cli_session_revoke
 from connections.models import Connection, KaySession, OAuthState
 from tests.accounts.factories import UserFactory
 from tests.connections.helpers import bearer, connect, consent, first_login
+from tests.helpers.races import run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -310,28 +310,10 @@ def test_a_cli_session_revoked_while_minting_gets_no_token_that_outlives_it(
 # --- races (PostgreSQL row locks) ---------------------------------------------------------
 
 
-def _at_once(*calls):
-    """Run the calls in threads released together; returns their results in order."""
-    if db_connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL row locks; run with DATABASE_URL=postgres://…")
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            barrier.wait()
-            results[index] = call()
-        except Exception as exc:  # compared below
-            results[index] = exc
-        finally:
-            db_connection.close()
-
-    threads = [threading.Thread(target=run, args=pair) for pair in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return results
+needs_row_locks = pytest.mark.skipif(
+    db_connection.vendor != "postgresql",
+    reason="needs PostgreSQL row locks; run with DATABASE_URL=postgres://…",
+)
 
 
 def _twin(browser: Client) -> Client:
@@ -345,14 +327,14 @@ def _two_tabs_answer_at_once(api_client, client, first: str, second: str):
     actions at once. Returns the CLI's start and the two answers' status codes."""
     started = connect(api_client)
     confirm_url = client.get(consent(started["authorization_url"]))["Location"]
-    tabs = _twin(client), _twin(client)
-    answers = _at_once(
-        lambda: tabs[0].post(confirm_url, {"action": first}).status_code,
-        lambda: tabs[1].post(confirm_url, {"action": second}).status_code,
+    tabs, actions = (_twin(client), _twin(client)), (first, second)
+    answers = run_at_once(
+        lambda n: tabs[n].post(confirm_url, {"action": actions[n]}).status_code, 2
     )
     return started, answers
 
 
+@needs_row_locks
 @pytest.mark.django_db(transaction=True)
 def test_two_confirmations_at_once_sign_the_cli_in_once(oauth, api_client, client):
     started, answers = _two_tabs_answer_at_once(api_client, client, "link", "link")
@@ -361,6 +343,7 @@ def test_two_confirmations_at_once_sign_the_cli_in_once(oauth, api_client, clien
     assert api_client.get(f"/auth/status/{started['state']}").json()["token"]
 
 
+@needs_row_locks
 @pytest.mark.django_db(transaction=True)
 def test_a_confirmation_racing_a_cancel_leaves_one_outcome(oauth, api_client, client):
     _, answers = _two_tabs_answer_at_once(api_client, client, "link", "cancel")
@@ -372,12 +355,13 @@ def test_a_confirmation_racing_a_cancel_leaves_one_outcome(oauth, api_client, cl
         assert answers == [200, 400] and CliSession.objects.count() == 1
 
 
+@needs_row_locks
 @pytest.mark.django_db(transaction=True)
 def test_a_refresh_token_sent_twice_at_once_ends_the_family(oauth, api_client, client):
     _, status = first_login(api_client, client)
     body = {"refresh_token": status["refresh_token"]}
     clients = [APIClient(), APIClient()]
-    answers = _at_once(*[lambda c=c: c.post("/auth/refresh", body, format="json") for c in clients])
+    answers = run_at_once(lambda n: clients[n].post("/auth/refresh", body, format="json"), 2)
     assert sorted(a.status_code for a in answers) == [200, 401]
     winner = next(a for a in answers if a.status_code == 200).json()
     assert api_client.get("/auth/me", **bearer(winner["token"])).status_code == 401

@@ -1,6 +1,5 @@
 """Atlassian access tokens refresh before use, from beat, and under a row lock."""
 
-import threading
 from datetime import timedelta
 
 import httpx
@@ -15,6 +14,7 @@ from connections.services import connection_access_token
 from core.errors import ConnectionNeedsReauth, NotFound
 from core.fields import decrypt_field
 from tests.connections.helpers import connect_and_consent, first_login
+from tests.helpers.races import run_at_once
 
 
 def _expire_soon(minutes=4):
@@ -119,26 +119,9 @@ def test_two_threads_refreshing_at_once_spend_the_refresh_token_once(oauth, api_
     user = User.objects.get()
     _expire_soon()
     oauth.refresh_delay = 0.5  # hold the first refresh open while the second arrives
-    results, errors = [], []
-    barrier = threading.Barrier(2)
-
-    def worker():
-        try:
-            barrier.wait()
-            results.append(connection_access_token(user=user, service="jira"))
-        except Exception as exc:  # reported below
-            errors.append(exc)
-        finally:
-            db_connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
+    results = run_at_once(lambda _: connection_access_token(user=user, service="jira"), 2)
     assert oauth.refresh_calls == 1
-    assert len(results) == 2 and results[0] == results[1]
+    assert results[0] == results[1]
     assert _token_works(oauth, results[0])
     stored = Connection.objects.get()
     assert stored.status == Connection.Status.ACTIVE

@@ -2,14 +2,13 @@
 client's whole /64 shares one budget and one audit row; refusals counted at the same time
 from many connections all land on one row (PostgreSQL)."""
 
-import threading
-
 import pytest
 from django.db import connection
 
 from keys.access import fetch_denied_record
 from keys.models import KeyAuditEvent
 from keys.services import Origin
+from tests.helpers.races import run_at_once
 from tests.keys.conftest import server_auth
 
 URL = "/api/keys/fetch"
@@ -46,24 +45,11 @@ def test_another_ipv6_64_has_its_own_budget(api_client, db, settings):
 @pytest.mark.django_db(transaction=True)
 def test_refusals_recorded_at_once_from_many_connections_count_on_one_row():
     writers, each = 8, 25
-    start = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
-    def refuse() -> None:
-        try:
-            start.wait()
-            for _ in range(each):
-                fetch_denied_record(origin=Origin("fetch_api", "203.0.113.9"), reason="bad_secret")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def refuse(_n: int) -> None:
+        for _ in range(each):
+            fetch_denied_record(origin=Origin("fetch_api", "203.0.113.9"), reason="bad_secret")
 
-    threads = [threading.Thread(target=refuse) for _ in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_at_once(refuse, writers)
     row = KeyAuditEvent.objects.get(action="fetch_denied")
     assert row.count == writers * each

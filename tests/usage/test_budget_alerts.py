@@ -1,7 +1,6 @@
 """Budget alerts: at 80 % and at 100 % of a month's budget the owner gets one email each,
 however many workers evaluate at once; a failed send is tried again later."""
 
-import threading
 from datetime import UTC, datetime, timedelta
 from smtplib import SMTPException
 
@@ -12,6 +11,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
 
 from tests.accounts.factories import UserFactory
+from tests.helpers.races import run_at_once
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from tests.usage.factories import BudgetFactory, bucket_row
 from usage.models import BudgetAlert
@@ -181,26 +181,7 @@ def test_concurrent_evaluations_send_each_email_once():
     owner = UserFactory(email="owner@example.com")
     key, _ = project_with_budget(owner)
     spend(owner, key, 60_000_000)
-    workers = 6
-    start = threading.Barrier(workers)
-    sent: list[int] = []
-    errors: list[BaseException] = []
-
-    def evaluate() -> None:
-        try:
-            start.wait()
-            sent.append(budgets_evaluate(owner_id=owner.pk))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=evaluate) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    sent = run_at_once(lambda _: budgets_evaluate(owner_id=owner.pk), 6)
     assert sum(sent) == 2
     assert sorted(m.subject for m in mail.outbox) == [
         "[Kay] Web has reached its monthly budget",

@@ -1,7 +1,6 @@
 """Kay's own LLM calls: each recorded once, in the hour bucket of the key that paid, at the
 catalog's price; calls recorded at the same moment all count."""
 
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +8,7 @@ import pytest
 from django.db import connection
 
 from tests.accounts.factories import UserFactory
+from tests.helpers.races import run_at_once
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from tests.usage.conftest import CLAUDE_SONNET, GPT_4O_MINI, catalog_model
 from usage.models import MeteredLlmCall, UsageBucket, UsageDaily
@@ -199,25 +199,12 @@ def test_calls_recorded_at_the_same_moment_all_count():
     owner = UserFactory()
     catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
     writers, each = 6, 5
-    start = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
-    def call() -> None:
-        try:
-            start.wait()
-            for _ in range(each):
-                record(owner)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+    def call(_n: int) -> None:
+        for _ in range(each):
+            record(owner)
 
-    threads = [threading.Thread(target=call) for _ in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_at_once(call, writers)
     bucket = UsageBucket.objects.get(owner=owner)
     calls = writers * each
     assert (bucket.requests, bucket.input_tokens, bucket.cost_micros) == (
@@ -235,26 +222,8 @@ def test_the_same_call_recorded_at_the_same_moment_counts_once():
     owner = UserFactory()
     catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
     writers = 8
-    start = threading.Barrier(writers)
-    records: list[int] = []
-    errors: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            start.wait()
-            records.append(record(owner, call_id="run-1-1").record_id)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=call) for _ in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
-    assert len(set(records)) == 1 and len(records) == writers
+    records = run_at_once(lambda _: record(owner, call_id="run-1-1").record_id, writers)
+    assert len(set(records)) == 1
     assert MeteredLlmCall.objects.filter(owner=owner).count() == 1
     bucket = UsageBucket.objects.get(owner=owner)
     assert (bucket.requests, bucket.cost_micros) == (1, 435)
