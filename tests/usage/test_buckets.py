@@ -2,7 +2,6 @@
 provider's cost beats ours, and the daily rollup always equals the buckets it sums."""
 
 import random
-import threading
 from datetime import UTC, timedelta
 from math import ceil
 
@@ -13,6 +12,7 @@ from django.db.models.functions import TruncDate
 from django.test.utils import CaptureQueriesContext
 
 from tests.accounts.factories import UserFactory
+from tests.helpers.races import run_at_once
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from tests.usage.factories import START, bucket_row
 from usage.models import UsageBucket, UsageDaily
@@ -294,26 +294,13 @@ def test_fetches_of_several_keys_at_once_keep_the_rollup_whole():
     # own key ids) but they sum into the same rollup rows.
     owner = UserFactory()
     writers = 5
-    start = threading.Barrier(writers)
-    errors: list[BaseException] = []
 
     def fetch(n: int) -> None:
-        try:
-            start.wait()
-            for first in (0, 12, 6):
-                rows = hours(first, first + 30, external_key_id=f"key_{n}")
-                usage_buckets_upsert(owner=owner, source="openai_admin", rows=rows)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+        for first in (0, 12, 6):
+            rows = hours(first, first + 30, external_key_id=f"key_{n}")
+            usage_buckets_upsert(owner=owner, source="openai_admin", rows=rows)
 
-    threads = [threading.Thread(target=fetch, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_at_once(fetch, writers)
     assert stored_totals(UsageDaily) == {
         name: value * writers for name, value in totals(hours(0, 42)).items()
     }
