@@ -1,13 +1,15 @@
 """Usage rows for tests: stored buckets, and the BucketRows fetchers hand over."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import factory
 
+from keys.models import ApiKey
 from tests.accounts.factories import UserFactory
-from tests.keys.factories import ProjectFactory
+from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from usage.models import Budget, Source, UsageBucket
 from usage.records import BucketRow
+from usage.services import usage_buckets_upsert
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday, 00:00 UTC
 
@@ -51,6 +53,41 @@ def bucket_row(**fields) -> BucketRow:
     }
     values.update(fields)
     return BucketRow(**values)
+
+
+def two_keys_usage(owner) -> dict[str, ApiKey]:
+    """Stored usage of two keys in two projects ("web" and "batch") on START's day: web on
+    two models, batch on one, and web's the day before (a one-day view's previous period)."""
+    web = ApiKeyFactory(owner=owner, name="web", project=ProjectFactory(owner=owner, name="Web"))
+    batch = ApiKeyFactory(
+        owner=owner, name="batch", project=ProjectFactory(owner=owner, name="Batch")
+    )
+    usage_buckets_upsert(
+        owner=owner,
+        source="openai_admin",
+        rows=[
+            bucket_row(api_key_id=web.pk, external_key_id="k_web", cost_micros=3_000_000),
+            bucket_row(
+                api_key_id=web.pk,
+                external_key_id="k_web",
+                bucket_start=START + timedelta(hours=5),
+                model="gpt-4.1",
+                input_tokens=50,
+                cached_tokens=0,
+                output_tokens=5,
+                requests=1,
+                cost_micros=1_000_000,
+            ),
+            bucket_row(api_key_id=batch.pk, external_key_id="k_batch", cost_micros=500_000),
+            bucket_row(
+                api_key_id=web.pk,
+                external_key_id="k_web",
+                bucket_start=START - timedelta(hours=3),
+                cost_micros=2_000_000,
+            ),
+        ],
+    )
+    return {"web": web, "batch": batch}
 
 
 class BudgetFactory(factory.django.DjangoModelFactory):

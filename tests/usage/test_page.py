@@ -14,7 +14,7 @@ import time_machine
 from keys.models import ApiKey
 from tests.helpers.queries import assert_flat_queries
 from tests.keys.factories import ApiKeyFactory, ProjectFactory, secret_for
-from tests.usage.factories import START, bucket_row
+from tests.usage.factories import bucket_row, two_keys_usage
 from usage.models import UsageFetchState
 from usage.services import usage_buckets_upsert
 from usage.tasks import fetch_usage_for_key
@@ -39,37 +39,7 @@ def admin_key(owner, n=1, **fields):
 
 @pytest.fixture
 def alices_usage(alice):
-    """Two stored keys in two projects, two models, and the day before for comparison."""
-    web = ApiKeyFactory(owner=alice, name="web", project=ProjectFactory(owner=alice, name="Web"))
-    batch = ApiKeyFactory(
-        owner=alice, name="batch", project=ProjectFactory(owner=alice, name="Batch")
-    )
-    usage_buckets_upsert(
-        owner=alice,
-        source="openai_admin",
-        rows=[
-            bucket_row(api_key_id=web.pk, external_key_id="k_web", cost_micros=3_000_000),
-            bucket_row(
-                api_key_id=web.pk,
-                external_key_id="k_web",
-                bucket_start=START + timedelta(hours=5),
-                model="gpt-4.1",
-                input_tokens=50,
-                cached_tokens=0,
-                output_tokens=5,
-                requests=1,
-                cost_micros=1_000_000,
-            ),
-            bucket_row(api_key_id=batch.pk, external_key_id="k_batch", cost_micros=500_000),
-            bucket_row(
-                api_key_id=web.pk,
-                external_key_id="k_web",
-                bucket_start=START - timedelta(hours=3),
-                cost_micros=2_000_000,
-            ),
-        ],
-    )
-    return {"web": web, "batch": batch}
+    return two_keys_usage(alice)
 
 
 def html_of(response) -> str:

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from core.errors import ApplicationError
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
-from tests.usage.factories import START, bucket_row
+from tests.usage.factories import START, bucket_row, two_keys_usage
 from usage.selectors import Figures, usage_summary
 from usage.services import usage_buckets_upsert, usage_record_llm_call
 
@@ -28,35 +28,9 @@ def store(owner, *rows, source="openai_admin"):
 @pytest.fixture
 def alices_usage(alice):
     """Two keys in two projects, two models, two days, and a row no key is known for."""
-    web = ApiKeyFactory(owner=alice, name="web", project=ProjectFactory(owner=alice, name="Web"))
-    batch = ApiKeyFactory(
-        owner=alice, name="batch", project=ProjectFactory(owner=alice, name="Batch")
-    )
-    store(
-        alice,
-        bucket_row(api_key_id=web.pk, external_key_id="k_web", cost_micros=3_000_000),
-        bucket_row(
-            api_key_id=web.pk,
-            external_key_id="k_web",
-            bucket_start=START + timedelta(hours=5),
-            model="gpt-4.1",
-            input_tokens=50,
-            cached_tokens=0,
-            output_tokens=5,
-            requests=1,
-            cost_micros=1_000_000,
-        ),
-        bucket_row(api_key_id=batch.pk, external_key_id="k_batch", cost_micros=500_000),
-        bucket_row(external_key_id="k_unknown", cost_micros=250_000),
-        # The day before: the previous period of a one-day summary.
-        bucket_row(
-            bucket_start=START - timedelta(hours=3),
-            external_key_id="k_web",
-            api_key_id=web.pk,
-            cost_micros=2_000_000,
-        ),
-    )
-    return {"web": web, "batch": batch}
+    keys = two_keys_usage(alice)
+    store(alice, bucket_row(external_key_id="k_unknown", cost_micros=250_000))
+    return keys
 
 
 def test_totals_and_the_previous_period(alice, alices_usage):
