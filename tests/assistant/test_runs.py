@@ -7,8 +7,10 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.test import Client
 from rest_framework.test import APIClient
 
+from accounts.tokens import api_token_create
 from assistant.models import AssistantRun, AssistantRunEvent, PendingConfirmation
 from assistant.services import runs
 from assistant.services.executor import McpToolExecutor
@@ -191,3 +193,29 @@ def test_ask_needs_a_signed_in_user(api_client):
     response = api_client.post("/ask", {"prompt": "List KAN"}, format="json")
     assert response.status_code == 401
     assert not AssistantRun.objects.exists()
+
+
+def test_a_personal_api_token_authenticates_ask_as_the_drf_views_do(alice, chat):
+    chat.script(text("Hello."))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=alice, name='cli')[1]}")
+    response = client.post("/ask", {"prompt": "Hi"}, format="json")
+    assert response.status_code == 200, response.content
+    assert AssistantRun.objects.get().owner == alice
+
+
+def test_a_browser_session_needs_the_csrf_token(alice, chat):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    refused = browser.post("/ask", {"prompt": "Hi"}, content_type="application/json")
+    assert refused.status_code == 403 and not AssistantRun.objects.exists()
+
+    browser.get("/dashboard/assistant/")  # sets the CSRF cookie
+    chat.script(text("Hello."))
+    allowed = browser.post(
+        "/ask",
+        {"prompt": "Hi"},
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value,
+    )
+    assert allowed.status_code == 200, allowed.content
