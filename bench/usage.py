@@ -1,7 +1,7 @@
 """Usage benchmark: fan-out fetch for many keys, and one user's month over a million buckets.
 
     DATABASE_URL=postgres://kay:kay@127.0.0.1:5432/kay .venv/bin/python bench/usage.py \
-        [--part a|b] [--keys 500] [--latency 0.1] [--concurrency N] [--processes 1] \
+        [--part a|b] [--keys 500] [--latency 0.1] [--concurrency N] [--processes 1] [--refetch] \
         [--buckets 1000000] [--runs 30]
 
 ``--concurrency`` (default ``USAGE_FETCH_CONCURRENCY``, the per-provider limit) sets how
@@ -19,7 +19,9 @@ concurrent test run's ``test_<name>`` database is left alone.
     interpreter, so the CPU each fetch costs here (Kay, the SDK and the fake itself) also
     bounds the speed-up: the output shows that ceiling next to the limit's.
     ``--processes P`` forks P worker processes (as Celery's prefork pool runs, one per
-    core) sharing the limit, ``concurrency // P`` threads each.
+    core) sharing the limit, ``concurrency // P`` threads each. ``--refetch`` times what
+    runs every 15 minutes instead of a key's first fetch: every key was fetched once
+    (untimed), and since then usage came in one hour of the 48 h re-read.
 (b) PostgreSQL only: ``--buckets`` hourly buckets of one owner over a 31-day month
     (inserted with generate_series, indexes built afterwards, the daily rollup built by
     ``rollup_rewrite``), then
@@ -112,7 +114,7 @@ def _fetch_in_processes(key_ids: list[int], *, processes: int, concurrency: int)
 
 
 def bench_fetch(
-    *, keys: int, latency: float, concurrency: int, processes: int, sample: int
+    *, keys: int, latency: float, concurrency: int, processes: int, sample: int, refetch: bool
 ) -> dict[str, bool]:
     """Part (a). Returns its target checks."""
     from keys.models import ApiKey
@@ -136,6 +138,11 @@ def bench_fetch(
             key.masked_key = f"{secret[:4]}…{secret[-4:]}"
             key.save()
             ids.append(key.pk)
+        if refetch:
+            # Every key fetched once already (untimed, no latency); since then usage came
+            # in the current hour, as between two scheduled fetches 15 minutes apart.
+            _fetch_in_processes(ids, processes=processes, concurrency=concurrency)
+            fake.add_usage(now, model="gpt-4o-mini", input_tokens=50)
         fake.delay = latency
 
         # Measured sequential baseline on the first keys, then the rest concurrently.
@@ -161,7 +168,8 @@ def bench_fetch(
     estimate = requests * latency
     measured_per_key = sequential / max(sample, 1)
     print(
-        f"\n(a) fetch for {keys} OpenAI admin keys, {latency * 1000:.0f} ms per request, "
+        f"\n(a) {'re-fetch' if refetch else 'first fetch'} for {keys} OpenAI admin keys, "
+        f"{latency * 1000:.0f} ms per request, "
         f"{UsageBucket.objects.count()} buckets stored, {failed} failed"
     )
     print(
@@ -387,6 +395,11 @@ def main() -> int:
     parser.add_argument(
         "--processes", type=int, default=1, help="worker processes sharing --concurrency"
     )
+    parser.add_argument(
+        "--refetch",
+        action="store_true",
+        help="(a) times the scheduled re-fetch (each key fetched once before) instead",
+    )
     parser.add_argument("--buckets", type=int, default=1_000_000, help="buckets in the month")
     parser.add_argument("--runs", type=int, default=30, help="timed summaries")
     args = parser.parse_args()
@@ -423,6 +436,7 @@ def main() -> int:
                 concurrency=concurrency,
                 processes=args.processes,
                 sample=args.sample,
+                refetch=args.refetch,
             )
         if args.part in (None, "b") and connection.vendor == "postgresql":
             checks |= bench_summary(buckets=args.buckets, runs=args.runs)
