@@ -8,6 +8,7 @@ iterates the queue, so the first words reach the browser while the model still w
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import queue
@@ -47,6 +48,7 @@ from assistant.services.executor import McpToolExecutor
 from assistant.services.sessions import session_delete
 from assistant.services.tools import Result, Tool, ToolExecutor
 from core.errors import ApplicationError, NotFound
+from core.parsers import JSONParser, ParseError
 from core.ratelimit import limit
 
 MODES = {
@@ -311,11 +313,12 @@ def assistant_stream(request: HttpRequest) -> HttpResponseBase:
     body, with the answer as safe HTML) or ``error``."""
     user = user_of(request)
     try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
+        # The APIs' parser: a deep or surrogate-laden body is a 400, never a 500.
+        body = JSONParser().parse(io.BytesIO(request.body or b"{}"))
+    except ParseError:
         body = None
     mode = body.get("mode", "one_shot") if isinstance(body, dict) else None
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         return _invalid({"mode": ["Choose one_shot, interactive or confirm."]})
     data = AskInputSerializer(
         data={
