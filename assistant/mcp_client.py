@@ -28,6 +28,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import hashlib
+import json
 import logging
 import os
 import threading
@@ -368,6 +369,54 @@ def _disabled() -> set[str]:
     return {name.strip() for name in settings.MCP_JIRA_DISABLED_TOOLS if name.strip()}
 
 
+# Arguments that make mcp-atlassian read a file from ITS OWN disk and send it to Atlassian
+# (confluence_upload_attachment(s) ``file_path(s)``, confluence_create/update_page
+# ``content_file``, jira_update_issue ``attachments``, also inside ``fields`` or
+# ``additional_fields``). Over stdio that disk is Kay's worker: a prompt injected into an
+# issue could have the model upload .env or /proc/<pid>/environ. Never offered, never sent.
+SERVER_FILE_ARGUMENTS = frozenset({"file_path", "file_paths", "content_file", "attachments"})
+
+
+def _offered_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool's input schema without the server-file arguments; None when one of them
+    is required (the tool cannot be used without reading the server's disk)."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return dict(schema)
+    names = {name for name in properties if name.strip().lower() in SERVER_FILE_ARGUMENTS}
+    if not names:
+        return dict(schema)
+    if names & set(schema.get("required") or []):
+        return None
+    kept = {name: value for name, value in properties.items() if name not in names}
+    return {**schema, "properties": kept}
+
+
+def reads_server_files(arguments: Any) -> bool:
+    """Whether ``arguments`` name a server-file argument at any depth, JSON text included
+    (``additional_fields`` may be a JSON string). Iterative: model output may nest deep."""
+    pending: list[Any] = [arguments]
+    seen = 0
+    while pending:
+        seen += 1
+        if seen > 10_000:
+            return True  # nothing legitimate is this large: refuse rather than walk on
+        value = pending.pop()
+        if isinstance(value, str):
+            text = value.strip()
+            if text[:1] in ("{", "["):
+                with suppress(ValueError, RecursionError):  # the server cannot read it either
+                    pending.append(json.loads(text))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if str(key).strip().lower() in SERVER_FILE_ARGUMENTS:
+                    return True
+                pending.append(item)
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+    return False
+
+
 async def _tools(key: _Key, access_token: str, cloud_id: str, timeout: float) -> list[Tool]:
     pool = _get_runner().pool
     session = await pool.get(key, access_token=access_token, cloud_id=cloud_id, timeout=timeout)
@@ -394,16 +443,20 @@ def mcp_tools_for(*, user_id: int, access_token: str, cloud_id: str) -> list[Too
         timeout * 2 + 5,
     )
     disabled = _disabled()
-    return [
-        ToolSpec(
-            name=tool.name,
-            description=tool.description or "",
-            input_schema=dict(tool.input_schema),
-            read_only=_read_only(tool),
+    specs = []
+    for tool in tools:
+        schema = _offered_schema(dict(tool.input_schema))
+        if tool.name in disabled or schema is None:
+            continue
+        specs.append(
+            ToolSpec(
+                name=tool.name,
+                description=tool.description or "",
+                input_schema=schema,
+                read_only=_read_only(tool),
+            )
         )
-        for tool in tools
-        if tool.name not in disabled
-    ]
+    return specs
 
 
 def _text(content: list[Any], structured: Any) -> str:
@@ -472,6 +525,12 @@ def mcp_tool_call(
         return done("The Jira tools are turned off on this server.", True)
     if name in _disabled():
         return done(f"The tool {name} is disabled on this server.", True)
+    if reads_server_files(arguments):
+        return done(
+            "Not run: files on the server cannot be attached or read "
+            f"({', '.join(sorted(SERVER_FILE_ARGUMENTS))}). Pass the content itself instead.",
+            True,
+        )
     limit = timeout if timeout is not None else settings.MCP_TIMEOUT
     text, is_error = _get_runner().submit(
         _call(

@@ -46,5 +46,26 @@ def jira_create_issue(project_key: str, summary: str, issue_type: str) -> str:
     return _answer(created=f"{project_key}-1", summary=summary)
 
 
+@server.tool(annotations=ToolAnnotations(title="Upload Attachment", destructive_hint=True))
+def confluence_upload_attachment(
+    content_id: str,
+    file_path: str | None = None,
+    content_base64: str | None = None,
+    filename: str | None = None,
+) -> str:
+    """Upload an attachment: from a path on this server's disk (as mcp-atlassian reads
+    it) or as base64 content."""
+    if file_path:
+        with open(file_path) as file:
+            return _answer(uploaded=file.read())
+    return _answer(uploaded=content_base64, filename=filename)
+
+
+@server.tool(annotations=ToolAnnotations(title="Upload Attachments", destructive_hint=True))
+def confluence_upload_attachments(content_id: str, file_paths: str) -> str:
+    """Upload files from this server's disk."""
+    return _answer(uploaded=[open(path).read() for path in file_paths.split(",")])
+
+
 if __name__ == "__main__":
     server.run("stdio")

@@ -18,8 +18,16 @@ REAL_TOOLS = {tool["name"]: tool for tool in load("mcp-atlassian_tools_2026-08-2
 
 def test_tools_are_listed_with_read_and_write_as_the_real_annotations_say(over_http, alice_jira):
     tools = {tool.name: tool for tool in assistant_tools_for_user(user=alice_jira.user)}
-    # Every tool mcp-atlassian has, less the two disabled by default.
-    assert set(tools) == set(REAL_TOOLS) - {"jira_delete_issue", "confluence_delete_page"}
+    # Every tool mcp-atlassian has, less the two disabled by default and the one that can
+    # only upload files from the server's own disk (assistant.mcp_client).
+    assert set(tools) == set(REAL_TOOLS) - {
+        "jira_delete_issue",
+        "confluence_delete_page",
+        "confluence_upload_attachments",
+    }
+    for name in ("jira_update_issue", "confluence_create_page", "confluence_upload_attachment"):
+        offered = set(tools[name].input_schema["properties"])
+        assert not offered & {"attachments", "content_file", "file_path"}, name
     for name, tool in tools.items():
         assert tool.read_only is bool(REAL_TOOLS[name]["annotations"].get("readOnlyHint")), name
     assert tools["jira_search"].read_only and not tools["jira_create_issue"].read_only

@@ -36,7 +36,9 @@ def test_status_lists_the_tools_this_user_may_use_in_the_seeds_shape(
     assert list(body) == ["enabled", "connected", "initialized", "toolCount", "tools"]
     assert (body["enabled"], body["connected"], body["initialized"]) == (True, True, True)
     names = [tool["name"] for tool in body["tools"]]
-    assert set(names) == REAL_TOOLS - {"jira_delete_issue", "jira_create_issue"}
+    # confluence_upload_attachments only uploads files from the server's disk: never offered.
+    unusable = {"jira_delete_issue", "jira_create_issue", "confluence_upload_attachments"}
+    assert set(names) == REAL_TOOLS - unusable
     assert body["toolCount"] == len(names)
     search = next(tool for tool in body["tools"] if tool["name"] == "jira_search")
     assert set(search) == {"name", "description"} and "JQL" in search["description"]
