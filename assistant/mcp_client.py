@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The longest tool error passed on (errors are stored and shown whole).
+ERROR_TEXT_MAX = 2_000
+
 # Verbs that only read, for tools that carry neither annotations nor tags.
 _READ_VERBS = ("get", "search", "list", "read", "download", "batch_get", "fetch")
 
@@ -519,6 +522,10 @@ def mcp_tool_call(
     started = time.perf_counter()
 
     def done(text: str, is_error: bool) -> ToolResult:
+        if is_error and len(text) > ERROR_TEXT_MAX:
+            # An error is kept whole in the run, its events and the page (a result only
+            # as a summary): a server echoing a huge input must not bloat them.
+            text = text[: ERROR_TEXT_MAX - 1] + "…"
         return ToolResult(text, is_error, round((time.perf_counter() - started) * 1000, 1))
 
     if not settings.MCP_JIRA_ENABLED:

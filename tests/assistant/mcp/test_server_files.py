@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from assistant import mcp_client
 from assistant.mcp_client import mcp_tool_call, mcp_tools_for
 from tests.assistant.mcp.conftest import ALICE_TOKEN
 
@@ -64,3 +65,18 @@ def test_an_upload_of_content_itself_still_runs():
     )
     assert not result.is_error, result.text
     assert json.loads(result.text)["uploaded"] == "aGk="
+
+
+@pytest.mark.usefixtures("over_stdio")
+def test_a_huge_tool_error_is_cut_before_it_is_stored_and_shown():
+    """A tool error is kept whole in the run's tool calls, its events and the page: a
+    server echoing a 200 kB argument back must not bloat them."""
+    result = mcp_tool_call(
+        user_id=1,
+        access_token=ALICE_TOKEN,
+        cloud_id="",
+        name="jira_get_issue",
+        arguments={"issue_key": "K" * 200_000},
+    )
+    assert result.is_error and "not found" not in result.text[-20:]
+    assert len(result.text) <= mcp_client.ERROR_TEXT_MAX
