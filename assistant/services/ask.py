@@ -365,7 +365,7 @@ def _finish(conversation: _Conversation, response: str) -> AskOutcome:
         if conversation.interactive:
             session = _session_save(conversation)
             run.session = session
-            conversation.session_id = session.pk
+            conversation.session_id = session.pk if session else None
         run.status = AssistantRun.Status.COMPLETED
         run.response = response
         run.tool_calls = conversation.records
@@ -382,14 +382,21 @@ def _finish(conversation: _Conversation, response: str) -> AskOutcome:
     )
 
 
-def _session_save(conversation: _Conversation) -> InteractiveSession:
+def _session_save(conversation: _Conversation) -> InteractiveSession | None:
     if conversation.session_id is None:
         return InteractiveSession.objects.create(
             owner=conversation.user,
             title=" ".join(conversation.run.prompt.split())[:80],
             messages=conversation.messages,
         )
-    session = session_get_for_user(user=conversation.user, session_id=conversation.session_id)
+    session = InteractiveSession.objects.filter(
+        owner=conversation.user, pk=conversation.session_id
+    ).first()
+    if session is None:
+        # Deleted while an action waited for approval: the approved write is done, so the
+        # run completes (a 404 now would read as "not done" and invite a second write);
+        # the deleted history is not brought back.
+        return None
     session.messages = conversation.messages
     session.save(update_fields=["messages", "updated_at"])
     return session

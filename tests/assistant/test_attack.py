@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from assistant.models import AssistantRun, InteractiveSession
+from assistant.services.ask import ask_confirm, ask_run
 from tests.assistant.test_page import local_tools  # noqa: F401 (fixture)
+from tests.fakes.openai_chat import text, tool_calls
 
 STREAM = "/dashboard/assistant/stream"
 
@@ -22,3 +25,33 @@ def test_the_stream_answers_a_hostile_body_with_a_400_not_a_500(alice_browser, c
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "validation_error"
     assert chat.requests == []
+
+
+# --- Approving after the conversation changed --------------------------------------------
+
+CREATE = {"project_key": "KAN", "summary": "Fix login bug", "issue_type": "Task"}
+
+
+@pytest.mark.django_db
+def test_approving_after_the_conversation_was_deleted_completes_the_write_once(
+    alice, chat, executor
+):
+    """The approved write runs, then the conversation to save the turn to is gone: that
+    was a 404 with the run left queued, so the user saw "not done" and would ask again
+    (a second ticket). The run completes, without bringing the history back."""
+    chat.script(text("Hello."))
+    first = ask_run(user=alice, prompt="Hi", executor=executor, interactive=True)
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    pending = ask_run(
+        user=alice, prompt="Create it", executor=executor, confirm=True, session_id=first.session_id
+    )
+    InteractiveSession.objects.filter(pk=first.session_id).delete()
+    chat.script(text("Created KAN-1."))
+    done = ask_confirm(
+        user=alice, token=pending.confirmation_token, approved=True, executor=executor
+    )
+    assert (done.status, done.session_id) == ("completed", None)
+    assert executor.calls == [("jira_create_issue", CREATE)]
+    run = AssistantRun.objects.get(pk=pending.run.pk)
+    assert (run.status, run.session_id, run.response) == ("completed", None, "Created KAN-1.")
+    assert not InteractiveSession.objects.exists()
