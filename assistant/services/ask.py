@@ -32,6 +32,7 @@ from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import Tool, ToolExecutor, openai_tools
 from billing.selectors import billing_balance
 from billing.services import (
+    charge_micros,
     credits_release,
     credits_reserve,
     credits_settle,
@@ -40,6 +41,7 @@ from billing.services import (
 from billing.services.credits import NO_CREDITS
 from core.errors import ApplicationError, Conflict, InsufficientCredits, NotFound
 from usage.services.metering import usage_record_llm_call
+from usage.services.pricing import catalog_prices
 
 CONFIRMATION_TTL = timedelta(minutes=10)
 TOKEN_PREFIX = "confirm_"
@@ -118,6 +120,23 @@ class _Conversation:
             budget = min(budget, self.key.context_tokens - fixed)
         return budget
 
+    def _worst_cost_micros(self, sent: list[dict[str, Any]]) -> int:
+        """What one call can cost at most (the prompt as estimated, a whole answer) at the
+        catalog's price with the margin, and never less than ``BILLING_RESERVE_USD``: a
+        fixed hold below what a pricey model costs let a burst of parallel calls spend
+        many times the balance (the charge past it is written off, not owed)."""
+        pair = (self.key.provider, self.key.model)
+        price = catalog_prices(pairs={pair})[pair]
+        floor = reserve_estimate_micros()
+        if price is None:
+            return floor
+        worst = price.cost_micros(
+            input_tokens=tokens_estimate(sent),
+            output_tokens=int(settings.OPENAI_MAX_TOKENS),
+            cached_tokens=0,
+        )
+        return max(floor, charge_micros(worst))
+
     def llm_call(self) -> Completion:
         """One model round over the trimmed history, metered once."""
         self.rounds += 1
@@ -129,7 +148,9 @@ class _Conversation:
         # runs cannot spend the same balance; settle to the metered cost after.
         hold = (
             credits_reserve(
-                user=self.user, estimate_micros=reserve_estimate_micros(), reference=call_id
+                user=self.user,
+                estimate_micros=self._worst_cost_micros([system, *history, *tools]),
+                reference=call_id,
             )
             if self.key.billed_to_credits
             else None

@@ -3,12 +3,16 @@ disabled tools under other spellings, and what a run may show or keep."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from assistant.models import AssistantRun, InteractiveSession
 from assistant.services.ask import ask_confirm, ask_run
+from billing.models import CreditHold
 from tests.assistant.test_page import local_tools  # noqa: F401 (fixture)
 from tests.fakes.openai_chat import text, tool_calls
+from tests.models_catalog.factories import ModelEndpointFactory, ModelFactory
 
 STREAM = "/dashboard/assistant/stream"
 
@@ -55,3 +59,27 @@ def test_approving_after_the_conversation_was_deleted_completes_the_write_once(
     run = AssistantRun.objects.get(pk=pending.run.pk)
     assert (run.status, run.session_id, run.response) == ("completed", None, "Created KAN-1.")
     assert not InteractiveSession.objects.exists()
+
+
+# --- Credits ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_hold_before_a_call_covers_the_most_that_call_can_cost(alice, chat, executor, settings):
+    """The hold was a fixed BILLING_RESERVE_USD ($0.50): with a pricey preferred model one
+    call costs more, so N parallel /ask on a balance of N x $0.50 each got a hold and
+    together spent several times the balance (the part past it written off)."""
+    settings.BILLING_MARGIN_PERCENT = "0"
+    settings.OPENAI_MAX_TOKENS = 2000
+    settings.OPENAI_MODEL = "gpt-attack-pricey"  # a model no earlier test's price is cached for
+    ModelEndpointFactory(
+        model=ModelFactory(
+            openrouter_id="openai/gpt-attack-pricey",
+            prompt_price=Decimal("0.0001"),  # $100 per million
+            completion_price=Decimal("0.0004"),  # $400 per million: a whole answer is $0.80
+        )
+    )
+    chat.script(text("Done.", input_tokens=100, output_tokens=2000))
+    ask_run(user=alice, prompt="hi", executor=executor)
+    # A whole answer alone is $0.80 at this price: held in full (the balance is $1).
+    assert CreditHold.objects.get().amount_micros >= 800_000
