@@ -198,7 +198,7 @@ class _Conversation:
         duration: float = 0
         try:
             arguments = json.loads(call.arguments or "{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # the model's text: may nest thousands deep
             error = "The arguments were not valid JSON."
         if not error and not isinstance(arguments, dict):
             error = "The arguments must be a JSON object."
@@ -429,7 +429,10 @@ def _pause(conversation: _Conversation, pending: ToolCall) -> AskOutcome:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     try:
         arguments = json.loads(pending.arguments or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
+        arguments = {}
+    if not isinstance(arguments, dict):
+        # Shown as nothing; approved, it runs as it reads, refused as not an object.
         arguments = {}
     with transaction.atomic():
         PendingConfirmation.objects.create(

@@ -83,3 +83,37 @@ def test_the_hold_before_a_call_covers_the_most_that_call_can_cost(alice, chat, 
     ask_run(user=alice, prompt="hi", executor=executor)
     # A whole answer alone is $0.80 at this price: held in full (the balance is $1).
     assert CreditHold.objects.get().amount_micros >= 800_000
+
+
+# --- Arguments the model writes ---------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("arguments", ["[1, 2]", '"text"', "null", "[" * 5000])
+def test_a_write_with_arguments_that_are_not_an_object_waits_without_crashing(
+    alice, chat, executor, arguments
+):
+    """A list, a string, null or JSON nested 5,000 deep (a prompt injection can make the
+    model write any of them) crashed the confirm-mode run with a 500."""
+    chat.script(tool_calls(("jira_create_issue", arguments)))
+    pending = ask_run(user=alice, prompt="Create it", executor=executor, confirm=True)
+    assert (pending.status, pending.action) == (
+        "pending_confirmation",
+        {"tool": "jira_create_issue", "arguments": {}},
+    )
+    chat.script(text("It could not be created."))
+    done = ask_confirm(
+        user=alice, token=pending.confirmation_token, approved=True, executor=executor
+    )
+    assert done.status == "completed" and executor.calls == []
+    assert done.tool_calls[-1]["error"]
+
+
+@pytest.mark.django_db
+def test_a_read_with_arguments_nested_thousands_deep_is_an_error_for_the_model(
+    alice, chat, executor
+):
+    chat.script(tool_calls(("jira_search", "[" * 5000)), text("Sorry."))
+    done = ask_run(user=alice, prompt="Search", executor=executor)
+    assert done.tool_calls[0]["error"] == "The arguments were not valid JSON."
+    assert executor.calls == []
