@@ -73,10 +73,10 @@ def test_a_refetch_that_brings_nothing_new_writes_nothing_in_a_few_queries(fetch
     assert writes(sql, "usage_usagebucket") == []
     assert writes(sql, "usage_usagedaily") == []
     assert not [q for q in sql if "models_catalog" in q]  # nothing priced again
-    # The key with its fetch state, its links, the candidate keys, the ids known
+    # The key with its fetch state, its links with the candidate keys, the ids known
     # unmatched (the cache: a table without Redis), the owner's lock (PostgreSQL), the
     # stored buckets, and where the fetch stands.
-    assert len(sql) <= 7, "\n".join(sql)
+    assert len(sql) <= 6, "\n".join(sql)
     assert list(UsageBucket.objects.order_by("pk").values()) == buckets
     assert list(UsageDaily.objects.order_by("pk").values()) == daily
 

@@ -28,10 +28,12 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, date
+from datetime import UTC, date, datetime
+from typing import NamedTuple
 
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import CharField, DateTimeField, Value
 from django.db.models.functions import TruncDate
 from django.views.decorators.debug import sensitive_variables
 
@@ -89,15 +91,19 @@ def usage_rows_attributed(
     if not ids or provider not in LISTERS or admin_key.kind != ApiKey.Kind.ADMIN:
         return list(rows)
     owner = admin_key.owner
-    links = dict(
-        ExternalKeyLink.objects.filter(
-            owner=owner, provider=provider, external_key_id__in=ids
-        ).values_list("external_key_id", "api_key_id")
-    )
+    links, candidates = _links_and_candidates(owner=owner, provider=provider, ids=ids)
     unlinked = ids - set(links)
-    if unlinked:
+    if unlinked and candidates:  # (no candidate: nothing to match)
         try:
-            links.update(_link(owner=owner, provider=provider, secret=secret, ids=unlinked))
+            links.update(
+                _link(
+                    owner=owner,
+                    provider=provider,
+                    secret=secret,
+                    ids=unlinked,
+                    candidates=candidates,
+                )
+            )
         except Exception as exc:  # attribution must never fail the fetch it belongs to
             # The class only: a message could quote the provider's answer.
             logger.warning(
@@ -109,22 +115,52 @@ def usage_rows_attributed(
     ]
 
 
-def _candidates(*, owner: User, provider: str) -> list[ApiKey]:
-    """The owner's stored keys a provider key id may be: their LLM keys of ``provider``
-    (admin keys make no usage of their own). The secret column is not read."""
-    return list(
+class Candidate(NamedTuple):
+    """A stored key a provider key id may be (its secret is not read)."""
+
+    pk: int
+    updated_at: datetime
+    masked_key: str
+
+
+def _links_and_candidates(
+    *, owner: User, provider: str, ids: set[str]
+) -> tuple[dict[str, int], list[Candidate]]:
+    """The links of ``ids`` (id → stored key), and the owner's stored keys a provider key
+    id may be: their LLM keys of ``provider`` (admin keys make no usage of their own).
+    One query (a UNION): a fetch whose ids are all linked or known unmatched costs no
+    other."""
+    keys = (
         ApiKey.objects.filter(owner=owner, provider=provider)
         .exclude(kind=ApiKey.Kind.ADMIN)
-        .only("pk", "updated_at", "masked_key", "project_id")
-        .order_by("pk")
+        .values_list(Value("", output_field=CharField()), "pk", "updated_at", "masked_key")
+        .order_by()
     )
+    linked = (
+        ExternalKeyLink.objects.filter(owner=owner, provider=provider, external_key_id__in=ids)
+        .values_list(
+            "external_key_id",
+            "api_key_id",
+            Value(None, output_field=DateTimeField()),
+            Value("", output_field=CharField()),
+        )
+        .order_by()
+    )
+    links: dict[str, int] = {}
+    candidates = []
+    for external_key_id, pk, updated_at, masked_key in keys.union(linked, all=True):
+        if external_key_id:  # a link (provider ids are never empty)
+            links[external_key_id] = pk
+        else:
+            candidates.append(Candidate(pk, updated_at, masked_key))
+    return links, sorted(candidates)
 
 
 def _cache_key(owner: User, provider: str) -> str:
     return f"usage:attribution:unmatched:{owner.pk}:{provider}"
 
 
-def _fingerprint(candidates: Sequence[ApiKey]) -> str:
+def _fingerprint(candidates: Sequence[Candidate]) -> str:
     """Changes whenever a candidate is added, removed or rotated (``updated_at``)."""
     text = ",".join(f"{k.pk}@{k.updated_at.isoformat()}" for k in candidates)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -148,11 +184,11 @@ def _mask_fits(mask: str, redacted: str) -> bool:
 
 
 @sensitive_variables("secret", "secrets")
-def _link(*, owner: User, provider: str, secret: str, ids: set[str]) -> dict[str, int]:
-    """Match the provider's ``ids`` not linked yet; store and apply the new links."""
-    candidates = _candidates(owner=owner, provider=provider)
-    if not candidates:
-        return {}
+def _link(
+    *, owner: User, provider: str, secret: str, ids: set[str], candidates: Sequence[Candidate]
+) -> dict[str, int]:
+    """Match the provider's ``ids`` not linked yet against ``candidates``; store and apply
+    the new links."""
     fingerprint = _fingerprint(candidates)
     checked = cache.get(_cache_key(owner, provider)) or {}
     earlier = (
