@@ -152,7 +152,7 @@ def _turns(history: list[dict[str, Any]]) -> list[Turn]:
                 function = call.get("function", {})
                 try:
                     arguments = json.dumps(json.loads(function.get("arguments") or "{}"), indent=2)
-                except ValueError:
+                except (ValueError, RecursionError):  # the model's text, stored as written
                     arguments = str(function.get("arguments"))
                 result = str(results.get(call.get("id"), ""))[:RESULT_SUMMARY]
                 steps.append(Step(str(function.get("name", "")), arguments, result))

@@ -117,3 +117,17 @@ def test_a_read_with_arguments_nested_thousands_deep_is_an_error_for_the_model(
     done = ask_run(user=alice, prompt="Search", executor=executor)
     assert done.tool_calls[0]["error"] == "The arguments were not valid JSON."
     assert executor.calls == []
+
+
+@pytest.mark.django_db
+def test_a_conversation_whose_tool_call_nests_thousands_deep_still_opens(
+    alice, alice_browser, chat, executor
+):
+    """The stored history keeps the model's arguments as written: JSON 3,000 deep made
+    the conversation's page a 500 for good."""
+    deep = '{"a":' * 3000 + "1" + "}" * 3000
+    chat.script(tool_calls(("jira_search", deep)), text("Nothing found."))
+    done = ask_run(user=alice, prompt="Search", executor=executor, interactive=True)
+    response = alice_browser.get(f"/dashboard/assistant/sessions/{done.session_id}/")
+    assert response.status_code == 200
+    assert "Nothing found." in response.content.decode()
