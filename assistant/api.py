@@ -306,7 +306,9 @@ async def ask_run_events(request: HttpRequest, run_id: int) -> HttpResponseBase:
     if response.status_code != status.HTTP_200_OK:
         return response
     after = request.headers.get("Last-Event-ID", "")
-    stream = _stream(run_id, int(after) if after.isdigit() else 0, response.data["final"])
+    # ASCII digits that fit a bigint: "²" or 5,000 digits made int() raise (a 500).
+    resume = int(after) if after.isascii() and after.isdigit() and len(after) <= 18 else 0
+    stream = _stream(run_id, resume, response.data["final"])
     sse = StreamingHttpResponse(stream, content_type="text/event-stream")
     sse["Cache-Control"] = "no-cache"
     sse["X-Accel-Buffering"] = "no"  # nginx: pass each event on as it comes

@@ -6,8 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 
-from assistant.models import AssistantRun, InteractiveSession
+from assistant.models import AssistantRun, AssistantRunEvent, InteractiveSession
 from assistant.services.ask import ask_confirm, ask_run
 from billing.models import CreditHold
 from tests.assistant.test_page import local_tools  # noqa: F401 (fixture)
@@ -131,3 +132,24 @@ def test_a_conversation_whose_tool_call_nests_thousands_deep_still_opens(
     response = alice_browser.get(f"/dashboard/assistant/sessions/{done.session_id}/")
     assert response.status_code == 200
     assert "Nothing found." in response.content.decode()
+
+
+# --- A run's events ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("last", ["²", "9" * 5000, "9" * 30], ids=["superscript", "5000", "30"])
+def test_a_malformed_last_event_id_replays_from_the_start(alice, alice_api, settings, last):
+    settings.REDIS_URL = ""  # events read from the database
+    run = AssistantRun.objects.create(owner=alice, mode="one_shot", prompt="Hi", status="completed")
+    AssistantRunEvent.objects.create(run=run, seq=1, kind="done", data={"status": "completed"})
+    response = alice_api.get(
+        f"/ask/runs/{run.pk}/events", HTTP_ACCEPT="text/event-stream", HTTP_LAST_EVENT_ID=last
+    )
+    assert response.status_code == 200
+    body = async_to_sync(_read)(response.streaming_content).decode()
+    assert body.startswith("id: 1\nevent: done\n")
+
+
+async def _read(stream):
+    return b"".join([chunk async for chunk in stream])
