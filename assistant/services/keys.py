@@ -11,6 +11,7 @@ from accounts.models import User
 from core.errors import InsufficientCredits, NotConfigured
 from keys.access import resolve_key, user_api_keys
 from keys.models import ApiKey
+from keys.providers import get_provider
 from models_catalog.selectors import preferred_model_for
 from usage.services.pricing import catalog_prices
 
@@ -53,13 +54,17 @@ def llm_key_for(*, user: User) -> LLMKey:
                 continue
             secret = keys[provider]
             model = model_for(provider=provider, preferred_id=preferred_id)
+            base_url = keys.base_url(provider)
             return LLMKey(
                 provider=provider,
-                base_url=keys.base_url(provider),
+                base_url=base_url,
                 model=model,
                 api_key=api_key,
                 secret=secret,
-                user_host=bool(api_key.base_url),
+                # Guarded unless it is the provider's configured URL: the row read here
+                # and the one ``keys`` chose can differ if the user changes keys between
+                # the two reads (a user URL then went out unguarded).
+                user_host=bool(api_key.base_url) or base_url != get_provider(provider).base_url(),
                 context_tokens=context if _serves(model, preferred_id) else None,
             )
     if settings.OPENAI_API_KEY:

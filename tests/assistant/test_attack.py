@@ -9,10 +9,12 @@ import pytest
 from asgiref.sync import async_to_sync
 
 from assistant.models import AssistantRun, AssistantRunEvent, InteractiveSession
+from assistant.services import keys as keys_service
 from assistant.services.ask import ask_confirm, ask_run
 from billing.models import CreditHold
 from tests.assistant.test_page import local_tools  # noqa: F401 (fixture)
 from tests.fakes.openai_chat import text, tool_calls
+from tests.keys.factories import ApiKeyFactory, secret_for
 from tests.models_catalog.factories import ModelEndpointFactory, ModelFactory
 
 STREAM = "/dashboard/assistant/stream"
@@ -153,3 +155,30 @@ def test_a_malformed_last_event_id_replays_from_the_start(alice, alice_api, sett
 
 async def _read(stream):
     return b"".join([chunk async for chunk in stream])
+
+
+# --- The key's base URL -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_user_base_url_is_guarded_even_when_the_two_key_reads_disagree(alice, monkeypatch):
+    """The base URL comes from the key ``user_api_keys`` chose, the guard's switch from the
+    row ``resolve_key`` read next: a key added or made default between the two reads sent
+    the first one's own URL (an internal address) out unguarded."""
+    ApiKeyFactory(
+        owner=alice,
+        provider="openai",
+        secret=secret_for("openai", 1),
+        base_url="http://10.0.0.7/v1",
+    )
+    plain = ApiKeyFactory.build(owner=alice, provider="openai", base_url="")
+    monkeypatch.setattr(keys_service, "resolve_key", lambda **kwargs: plain)
+    key = keys_service.llm_key_for(user=alice)
+    assert key.base_url == "http://10.0.0.7/v1"
+    assert key.user_host
+
+
+@pytest.mark.django_db
+def test_the_providers_own_url_is_not_guarded(alice):
+    ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
+    assert not keys_service.llm_key_for(user=alice).user_host
