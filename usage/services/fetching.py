@@ -173,9 +173,10 @@ def usage_fetch_for_key(*, api_key_id: int, since: datetime | None = None) -> Fe
             _drop_key_spend(owner=api_key.owner, days=fetched.supersedes_key_spend)
         if fetched.account is not None:
             _store_account(api_key, fetched.account)
-    # The cursor only moves forward: a slow worker finishing late must not rewind it.
-    cursor = max(state.cursor, end) if state is not None and state.cursor is not None else end
-    _record(api_key, state, status=Status.OK, now=now, cursor=cursor)
+        # The cursor only moves forward: a slow worker finishing late must not rewind it.
+        # (In the same transaction: one commit, and the cursor moves only with the usage.)
+        cursor = max(state.cursor, end) if state is not None and state.cursor is not None else end
+        _record(api_key, state, status=Status.OK, now=now, cursor=cursor)
     if fetched.admin and api_key.kind != ApiKey.Kind.ADMIN:
         # An OpenRouter management key stored as an API key (OpenRouter could not be asked
         # when it was saved): keys.access would hand it out for model calls until the
