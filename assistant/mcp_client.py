@@ -79,6 +79,17 @@ class McpUnavailable(ProviderUnavailable):
     """The MCP server cannot be reached (or died): nothing was done, try again later."""
 
     code = "mcp_unavailable"
+    # True when the server went away during a call: the call may have been done.
+    maybe_done = False
+
+
+def _interrupted(name: str) -> McpUnavailable:
+    error = McpUnavailable(
+        f"The MCP server stopped answering during {name}: it may have been done. Check in "
+        "Jira or Confluence before asking for it again."
+    )
+    error.maybe_done = True
+    return error
 
 
 def _unavailable() -> McpUnavailable:
@@ -494,11 +505,11 @@ async def _call(
     except MCPError as exc:
         if exc.code == CONNECTION_CLOSED:
             await pool.forget(session)
-            raise _unavailable() from None
+            raise _interrupted(name) from None
         return f"The tool {name} failed: {exc.message}", True
     except Exception:  # the transport broke under the call: the server is gone
         await pool.forget(session)
-        raise _unavailable() from None
+        raise _interrupted(name) from None
     finally:
         session.busy -= 1
         session.last_used = time.monotonic()

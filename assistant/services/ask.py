@@ -552,7 +552,13 @@ def confirm_execute(
     if approved:
         try:
             conversation.execute(call)
-        except ApplicationError:
+        except ApplicationError as exc:
+            if getattr(exc, "maybe_done", False):
+                # The server went away during the write: it may have run, so the same
+                # token must not run it a second time.
+                run.tool_calls = conversation.records
+                run_fail(run=run, error=exc)
+                raise
             # No tool could run at all (server unreachable, Jira needs reconnecting).
             _unclaim(pending)
             raise

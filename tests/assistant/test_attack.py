@@ -8,11 +8,13 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import async_to_sync
 
+from assistant import mcp_client
 from assistant.models import AssistantRun, AssistantRunEvent, InteractiveSession
 from assistant.services import keys as keys_service
 from assistant.services.ask import ask_confirm, ask_run
 from assistant.services.prompts import system_prompt_render
 from billing.models import CreditHold
+from core.errors import ApplicationError
 from tests.assistant.chat import LocalResult
 from tests.assistant.test_page import local_tools  # noqa: F401 (fixture)
 from tests.fakes.openai_chat import text, tool_calls
@@ -211,3 +213,45 @@ def test_an_issue_telling_the_model_to_write_still_waits_for_approval(alice, cha
     outcome = ask_run(user=alice, prompt="Summarise KAN-1", executor=executor, confirm=True)
     assert outcome.status == "pending_confirmation"
     assert [name for name, _ in executor.calls] == ["jira_get_issue"]
+
+
+# --- A write interrupted mid-call ---------------------------------------------------------
+
+
+def _raise(error):
+    def answer(arguments):
+        raise error
+
+    return answer
+
+
+@pytest.mark.django_db
+def test_an_approved_write_cut_off_mid_call_cannot_be_approved_again(alice, chat, executor):
+    """The MCP server died during the approved write: it may have run in Jira. The token
+    was put back for a retry, so approving again created a second ticket."""
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    pending = ask_run(user=alice, prompt="Create it", executor=executor, confirm=True)
+    executor.answers["jira_create_issue"] = _raise(mcp_client._interrupted("jira_create_issue"))
+    with pytest.raises(ApplicationError) as first:
+        ask_confirm(user=alice, token=pending.confirmation_token, approved=True, executor=executor)
+    assert "may have been done" in first.value.message
+    assert AssistantRun.objects.get(pk=pending.run.pk).status == "failed"
+    with pytest.raises(ApplicationError) as again:
+        ask_confirm(user=alice, token=pending.confirmation_token, approved=True, executor=executor)
+    assert again.value.code == "confirmation_used"
+    assert [name for name, _ in executor.calls] == ["jira_create_issue"]
+
+
+@pytest.mark.django_db
+def test_an_approved_write_that_could_not_start_can_be_approved_again(alice, chat, executor):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    pending = ask_run(user=alice, prompt="Create it", executor=executor, confirm=True)
+    executor.answers["jira_create_issue"] = _raise(mcp_client._unavailable())
+    with pytest.raises(ApplicationError):
+        ask_confirm(user=alice, token=pending.confirmation_token, approved=True, executor=executor)
+    executor.answers.pop("jira_create_issue")
+    chat.script(text("Created."))
+    done = ask_confirm(
+        user=alice, token=pending.confirmation_token, approved=True, executor=executor
+    )
+    assert done.status == "completed"

@@ -67,5 +67,11 @@ def confluence_upload_attachments(content_id: str, file_paths: str) -> str:
     return _answer(uploaded=[open(path).read() for path in file_paths.split(",")])
 
 
+@server.tool(annotations=ToolAnnotations(title="Transition Issue", destructive_hint=True))
+def jira_transition_issue(issue_key: str, transition_id: str) -> str:
+    """Transition an issue; this fake dies in the middle, as a crashing server would."""
+    os._exit(1)
+
+
 if __name__ == "__main__":
     server.run("stdio")

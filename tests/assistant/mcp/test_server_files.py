@@ -7,7 +7,7 @@ import json
 import pytest
 
 from assistant import mcp_client
-from assistant.mcp_client import mcp_tool_call, mcp_tools_for
+from assistant.mcp_client import McpUnavailable, mcp_tool_call, mcp_tools_for
 from tests.assistant.mcp.conftest import ALICE_TOKEN
 
 
@@ -80,3 +80,28 @@ def test_a_huge_tool_error_is_cut_before_it_is_stored_and_shown():
     )
     assert result.is_error and "not found" not in result.text[-20:]
     assert len(result.text) <= mcp_client.ERROR_TEXT_MAX
+
+
+@pytest.mark.usefixtures("over_stdio")
+def test_a_server_that_dies_during_a_call_says_the_call_may_have_been_done():
+    with pytest.raises(McpUnavailable) as caught:
+        mcp_tool_call(
+            user_id=1,
+            access_token=ALICE_TOKEN,
+            cloud_id="",
+            name="jira_transition_issue",
+            arguments={"issue_key": "KAN-1", "transition_id": "31"},
+        )
+    assert caught.value.maybe_done
+    assert "may have been done" in caught.value.message
+    assert caught.value.as_dict()["error"]["code"] == "mcp_unavailable"
+
+
+@pytest.mark.usefixtures("over_stdio", "settings")
+def test_a_server_that_cannot_start_did_nothing(settings):
+    settings.MCP_JIRA_COMMAND = "/nonexistent/mcp-atlassian"
+    with pytest.raises(McpUnavailable) as caught:
+        mcp_tool_call(
+            user_id=1, access_token=ALICE_TOKEN, cloud_id="", name="jira_search", arguments={}
+        )
+    assert not caught.value.maybe_done
