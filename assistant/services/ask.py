@@ -564,7 +564,19 @@ def confirm_execute(
             raise
     else:
         conversation.tool_message(call, DECLINED)
-    outcome = _continue(conversation)
+    try:
+        outcome = _continue(conversation)
+    except ApplicationError as exc:
+        done = [r for r in conversation.records if r["id"] == call.id and not r["error"]]
+        if approved and done:
+            # The write ran: a model or credit error after it must not read as "not
+            # done" (asked for again, it would run twice).
+            exc.message = (
+                f"The approved action ({call.name}) was done, but the assistant could not "
+                f"finish: {exc.message}"
+            )
+            AssistantRun.objects.filter(pk=run.pk).update(error_message=exc.message)
+        raise
     if outcome.status == "completed":
         outcome.message = confirmed_message(approved=approved)
         if not approved:

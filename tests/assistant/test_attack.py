@@ -17,7 +17,7 @@ from billing.models import CreditHold
 from core.errors import ApplicationError
 from tests.assistant.chat import LocalResult
 from tests.assistant.test_page import local_tools  # noqa: F401 (fixture)
-from tests.fakes.openai_chat import text, tool_calls
+from tests.fakes.openai_chat import error, text, tool_calls
 from tests.keys.factories import ApiKeyFactory, secret_for
 from tests.models_catalog.factories import ModelEndpointFactory, ModelFactory
 
@@ -255,3 +255,27 @@ def test_an_approved_write_that_could_not_start_can_be_approved_again(alice, cha
         user=alice, token=pending.confirmation_token, approved=True, executor=executor
     )
     assert done.status == "completed"
+
+
+@pytest.mark.django_db
+def test_a_model_error_after_an_approved_write_says_the_write_was_done(alice, chat, executor):
+    """The write ran, then the model failed: the error read "try again", and asking again
+    creates a second ticket."""
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    pending = ask_run(user=alice, prompt="Create it", executor=executor, confirm=True)
+    chat.script(error(503))
+    with pytest.raises(ApplicationError) as caught:
+        ask_confirm(user=alice, token=pending.confirmation_token, approved=True, executor=executor)
+    assert caught.value.message.startswith("The approved action (jira_create_issue) was done")
+    run = AssistantRun.objects.get(pk=pending.run.pk)
+    assert (run.status, run.error_message) == ("failed", caught.value.message)
+
+
+@pytest.mark.django_db
+def test_a_model_error_after_a_cancel_is_left_as_it_is(alice, chat, executor):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    pending = ask_run(user=alice, prompt="Create it", executor=executor, confirm=True)
+    chat.script(error(503))
+    with pytest.raises(ApplicationError) as caught:
+        ask_confirm(user=alice, token=pending.confirmation_token, approved=False, executor=executor)
+    assert "was done" not in caught.value.message
