@@ -8,6 +8,7 @@ iterates the queue, so the first words reach the browser while the model still w
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -19,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import nh3
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
@@ -35,6 +37,7 @@ from markdown_it import MarkdownIt
 from accounts.authentication import user_of
 from accounts.models import User
 from assistant.api import AskThrottle
+from assistant.events import DONE, run_events_follow, run_events_last_seq
 from assistant.models import AssistantRun, InteractiveSession
 from assistant.selectors import (
     run_detail_for,
@@ -43,10 +46,8 @@ from assistant.selectors import (
     sessions_for,
 )
 from assistant.serializers import AskInputSerializer, ask_body
-from assistant.services.ask import ask_run
-from assistant.services.executor import McpToolExecutor
+from assistant.services.runs import run_ask_start, run_enqueue, run_outcome
 from assistant.services.sessions import session_delete
-from assistant.services.tools import Result, Tool, ToolExecutor
 from core.errors import ApplicationError, NotFound
 from core.parsers import JSONParser, ParseError
 from core.ratelimit import limit
@@ -214,54 +215,51 @@ def assistant_session_delete(request: HttpRequest, session_id: int) -> HttpRespo
 # --- The stream -------------------------------------------------------------------------
 
 Emit = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class _ReportingExecutor:
-    """The user's tool layer, telling the page when each call starts and ends."""
-
-    inner: ToolExecutor
-    emit: Emit
-
-    def tools(self) -> list[Tool]:
-        return list(self.inner.tools())
-
-    def call(self, name: str, arguments: dict[str, Any]) -> Result:
-        self.emit("tool_start", {"name": name, "arguments": arguments})
-        result = self.inner.call(name, arguments)
-        self.emit(
-            "tool_end",
-            {
-                "name": name,
-                "result": result.text[:RESULT_SUMMARY],
-                "durationMs": round(result.duration_ms),
-                "error": (result.text or "The tool failed.") if result.is_error else None,
-            },
-        )
-        return result
-
-
-def tool_executor(user: User) -> ToolExecutor:
-    """The tool layer the page's runs use: the user's Jira tools over MCP."""
-    return McpToolExecutor(user)
+RELAYED = ("text", "tool_start", "tool_end")
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
+async def _relay(run_id: int, after: int, emit: Emit) -> dict[str, Any]:
+    """Pass the worker's progress on until the run's ``done``; its data."""
+    async with asyncio.timeout(float(settings.CELERY_TASK_TIME_LIMIT)):
+        async for event in run_events_follow(run_id=run_id, after=after):
+            if event["kind"] in RELAYED:
+                emit(event["kind"], event["data"])
+            elif event["kind"] == DONE:
+                return dict(event["data"])
+    return {}
+
+
 def _run(user: User, fields: dict[str, Any], emit: Emit) -> None:
-    """The run, in its own thread (with its own database connection)."""
+    """Queue the run for a worker (as /ask does) and relay what it reports, in this
+    stream's own thread (with its own database connection)."""
     try:
-        outcome = ask_run(
+        run = run_ask_start(
             user=user,
             prompt=fields["prompt"],
             interactive=fields["interactive"],
             confirm=fields["confirm"],
             session_id=fields.get("session_id"),
-            executor=_ReportingExecutor(tool_executor(user), emit),
-            on_text=lambda delta: emit("text", {"delta": delta}),
         )
+        after = run_events_last_seq(run_id=run.pk)
+        run_enqueue(run_id=run.pk)
+        done = async_to_sync(_relay)(run.pk, after, emit)
+        if "error" in done:
+            error = done["error"]
+            raise ApplicationError(error["message"], code=error["code"], status=done["httpStatus"])
+        run.refresh_from_db()
+        outcome = run_outcome(run=run)
+        if outcome is None:
+            raise ApplicationError(
+                "Kay is still working on it: reload the page in a moment.",
+                code="still_running",
+                status=202,
+            )
+        if isinstance(outcome, ApplicationError):
+            raise outcome
         body = ask_body(outcome)
         if outcome.status == "completed":
             body["html"] = answer_html(outcome.response)

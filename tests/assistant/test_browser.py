@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from assistant import api, views
 from assistant.models import InteractiveSession
+from assistant.services import runs
 from tests.assistant.chat import LocalResult
 from tests.browser_helpers import login
 from tests.fakes.openai_chat import text, tool_calls
@@ -23,10 +23,9 @@ CREATE = {"project_key": "KAN", "summary": "Fix login bug", "issue_type": "Task"
 
 @pytest.fixture
 def signed_in(page, alice, chat, executor, monkeypatch):
-    # The page's stream and /ask/confirm (which the Approve button calls) both act
-    # through the local tool layer instead of MCP.
-    monkeypatch.setattr(views, "tool_executor", lambda user: executor)
-    monkeypatch.setattr(api, "McpToolExecutor", lambda user: executor)
+    # The page's stream and /ask/confirm (which the Approve button calls) both run in
+    # the worker's service, through the local tool layer instead of MCP.
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
     login(page, alice.email)
     page.goto("/dashboard/assistant/")
     return page
@@ -121,7 +120,7 @@ def test_the_page_streams_under_the_content_security_policy(
     chromium, live_server, alice, chat, executor, monkeypatch
 ):
     """The shared ``page`` fixture bypasses the policy: this one obeys it."""
-    monkeypatch.setattr(views, "tool_executor", lambda user: executor)
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
     context = chromium.new_context(base_url=live_server.url)
     context.set_default_timeout(10_000)
     page = context.new_page()

@@ -8,8 +8,8 @@ import json
 import pytest
 from django.test import Client
 
-from assistant import views
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
+from assistant.services import runs
 from tests.assistant.chat import LocalResult
 from tests.fakes.openai_chat import text, tool_calls
 
@@ -56,7 +56,7 @@ def _stream(client, **body):
 @pytest.fixture
 def local_tools(monkeypatch, executor):
     """The page's runs use the local tool layer instead of MCP (as A2's tests do)."""
-    monkeypatch.setattr(views, "tool_executor", lambda user: executor)
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
     return executor
 
 
@@ -298,7 +298,7 @@ def test_no_jira_connection_links_to_connections(alice_browser, chat, monkeypatc
         def tools(self):
             raise Conflict("Connect Jira first: kay connect jira", code="jira_not_connected")
 
-    monkeypatch.setattr(views, "tool_executor", lambda user: NotConnected())
+    monkeypatch.setattr(runs, "tool_executor", lambda user: NotConnected())
     name, error = _events(_stream(alice_browser, prompt="hi", mode="one_shot"))[-1]
     assert name == "error" and error["code"] == "jira_not_connected"
     assert error["links"] == [{"label": "Connect Jira", "url": "/dashboard/connections/"}]
