@@ -223,13 +223,17 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
 
 
 async def _relay(run_id: int, after: int, emit: Emit) -> dict[str, Any]:
-    """Pass the worker's progress on until the run's ``done``; its data."""
-    async with asyncio.timeout(float(settings.CELERY_TASK_TIME_LIMIT)):
-        async for event in run_events_follow(run_id=run_id, after=after):
-            if event["kind"] in RELAYED:
-                emit(event["kind"], event["data"])
-            elif event["kind"] == DONE:
-                return dict(event["data"])
+    """Pass the worker's progress on until the run's ``done``; its data ({}: none came
+    within the task's time limit, so the run is still queued or running)."""
+    try:
+        async with asyncio.timeout(float(settings.CELERY_TASK_TIME_LIMIT)):
+            async for event in run_events_follow(run_id=run_id, after=after):
+                if event["kind"] in RELAYED:
+                    emit(event["kind"], event["data"])
+                elif event["kind"] == DONE:
+                    return dict(event["data"])
+    except TimeoutError:
+        pass
     return {}
 
 
