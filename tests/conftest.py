@@ -4,6 +4,7 @@ alice owns what a test makes; bob has his own account and objects and must never
 alice's; charlie has an account and nothing else (no objects, no role).
 """
 
+import asyncio
 import os
 
 import pytest
@@ -129,6 +130,23 @@ def chromium():
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture(autouse=True)
+def _playwright_loop_set_aside(request):
+    """Playwright's sync API (the session's ``chromium``) leaves its event loop marked as
+    running in this thread for the rest of the session, and Django's test clients then
+    refuse async views (async_to_sync under a running loop). A test that does not drive
+    the browser sets that loop aside and gives it back afterwards."""
+    loop = asyncio._get_running_loop()
+    if loop is None or "chromium" in request.fixturenames:
+        yield
+        return
+    asyncio._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(loop)
 
 
 @pytest.fixture

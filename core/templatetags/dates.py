@@ -4,6 +4,8 @@ on hover and in the ``datetime`` attribute.
     {% load dates %}
     {% when key.last_used_at %}               → <time …>3 hours ago</time>, or "never"
     {% when session.last_refreshed_at empty="not yet" %}
+    {{ bucket_start|utc }}                    → 30 Nov 2026, 08:00 UTC (a time axis, a table
+                                                of hours: absolute, never relative)
 """
 
 from datetime import UTC, datetime
@@ -46,3 +48,13 @@ def when(value: datetime | None, empty: str = "never") -> SafeString:
         exact(value),
         relative(value, timezone.now()),
     )
+
+
+@register.filter
+def utc(value: datetime | None) -> str:
+    """The absolute form alone, for moments read side by side (an hourly series)."""
+    if value is None:
+        return ""
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return exact(value)

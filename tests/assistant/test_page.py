@@ -3,7 +3,6 @@ service as /ask (login, CSRF, events for a scripted conversation, errors with li
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -332,15 +331,7 @@ def test_under_asgi_the_stream_is_sent_event_by_event(alice, chat, local_tools):
         assert response.is_async  # not read to its end before the first byte is sent
         return [chunk async for chunk in response.streaming_content]
 
-    # A browser test earlier in the session leaves Playwright's event loop marked as
-    # running in this thread, and async_to_sync refuses to start under a running loop:
-    # set it aside for the call (Django's thread-sensitive calls still come back here).
-    playwright_loop = asyncio._get_running_loop()
-    asyncio._set_running_loop(None)
-    try:
-        chunks = async_to_sync(ask)()
-    finally:
-        asyncio._set_running_loop(playwright_loop)
+    chunks = async_to_sync(ask)()
     assert chunks[0].startswith(b"event: start") and b"event: done" in chunks[-1]
     assert b"Hello from ASGI." in b"".join(chunks)
     assert AssistantRun.objects.get().status == "completed"

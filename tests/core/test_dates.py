@@ -1,5 +1,6 @@
 """{% when %}: every page shows a moment the same way, relative with the exact UTC time on hover."""
 
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -47,14 +48,31 @@ def test_no_moment_reads_never_or_the_words_given():
     assert render(None, 'empty="not yet" ') == '<span class="muted">not yet</span>'
 
 
+# A |date format with a time of day in it (hours, minutes, seconds, am/pm, ISO, epoch)
+# formats a moment; days and months ("j M Y", "F Y") may be formatted as they are.
+TIME_OF_DAY = re.compile(r"""\|date:(["'])[^"']*[GgHhisaAPcUu][^"']*\1""")
+
+
 def test_no_template_formats_a_moment_its_own_way():
     """naturaltime, timesince and hand-made <time> tags read differently from page to page."""
-    own_way = ("naturaltime", "|timesince", "|timeuntil", "<time ", '|date:"')
+    own_way = ("naturaltime", "|timesince", "|timeuntil", "<time ")
     found = [
         f"{path.relative_to(ROOT)}: {pattern}"
         for directory in (ROOT / "templates", ROOT / "models_catalog" / "templates")
         for path in directory.rglob("*.html")
         for pattern in own_way
         if pattern in path.read_text()
+    ] + [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for directory in (ROOT / "templates", ROOT / "models_catalog" / "templates")
+        for path in directory.rglob("*.html")
+        for match in TIME_OF_DAY.finditer(path.read_text())
     ]
     assert found == []
+
+
+def test_an_hour_in_a_series_is_shown_absolute_in_utc():
+    paris = datetime(2026, 11, 30, 15, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert Template("{% load dates %}{{ value|utc }}").render(Context({"value": paris})) == (
+        "30 Nov 2026, 14:00 UTC"
+    )
