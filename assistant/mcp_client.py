@@ -28,7 +28,6 @@ import asyncio
 import atexit
 import concurrent.futures
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -47,6 +46,13 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, PaginatedRequestParams, Tool
 
+from assistant.tool_policy import (
+    SERVER_FILE_ARGUMENTS,
+    disabled_tools,
+    offered_schema,
+    read_only,
+    reads_server_files,
+)
 from core.errors import ProviderUnavailable
 
 logger = logging.getLogger(__name__)
@@ -55,9 +61,6 @@ T = TypeVar("T")
 
 # The longest tool error passed on (errors are stored and shown whole).
 ERROR_TEXT_MAX = 2_000
-
-# Verbs that only read, for tools that carry neither annotations nor tags.
-_READ_VERBS = ("get", "search", "list", "read", "download", "batch_get", "fetch")
 
 
 @dataclass(frozen=True)
@@ -363,74 +366,6 @@ def _key(user_id: int, access_token: str, cloud_id: str) -> _Key:
     return (user_id, digest, _Transport.from_settings())
 
 
-def _read_only(tool: Tool) -> bool:
-    """Read vs write: the annotations, then the ``read``/``write`` tags, then the name.
-    A tool that says nothing either way counts as a write (it will be confirmed)."""
-    annotations = tool.annotations
-    if annotations is not None:
-        if annotations.read_only_hint is not None:
-            return annotations.read_only_hint
-        if annotations.destructive_hint is not None:  # only meaningful for writes
-            return False
-    tags = set(((tool.meta or {}).get("fastmcp") or {}).get("tags") or [])
-    if tags & {"read", "write"}:
-        return "write" not in tags
-    verb = tool.name.split("_", 1)[-1]
-    return verb.startswith(_READ_VERBS)
-
-
-def _disabled() -> set[str]:
-    return {name.strip() for name in settings.MCP_JIRA_DISABLED_TOOLS if name.strip()}
-
-
-# Arguments that make mcp-atlassian read a file from ITS OWN disk and send it to Atlassian
-# (confluence_upload_attachment(s) ``file_path(s)``, confluence_create/update_page
-# ``content_file``, jira_update_issue ``attachments``, also inside ``fields`` or
-# ``additional_fields``). Over stdio that disk is Kay's worker: a prompt injected into an
-# issue could have the model upload .env or /proc/<pid>/environ. Never offered, never sent.
-SERVER_FILE_ARGUMENTS = frozenset({"file_path", "file_paths", "content_file", "attachments"})
-
-
-def _offered_schema(schema: dict[str, Any]) -> dict[str, Any] | None:
-    """The tool's input schema without the server-file arguments; None when one of them
-    is required (the tool cannot be used without reading the server's disk)."""
-    properties = schema.get("properties")
-    if not isinstance(properties, dict):
-        return dict(schema)
-    names = {name for name in properties if name.strip().lower() in SERVER_FILE_ARGUMENTS}
-    if not names:
-        return dict(schema)
-    if names & set(schema.get("required") or []):
-        return None
-    kept = {name: value for name, value in properties.items() if name not in names}
-    return {**schema, "properties": kept}
-
-
-def reads_server_files(arguments: Any) -> bool:
-    """Whether ``arguments`` name a server-file argument at any depth, JSON text included
-    (``additional_fields`` may be a JSON string). Iterative: model output may nest deep."""
-    pending: list[Any] = [arguments]
-    seen = 0
-    while pending:
-        seen += 1
-        if seen > 10_000:
-            return True  # nothing legitimate is this large: refuse rather than walk on
-        value = pending.pop()
-        if isinstance(value, str):
-            text = value.strip()
-            if text[:1] in ("{", "["):
-                with suppress(ValueError, RecursionError):  # the server cannot read it either
-                    pending.append(json.loads(text))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if str(key).strip().lower() in SERVER_FILE_ARGUMENTS:
-                    return True
-                pending.append(item)
-        elif isinstance(value, list | tuple):
-            pending.extend(value)
-    return False
-
-
 async def _tools(key: _Key, access_token: str, cloud_id: str, timeout: float) -> list[Tool]:
     pool = _get_runner().pool
     session = await pool.get(key, access_token=access_token, cloud_id=cloud_id, timeout=timeout)
@@ -456,10 +391,10 @@ def mcp_tools_for(*, user_id: int, access_token: str, cloud_id: str) -> list[Too
         _tools(_key(user_id, access_token, cloud_id), access_token, cloud_id, timeout),
         timeout * 2 + 5,
     )
-    disabled = _disabled()
+    disabled = disabled_tools()
     specs = []
     for tool in tools:
-        schema = _offered_schema(dict(tool.input_schema))
+        schema = offered_schema(dict(tool.input_schema))
         if tool.name in disabled or schema is None:
             continue
         specs.append(
@@ -467,7 +402,7 @@ def mcp_tools_for(*, user_id: int, access_token: str, cloud_id: str) -> list[Too
                 name=tool.name,
                 description=tool.description or "",
                 input_schema=schema,
-                read_only=_read_only(tool),
+                read_only=read_only(tool),
             )
         )
     return specs
@@ -541,7 +476,7 @@ def mcp_tool_call(
 
     if not settings.MCP_JIRA_ENABLED:
         return done("The Jira tools are turned off on this server.", True)
-    if name in _disabled():
+    if name in disabled_tools():
         return done(f"The tool {name} is disabled on this server.", True)
     if reads_server_files(arguments):
         return done(

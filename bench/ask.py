@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BENCH_DB = f"kay_bench_ask_{os.getpid()}"
 STDIO_SERVER = ROOT / "tests" / "assistant" / "mcp" / "stdio_server.py"
-SERVER_KEY = "sk-bench-0123456789abcdefghijklmnopqrstuv"
+SERVER_KEY = "bench-fake-server-key"  # the fake LLM accepts any key
 SEARCH = {"jql": "project = KAN"}
 # /ask allows 30 requests a minute per user: (a) and (c) spread over their own users.
 PER_USER = 25
