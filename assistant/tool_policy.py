@@ -33,9 +33,18 @@ def read_only(tool: Tool) -> bool:
     return verb.startswith(READ_VERBS)
 
 
-def disabled_tools() -> set[str]:
+class ToolNames(frozenset[str]):
+    """Tool names compared without regard to case: ``Jira_Delete_Issue`` in the setting
+    disables ``jira_delete_issue`` (a case slip must not leave a tool enabled)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.strip().casefold())
+
+
+def disabled_tools() -> ToolNames:
     """``MCP_JIRA_DISABLED_TOOLS``: never offered to the model, refused if called."""
-    return {name.strip() for name in settings.MCP_JIRA_DISABLED_TOOLS if name.strip()}
+    names = (name.strip().casefold() for name in settings.MCP_JIRA_DISABLED_TOOLS)
+    return ToolNames(name for name in names if name)
 
 
 # Arguments that make mcp-atlassian read a file from ITS OWN disk and send it to Atlassian

@@ -481,8 +481,19 @@ MCP_JIRA_ARGS = env.list("MCP_JIRA_ARGS", default=["--env-file", "/dev/null"])
 # JIRA_URL given to a stdio server: any Atlassian Cloud address routes by the user's cloud id.
 MCP_JIRA_SITE_URL = env.str("MCP_JIRA_SITE_URL", default="https://api.atlassian.com")
 MCP_JIRA_URL = env.str("MCP_JIRA_URL", default="")
+# Deletions, and the tools that download attachments (up to 50 MB each, base64, into the
+# worker's memory; images reach the model only as "[image content]"). Case-insensitive.
 MCP_JIRA_DISABLED_TOOLS = env.list(
-    "MCP_JIRA_DISABLED_TOOLS", default=["jira_delete_issue", "confluence_delete_page"]
+    "MCP_JIRA_DISABLED_TOOLS",
+    default=[
+        "jira_delete_issue",
+        "confluence_delete_page",
+        "jira_download_attachments",
+        "jira_get_issue_images",
+        "confluence_download_attachment",
+        "confluence_download_content_attachments",
+        "confluence_get_page_images",
+    ],
 )
 MCP_TIMEOUT = env.float("MCP_TIMEOUT", default=30.0)
 MCP_POOL_SIZE = env.int("MCP_POOL_SIZE", default=20)
