@@ -15,6 +15,14 @@ class InteractiveSession(models.Model):
     )
     title = models.CharField(max_length=200, blank=True)
     messages = models.JSONField(default=list)
+    # The turn running on it (its run, from /ask until it ends, a wait for approval
+    # included): claimed by one conditional UPDATE, so two turns never overwrite each
+    # other's messages. Cleared when the run ends; a claim older than a turn can last is
+    # stale (see assistant.services.sessions).
+    busy_run = models.ForeignKey(
+        "AssistantRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    turn_started_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -66,6 +74,10 @@ class AssistantRun(models.Model):
         "keys.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     tool_calls = models.JSONField(default=list)
+    # Confirm mode: the SHA-256 of the token the request that started (or resumed) this
+    # execution holds; a pause files its action under it. The token itself is shown once,
+    # to that request, never by a read of the run.
+    confirm_token_hash = models.CharField(max_length=64, blank=True)
     llm_calls = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
