@@ -39,7 +39,7 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BENCH_DB = f"kay_bench_ask_{os.getpid()}"
-STDIO_SERVER = ROOT / "tests" / "assistant" / "mcp" / "stdio_server.py"
+STDIO_SERVER = ROOT / "tests" / "fakes" / "mcp_jira.py"
 SERVER_KEY = "bench-fake-server-key"  # the fake LLM accepts any key
 SEARCH = {"jql": "project = KAN"}
 # /ask allows 30 requests a minute per user: (a) and (c) spread over their own users.

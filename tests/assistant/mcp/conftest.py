@@ -18,7 +18,7 @@ from tests.helpers.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 MCP_ATLASSIAN = ROOT / "var" / "mcp-atlassian" / "bin" / "mcp-atlassian"
-STDIO_SERVER = [sys.executable, str(Path(__file__).with_name("stdio_server.py"))]
+STDIO_SERVER = [sys.executable, str(ROOT / "tests" / "fakes" / "mcp_jira.py")]
 
 ALICE_TOKEN = "alice-atlassian-access-token"
 BOB_TOKEN = "bob-atlassian-access-token"
@@ -108,7 +108,7 @@ def over_http(settings, mcp_atlassian_url, jira):
 
 @pytest.fixture
 def over_stdio(settings):
-    """The small stdio server: one process per user token."""
+    """The MCP test server (tests/fakes/mcp_jira.py) over stdio: one process per user token."""
     settings.MCP_JIRA_URL = ""
     settings.MCP_JIRA_COMMAND = STDIO_SERVER[0]
     settings.MCP_JIRA_ARGS = STDIO_SERVER[1:]

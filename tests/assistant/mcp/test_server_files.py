@@ -22,7 +22,13 @@ def secret_file(tmp_path):
 def test_tools_are_offered_without_arguments_that_read_the_servers_disk():
     tools = {t.name: t for t in mcp_tools_for(user_id=1, access_token=ALICE_TOKEN, cloud_id="")}
     upload = tools["confluence_upload_attachment"]
-    assert set(upload.input_schema["properties"]) == {"content_id", "content_base64", "filename"}
+    assert set(upload.input_schema["properties"]) == {
+        "content_id",
+        "content_base64",
+        "filename",
+        "comment",
+        "minor_edit",
+    }
     # It needs a path on the server's disk: not offered at all.
     assert "confluence_upload_attachments" not in tools
 
