@@ -1,6 +1,7 @@
 """The real ``mcp-atlassian`` (its own venv, ``make mcp-atlassian``) in streamable-HTTP mode,
-started once per test session on 127.0.0.1 against the fake Jira; alice and bob with their
-own Jira connections and tokens; the MCP session pool emptied after each test."""
+started once per test session on 127.0.0.1 against the fake Jira; the MCP test server
+(``tests/fakes/mcp_jira.py``) over stdio or streamable HTTP; alice and bob with their own
+Jira connections and tokens; the MCP session pool emptied after each test."""
 
 import os
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from assistant.mcp_client import mcp_sessions_close
 from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory
 from tests.fakes.jira import FakeJira
+from tests.fakes.mcp_jira import McpJiraHttp, serving_http
 from tests.helpers.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -113,6 +115,21 @@ def over_stdio(settings):
     settings.MCP_JIRA_COMMAND = STDIO_SERVER[0]
     settings.MCP_JIRA_ARGS = STDIO_SERVER[1:]
     settings.MCP_JIRA_SITE_URL = "https://example.atlassian.net"
+
+
+@pytest.fixture(scope="session")
+def mcp_jira_http_server(tmp_path_factory):
+    """The MCP test server (tests/fakes/mcp_jira.py) over streamable HTTP, once a session."""
+    with serving_http(tmp_path_factory.mktemp("mcp-jira") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture
+def over_test_server_http(settings, mcp_jira_http_server) -> McpJiraHttp:
+    """The MCP test server over streamable HTTP, back to its first issues."""
+    mcp_jira_http_server.reset()
+    settings.MCP_JIRA_URL = mcp_jira_http_server.url
+    return mcp_jira_http_server
 
 
 def connect_jira(user, token: str, cloud_id: str):
