@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from assistant.events import run_events_purge
-from assistant.services.ask import confirmations_purge
+from assistant.services.confirm import confirmations_purge
 from assistant.services.runs import run_execute
 
 

@@ -18,19 +18,15 @@ from django.utils import timezone
 from accounts.models import User
 from assistant.events import DONE, run_event_publish
 from assistant.models import AssistantRun, PendingConfirmation
-from assistant.services.ask import (
-    RESULT_SUMMARY,
+from assistant.services.ask import AskOutcome, ask_execute, ask_prepare, confirm_execute, run_fail
+from assistant.services.confirm import (
     TOKEN_PREFIX,
-    AskOutcome,
     _hash,
     action_describe,
-    ask_execute,
-    ask_prepare,
     confirm_claim,
-    confirm_execute,
     confirmed_message,
-    run_fail,
 )
+from assistant.services.conversation import RESULT_SUMMARY
 from assistant.services.executor import McpToolExecutor
 from assistant.services.tools import Result, Tool, ToolExecutor
 from core.errors import ApplicationError, NotFound

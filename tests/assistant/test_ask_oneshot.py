@@ -8,7 +8,8 @@ import json
 import pytest
 
 from assistant.models import AssistantRun
-from assistant.services.ask import ToolRoundLimit, ask_run
+from assistant.services.ask import ask_run
+from assistant.services.conversation import ToolRoundLimit
 from tests.assistant.chat import LocalResult
 from tests.fakes.openai_chat import error, text, tool_calls
 from usage.models import MeteredLlmCall, UsageBucket

@@ -1,0 +1,236 @@
+"""One run's conversation with the model: a bounded loop of model rounds and tool calls.
+
+Ask the model; if it wants tools, run them (several at once when it asks for several) and
+feed every result back, errors included, so it can correct itself or explain; stop when it
+answers in words, or after ``ASSISTANT_MAX_TOOL_ROUNDS``. In confirm mode read-only tools
+run, and the first tool that changes data stops the loop until the user approves or
+cancels it (see :mod:`assistant.services.confirm`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import User
+from assistant.llm import Completion, ToolCall, chat_complete
+from assistant.models import AssistantRun
+from assistant.services.history import history_trim, tokens_estimate
+from assistant.services.keys import LLMKey, llm_key_for
+from assistant.services.tools import Tool, ToolExecutor, openai_tools
+from billing.selectors import billing_balance
+from billing.services import (
+    charge_micros,
+    credits_release,
+    credits_reserve,
+    credits_settle,
+    reserve_estimate_micros,
+)
+from billing.services.credits import NO_CREDITS
+from core.errors import ApplicationError, InsufficientCredits
+from usage.services.metering import usage_record_llm_call
+from usage.services.pricing import catalog_prices
+
+# What the model reads of one tool result, and what the run keeps to show the user.
+RESULT_FOR_MODEL = 20_000
+RESULT_SUMMARY = 500
+DECLINED = "The user declined this action, so it was not run. Do not try it again."
+ONE_AT_A_TIME = (
+    "Not run: only one change can wait for the user's approval at a time. "
+    "Ask for this one again after the first is settled."
+)
+
+TextSink = Callable[[str], None]
+
+
+class ToolRoundLimit(ApplicationError):
+    status = 422
+    code = "tool_round_limit"
+
+
+def _summary(text: str) -> str:
+    return text if len(text) <= RESULT_SUMMARY else text[: RESULT_SUMMARY - 1] + "…"
+
+
+@dataclass
+class Conversation:
+    """One run's state while it runs; ``state()``/``restore`` carry it across a pause."""
+
+    user: User
+    run: AssistantRun
+    key: LLMKey
+    executor: ToolExecutor
+    tools: list[Tool]
+    system: str
+    messages: list[dict[str, Any]]
+    confirm: bool
+    interactive: bool
+    session_id: int | None = None
+    rounds: int = 0
+    records: list[dict[str, Any]] = field(default_factory=list)
+    on_text: TextSink | None = None
+
+    def _tool(self, name: str) -> Tool | None:
+        return next((tool for tool in self.tools if tool.name == name), None)
+
+    def _history_budget(self, system: dict[str, Any], tools: list[dict[str, Any]]) -> int:
+        """``ASSISTANT_HISTORY_TOKENS``, less when the model's context window (from the
+        catalog) cannot hold that beside the prompt, the tools and the answer."""
+        budget = int(settings.ASSISTANT_HISTORY_TOKENS)
+        if self.key.context_tokens:
+            fixed = tokens_estimate([system, *tools]) + int(settings.OPENAI_MAX_TOKENS)
+            budget = min(budget, self.key.context_tokens - fixed)
+        return budget
+
+    def _worst_cost_micros(self, sent: list[dict[str, Any]]) -> int:
+        """What one call can cost at most (the prompt as estimated, a whole answer) at the
+        catalog's price with the margin, and never less than ``BILLING_RESERVE_USD``: a
+        fixed hold below what a pricey model costs let a burst of parallel calls spend
+        many times the balance (the charge past it is written off, not owed)."""
+        pair = (self.key.provider, self.key.model)
+        price = catalog_prices(pairs={pair})[pair]
+        floor = reserve_estimate_micros()
+        if price is None:
+            return floor
+        worst = price.cost_micros(
+            input_tokens=tokens_estimate(sent),
+            output_tokens=int(settings.OPENAI_MAX_TOKENS),
+            cached_tokens=0,
+        )
+        return max(floor, charge_micros(worst))
+
+    def llm_call(self) -> Completion:
+        """One model round over the trimmed history, metered once."""
+        self.rounds += 1
+        system = {"role": "system", "content": self.system}
+        tools = openai_tools(self.tools)
+        history = history_trim(self.messages, budget=self._history_budget(system, tools))
+        call_id = f"assistant-run-{self.run.pk}-{self.rounds}"
+        # The server's key spends the user's credits: hold an estimate first, so parallel
+        # runs cannot spend the same balance; settle to the metered cost after.
+        hold = (
+            credits_reserve(
+                user=self.user,
+                estimate_micros=self._worst_cost_micros([system, *history, *tools]),
+                reference=call_id,
+            )
+            if self.key.billed_to_credits
+            else None
+        )
+        try:
+            completion = chat_complete(
+                api_key=self.key.secret,
+                base_url=self.key.base_url,
+                model=self.key.model,
+                messages=[system, *history],
+                tools=tools,
+                user_host=self.key.user_host,
+                on_text=self.on_text,
+            )
+        except ApplicationError:
+            if hold is not None:
+                credits_release(hold=hold)
+            raise
+        metered = usage_record_llm_call(
+            owner=self.user,
+            call_id=call_id,
+            api_key=self.key.api_key,
+            provider=self.key.provider,
+            model=completion.model or self.key.model,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            cached_tokens=completion.cached_tokens,
+        )
+        if hold is not None:
+            credits_settle(hold=hold, metered_call=metered)
+        run = self.run
+        run.llm_calls += 1
+        run.input_tokens += completion.input_tokens
+        run.output_tokens += completion.output_tokens
+        run.cost_micros += metered.cost_micros
+        self.messages.append(completion.as_message())
+        return completion
+
+    def execute(self, call: ToolCall) -> None:
+        """Run one tool call and append its result (or its error) for the model."""
+        started = timezone.now()
+        arguments: Any = {}
+        error = ""
+        text = ""
+        duration: float = 0
+        try:
+            arguments = json.loads(call.arguments or "{}")
+        except (ValueError, RecursionError):  # the model's text: may nest thousands deep
+            error = "The arguments were not valid JSON."
+        if not error and not isinstance(arguments, dict):
+            error = "The arguments must be a JSON object."
+        if not error and self._tool(call.name) is None:
+            error = f"There is no tool named {call.name!r} available to this user."
+        if not error:
+            result = self.executor.call(call.name, arguments)
+            text, duration = result.text, float(result.duration_ms)
+            if result.is_error:
+                error = text or "The tool failed without saying why."
+        else:
+            duration = (timezone.now() - started).total_seconds() * 1000
+        self.records.append(
+            {
+                "id": call.id,
+                "name": call.name,
+                "arguments": arguments if isinstance(arguments, dict) else call.arguments,
+                "result": _summary(text),
+                "durationMs": round(duration),
+                "error": error or None,
+            }
+        )
+        content = f"Error: {error}" if error else text
+        self.tool_message(call, content[:RESULT_FOR_MODEL])
+
+    def tool_message(self, call: ToolCall, content: str) -> None:
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+
+    def drive(self) -> tuple[str, ToolCall | None]:
+        """Rounds until the model answers in words (its text, None) or a write waits
+        for approval ("", that call)."""
+        while self.rounds < settings.ASSISTANT_MAX_TOOL_ROUNDS:
+            completion = self.llm_call()
+            if not completion.tool_calls:
+                return completion.content, None
+            pending: ToolCall | None = None
+            for call in completion.tool_calls:
+                tool = self._tool(call.name)
+                if self.confirm and tool is not None and not tool.read_only:
+                    if pending is None:
+                        pending = call
+                    else:
+                        self.tool_message(call, ONE_AT_A_TIME)
+                    continue
+                self.execute(call)
+            if pending is not None:
+                return "", pending
+        raise ToolRoundLimit(
+            f"Tool-round limit reached: the assistant used {self.rounds} rounds of tool calls "
+            "without finishing. Ask a narrower question or split it into steps."
+        )
+
+    def state(self, pending: ToolCall) -> dict[str, Any]:
+        return {
+            "messages": self.messages,
+            "rounds": self.rounds,
+            "records": self.records,
+            "pending": {"id": pending.id, "name": pending.name, "arguments": pending.arguments},
+            "interactive": self.interactive,
+            "session_id": self.session_id,
+        }
+
+
+def run_key_resolve(*, user: User) -> LLMKey:
+    """The key a run spends, refused (no key, no credits) before the model is called."""
+    key = llm_key_for(user=user)
+    if key.billed_to_credits and billing_balance(user=user) <= 0:
+        raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
+    return key
