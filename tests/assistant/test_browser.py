@@ -14,6 +14,7 @@ import pytest
 
 from assistant.mcp_client import mcp_sessions_close
 from assistant.models import InteractiveSession
+from assistant.services.conversation import DECLINED
 from tests.assistant.mcp.conftest import ALICE_TOKEN, connect_jira
 from tests.browser_helpers import login
 from tests.fakes.mcp_jira import McpJiraHttp, serving_http
@@ -136,6 +137,24 @@ def test_ask_first_mode_streams_then_waits_for_approve_in_the_page_and_creates_o
     assert (issue["summary"], issue["token"]) == ("Fix login bug", ALICE_TOKEN)
     assert '"key": "KAN-2"' in chat.requests[-1].messages[-1]["content"]
     screenshot(page, "assistant-approved")
+
+
+def test_cancel_in_the_page_creates_nothing_and_the_model_says_so(signed_in, chat, mcp_jira):
+    page = signed_in
+    chat.script(
+        tool_calls(("jira_create_issue", CREATE)),
+        text("All right, I did not create the ticket."),
+    )
+    page.get_by_role("radio", name="Ask first").check()
+    _ask(page, "Create a ticket in project KAN with title 'Fix login bug'")
+
+    page.locator(".pending").get_by_role("button", name="Cancel").click()
+
+    page.locator(".turn-assistant .answer", has_text="did not create").wait_for()
+    assert page.locator(".turn-note").inner_text() == "Cancelled."
+    assert mcp_jira.calls("jira_create_issue") == []
+    assert list(mcp_jira.state()["issues"]) == ["KAN-1"]
+    assert chat.requests[-1].messages[-1]["content"] == DECLINED
 
 
 def test_a_conversation_is_listed_reopened_and_shown_on_a_phone(signed_in, alice, chat, screenshot):
