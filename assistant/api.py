@@ -10,23 +10,34 @@ so waiting requests never stall the synchronous rest of the API."""
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import suppress
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import user_of
-from assistant.events import DONE, run_events_follow, run_events_last_seq
+from assistant.events import (
+    DONE,
+    STREAMS_PER_USER,
+    SlotStreamingResponse,
+    StreamSlot,
+    run_events_follow,
+    run_events_last_seq,
+    stream_slot_take,
+    stream_with_slot,
+)
 from assistant.models import AssistantRun
 from assistant.selectors import session_get_for_user, sessions_for
 from assistant.serializers import (
@@ -41,11 +52,13 @@ from assistant.serializers import (
 )
 from assistant.services.mcp import assistant_mcp_status
 from assistant.services.runs import (
+    RunStart,
     run_ask_start,
     run_confirm_start,
     run_enqueue,
     run_get_for_user,
     run_outcome,
+    run_stream_wait,
 )
 from assistant.services.sessions import session_delete, session_rename
 from core.throttling import DEFAULT_THROTTLES, UserThrottle
@@ -95,19 +108,33 @@ class RunningOutputSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["running"])
     run_id = serializers.IntegerField()
     message = serializers.CharField()
+    confirmation_token = serializers.CharField(
+        required=False,
+        help_text=(
+            "Confirm mode: keep it. If the run stops for your approval, this is the token "
+            "for /ask/confirm; it is shown only here (GET /ask/runs/<id> never shows it)."
+        ),
+    )
 
 
-def _running(run_id: int) -> dict[str, Any]:
-    return {
+def _running(run_id: int, confirmation_token: str = "") -> dict[str, Any]:
+    body = {
         "status": "running",
         "run_id": run_id,
         "message": f"Still working on it: GET /ask/runs/{run_id} tells when it is done.",
     }
+    if confirmation_token:
+        body["confirmation_token"] = confirmation_token
+    return body
 
 
-def _queued(run: AssistantRun) -> Response:
-    """The APIView's answer to its async view: stored, now queue it and wait."""
-    return Response({"run_id": run.pk}, status=status.HTTP_202_ACCEPTED)
+def _queued(start: RunStart) -> Response:
+    """The APIView's answer to its async view: stored, now queue it and wait (the token,
+    if any, stays in this request: the async view answers with it)."""
+    return Response(
+        {"run_id": start.run.pk, "confirmation_token": start.confirmation_token},
+        status=status.HTTP_202_ACCEPTED,
+    )
 
 
 class AskApi(APIView):
@@ -122,7 +149,8 @@ class AskApi(APIView):
             "`session_id` to continue; the answer carries `session_id`) or confirm "
             "(`confirm: true`: read-only tools run, and the first change waits for "
             "`POST /ask/confirm` with the returned `confirmation_token`, valid 10 minutes). "
-            "Tools act with your own Atlassian access. " + ASK_ERRORS
+            "Tools act with your own Atlassian access. 409 `turn_in_progress`: a turn is "
+            "already running in this conversation (or waits for approval). " + ASK_ERRORS
         ),
         request=AskInputSerializer,
         responses={200: AskOutputSerializer, 202: RunningOutputSerializer},
@@ -130,14 +158,14 @@ class AskApi(APIView):
     def post(self, request: Request) -> Response:
         data = AskInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = run_ask_start(
+        start = run_ask_start(
             user=user_of(request),
             prompt=data.validated_data["prompt"],
             interactive=data.validated_data["interactive"],
             confirm=data.validated_data["confirm"],
             session_id=data.validated_data.get("session_id"),
         )
-        return _queued(run)
+        return _queued(start)
 
 
 class AskConfirmApi(APIView):
@@ -160,12 +188,12 @@ class AskConfirmApi(APIView):
     def post(self, request: Request) -> Response:
         data = ConfirmInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        run = run_confirm_start(
+        start = run_confirm_start(
             user=user_of(request),
             token=data.validated_data["confirmation_token"],
             approved=data.validated_data["approved"],
         )
-        return _queued(run)
+        return _queued(start)
 
 
 class AskRunApi(APIView):
@@ -175,9 +203,11 @@ class AskRunApi(APIView):
         summary="An assistant run's result",
         description=(
             "202 `{status: running, run_id}` while the worker runs it; then what /ask would "
-            "have answered: the completed body, `pending_confirmation` with a fresh "
-            "`confirmation_token` (each read issues a new one; only the newest works), or "
-            "the run's error with its status. Another user's run is a 404."
+            "have answered: the completed body, `pending_confirmation` (without "
+            "`confirmation_token`: the token is shown once, to the /ask or /ask/confirm "
+            "request that started the run, in its 202 body when it did not wait), or the "
+            "run's error with its status. Reading a run changes nothing. Another user's run "
+            "is a 404."
         ),
         responses={200: AskOutputSerializer, 202: RunningOutputSerializer},
     )
@@ -214,16 +244,21 @@ class AskRunEventsApi(APIView):
             "`Last-Event-ID` resumes after it), `event` and JSON `data`: `text` "
             "(`{delta}`, the answer as the model writes it), `tool_start` "
             "(`{name, arguments}`), `tool_end` (`{name, result, durationMs, error}`), "
-            "`pending` (`{action, message}`: read the run for its confirmation token), "
-            "then `done` (`{status}`, and `error` when it failed). Another user's run is "
-            "a 404."
+            "`pending` (`{action, message}`: the token is the one /ask returned), then "
+            "`done` (`{status}`, and `error` when it failed). After a `done` whose status is "
+            "`pending_confirmation` the stream stays open: once /ask/confirm resumes the run "
+            "(the same run id) its events follow, up to the next `done`; if the action is "
+            "not answered in time the stream ends with `done` `{status: expired}`. At most "
+            f"{STREAMS_PER_USER} open streams per user (429 `rate_limited` past that). "
+            "Another user's run is a 404."
         ),
         responses={200: None},
     )
     def get(self, request: Request, run_id: int) -> Response:
-        run = run_get_for_user(user=user_of(request), run_id=run_id)
-        final = run.status not in (AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
-        return Response({"run_id": run.pk, "status": run.status, "final": final})
+        user = user_of(request)
+        run = run_get_for_user(user=user, run_id=run_id)
+        slot = stream_slot_take(user_id=user.pk)
+        return Response({"run_id": run.pk, "slot": slot.key})
 
 
 # --- The async views the URLs serve ------------------------------------------------------
@@ -240,11 +275,11 @@ def _api(view: type[APIView], request: HttpRequest, **kwargs: Any) -> Response:
     return response
 
 
-def _result(run_id: int) -> HttpResponse:
+def _result(run_id: int, confirmation_token: str) -> HttpResponse:
     run = AssistantRun.objects.get(pk=run_id)
-    outcome = run_outcome(run=run)
+    outcome = run_outcome(run=run, confirmation_token=confirmation_token)
     if outcome is None:
-        return JsonResponse(_running(run_id), status=202)
+        return JsonResponse(_running(run_id, confirmation_token), status=202)
     if isinstance(outcome, Exception):
         return JsonResponse(outcome.as_dict(), status=outcome.status)
     return JsonResponse(ask_body(outcome))
@@ -257,6 +292,7 @@ async def _start_and_wait(view: type[APIView], request: HttpRequest) -> HttpResp
     if response.status_code != status.HTTP_202_ACCEPTED:
         return response
     run_id = int(response.data["run_id"])
+    token = str(response.data["confirmation_token"])
     after = await sync_to_async(run_events_last_seq)(run_id=run_id)
     await sync_to_async(run_enqueue)(run_id=run_id)
     done: dict[str, Any] = {}
@@ -266,11 +302,11 @@ async def _start_and_wait(view: type[APIView], request: HttpRequest) -> HttpResp
                 if event["kind"] == DONE:
                     done = event["data"]
     except TimeoutError:
-        return JsonResponse(_running(run_id), status=202)
+        return JsonResponse(_running(run_id, token), status=202)
     if "error" in done:
         # Also a confirmation put back for a retry, whose run is pending again.
         return JsonResponse({"error": done["error"]}, status=int(done["httpStatus"]))
-    return await sync_to_async(_result)(run_id)
+    return await sync_to_async(_result)(run_id, token)
 
 
 @csrf_exempt  # DRF's SessionAuthentication checks CSRF inside the APIView
@@ -288,28 +324,60 @@ def _sse(event: dict[str, Any]) -> bytes:
     return f"id: {event['seq']}\nevent: {event['kind']}\ndata: {data}\n\n".encode()
 
 
-async def _stream(run_id: int, after: int, final: bool) -> AsyncIterator[bytes]:
-    # A finished run's tail is read for a moment only (its events may be purged).
-    limit = 2.0 if final else float(settings.CELERY_TASK_TIME_LIMIT)
-    try:
+async def _follow(run_id: int, after: int, limit: float) -> AsyncIterator[dict[str, Any]]:
+    """The run's events after ``after`` up to its next ``done``, for ``limit`` seconds."""
+    with suppress(TimeoutError):
         async with asyncio.timeout(limit):
             async for event in run_events_follow(run_id=run_id, after=after):
-                yield _sse(event)
-    except TimeoutError:
-        if final:
+                yield event
+
+
+async def _stream(run_id: int, after: int) -> AsyncIterator[bytes]:
+    """The run's events until it ends. A ``done`` after which the run waits for approval
+    (or was put back for a retry) does not end it: /ask/confirm resumes the same run, and
+    its events follow. Each wait is bounded: the task's time limit while the run runs,
+    the confirmation's expiry while it waits, a moment for a finished run's tail."""
+    state = await sync_to_async(run_stream_wait)(run_id=run_id)
+    while True:
+        done: dict[str, Any] | None = None
+        async for event in _follow(run_id, after, state.seconds or 2.0):
+            after = event["seq"]
+            yield _sse(event)
+            if event["kind"] == DONE:
+                done = event["data"]
+        waited, state = state, await sync_to_async(run_stream_wait)(run_id=run_id)
+        if done is not None:
+            if done.get("status") == "pending_confirmation" or not state.ended:
+                continue
+            return
+        if waited.pending and state.running:
+            continue  # approved just as the wait ran out
+        if state.pending:
+            yield _sse({"seq": after, "kind": DONE, "data": {"status": "expired"}})
+        elif waited.ended:
+            # A finished run whose events are gone (purged) or were all read.
             yield _sse({"seq": after, "kind": DONE, "data": {"status": "finished"}})
+        return
 
 
 @csrf_exempt
 async def ask_run_events(request: HttpRequest, run_id: int) -> HttpResponseBase:
     response = await sync_to_async(_api)(AskRunEventsApi, request, run_id=run_id)
     if response.status_code != status.HTTP_200_OK:
-        return response
+        # JSON whatever the Accept header (EventSource asks for text/event-stream).
+        refusal = JsonResponse(response.data, status=response.status_code)
+        if "Retry-After" in response:
+            refusal["Retry-After"] = response["Retry-After"]
+        return refusal
+    slot = StreamSlot(str(response.data["slot"]))
     after = request.headers.get("Last-Event-ID", "")
     # ASCII digits that fit a bigint: "²" or 5,000 digits made int() raise (a 500).
     resume = int(after) if after.isascii() and after.isdigit() and len(after) <= 18 else 0
-    stream = _stream(run_id, resume, response.data["final"])
-    sse = StreamingHttpResponse(stream, content_type="text/event-stream")
+    sse = SlotStreamingResponse(
+        stream_with_slot(_stream(run_id, resume), slot),
+        slot=slot,
+        content_type="text/event-stream",
+    )
     sse["Cache-Control"] = "no-cache"
     sse["X-Accel-Buffering"] = "no"  # nginx: pass each event on as it comes
     return sse
@@ -326,17 +394,32 @@ for _view, _api_class in _documented:
     _view.initkwargs = _view.view_initkwargs = {}
 
 
+class SessionPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
 class SessionListApi(APIView):
-    """``GET /api/assistant/sessions``: your conversations, most recent first."""
+    """``GET /api/assistant/sessions?page=N``: your conversations, most recent first."""
 
     @extend_schema(
         summary="Your assistant conversations",
-        description="Interactive conversations, most recently used first (without messages).",
+        description=(
+            "Interactive conversations, most recently used first (without messages). "
+            "Paginated (`page`, `page_size` up to 200, 50 by default): "
+            "`{count, next, previous, results}`."
+        ),
+        parameters=[
+            OpenApiParameter("page", int, description="Page number, from 1."),
+            OpenApiParameter("page_size", int, description="Conversations per page (≤ 200)."),
+        ],
         responses=SessionOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        sessions = sessions_for(user=user_of(request))
-        return Response(SessionOutputSerializer(sessions, many=True).data)
+        paginator = SessionPagination()
+        page = paginator.paginate_queryset(sessions_for(user=user_of(request)), request, view=self)
+        return paginator.get_paginated_response(SessionOutputSerializer(page, many=True).data)
 
 
 class SessionDetailApi(APIView):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -23,10 +25,13 @@ import redis
 import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Max
+from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from assistant.models import AssistantRunEvent
+from core.errors import RateLimited
 
 TTL = 3600
 POLL_SECONDS = 0.2
@@ -132,3 +137,83 @@ def run_events_purge(*, older_than_seconds: int = TTL) -> int:
         created_at__lt=timezone.now() - timedelta(seconds=older_than_seconds)
     ).delete()
     return deleted
+
+
+# --- A cap on each user's open streams ---------------------------------------------------
+
+STREAMS_PER_USER = 8
+
+
+def _slot_key(user_id: int) -> str:
+    return f"assistant:streams:{user_id}"
+
+
+def streams_ttl() -> int:
+    """How long the count of a user's streams lives after the last one opened: longer than
+    any stream (a run, a wait for approval, the run resumed), so it lapses only when none
+    is open, and a count a killed process never gave back does not lock the user out."""
+    return 2 * int(settings.CELERY_TASK_TIME_LIMIT) + 600 + 60
+
+
+@dataclass
+class StreamSlot:
+    """One of a user's open streams, given back once (by the stream's end or the
+    response's close, whichever comes first)."""
+
+    key: str
+    released: bool = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        with suppress(ValueError):  # the count lapsed meanwhile: nothing to give back
+            cache.decr(self.key)
+
+
+def stream_slot_take(*, user_id: int) -> StreamSlot:
+    """Count one more open event stream for the user; ``RateLimited`` (429) past
+    ``STREAMS_PER_USER``: each open stream holds a connection, a coroutine and (with
+    Redis) a subscription."""
+    key, ttl = _slot_key(user_id), streams_ttl()
+    cache.add(key, 0, timeout=ttl)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # lapsed between add and incr
+        cache.set(key, 1, timeout=ttl)
+        count = 1
+    cache.touch(key, timeout=ttl)
+    slot = StreamSlot(key)
+    if count > STREAMS_PER_USER:
+        slot.release()
+        raise RateLimited(
+            f"Too many open assistant streams: at most {STREAMS_PER_USER} at once. "
+            "Close one (another tab or a client still reading) and try again.",
+            retry_after=10,
+        )
+    return slot
+
+
+async def stream_with_slot(stream: AsyncIterator[bytes], slot: StreamSlot) -> AsyncIterator[bytes]:
+    """``stream``, its slot given back when it ends, fails or is cancelled (the client
+    went away)."""
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        await sync_to_async(slot.release)()  # the cache may be the database
+
+
+class SlotStreamingResponse(StreamingHttpResponse):
+    """A stream whose slot is given back when the server closes it, also when it was
+    never read to its end."""
+
+    def __init__(self, stream: Any, *, slot: StreamSlot, **kwargs: Any) -> None:
+        super().__init__(stream, **kwargs)
+        self.slot = slot
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.slot.release()

@@ -89,7 +89,8 @@ def ask_body(outcome: AskOutcome) -> dict[str, Any]:
         body["session_id"] = outcome.session_id
     data: Any
     if outcome.status == "pending_confirmation":
-        body["confirmation_token"] = outcome.confirmation_token
+        if outcome.confirmation_token:  # only for the request that started the run
+            body["confirmation_token"] = outcome.confirmation_token
         data = PendingDataSerializer(
             {"action": outcome.action, "toolCalls": outcome.tool_calls, "runId": outcome.run.pk}
         ).data

@@ -6,7 +6,8 @@ from celery import shared_task
 
 from assistant.events import run_events_purge
 from assistant.services.confirm import confirmations_purge
-from assistant.services.runs import run_execute
+from assistant.services.runs import run_execute, runs_reap
+from assistant.services.sessions import session_turn_end
 
 
 @shared_task(name="assistant.tasks.purge_confirmations", acks_late=True)
@@ -18,8 +19,18 @@ def purge_confirmations() -> int:
 @shared_task(name="assistant.tasks.assistant_run_execute", acks_late=True)
 def assistant_run_execute(run_id: int) -> str:
     """Execute a queued /ask run (or its resumption after /ask/confirm) in this worker,
-    whose process owns the MCP session pool."""
-    return run_execute(run_id=run_id)
+    whose process owns the MCP session pool; then free its conversation if it ended."""
+    try:
+        return run_execute(run_id=run_id)
+    finally:
+        session_turn_end(run_id=run_id)
+
+
+@shared_task(name="assistant.tasks.reap_runs", acks_late=True)
+def reap_runs() -> int:
+    """Fail runs whose worker died (still running past the time limit), closing their
+    credit holds and ending their streams; free conversations nobody will answer."""
+    return runs_reap()
 
 
 @shared_task(name="assistant.tasks.purge_run_events", acks_late=True)

@@ -26,7 +26,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.db import connection
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -37,7 +37,15 @@ from markdown_it import MarkdownIt
 from accounts.authentication import user_of
 from accounts.models import User
 from assistant.api import AskThrottle
-from assistant.events import DONE, run_events_follow, run_events_last_seq
+from assistant.events import (
+    DONE,
+    SlotStreamingResponse,
+    StreamSlot,
+    run_events_follow,
+    run_events_last_seq,
+    stream_slot_take,
+    stream_with_slot,
+)
 from assistant.models import AssistantRun, InteractiveSession
 from assistant.selectors import (
     run_detail_for,
@@ -241,13 +249,14 @@ def _run(user: User, fields: dict[str, Any], emit: Emit) -> None:
     """Queue the run for a worker (as /ask does) and relay what it reports, in this
     stream's own thread (with its own database connection)."""
     try:
-        run = run_ask_start(
+        start = run_ask_start(
             user=user,
             prompt=fields["prompt"],
             interactive=fields["interactive"],
             confirm=fields["confirm"],
             session_id=fields.get("session_id"),
         )
+        run = start.run
         after = run_events_last_seq(run_id=run.pk)
         run_enqueue(run_id=run.pk)
         done = async_to_sync(_relay)(run.pk, after, emit)
@@ -255,7 +264,7 @@ def _run(user: User, fields: dict[str, Any], emit: Emit) -> None:
             error = done["error"]
             raise ApplicationError(error["message"], code=error["code"], status=done["httpStatus"])
         run.refresh_from_db()
-        outcome = run_outcome(run=run)
+        outcome = run_outcome(run=run, confirmation_token=start.confirmation_token)
         if outcome is None:
             raise ApplicationError(
                 "Kay is still working on it: reload the page in a moment.",
@@ -285,7 +294,7 @@ def _run(user: User, fields: dict[str, Any], emit: Emit) -> None:
         connection.close()
 
 
-def _events(user: User, fields: dict[str, Any]) -> Iterator[bytes]:
+def _events(user: User, fields: dict[str, Any], slot: StreamSlot) -> Iterator[bytes]:
     events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
 
     def run() -> None:
@@ -294,10 +303,13 @@ def _events(user: User, fields: dict[str, Any]) -> Iterator[bytes]:
         finally:
             events.put(None)
 
-    threading.Thread(target=run, name=f"assistant-stream-{user.pk}", daemon=True).start()
-    yield _sse("start", {"mode": fields["mode"], "at": time.time()})
-    while (item := events.get()) is not None:
-        yield _sse(*item)
+    try:
+        threading.Thread(target=run, name=f"assistant-stream-{user.pk}", daemon=True).start()
+        yield _sse("start", {"mode": fields["mode"], "at": time.time()})
+        while (item := events.get()) is not None:
+            yield _sse(*item)
+    finally:
+        slot.release()
 
 
 async def _async_events(events: Iterator[bytes]) -> AsyncIterator[bytes]:
@@ -337,12 +349,15 @@ def assistant_stream(request: HttpRequest) -> HttpResponseBase:
         if data.validated_data.get("session_id"):
             # Someone else's conversation is refused before the stream starts.
             session_get_for_user(user=user, session_id=data.validated_data["session_id"])
+        slot = stream_slot_take(user_id=user.pk)
     except ApplicationError as exc:
-        return JsonResponse({"error": error_event(exc)}, status=exc.status)
-    events = _events(user, {**data.validated_data, "mode": mode})
+        return JsonResponse({"error": error_event(exc)}, status=exc.status, headers=exc.headers)
+    events = _events(user, {**data.validated_data, "mode": mode}, slot)
     # Under ASGI Django would read a plain iterator to its end before sending anything.
-    stream = _async_events(events) if isinstance(request, ASGIRequest) else events
-    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    stream: Iterator[bytes] | AsyncIterator[bytes] = events
+    if isinstance(request, ASGIRequest):
+        stream = stream_with_slot(_async_events(events), slot)
+    response = SlotStreamingResponse(stream, slot=slot, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response

@@ -29,6 +29,7 @@ from assistant.services.conversation import (
     TextSink,
     run_key_resolve,
 )
+from assistant.services.history import history_cap
 from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import ToolExecutor
 from core.errors import ApplicationError
@@ -187,7 +188,7 @@ def _session_save(conversation: Conversation) -> InteractiveSession | None:
         return InteractiveSession.objects.create(
             owner=conversation.user,
             title=" ".join(conversation.run.prompt.split())[:80],
-            messages=conversation.messages,
+            messages=history_cap(conversation.messages),
         )
     session = InteractiveSession.objects.filter(
         owner=conversation.user, pk=conversation.session_id
@@ -197,7 +198,7 @@ def _session_save(conversation: Conversation) -> InteractiveSession | None:
         # run completes (a 404 now would read as "not done" and invite a second write);
         # the deleted history is not brought back.
         return None
-    session.messages = conversation.messages
+    session.messages = history_cap(conversation.messages)  # bounded: the newest turns
     session.save(update_fields=["messages", "updated_at"])
     return session
 

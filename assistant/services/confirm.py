@@ -40,12 +40,16 @@ def confirmation_create(
     arguments: dict[str, Any],
     state: dict[str, Any],
 ) -> str:
-    """Store the action waiting for approval; its token, for the user only."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    """Store the action waiting for approval; its token, for the user only. A run started
+    by a request (``assistant.services.runs``) is filed under the hash of the token that
+    request holds and answers with (""): the token never leaves the web. The hash is used
+    once (cleared on the run, which the caller saves)."""
+    filed_under, run.confirm_token_hash = run.confirm_token_hash, ""
+    token = "" if filed_under else TOKEN_PREFIX + secrets.token_urlsafe(32)
     PendingConfirmation.objects.create(
         owner=user,
         run=run,
-        token_hash=_hash(token),
+        token_hash=filed_under or _hash(token),
         tool=tool,
         arguments=arguments,
         state=state,

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -28,12 +31,42 @@ from assistant.services.confirm import (
 )
 from assistant.services.conversation import RESULT_SUMMARY
 from assistant.services.executor import McpToolExecutor
+from assistant.services.sessions import (
+    session_turn_claim,
+    session_turn_end,
+    session_turn_resume,
+    sessions_free_abandoned,
+)
 from assistant.services.tools import Result, Tool, ToolExecutor
+from billing.models import CreditHold
+from billing.services import credits_release, credits_settle
 from core.errors import ApplicationError, NotFound
+from usage.models import CostSource, MeteredLlmCall
+from usage.services import MeteredCall
 
 logger = logging.getLogger(__name__)
 QUEUE = "assistant"
 SERVER_ERROR = "Something went wrong on our side. It has been logged."
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A stored run, and in confirm mode the token of the action it may stop at: for the
+    request that started (or resumed) it only, which answers with it."""
+
+    run: AssistantRun
+    confirmation_token: str = ""
+
+
+def _token_for(run: AssistantRun) -> str:
+    """Confirm mode: the token this execution's pause will be filed under (only its hash
+    is stored, on the run, for the worker). Issued here, to the request that starts the
+    execution, and nowhere else: a read of the run never issues or replaces a token."""
+    if not run.confirm:
+        return ""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    AssistantRun.objects.filter(pk=run.pk).update(confirm_token_hash=_hash(token))
+    return token
 
 
 def run_ask_start(
@@ -43,22 +76,29 @@ def run_ask_start(
     interactive: bool = False,
     confirm: bool = False,
     session_id: int | None = None,
-) -> AssistantRun:
-    """Store an ``/ask`` run for a worker, after everything that can refuse it."""
-    return ask_prepare(
-        user=user,
-        prompt=prompt,
-        interactive=interactive,
-        confirm=confirm,
-        session_id=session_id,
-        status=AssistantRun.Status.QUEUED,
-    )
+) -> RunStart:
+    """Store an ``/ask`` run for a worker, after everything that can refuse it: a turn
+    already running in the same conversation is a 409 (nothing stored)."""
+    with transaction.atomic():
+        run = ask_prepare(
+            user=user,
+            prompt=prompt,
+            interactive=interactive,
+            confirm=confirm,
+            session_id=session_id,
+            status=AssistantRun.Status.QUEUED,
+        )
+        if run.session_id is not None:
+            session_turn_claim(session_id=run.session_id, run=run)
+        return RunStart(run, _token_for(run))
 
 
-def run_confirm_start(*, user: User, token: str, approved: bool) -> AssistantRun:
+def run_confirm_start(*, user: User, token: str, approved: bool) -> RunStart:
     """Use up a confirmation token (once, its owner's, unexpired) and leave its run queued
-    for a worker to resume with the user's answer."""
-    return confirm_claim(user=user, token=token, approved=approved).run
+    for a worker to resume with the user's answer (the same run: its events go on)."""
+    run = confirm_claim(user=user, token=token, approved=approved).run
+    session_turn_resume(run_id=run.pk)
+    return RunStart(run, _token_for(run))
 
 
 def run_enqueue(*, run_id: int) -> None:
@@ -157,20 +197,52 @@ def run_get_for_user(*, user: User, run_id: int) -> AssistantRun:
     return run
 
 
-def _token_issue(pending: PendingConfirmation) -> str:
-    """A fresh token for a waiting action. The worker's own token never leaves it (tasks
-    and events carry no secrets), so the owner's request issues one: each issue replaces
-    the last, and only the newest works."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    PendingConfirmation.objects.filter(pk=pending.pk, used_at__isnull=True).update(
-        token_hash=_hash(token)
-    )
-    return token
+@dataclass(frozen=True)
+class RunWait:
+    """Where a run stands for a follower of its events, and how long to wait for more."""
+
+    status: str
+    seconds: float  # 0: the run has ended, or its approval can no longer come
+
+    @property
+    def running(self) -> bool:
+        return self.status in (AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING)
+
+    @property
+    def pending(self) -> bool:
+        return self.status == AssistantRun.Status.PENDING_CONFIRMATION
+
+    @property
+    def ended(self) -> bool:
+        return not (self.running or self.pending)
 
 
-def run_outcome(*, run: AssistantRun) -> AskOutcome | ApplicationError | None:
+def run_stream_wait(*, run_id: int) -> RunWait:
+    """How long a follower may wait for the run's next events: while it is queued or
+    running, the task's time limit; while it waits for approval, until the confirmation
+    expires."""
+    status = AssistantRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    wait = RunWait(status or AssistantRun.Status.FAILED, 0.0)
+    if wait.running:
+        return RunWait(wait.status, float(settings.CELERY_TASK_TIME_LIMIT))
+    if wait.pending:
+        expires = (
+            PendingConfirmation.objects.filter(run_id=run_id, used_at__isnull=True)
+            .order_by("-pk")
+            .values_list("expires_at", flat=True)
+            .first()
+        )
+        left = (expires - timezone.now()).total_seconds() if expires else 0.0
+        return RunWait(wait.status, max(left, 0.0))
+    return wait
+
+
+def run_outcome(
+    *, run: AssistantRun, confirmation_token: str = ""
+) -> AskOutcome | ApplicationError | None:
     """What ``/ask`` answers for the run: its outcome, its error, or None while it runs.
-    Reading a run that waits for approval issues its confirmation token."""
+    A run waiting for approval carries ``confirmation_token`` when it is the action's
+    (given by the request that started the execution), else none: reads never issue one."""
     status = run.status
     if status in (AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING):
         return None
@@ -194,9 +266,79 @@ def run_outcome(*, run: AssistantRun) -> AskOutcome | ApplicationError | None:
         outcome.status = "pending_confirmation"
         outcome.response = ""
         outcome.message = action_describe(tool=pending.tool, arguments=pending.arguments)
-        outcome.confirmation_token = _token_issue(pending)
+        if confirmation_token and pending.token_hash == _hash(confirmation_token):
+            outcome.confirmation_token = confirmation_token
         outcome.action = {"tool": pending.tool, "arguments": pending.arguments}
         outcome.session_id = pending.state.get("session_id")
     elif pending is not None and pending.approved is not None:
         outcome.message = confirmed_message(approved=pending.approved)
     return outcome
+
+
+# --- The reaper ---------------------------------------------------------------------------
+
+REAP_MARGIN_SECONDS = 60
+RUN_LOST = (
+    "This run stopped without finishing: the worker running it went away (restarted, or "
+    "past the time limit). Nothing more will happen; ask again. If it was running an "
+    "action you approved, check Jira first: it may have been done."
+)
+
+
+def _holds_close(run: AssistantRun) -> None:
+    """The credit holds the run left open: settled to the call's metered cost when the
+    call was recorded (charged once: the charge names the call's record), else released."""
+    holds = CreditHold.objects.filter(
+        account__user_id=run.owner_id,
+        reference__startswith=f"assistant-run-{run.pk}-",
+        status=CreditHold.Status.OPEN,
+    ).select_related("account")
+    for hold in holds:
+        recorded = MeteredLlmCall.objects.filter(
+            owner_id=run.owner_id, call_id=hold.reference
+        ).first()
+        if recorded is None:
+            credits_release(hold=hold)
+            continue
+        metered = MeteredCall(
+            record_id=recorded.pk,
+            bucket_id=recorded.bucket_id,
+            cost_micros=recorded.cost_micros,
+            cost_source=CostSource.COMPUTED,
+            priced=recorded.priced,
+        )
+        credits_settle(hold=hold, metered_call=metered)
+
+
+def runs_reap() -> int:
+    """Fail runs still ``running`` past the task's hard time limit (and a margin): their
+    worker died, and a redelivered task skips a run already claimed. Each is failed by a
+    conditional UPDATE (a run that finished meanwhile is left alone), its credit holds
+    closed, its conversation freed and a ``done`` published so waiting requests and
+    streams end. Conversations held by an approval that can no longer come are freed
+    too. How many runs were failed."""
+    limit = int(settings.CELERY_TASK_TIME_LIMIT) + REAP_MARGIN_SECONDS
+    cutoff = timezone.now() - timedelta(seconds=limit)
+    stuck = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING, started_at__lt=cutoff)
+    error = ApplicationError(RUN_LOST, code="run_lost", status=500)
+    reaped = 0
+    for run in stuck.only("pk", "owner_id"):
+        failed = stuck.filter(pk=run.pk).update(
+            status=AssistantRun.Status.FAILED,
+            error_code=error.code,
+            error_message=error.message,
+            error_status=error.status,
+            finished_at=timezone.now(),
+        )
+        if not failed:
+            continue
+        reaped += 1
+        _holds_close(run)
+        session_turn_end(run_id=run.pk)
+        run_event_publish(
+            run_id=run.pk,
+            kind=DONE,
+            data={"status": "failed", "httpStatus": error.status, **error.as_dict()},
+        )
+    sessions_free_abandoned()
+    return reaped

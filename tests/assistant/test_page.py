@@ -276,6 +276,44 @@ def test_confirm_mode_stops_before_a_write_with_the_action(alice_browser, chat, 
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_pages_token_survives_reads_of_the_run_and_approves_once(
+    alice_browser, chat, local_tools
+):
+    create = {"project_key": "KAN", "summary": "Fix login bug", "issue_type": "Task"}
+    chat.script(tool_calls(("jira_create_issue", create)))
+    done = _events(_stream(alice_browser, prompt="Create a ticket in KAN", mode="confirm"))[-1][1]
+    # A cross-site navigation to the run (cookies sent) or a poll: it changes nothing.
+    read = alice_browser.get(f"/ask/runs/{done['data']['runId']}")
+    assert read.status_code == 200 and "confirmation_token" not in read.json()
+
+    chat.script(text("Created KAN-2."))
+    approved = alice_browser.post(
+        "/ask/confirm",
+        json.dumps({"confirmation_token": done["confirmation_token"], "approved": True}),
+        content_type="application/json",
+    )
+    assert approved.status_code == 200, approved.content
+    assert local_tools.calls == [("jira_create_issue", create)]
+
+
+@pytest.mark.django_db
+def test_the_stream_is_refused_with_429_past_8_open_streams(alice, alice_browser, chat):
+    from assistant.events import stream_slot_take
+
+    slots = [stream_slot_take(user_id=alice.pk) for _ in range(8)]  # e.g. 8 open tabs
+    response = _stream(alice_browser, prompt="hi", mode="one_shot")
+    assert response.status_code == 429 and response["Retry-After"]
+    assert response.json()["error"]["code"] == "rate_limited"
+    assert not AssistantRun.objects.exists() and chat.requests == []
+    slots[0].release()
+    allowed = _stream(alice_browser, prompt="hi", mode="one_shot")
+    assert allowed.status_code == 200
+    allowed.close()  # not read: nothing was asked; its slot is given back
+    for slot in slots[1:]:
+        slot.release()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_no_key_and_no_credits_links_to_keys_and_billing(
     alice_browser, chat, local_tools, settings
 ):

@@ -4,13 +4,16 @@ GET /ask/runs/<id>, its events stream, errors found in the worker, redelivery, a
 another user's run. The real worker is in test_worker_ask.py."""
 
 import json
+from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.tokens import api_token_create
+from assistant import api
 from assistant.models import AssistantRun, AssistantRunEvent, PendingConfirmation
 from assistant.services import runs
 from assistant.services.executor import McpToolExecutor
@@ -127,38 +130,158 @@ def test_the_events_stream_tells_tool_steps_and_text_deltas_in_order(
     assert [kind for _, kind, _ in rest] == ["done"]
 
 
-def test_a_pending_run_gives_a_fresh_token_on_each_read_and_only_the_newest_works(
+def test_reading_a_pending_run_issues_no_token_and_the_askers_token_still_works(
     alice, alice_api, chat, executor
 ):
     chat.script(tool_calls(("jira_create_issue", CREATE)))
     body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
     assert body["status"] == "pending_confirmation" and executor.calls == []
+    assert body["confirmation_token"].startswith("confirm_")
     run_id = body["data"]["runId"]
-    events = _events(alice_api, run_id)
-    assert [kind for _, kind, _ in events][-2:] == ["pending", "done"]
-    assert events[-2][2]["action"] == {"tool": "jira_create_issue", "arguments": CREATE}
-    assert "confirm_" not in json.dumps(events)  # tokens never travel in events
+    filed_under = PendingConfirmation.objects.get().token_hash
 
-    reread = alice_api.get(f"/ask/runs/{run_id}").json()
-    assert reread["status"] == "pending_confirmation"
-    assert reread["confirmation_token"] != body["confirmation_token"]
-    stale = alice_api.post(
-        "/ask/confirm",
-        {"confirmation_token": body["confirmation_token"], "approved": True},
-        format="json",
-    )
-    assert stale.status_code == 404 and executor.calls == []
+    # Any number of reads (a poll, a cross-site navigation) writes nothing and shows no
+    # token: the page's own token keeps working.
+    for _ in range(2):
+        reread = alice_api.get(f"/ask/runs/{run_id}")
+        assert reread.status_code == 200
+        assert reread.json()["status"] == "pending_confirmation"
+        assert "confirmation_token" not in reread.json()
+        assert reread.json()["data"]["action"]["tool"] == "jira_create_issue"
+    assert PendingConfirmation.objects.get().token_hash == filed_under
 
     chat.script(text("Created KAN-2."))
     done = alice_api.post(
         "/ask/confirm",
-        {"confirmation_token": reread["confirmation_token"], "approved": True},
+        {"confirmation_token": body["confirmation_token"], "approved": True},
         format="json",
     )
     assert done.status_code == 200, done.content
     assert done.json()["message"] == "Action confirmed and executed successfully"
     assert executor.calls == [("jira_create_issue", CREATE)]
     assert alice_api.get(f"/ask/runs/{run_id}").json() == done.json()
+
+
+def test_a_confirm_run_answered_with_202_shows_its_token_in_that_body_only(
+    alice, alice_api, chat, executor, monkeypatch, settings
+):
+    # No worker picks the run up while /ask waits: it answers 202.
+    settings.ASK_SYNC_TIMEOUT = 0.3
+    monkeypatch.setattr(api, "run_enqueue", lambda *, run_id: None)
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    accepted = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json")
+    assert accepted.status_code == 202, accepted.content
+    token = accepted.json()["confirmation_token"]
+    run_id = accepted.json()["run_id"]
+    assert token.startswith("confirm_")
+
+    assert run_execute(run_id=run_id) == "pending_confirmation"  # the worker, later
+    monkeypatch.setattr(api, "run_enqueue", runs.run_enqueue)  # workers are back
+    polled = alice_api.get(f"/ask/runs/{run_id}").json()
+    assert polled["status"] == "pending_confirmation" and "confirmation_token" not in polled
+
+    chat.script(text("Created KAN-2."))
+    done = alice_api.post(
+        "/ask/confirm", {"confirmation_token": token, "approved": True}, format="json"
+    )
+    assert done.status_code == 200, done.content
+    assert executor.calls == [("jira_create_issue", CREATE)]
+
+
+def test_a_one_shot_run_answered_with_202_has_no_token(
+    alice, alice_api, chat, monkeypatch, settings
+):
+    settings.ASK_SYNC_TIMEOUT = 0.3
+    monkeypatch.setattr(api, "run_enqueue", lambda *, run_id: None)
+    accepted = alice_api.post("/ask", {"prompt": "List KAN"}, format="json")
+    assert accepted.status_code == 202
+    assert set(accepted.json()) == {"status", "run_id", "message"}
+
+
+def test_the_events_stream_follows_the_run_through_its_approval_to_the_end(
+    alice, alice_api, chat, executor
+):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
+    run_id = body["data"]["runId"]
+    response = alice_api.get(f"/ask/runs/{run_id}/events", HTTP_ACCEPT="text/event-stream")
+
+    def approve():
+        chat.script(text("Created KAN-2."))
+        return alice_api.post(
+            "/ask/confirm",
+            {"confirmation_token": body["confirmation_token"], "approved": True},
+            format="json",
+        )
+
+    async def follow():
+        seen = []
+        async for chunk in response.streaming_content:
+            lines = dict(line.split(": ", 1) for line in chunk.decode().strip().split("\n"))
+            seen.append((lines["event"], json.loads(lines["data"])))
+            if seen[-1] == ("done", {"status": "pending_confirmation"}):
+                # The client is still connected when the user approves.
+                assert (await sync_to_async(approve)()).status_code == 200
+        return seen
+
+    seen = async_to_sync(follow)()
+    kinds = [kind for kind, _ in seen]
+    assert kinds[:2] == ["pending", "done"]
+    assert seen[0][1]["action"] == {"tool": "jira_create_issue", "arguments": CREATE}
+    assert "confirm_" not in json.dumps(seen)  # tokens never travel in events
+    assert kinds[2:4] == ["tool_start", "tool_end"] and seen[3][1]["name"] == "jira_create_issue"
+    assert kinds[-1] == "done" and seen[-1][1] == {"status": "completed"}
+    assert "".join(d["delta"] for k, d in seen if k == "text") == "Created KAN-2."
+
+
+def test_a_finished_runs_stream_replays_both_parts_of_an_approved_run(
+    alice, alice_api, chat, executor
+):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
+    chat.script(text("Created KAN-2."))
+    alice_api.post(
+        "/ask/confirm",
+        {"confirmation_token": body["confirmation_token"], "approved": True},
+        format="json",
+    )
+    events = _events(alice_api, body["data"]["runId"])
+    kinds = [kind for _, kind, _ in events]
+    assert kinds.count("done") == 2 and kinds[-1] == "done"
+    assert events[-1][2] == {"status": "completed"}
+
+
+def test_an_unanswered_actions_stream_ends_when_the_confirmation_expires(
+    alice, alice_api, chat, executor
+):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
+    PendingConfirmation.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    events = _events(alice_api, body["data"]["runId"])
+    assert [kind for _, kind, _ in events][-3:] == ["pending", "done", "done"]
+    assert events[-1][2] == {"status": "expired"}
+
+
+def test_a_ninth_open_stream_of_one_user_is_refused_until_one_closes(
+    alice, bob, alice_api, bob_api
+):
+    run = AssistantRun.objects.create(owner=alice, mode="one_shot", prompt="Hi", status="queued")
+    bobs = AssistantRun.objects.create(owner=bob, mode="one_shot", prompt="Hi", status="queued")
+    url = f"/ask/runs/{run.pk}/events"
+    open_streams = [alice_api.get(url, HTTP_ACCEPT="text/event-stream") for _ in range(8)]
+    assert [r.status_code for r in open_streams] == [200] * 8
+    refused = alice_api.get(url, HTTP_ACCEPT="text/event-stream")
+    assert refused.status_code == 429 and refused["Retry-After"]
+    assert refused.json()["error"]["code"] == "rate_limited"
+    # Per user: bob's streams are his own count.
+    assert bob_api.get(f"/ask/runs/{bobs.pk}/events").status_code == 200
+
+    open_streams[0].close()  # the server closes one (the client went away)
+    open_streams[0].close()  # given back once, however often it is closed
+    assert alice_api.get(url, HTTP_ACCEPT="text/event-stream").status_code == 200
+    assert alice_api.get(url, HTTP_ACCEPT="text/event-stream").status_code == 429
+    for response in open_streams[1:]:
+        response.close()
 
 
 def test_a_cancelled_action_runs_nothing_and_the_run_says_so(alice, alice_api, chat, executor):

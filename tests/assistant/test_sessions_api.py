@@ -21,8 +21,30 @@ def test_the_list_shows_only_my_sessions_newest_first(alice, bob, alice_api):
     newer = _session(alice, "newer")
     _session(bob, "bob's")
     body = alice_api.get("/api/assistant/sessions").json()
-    assert [s["id"] for s in body] == [newer.pk, older.pk]
-    assert set(body[0]) == {"id", "title", "created_at", "updated_at"}
+    assert body["count"] == 2
+    assert [s["id"] for s in body["results"]] == [newer.pk, older.pk]
+    assert set(body["results"][0]) == {"id", "title", "created_at", "updated_at"}
+
+
+def test_the_list_is_paginated_50_a_page_and_at_most_200(alice, alice_api):
+    InteractiveSession.objects.bulk_create(
+        InteractiveSession(owner=alice, title=f"s{n}", messages=MESSAGES) for n in range(205)
+    )
+    first = alice_api.get("/api/assistant/sessions").json()
+    assert first["count"] == 205 and len(first["results"]) == 50 and first["previous"] is None
+    second = alice_api.get(first["next"]).json()
+    assert len(second["results"]) == 50
+    assert not {s["id"] for s in first["results"]} & {s["id"] for s in second["results"]}
+    big = alice_api.get("/api/assistant/sessions?page_size=1000").json()
+    assert len(big["results"]) == 200
+
+
+def test_a_page_past_the_end_is_a_json_404(alice, alice_api):
+    _session(alice)
+    for page in ("2", "abc"):
+        response = alice_api.get(f"/api/assistant/sessions?page={page}")
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
 
 
 def test_the_list_runs_as_many_queries_for_50_sessions_as_for_1(alice, alice_api):

@@ -1,0 +1,131 @@
+"""The reaper (beat, every minute): a run whose worker died stays ``running`` for ever
+(a redelivered task skips a claimed run), so runs past the task's time limit are failed,
+their credit holds closed (a recorded call charged once, the rest released), their
+conversation freed and a ``done`` published so waiting streams end."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from assistant.models import AssistantRun, AssistantRunEvent, InteractiveSession
+from assistant.services.sessions import session_turn_claim
+from assistant.tasks import reap_runs
+from billing.models import CreditHold, CreditLedgerEntry
+from billing.selectors import billing_balance
+from billing.services import credits_reserve, credits_settle
+from core.errors import Conflict
+from tests.models_catalog.factories import ModelFactory
+from usage.services import usage_record_llm_call
+
+pytestmark = pytest.mark.django_db
+
+STARTER = 1_000_000  # BILLING_STARTER_GRANT_USD's default, in micro-dollars
+
+
+@pytest.fixture(autouse=True)
+def _database_events(settings):
+    settings.REDIS_URL = ""  # events as rows, read back below
+    settings.CELERY_TASK_TIME_LIMIT = 300
+
+
+def _run(owner, *, started_seconds_ago, status="running", session=None):
+    return AssistantRun.objects.create(
+        owner=owner,
+        mode="interactive" if session else "one_shot",
+        interactive=session is not None,
+        session=session,
+        prompt="Create it",
+        status=status,
+        started_at=timezone.now() - timedelta(seconds=started_seconds_ago),
+    )
+
+
+def test_a_run_running_past_the_time_limit_fails_and_its_stream_ends(alice):
+    dead = _run(alice, started_seconds_ago=300 + 61)
+    assert reap_runs() == 1
+    dead.refresh_from_db()
+    assert dead.status == "failed" and dead.error_code == "run_lost"
+    assert dead.error_status == 500 and "check Jira first" in dead.error_message
+    assert dead.finished_at is not None
+    done = AssistantRunEvent.objects.get(run=dead)
+    assert done.kind == "done" and done.data["status"] == "failed"
+    assert done.data["error"]["code"] == "run_lost"
+    assert reap_runs() == 0  # once: it is no longer running
+
+
+def test_runs_within_the_limit_or_not_running_are_left_alone(alice):
+    live = _run(alice, started_seconds_ago=300)  # the hard limit has not passed its margin
+    pending = _run(alice, started_seconds_ago=3600, status="pending_confirmation")
+    queued = _run(alice, started_seconds_ago=3600, status="queued")
+    assert reap_runs() == 0
+    assert [r.status for r in AssistantRun.objects.filter(pk__in=[live.pk])] == ["running"]
+    assert AssistantRun.objects.get(pk=pending.pk).status == "pending_confirmation"
+    assert AssistantRun.objects.get(pk=queued.pk).status == "queued"
+    assert not AssistantRunEvent.objects.exists()
+
+
+def test_the_reaped_runs_holds_are_released_and_a_recorded_call_is_charged_once(alice, settings):
+    settings.BILLING_MARGIN_PERCENT = "0"
+    ModelFactory(
+        openrouter_id="openai/gpt-4o-mini",
+        prompt_price=Decimal("0.00000015"),
+        completion_price=Decimal("0.0000006"),
+    )
+    dead = _run(alice, started_seconds_ago=1000)
+    # Round 1: the worker died during the call (nothing recorded). Round 2: it died after
+    # the call was metered but before settling.
+    unanswered = credits_reserve(
+        user=alice, estimate_micros=200_000, reference=f"assistant-run-{dead.pk}-1"
+    )
+    answered = credits_reserve(
+        user=alice, estimate_micros=200_000, reference=f"assistant-run-{dead.pk}-2"
+    )
+    metered = usage_record_llm_call(
+        owner=alice,
+        call_id=f"assistant-run-{dead.pk}-2",
+        provider="openai",
+        model="gpt-4o-mini",
+        input_tokens=10_000,
+        output_tokens=1_000,
+    )
+    assert metered.cost_micros > 0
+
+    assert reap_runs() == 1
+    unanswered.refresh_from_db()
+    answered.refresh_from_db()
+    assert unanswered.status == CreditHold.Status.RELEASED
+    assert answered.status == CreditHold.Status.SETTLED
+    assert billing_balance(user=alice) == STARTER - metered.cost_micros
+
+    # The worker was only slow after all and settles late; the reaper runs again: the call
+    # is still charged once.
+    credits_settle(hold=answered, metered_call=metered)
+    reap_runs()
+    assert CreditLedgerEntry.objects.filter(kind="usage").count() == 1
+    assert billing_balance(user=alice) == STARTER - metered.cost_micros
+
+
+def test_another_users_holds_are_not_touched(alice, bob):
+    dead = _run(alice, started_seconds_ago=1000)
+    bobs = credits_reserve(user=bob, estimate_micros=1000, reference="assistant-run-999999-1")
+    reap_runs()
+    bobs.refresh_from_db()
+    assert bobs.status == CreditHold.Status.OPEN
+    assert AssistantRun.objects.get(pk=dead.pk).status == "failed"
+
+
+def test_the_reaped_runs_conversation_takes_a_new_turn(alice):
+    session = InteractiveSession.objects.create(owner=alice, title="t", messages=[])
+    dead = _run(alice, started_seconds_ago=1000, session=session)
+    session_turn_claim(session_id=session.pk, run=dead)
+    nxt = _run(alice, started_seconds_ago=0, status="queued", session=session)
+    with pytest.raises(Conflict):
+        session_turn_claim(session_id=session.pk, run=nxt)  # the dead run still holds it
+    reap_runs()
+    assert InteractiveSession.objects.get().busy_run_id is None
+    session_turn_claim(session_id=session.pk, run=nxt)
+    assert InteractiveSession.objects.get().busy_run_id == nxt.pk
