@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from assistant.models import AssistantRunEvent
 from core.errors import RateLimited
+from assistant.services.confirm import CONFIRMATION_TTL
 
 TTL = 3600
 POLL_SECONDS = 0.2
@@ -152,7 +153,8 @@ def streams_ttl() -> int:
     """How long the count of a user's streams lives after the last one opened: longer than
     any stream (a run, a wait for approval, the run resumed), so it lapses only when none
     is open, and a count a killed process never gave back does not lock the user out."""
-    return 2 * int(settings.CELERY_TASK_TIME_LIMIT) + 600 + 60
+    approval = int(CONFIRMATION_TTL.total_seconds())
+    return 2 * int(settings.CELERY_TASK_TIME_LIMIT) + approval + 60
 
 
 @dataclass

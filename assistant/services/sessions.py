@@ -10,15 +10,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
+from assistant.services.confirm import CONFIRMATION_TTL
 from core.errors import ApplicationError, Conflict
 
 TURN_BUSY = (
     "A turn is already running in this conversation (or waits for your approval): "
     "wait for it to finish, then ask again."
 )
-# A confirmation's life (assistant.services.confirm) and a margin past the task's time limit.
-_APPROVAL_WAIT = timedelta(minutes=10)
-_MARGIN = timedelta(seconds=60)
+_MARGIN = timedelta(seconds=60)  # past the task's hard time limit
 ENDED = (
     AssistantRun.Status.COMPLETED,
     AssistantRun.Status.CANCELLED,
@@ -49,7 +48,7 @@ def turn_stale_after() -> timedelta:
     """The longest a turn can hold its conversation: the run up to the task's time limit,
     then a wait for approval (the resumed run claims it afresh). A claim older than this
     was left by a run nobody will end (the reaper frees those sooner)."""
-    return timedelta(seconds=int(settings.CELERY_TASK_TIME_LIMIT)) + _APPROVAL_WAIT + _MARGIN
+    return timedelta(seconds=int(settings.CELERY_TASK_TIME_LIMIT)) + CONFIRMATION_TTL + _MARGIN
 
 
 def _turn_over(*, holder: int, started: datetime | None) -> bool:
