@@ -26,13 +26,14 @@ import redis.asyncio as aioredis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Max
+from django.db.models import Max, Subquery
+from django.db.models.functions import Coalesce
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from assistant.models import AssistantRunEvent
-from core.errors import RateLimited
 from assistant.services.confirm import CONFIRMATION_TTL
+from core.errors import RateLimited
 
 TTL = 3600
 POLL_SECONDS = 0.2
@@ -51,19 +52,42 @@ def _redis() -> redis.Redis:
     return _client
 
 
+# One round trip per event (a run publishes one per streamed piece of text): RPUSH's new
+# length numbers the event (one publisher per run, so no gaps), and the numbered event
+# (``{"seq": n, `` before the rest of the object) goes to the channel.
+_PUBLISH = """
+local seq = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], '{"seq": ' .. seq .. ', ' .. string.sub(ARGV[1], 2))
+return seq
+"""
+_script: Any = None
+
+
+def _publish_script() -> Any:
+    global _script
+    if _script is None:
+        _script = _redis().register_script(_PUBLISH)
+    return _script
+
+
 def run_event_publish(*, run_id: int, kind: str, data: dict[str, Any] | None = None) -> None:
     """Append one event to the run's stream (called by the one process executing it)."""
     if settings.REDIS_URL:
-        tail, channel = _keys(run_id)
-        client = _redis()
-        event = {"kind": kind, "data": data or {}}
-        # RPUSH's new length numbers the event: one publisher per run, so no gaps.
-        seq = int(client.rpush(tail, json.dumps(event)))  # type: ignore[arg-type]
-        client.expire(tail, TTL)
-        client.publish(channel, json.dumps({"seq": seq, **event}))
+        event = json.dumps({"kind": kind, "data": data or {}})
+        _publish_script()(keys=_keys(run_id), args=[event, TTL])
         return
-    last = AssistantRunEvent.objects.filter(run_id=run_id).aggregate(seq=Max("seq"))["seq"] or 0
-    AssistantRunEvent.objects.create(run_id=run_id, seq=last + 1, kind=kind, data=data or {})
+    # Numbered by the INSERT itself (one statement, not a read then a write).
+    last = (
+        AssistantRunEvent.objects.filter(run_id=run_id)
+        .order_by()
+        .values("run_id")
+        .annotate(seq=Max("seq"))
+        .values("seq")
+    )
+    AssistantRunEvent.objects.create(
+        run_id=run_id, seq=Coalesce(Subquery(last), 0) + 1, kind=kind, data=data or {}
+    )
 
 
 def run_events_last_seq(*, run_id: int) -> int:

@@ -5,7 +5,8 @@ and the rest of the API while 50 /ask requests wait on a slow model.
 
 Needs Redis (REDIS_URL, else redis://127.0.0.1:6379; the bench uses its database 14) and
 PostgreSQL when one answers (a throwaway database ``kay_bench_ask_<pid>`` next to
-DATABASE_URL, dropped at the end; SQLite otherwise). It starts, as production runs them,
+DATABASE_URL, dropped at the end; SQLite otherwise), with every process's connections in a
+pool (``DATABASE_POOL_SIZE``; ``--db-pool 0`` measures without). It starts, as production runs them,
 Kay under gunicorn with uvicorn workers (``config.asgi``) and a Celery worker consuming the
 ``assistant`` queue, with the fake chat server (tests/fakes/openai_chat.py) as the model and
 the stdio MCP test server (tests/assistant/mcp/stdio_server.py) as Jira.
@@ -314,6 +315,12 @@ def main() -> int:
     parser.add_argument("--concurrent", type=int, default=50, help="(c) waiting /ask requests")
     parser.add_argument("--llm-delay", type=float, default=5.0, help="(c) model latency (s)")
     parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument(
+        "--db-pool",
+        type=int,
+        default=None,
+        help="DATABASE_POOL_SIZE for every process (default: --concurrent + 20; 0: no pool)",
+    )
     args = parser.parse_args()
 
     redis_url = os.environ.get("REDIS_URL", "") or "redis://127.0.0.1:6379/0"
@@ -347,10 +354,15 @@ def main() -> int:
             "MCP_JIRA_ARGS": str(STDIO_SERVER),
             "MCP_JIRA_SITE_URL": "https://example.atlassian.net",
             "MCP_POOL_SIZE": "64",
+            # Every worker thread may hold a connection while its model answers.
+            "DATABASE_POOL_SIZE": str(
+                args.concurrent + 20 if args.db_pool is None else args.db_pool
+            ),
             "ASK_SYNC_TIMEOUT": "120",
         }
     )
-    print(f"database: {'PostgreSQL' if admin_url else 'SQLite'}   events and broker: Redis")
+    pool = f", pool of {os.environ['DATABASE_POOL_SIZE']}" if admin_url else ""
+    print(f"database: {'PostgreSQL' if admin_url else 'SQLite'}{pool}   events and broker: Redis")
     import redis
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()  # the bench's own database

@@ -30,6 +30,7 @@ from assistant.services.conversation import (
     run_key_resolve,
 )
 from assistant.services.history import history_cap
+from assistant.services.keys import llm_key_for
 from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import ToolExecutor
 from core.errors import ApplicationError
@@ -92,7 +93,9 @@ def ask_execute(
     found only now (no Jira connection, the key gone) fails the run and is raised."""
     user = run.owner
     try:
-        key = run_key_resolve(user=user)
+        # The balance was checked when the run was stored, and the first call's hold
+        # checks it again under the account's lock: not read a third time here.
+        key = llm_key_for(user=user)
         tools = list(executor.tools())
     except ApplicationError as exc:
         run_fail(run=run, error=exc)
@@ -162,15 +165,17 @@ def _continue(conversation: Conversation) -> AskOutcome:
 
 def _finish(conversation: Conversation, response: str) -> AskOutcome:
     run = conversation.run
-    with transaction.atomic():
-        if conversation.interactive:
+    run.status = AssistantRun.Status.COMPLETED
+    run.response = response
+    run.tool_calls = conversation.records
+    run.finished_at = timezone.now()
+    if conversation.interactive:
+        with transaction.atomic():  # the turn saved with the run that answered it
             session = _session_save(conversation)
             run.session = session
             conversation.session_id = session.pk if session else None
-        run.status = AssistantRun.Status.COMPLETED
-        run.response = response
-        run.tool_calls = conversation.records
-        run.finished_at = timezone.now()
+            run.save()
+    else:
         run.save()
     return AskOutcome(
         run=run,

@@ -33,7 +33,7 @@ from billing.services import (
 from billing.services.credits import NO_CREDITS
 from core.errors import ApplicationError, InsufficientCredits
 from usage.services.metering import usage_record_llm_call
-from usage.services.pricing import catalog_prices
+from usage.services.pricing import Pair, Price, catalog_prices
 
 # What the model reads of one tool result, and what the run keeps to show the user.
 RESULT_FOR_MODEL = 20_000
@@ -73,6 +73,8 @@ class Conversation:
     rounds: int = 0
     records: list[dict[str, Any]] = field(default_factory=list)
     on_text: TextSink | None = None
+    # Catalog prices looked up in this run: each model is priced once, not at every call.
+    prices: dict[Pair, Price | None] = field(default_factory=dict)
 
     def _tool(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
@@ -86,13 +88,17 @@ class Conversation:
             budget = min(budget, self.key.context_tokens - fixed)
         return budget
 
+    def _price(self, pair: Pair) -> Price | None:
+        if pair not in self.prices:
+            self.prices.update(catalog_prices(pairs={pair}))
+        return self.prices[pair]
+
     def _worst_cost_micros(self, sent: list[dict[str, Any]]) -> int:
         """What one call can cost at most (the prompt as estimated, a whole answer) at the
         catalog's price with the margin, and never less than ``BILLING_RESERVE_USD``: a
         fixed hold below what a pricey model costs let a burst of parallel calls spend
         many times the balance (the charge past it is written off, not owed)."""
-        pair = (self.key.provider, self.key.model)
-        price = catalog_prices(pairs={pair})[pair]
+        price = self._price((self.key.provider, self.key.model))
         floor = reserve_estimate_micros()
         if price is None:
             return floor
@@ -135,12 +141,15 @@ class Conversation:
             if hold is not None:
                 credits_release(hold=hold)
             raise
+        model = completion.model or self.key.model
+        self._price((self.key.provider, model))
         metered = usage_record_llm_call(
             owner=self.user,
             call_id=call_id,
             api_key=self.key.api_key,
             provider=self.key.provider,
-            model=completion.model or self.key.model,
+            model=model,
+            prices=self.prices,
             input_tokens=completion.input_tokens,
             output_tokens=completion.output_tokens,
             cached_tokens=completion.cached_tokens,

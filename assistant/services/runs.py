@@ -159,7 +159,10 @@ def run_execute(*, run_id: int) -> str:
     def on_text(delta: str) -> None:
         run_event_publish(run_id=run_id, kind="text", data={"delta": delta})
 
-    pending = PendingConfirmation.objects.filter(run=run).order_by("-pk").first()
+    # Only a confirm-mode run can be resuming an answered action.
+    pending = (
+        PendingConfirmation.objects.filter(run=run).order_by("-pk").first() if run.confirm else None
+    )
     done: dict[str, Any]
     try:
         if pending is not None and pending.approved is not None:

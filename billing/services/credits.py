@@ -8,11 +8,12 @@ import logging
 from decimal import ROUND_CEILING, Decimal
 
 from django.db import transaction
+from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from accounts.models import User
 from billing.models import CreditHold, CreditLedgerEntry
-from billing.selectors import held_micros, margin_percent, setting_micros
+from billing.selectors import HOLD_TTL, margin_percent, setting_micros
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import InsufficientCredits
 from usage.models import MeteredLlmCall
@@ -30,12 +31,26 @@ def credits_reserve(*, user: User, estimate_micros: int, reference: str) -> Cred
         raise ValueError("a hold sets aside a positive amount")
     with transaction.atomic():
         account = account_lock(user_id=user.pk)
-        hold = CreditHold.objects.filter(reference=reference).first()
-        if hold is not None:
-            if hold.account_id != account.pk:
+        # Read after the lock, in a statement of its own: a statement's snapshot is taken
+        # when it starts, so a sum taken with the lock would miss the holds of the
+        # transaction it waited for. One query for both what is held and an earlier hold
+        # of this reference.
+        found = CreditHold.objects.filter(Q(account=account) | Q(reference=reference)).aggregate(
+            held=Sum(
+                "amount_micros",
+                filter=Q(
+                    account=account,
+                    status=CreditHold.Status.OPEN,
+                    created_at__gt=timezone.now() - HOLD_TTL,
+                ),
+            ),
+            earlier=Max("account_id", filter=Q(reference=reference)),
+        )
+        if found["earlier"] is not None:
+            if found["earlier"] != account.pk:
                 raise ValueError("a hold's reference belongs to one account")
-            return hold
-        available = account.balance_micros - held_micros(account=account)
+            return CreditHold.objects.select_related("account").get(reference=reference)
+        available = account.balance_micros - (found["held"] or 0)
         if available <= 0:
             raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
         return CreditHold.objects.create(
@@ -59,9 +74,14 @@ def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedg
         account = account_lock(user_id=hold.account.user_id)
         # The call must be this account's own: settling with another user's record would
         # charge their call here (and spend its reference, so never charge it there).
-        if not MeteredLlmCall.objects.filter(
-            pk=metered_call.record_id, owner_id=account.user_id
-        ).exists():
+        owner_id = metered_call.owner_id
+        if owner_id is None:  # a record read back rather than just written: ask
+            owner_id = (
+                MeteredLlmCall.objects.filter(pk=metered_call.record_id)
+                .values_list("owner_id", flat=True)
+                .first()
+            )
+        if owner_id != account.user_id:
             raise ValueError("a hold is settled with its own user's metered call")
         closed = CreditHold.objects.filter(pk=hold.pk, status=CreditHold.Status.OPEN).update(
             status=CreditHold.Status.SETTLED, closed_at=timezone.now()
