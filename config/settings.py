@@ -417,6 +417,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "assistant.tasks.purge_run_events",
         "schedule": 3600,
     },
+    # Runs whose worker died (still running past CELERY_TASK_TIME_LIMIT) fail and end.
+    "assistant-reap-runs": {
+        "task": "assistant.tasks.reap_runs",
+        "schedule": 60,
+    },
     "usage-fetch-all": {
         "task": "usage.tasks.fetch_usage_all",
         "schedule": 15 * 60,
@@ -426,11 +431,6 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 15 * 60,
     },
 }
-    # Runs whose worker died (still running past CELERY_TASK_TIME_LIMIT) fail and end.
-    "assistant-reap-runs": {
-        "task": "assistant.tasks.reap_runs",
-        "schedule": 60,
-    },
 HEALTH_WORKER_TIMEOUT = env.float("HEALTH_WORKER_TIMEOUT", default=3.0)
 # Blocks other apps add to GET /health: name -> a callable taking ``user`` (core imports
 # no feature app, so they are named here).
