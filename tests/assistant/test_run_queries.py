@@ -34,6 +34,7 @@ RUN_AT_MOST = 50
 # SQLite, 21 on PostgreSQL (the usage writer's advisory lock); before, 28.
 PER_MODEL_CALL_AT_MOST = 21
 
+
 @pytest.fixture(autouse=True)
 def local_tools(monkeypatch, executor, settings):
     settings.REDIS_URL = ""  # events are rows here: their statements count too
