@@ -9,9 +9,10 @@ so waiting requests never stall the synchronous rest of the API."""
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -62,6 +63,8 @@ from assistant.services.runs import (
 )
 from assistant.services.sessions import session_delete, session_rename
 from core.throttling import DEFAULT_THROTTLES, UserThrottle
+
+logger = logging.getLogger(__name__)
 
 
 class McpStatusApi(APIView):
@@ -275,6 +278,50 @@ def _api(view: type[APIView], request: HttpRequest, **kwargs: Any) -> Response:
     return response
 
 
+# Work a request started and must finish though its client went away meanwhile.
+_ORPHANS: set[asyncio.Future[Any]] = set()
+_T = TypeVar("_T")
+
+
+async def _uncancelled(
+    work: Awaitable[_T], *, abandoned: Callable[[_T], Awaitable[None]] | None = None
+) -> _T:
+    """``work`` carried to its end even when the client disconnects while it runs (Django
+    then cancels the view): the thread doing it would finish anyway and its result be
+    lost, a run stored but never queued, a stream slot taken but never given back.
+    ``abandoned`` receives the result nobody awaits any more."""
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+
+        async def finish() -> None:
+            try:
+                result = await future
+                if abandoned is not None:
+                    await abandoned(result)
+            except Exception:
+                logger.exception("assistant request abandoned by its client failed")
+
+        orphan = asyncio.ensure_future(finish())
+        _ORPHANS.add(orphan)
+        orphan.add_done_callback(_ORPHANS.discard)
+        raise
+
+
+def _start(view: type[APIView], request: HttpRequest) -> tuple[Response, int]:
+    """The run stored (or refused) and queued, in one piece: a client gone meanwhile
+    must not leave a run (or an approval) stored but never queued. The events sequence
+    from before the run was queued, to follow it from."""
+    response = _api(view, request)
+    if response.status_code != status.HTTP_202_ACCEPTED:
+        return response, 0
+    run_id = int(response.data["run_id"])
+    after = run_events_last_seq(run_id=run_id)
+    run_enqueue(run_id=run_id)
+    return response, after
+
+
 def _result(run_id: int, confirmation_token: str) -> HttpResponse:
     run = AssistantRun.objects.get(pk=run_id)
     outcome = run_outcome(run=run, confirmation_token=confirmation_token)
@@ -288,13 +335,11 @@ def _result(run_id: int, confirmation_token: str) -> HttpResponse:
 async def _start_and_wait(view: type[APIView], request: HttpRequest) -> HttpResponse:
     """The APIView stores the run (or refuses); then queue it and await its ``done``
     event for up to ``ASK_SYNC_TIMEOUT`` seconds, holding no thread meanwhile."""
-    response = await sync_to_async(_api)(view, request)
+    response, after = await _uncancelled(sync_to_async(_start)(view, request))
     if response.status_code != status.HTTP_202_ACCEPTED:
         return response
     run_id = int(response.data["run_id"])
     token = str(response.data["confirmation_token"])
-    after = await sync_to_async(run_events_last_seq)(run_id=run_id)
-    await sync_to_async(run_enqueue)(run_id=run_id)
     done: dict[str, Any] = {}
     try:
         async with asyncio.timeout(float(settings.ASK_SYNC_TIMEOUT)):
@@ -360,9 +405,19 @@ async def _stream(run_id: int, after: int) -> AsyncIterator[bytes]:
         return
 
 
+@sync_to_async  # the cache may be the database
+def _slot_release(response: Response) -> None:
+    """The stream slot a request took, given back: its client left before the stream."""
+    if response.status_code == status.HTTP_200_OK:
+        StreamSlot(str(response.data["slot"])).release()
+
+
 @csrf_exempt
 async def ask_run_events(request: HttpRequest, run_id: int) -> HttpResponseBase:
-    response = await sync_to_async(_api)(AskRunEventsApi, request, run_id=run_id)
+    response = await _uncancelled(
+        sync_to_async(_api)(AskRunEventsApi, request, run_id=run_id),
+        abandoned=_slot_release,
+    )
     if response.status_code != status.HTTP_200_OK:
         # JSON whatever the Accept header (EventSource asks for text/event-stream).
         refusal = JsonResponse(response.data, status=response.status_code)

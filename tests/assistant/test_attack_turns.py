@@ -1,0 +1,81 @@
+"""Attack review of the assistant's runs, turns and streams (issue 11, second pass):
+clients that go away mid-request, a conversation's turn while its approval is claimed."""
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.core.cache import cache
+from rest_framework.test import APIRequestFactory, force_authenticate
+
+from assistant import api
+from assistant.events import _slot_key
+from assistant.models import AssistantRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_redis_events(settings):
+    settings.REDIS_URL = ""  # events in the database: nothing here reads them
+
+
+def _request(user, method, path, data=None):
+    factory = APIRequestFactory()
+    if method == "get":
+        request = factory.get(path, HTTP_ACCEPT="text/event-stream")
+    else:
+        request = factory.post(path, data, format="json")
+    force_authenticate(request, user=user)
+    return request
+
+
+def _disconnect_during_the_view(monkeypatch, view, request, **kwargs):
+    """Call the async ``view`` and cancel it (as Django's ASGI handler does when the client
+    disconnects) while its APIView is still running in its thread; then let that finish."""
+    entered, gate = threading.Event(), threading.Event()
+    real = api._api
+
+    def slow_api(*args, **kw):
+        entered.set()
+        gate.wait(10)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(api, "_api", slow_api)
+
+    async def scenario():
+        task = asyncio.ensure_future(view(request, **kwargs))
+        await asyncio.to_thread(entered.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        gate.set()
+        # Whatever the request left behind runs to its end (thread-sensitive work
+        # queues behind the APIView's), with a moment for what follows it.
+        for _ in range(50):
+            await sync_to_async(lambda: None)()
+            await asyncio.sleep(0.02)
+
+    async_to_sync(scenario)()
+
+
+def test_a_stream_whose_client_leaves_during_the_view_gives_its_slot_back(alice, monkeypatch):
+    """Old code: the APIView took the slot in its thread, the cancelled view never got the
+    response, so nothing released it: 8 such disconnects (a flaky phone) and every
+    stream of the user was a 429 while they kept trying (each try renewed the count)."""
+    run = AssistantRun.objects.create(owner=alice, mode="one_shot", prompt="Hi", status="done")
+    request = _request(alice, "get", f"/ask/runs/{run.pk}/events")
+    _disconnect_during_the_view(monkeypatch, api.ask_run_events, request, run_id=run.pk)
+    assert (cache.get(_slot_key(alice.pk)) or 0) == 0
+
+
+def test_an_ask_whose_client_leaves_during_the_view_is_still_queued(alice, chat, monkeypatch):
+    """Old code: the run (and its conversation's turn) was stored but never queued: it
+    stayed ``queued`` for ever and its conversation refused turns (409) until stale."""
+    queued: list[int] = []
+    monkeypatch.setattr(api, "run_enqueue", lambda *, run_id: queued.append(run_id))
+    request = _request(alice, "post", "/ask", {"prompt": "List KAN", "interactive": True})
+    _disconnect_during_the_view(monkeypatch, api.ask, request)
+    run = AssistantRun.objects.get()
+    assert queued == [run.pk]
