@@ -208,15 +208,17 @@ def stream_slot_take(*, user_id: int) -> StreamSlot:
     except ValueError:  # lapsed between add and incr
         cache.set(key, 1, timeout=ttl)
         count = 1
-    cache.touch(key, timeout=ttl)
     slot = StreamSlot(key)
     if count > STREAMS_PER_USER:
+        # Not renewed by a refusal: slots a killed process never gave back lapse with the
+        # count, however often the user, locked out by them, tries again.
         slot.release()
         raise RateLimited(
             f"Too many open assistant streams: at most {STREAMS_PER_USER} at once. "
             "Close one (another tab or a client still reading) and try again.",
             retry_after=10,
         )
+    cache.touch(key, timeout=ttl)
     return slot
 
 

@@ -79,3 +79,21 @@ def test_an_ask_whose_client_leaves_during_the_view_is_still_queued(alice, chat,
     _disconnect_during_the_view(monkeypatch, api.ask, request)
     run = AssistantRun.objects.get()
     assert queued == [run.pk]
+
+
+def test_refused_streams_do_not_keep_a_leaked_count_alive(alice, settings):
+    """Old code: every take renewed the count's lifetime, the refused ones too, so slots
+    leaked by a killed process (a deploy) kept a user who kept trying at 429 for ever."""
+    from assistant.events import stream_slot_take
+    from core.errors import RateLimited
+
+    if "redis" not in settings.CACHES["default"]["BACKEND"].lower():
+        pytest.skip("reads the count's lifetime from Redis")
+    key = _slot_key(alice.pk)
+    cache.set(key, 8, timeout=30)  # 8 slots nobody will give back, lapsing in 30 s
+    for _ in range(3):
+        with pytest.raises(RateLimited):
+            stream_slot_take(user_id=alice.pk)
+    client = cache._cache.get_client(key)
+    assert 0 < client.ttl(cache.make_and_validate_key(key)) <= 30
+    assert cache.get(key) == 8
