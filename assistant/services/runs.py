@@ -95,10 +95,15 @@ def run_ask_start(
 
 def run_confirm_start(*, user: User, token: str, approved: bool) -> RunStart:
     """Use up a confirmation token (once, its owner's, unexpired) and leave its run queued
-    for a worker to resume with the user's answer (the same run: its events go on)."""
-    run = confirm_claim(user=user, token=token, approved=approved).run
-    session_turn_resume(run_id=run.pk)
-    return RunStart(run, _token_for(run))
+    for a worker to resume with the user's answer (the same run: its events go on).
+
+    One transaction: between the token used and the run queued, the run read as waiting
+    for an approval that can no longer come, so its conversation was free for another
+    turn (or the reaper) to take while the approved one resumed."""
+    with transaction.atomic():
+        run = confirm_claim(user=user, token=token, approved=approved).run
+        session_turn_resume(run_id=run.pk)
+        return RunStart(run, _token_for(run))
 
 
 def run_enqueue(*, run_id: int) -> None:

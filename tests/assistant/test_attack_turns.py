@@ -3,15 +3,23 @@ clients that go away mid-request, a conversation's turn while its approval is cl
 
 import asyncio
 import threading
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.cache import cache
+from django.db import connection, connections
+from django.utils import timezone
 from rest_framework.test import APIRequestFactory, force_authenticate
 
 from assistant import api
 from assistant.events import _slot_key
-from assistant.models import AssistantRun
+from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
+from assistant.services import confirm
+from assistant.services.runs import run_confirm_start
+from assistant.services.sessions import session_turn_claim, sessions_free_abandoned
+from core.errors import Conflict
+from tests.accounts.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +105,70 @@ def test_refused_streams_do_not_keep_a_leaked_count_alive(alice, settings):
     client = cache._cache.get_client(key)
     assert 0 < client.ttl(cache.make_and_validate_key(key)) <= 30
     assert cache.get(key) == 8
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent connections")
+@pytest.mark.django_db(transaction=True)
+def test_a_turn_cannot_take_the_conversation_while_its_approval_is_being_claimed(chat, monkeypatch):
+    """Old code: the token was used up, then the run queued, in two commits; in between the
+    run read as waiting for an approval that could no longer come, so another /ask (or the
+    reaper) took the conversation and two turns ran on it (the last save erasing the
+    other's messages)."""
+    alice = UserFactory()
+    session = InteractiveSession.objects.create(owner=alice, title="t", messages=[])
+    run = AssistantRun.objects.create(
+        owner=alice,
+        session=session,
+        mode="confirm",
+        interactive=True,
+        confirm=True,
+        status=AssistantRun.Status.PENDING_CONFIRMATION,
+        prompt="Create it",
+    )
+    token = "confirm_" + "x" * 43
+    PendingConfirmation.objects.create(
+        owner=alice,
+        run=run,
+        token_hash=confirm._hash(token),
+        tool="jira_create_issue",
+        arguments={},
+        state={"session_id": session.pk},
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    InteractiveSession.objects.filter(pk=session.pk).update(
+        busy_run=run, turn_started_at=timezone.now()
+    )
+    claimed, gate = threading.Event(), threading.Event()
+    real_claim = confirm._claim
+
+    def slow_claim(**kwargs):
+        row = real_claim(**kwargs)
+        claimed.set()
+        gate.wait(10)
+        return row
+
+    monkeypatch.setattr(confirm, "_claim", slow_claim)
+
+    def approve() -> None:
+        try:
+            run_confirm_start(user=alice, token=token, approved=True)
+        finally:
+            connections.close_all()
+
+    approving = threading.Thread(target=approve)
+    approving.start()
+    try:
+        assert claimed.wait(10)
+        other = AssistantRun.objects.create(
+            owner=alice, session=session, mode="interactive", prompt="Hi", status="queued"
+        )
+        with pytest.raises(Conflict):
+            session_turn_claim(session_id=session.pk, run=other)
+        assert sessions_free_abandoned() == 0
+    finally:
+        gate.set()
+        approving.join()
+    session.refresh_from_db()
+    assert session.busy_run_id == run.pk
+    run.refresh_from_db()
+    assert run.status == AssistantRun.Status.QUEUED
