@@ -97,8 +97,10 @@ class AskThrottle(UserThrottle):
 
 
 ASK_ERRORS = (
-    "402 `no_llm_key`: no key of your own and no credits (add credits or your own OpenAI "
-    "key). 409 `jira_not_connected` / `connection_needs_reauth`: connect or reconnect Jira. "
+    "402 `no_llm_key`: no key of your own and the server has no shared key (add your own "
+    "OpenAI or OpenRouter key); 402 `insufficient_credits`: no key of your own and no "
+    "credits (add credits or your own key). 409 `jira_not_connected` / "
+    "`connection_needs_reauth`: connect or reconnect Jira. "
     "502/503: the model provider or the MCP server failed (`llm_key_refused`, "
     "`provider_unavailable`, `mcp_unavailable`). 422 `tool_round_limit`: the model kept "
     "calling tools past the limit. A failing tool is not an error: the model is told and "

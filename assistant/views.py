@@ -108,7 +108,7 @@ def answer_html(text: str) -> SafeString:
 ERROR_LINKS: dict[str, list[tuple[str, str]]] = {
     "jira_not_connected": [("Connect Jira", "connections:list")],
     "connection_needs_reauth": [("Reconnect Jira", "connections:list")],
-    "no_llm_key": [("Add a key", "keys:new"), ("Buy credits", "billing:index")],
+    "no_llm_key": [("Add a key", "keys:new")],
     "insufficient_credits": [("Buy credits", "billing:index"), ("Add a key", "keys:new")],
     "llm_key_refused": [("Check your keys", "keys:list")],
 }

@@ -78,8 +78,9 @@ def llm_key_for(*, user: User) -> LLMKey:
             secret=settings.OPENAI_API_KEY,
             context_tokens=context if _serves(model, preferred_id) else None,
         )
+    # Credits pay for calls on the server's key; without one, only the user's own key helps.
     raise InsufficientCredits(
-        "The assistant needs a model key: add credits or add your own OpenAI key under Keys.",
+        "The assistant needs a model key: add your own OpenAI or OpenRouter key under Keys.",
         code="no_llm_key",
     )
 

@@ -68,7 +68,9 @@ def test_no_key_and_no_server_key_is_402_before_any_model_call(alice, chat, exec
     with pytest.raises(InsufficientCredits) as caught:
         ask_run(user=alice, prompt="hi", executor=executor)
     assert caught.value.status == 402
-    assert "add credits or add your own OpenAI key" in caught.value.message
+    # Credits would not help: without a server key only the user's own key can pay.
+    assert "add your own OpenAI or OpenRouter key" in caught.value.message
+    assert "credits" not in caught.value.message
     assert chat.requests == [] and not AssistantRun.objects.exists()
 
 

@@ -314,17 +314,15 @@ def test_the_stream_is_refused_with_429_past_8_open_streams(alice, alice_browser
 
 
 @pytest.mark.django_db(transaction=True)
-def test_no_key_and_no_credits_links_to_keys_and_billing(
+def test_no_key_of_ones_own_and_no_server_key_links_to_keys_only(
     alice_browser, chat, local_tools, settings
 ):
     settings.OPENAI_API_KEY = ""
     events = _events(_stream(alice_browser, prompt="hi", mode="one_shot"))
     name, error = events[-1]
     assert name == "error" and error["code"] == "no_llm_key" and error["status"] == 402
-    assert {link["url"] for link in error["links"]} == {
-        "/dashboard/keys/new/",
-        "/dashboard/billing/",
-    }
+    # Credits pay only for the server's key, which this server does not have.
+    assert [link["url"] for link in error["links"]] == ["/dashboard/keys/new/"]
     assert chat.requests == []
 
 
