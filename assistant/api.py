@@ -54,6 +54,7 @@ from assistant.serializers import (
 from assistant.services.mcp import assistant_mcp_status
 from assistant.services.runs import (
     RunStart,
+    RunWait,
     run_ask_start,
     run_confirm_start,
     run_enqueue,
@@ -269,15 +270,29 @@ class AskRunEventsApi(APIView):
 # --- The async views the URLs serve ------------------------------------------------------
 
 
-def _api(view: type[APIView], request: HttpRequest, **kwargs: Any) -> Response:
-    response = view.as_view()(request, **kwargs)
-    response.render()
-    # The wait that follows holds no database connection either (one left inside a
-    # transaction, as in tests, is not this request's to close).
+def _connections_release() -> None:
+    """This thread's database connections closed (back to the pool, with
+    ``DATABASE_POOL_SIZE``): a wait that follows must not hold one, or a few open streams
+    would take a process's whole pool and stall every other request. One left inside a
+    transaction, as in tests, is not this request's to close."""
     for conn in connections.all(initialized_only=True):
         if not conn.in_atomic_block:
             conn.close()
+
+
+def _api(view: type[APIView], request: HttpRequest, **kwargs: Any) -> Response:
+    response = view.as_view()(request, **kwargs)
+    response.render()
+    _connections_release()  # the wait that follows holds no connection either
     return response
+
+
+def _stream_wait(run_id: int) -> RunWait:
+    """Where the run stands, read without keeping a connection for the wait it sets."""
+    try:
+        return run_stream_wait(run_id=run_id)
+    finally:
+        _connections_release()
 
 
 # Work a request started and must finish though its client went away meanwhile.
@@ -384,7 +399,7 @@ async def _stream(run_id: int, after: int) -> AsyncIterator[bytes]:
     (or was put back for a retry) does not end it: /ask/confirm resumes the same run, and
     its events follow. Each wait is bounded: the task's time limit while the run runs,
     the confirmation's expiry while it waits, a moment for a finished run's tail."""
-    state = await sync_to_async(run_stream_wait)(run_id=run_id)
+    state = await sync_to_async(_stream_wait)(run_id)
     while True:
         done: dict[str, Any] | None = None
         async for event in _follow(run_id, after, state.seconds or 2.0):
@@ -392,7 +407,7 @@ async def _stream(run_id: int, after: int) -> AsyncIterator[bytes]:
             yield _sse(event)
             if event["kind"] == DONE:
                 done = event["data"]
-        waited, state = state, await sync_to_async(run_stream_wait)(run_id=run_id)
+        waited, state = state, await sync_to_async(_stream_wait)(run_id)
         if done is not None:
             if done.get("status") == "pending_confirmation" or not state.ended:
                 continue

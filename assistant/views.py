@@ -259,6 +259,9 @@ def _run(user: User, fields: dict[str, Any], emit: Emit) -> None:
         run = start.run
         after = run_events_last_seq(run_id=run.pk)
         run_enqueue(run_id=run.pk)
+        # The relay waits for minutes: not holding a connection (of a pool of a few) meanwhile.
+        if not connection.in_atomic_block:
+            connection.close()
         done = async_to_sync(_relay)(run.pk, after, emit)
         if "error" in done:
             error = done["error"]

@@ -2,7 +2,9 @@
 clients that go away mid-request, a conversation's turn while its approval is claimed."""
 
 import asyncio
+import os
 import threading
+from contextlib import suppress
 from datetime import timedelta
 
 import pytest
@@ -12,7 +14,7 @@ from django.db import connection, connections
 from django.utils import timezone
 from rest_framework.test import APIRequestFactory, force_authenticate
 
-from assistant import api
+from assistant import api, views
 from assistant.events import _slot_key
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
 from assistant.services import confirm
@@ -172,3 +174,67 @@ def test_a_turn_cannot_take_the_conversation_while_its_approval_is_being_claimed
     assert session.busy_run_id == run.pk
     run.refresh_from_db()
     assert run.status == AssistantRun.Status.QUEUED
+
+
+def _pending_run(user):
+    run = AssistantRun.objects.create(
+        owner=user,
+        mode="confirm",
+        confirm=True,
+        status=AssistantRun.Status.PENDING_CONFIRMATION,
+        prompt="Create it",
+    )
+    PendingConfirmation.objects.create(
+        owner=user,
+        run=run,
+        token_hash=confirm._hash(f"confirm_{run.pk}"),
+        tool="jira_create_issue",
+        arguments={},
+        state={},
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    return run
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_open_events_stream_holds_no_database_connection(settings):
+    """Old code: the stream read the run's state and kept that connection for its whole
+    wait (minutes). With DATABASE_POOL_SIZE (10 in docker-compose) two users' open streams
+    took a web process's whole pool: every other request on it waited 30 s and failed."""
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("the events follow Redis (the database fallback polls)")
+    settings.REDIS_URL = os.environ["REDIS_URL"]
+    run = _pending_run(UserFactory())
+
+    async def scenario() -> bool:
+        stream = api._stream(run.pk, 0)
+        waiting = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.5)  # the stream waits for the approval
+        held = await sync_to_async(lambda: connection.connection is not None)()
+        waiting.cancel()
+        with suppress(asyncio.CancelledError):
+            await waiting
+        await stream.aclose()
+        return held
+
+    assert async_to_sync(scenario)() is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pages_stream_holds_no_database_connection_while_it_relays(chat, monkeypatch):
+    """Old code: the page's stream thread kept the connection it stored the run with for
+    the whole run (up to the task's time limit)."""
+    alice = UserFactory()
+    monkeypatch.setattr(views, "run_enqueue", lambda *, run_id: None)
+    held: list[bool] = []
+
+    async def relay(run_id, after, emit):
+        held.append(await sync_to_async(lambda: connection.connection is not None)())
+        return {}
+
+    monkeypatch.setattr(views, "_relay", relay)
+    fields = {"prompt": "Hi", "interactive": False, "confirm": False, "mode": "one_shot"}
+    thread = threading.Thread(target=views._run, args=(alice, fields, lambda e, d: None))
+    thread.start()
+    thread.join(10)
+    assert held == [False]
