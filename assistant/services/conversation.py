@@ -137,7 +137,9 @@ class Conversation:
                 user_host=self.key.user_host,
                 on_text=self.on_text,
             )
-        except ApplicationError:
+        except BaseException:
+            # Also the soft time limit (raised inside the call) or a bug: a hold left open
+            # would set the worst case aside from the user's credits for an hour.
             if hold is not None:
                 credits_release(hold=hold)
             raise

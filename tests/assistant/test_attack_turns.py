@@ -22,6 +22,7 @@ from assistant.services.runs import run_confirm_start
 from assistant.services.sessions import session_turn_claim, sessions_free_abandoned
 from core.errors import Conflict
 from tests.accounts.factories import UserFactory
+from tests.fakes.openai_chat import text
 
 pytestmark = pytest.mark.django_db
 
@@ -238,3 +239,24 @@ def test_the_pages_stream_holds_no_database_connection_while_it_relays(chat, mon
     thread.start()
     thread.join(10)
     assert held == [False]
+
+
+def test_a_call_cut_off_by_the_soft_time_limit_gives_its_hold_back(chat, executor, settings):
+    """Old code: only an ApplicationError released the call's hold; the soft time limit
+    (SoftTimeLimitExceeded, raised inside the call) or a bug left it open, the run failed,
+    and no reaper looks at failed runs: the worst-case estimate stayed set aside from the
+    user's credits for an hour (``HOLD_TTL``), blocking asks on a small balance."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from assistant.services.ask import ask_run
+    from billing.models import CreditHold
+
+    alice = UserFactory()
+
+    def cut_off(delta: str) -> None:
+        raise SoftTimeLimitExceeded()
+
+    chat.script(text("A long answer, cut off."))
+    with pytest.raises(SoftTimeLimitExceeded):
+        ask_run(user=alice, prompt="Hi", executor=executor, on_text=cut_off)
+    assert list(CreditHold.objects.values_list("status", flat=True)) == ["released"]
