@@ -66,7 +66,10 @@ MODES = {
         "Conversation",
         "Kay remembers this conversation and saves it under Conversations.",
     ),
-    "confirm": ("Ask first", "Kay reads freely but asks before it changes anything."),
+    "confirm": (
+        "Ask first",
+        "Kay reads freely but asks before it changes anything, and remembers this chat.",
+    ),
 }
 EXAMPLES = (
     "List all tickets in project KAN",
@@ -340,7 +343,9 @@ def assistant_stream(request: HttpRequest) -> HttpResponseBase:
     data = AskInputSerializer(
         data={
             "prompt": body.get("prompt"),
-            "interactive": mode == "interactive",
+            # On the page, Ask first is a conversation too: a follow-up ("assign it to
+            # me") needs the turn before it.
+            "interactive": mode in ("interactive", "confirm"),
             "confirm": mode == "confirm",
             "session_id": body.get("session_id") if mode != "one_shot" else None,
         }

@@ -102,7 +102,7 @@ document.addEventListener("DOMContentLoaded", () => {
     kay.append(el("h3", "visually-hidden", "Kay"), steps, answer);
     log.append(user, kay);
     scrollDown();
-    return { node: kay, steps, answer, text: "", shown: 0, open: [] };
+    return { node: kay, steps, answer, question, text: "", shown: 0, open: [] };
   };
 
   const showError = (turn, error) => {
@@ -176,7 +176,16 @@ document.addEventListener("DOMContentLoaded", () => {
     calls.slice(turn.shown).forEach((call) => addStep(turn, call));
     turn.shown = calls.length;
     if (body.session) rememberSession(body.session);
-    else if (body.session_id && !sessionId) sessionId = String(body.session_id);
+    else if (body.session_id) {
+      // /ask/confirm's body names the conversation an approved turn was saved to.
+      const id = String(body.session_id);
+      rememberSession({
+        id,
+        title: turn.question.split(/\s+/).join(" ").trim().slice(0, 80),
+        url: form.dataset.sessionUrl.replace("/0/", `/${id}/`),
+        deleteUrl: form.dataset.sessionDeleteUrl.replace("/0/", `/${id}/`),
+      });
+    }
     if (body.status === "pending_confirmation") {
       showPending(turn, body);
       return;

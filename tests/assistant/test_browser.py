@@ -136,6 +136,11 @@ def test_ask_first_mode_streams_then_waits_for_approve_in_the_page_and_creates_o
     issue = mcp_jira.state()["issues"]["KAN-2"]
     assert (issue["summary"], issue["token"]) == ("Fix login bug", ALICE_TOKEN)
     assert '"key": "KAN-2"' in chat.requests[-1].messages[-1]["content"]
+    # Ask first is a conversation on the page: saved, listed, and the address follows it.
+    session = InteractiveSession.objects.get(owner__email="alice@example.com")
+    listed = page.locator("[data-session-list] li.current a").first
+    assert listed.inner_text().startswith("Create a ticket in project KAN")
+    assert page.url.endswith(f"/dashboard/assistant/sessions/{session.pk}/")
     screenshot(page, "assistant-approved")
 
 
