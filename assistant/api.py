@@ -63,6 +63,7 @@ from assistant.services.runs import (
     run_stream_wait,
 )
 from assistant.services.sessions import session_delete, session_rename
+from core.errors import ApplicationError
 from core.throttling import DEFAULT_THROTTLES, UserThrottle
 
 logger = logging.getLogger(__name__)
@@ -326,7 +327,7 @@ async def _uncancelled(
         raise
 
 
-def _start(view: type[APIView], request: HttpRequest) -> tuple[Response, int]:
+def _start(view: type[APIView], request: HttpRequest) -> tuple[HttpResponse, int]:
     """The run stored (or refused) and queued, in one piece: a client gone meanwhile
     must not leave a run (or an approval) stored but never queued. The events sequence
     from before the run was queued, to follow it from."""
@@ -335,7 +336,10 @@ def _start(view: type[APIView], request: HttpRequest) -> tuple[Response, int]:
         return response, 0
     run_id = int(response.data["run_id"])
     after = run_events_last_seq(run_id=run_id)
-    run_enqueue(run_id=run_id)
+    try:
+        run_enqueue(run_id=run_id)
+    except ApplicationError as exc:  # the queue is down: the run was put back or failed
+        return JsonResponse(exc.as_dict(), status=exc.status), after
     return response, after
 
 
@@ -355,8 +359,8 @@ async def _start_and_wait(view: type[APIView], request: HttpRequest) -> HttpResp
     response, after = await _uncancelled(sync_to_async(_start)(view, request))
     if response.status_code != status.HTTP_202_ACCEPTED:
         return response
-    run_id = int(response.data["run_id"])
-    token = str(response.data["confirmation_token"])
+    run_id = int(response.data["run_id"])  # type: ignore[attr-defined]
+    token = str(response.data["confirmation_token"])  # type: ignore[attr-defined]
     done: dict[str, Any] = {}
     try:
         async with asyncio.timeout(float(settings.ASK_SYNC_TIMEOUT)):

@@ -27,6 +27,7 @@ from assistant.services.confirm import (
     _hash,
     action_describe,
     confirm_claim,
+    confirm_unclaim,
     confirmed_message,
 )
 from assistant.services.conversation import RESULT_SUMMARY
@@ -112,7 +113,48 @@ def run_enqueue(*, run_id: int) -> None:
     open transaction could hold the queueing back."""
     from assistant.tasks import assistant_run_execute  # the task module imports this one
 
-    assistant_run_execute.apply_async(args=[run_id], queue=QUEUE)
+    try:
+        assistant_run_execute.apply_async(args=[run_id], queue=QUEUE)
+    except Exception:
+        # The broker is unreachable: a run left queued would never run and hold its
+        # conversation (and, resumed, the approval it used up) until it went stale.
+        logger.exception("assistant run %s could not be queued", run_id)
+        error = ApplicationError(QUEUE_DOWN, code="queue_unavailable", status=503)
+        _unqueue(run_id=run_id, error=error)
+        raise error from None
+
+
+QUEUE_DOWN = (
+    "Kay could not hand this to its workers (the queue is unreachable): nothing was done. "
+    "Try again in a moment."
+)
+
+
+def _unqueue(*, run_id: int, error: ApplicationError) -> None:
+    """A run that could not be queued: resumed after an approval, the action waits again
+    for the same token; else the run fails and frees its conversation."""
+    with transaction.atomic():
+        run = (
+            AssistantRun.objects.select_for_update()
+            .filter(pk=run_id, status=AssistantRun.Status.QUEUED)
+            .first()
+        )
+        if run is None:
+            return  # a worker has it after all
+        answered = (
+            PendingConfirmation.objects.filter(
+                run_id=run_id, used_at__isnull=False, approved__isnull=False
+            )
+            .order_by("-pk")
+            .first()
+            if run.confirm
+            else None
+        )
+        if answered is not None:
+            confirm_unclaim(pending=answered)
+            return
+        run_fail(run=run, error=error)
+        session_turn_end(run_id=run_id)
 
 
 @dataclass(frozen=True)

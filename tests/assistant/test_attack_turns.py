@@ -260,3 +260,72 @@ def test_a_call_cut_off_by_the_soft_time_limit_gives_its_hold_back(chat, executo
     with pytest.raises(SoftTimeLimitExceeded):
         ask_run(user=alice, prompt="Hi", executor=executor, on_text=cut_off)
     assert list(CreditHold.objects.values_list("status", flat=True)) == ["released"]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="concurrent claims need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_racing_api_approvals_resume_the_run_once_with_one_new_token(chat):
+    """/ask/confirm's start (claim, resume and new token in one transaction) raced 6
+    times: one resumes the run, the others are told the token was used."""
+    from tests.helpers.races import run_at_once
+
+    alice = UserFactory()
+    run = _pending_run(alice)
+
+    def approve(n: int) -> str:
+        try:
+            return run_confirm_start(
+                user=alice, token=f"confirm_{run.pk}", approved=True
+            ).confirmation_token
+        except Conflict as exc:
+            return exc.code
+
+    results = run_at_once(approve, 6)
+    tokens = [r for r in results if r.startswith("confirm_")]
+    assert len(tokens) == 1 and sorted(set(results) - set(tokens)) == ["confirmation_used"]
+    run.refresh_from_db()
+    assert run.status == AssistantRun.Status.QUEUED
+    assert run.confirm_token_hash == confirm._hash(tokens[0])
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from assistant.tasks import assistant_run_execute
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(assistant_run_execute, "apply_async", refuse)
+
+
+def test_an_ask_the_queue_refuses_fails_and_frees_its_conversation(
+    alice, alice_api, chat, broker_down
+):
+    """Old code: a 500, and the run stayed ``queued`` for ever holding its conversation
+    (409 turn_in_progress on every follow-up until the claim went stale)."""
+    session = InteractiveSession.objects.create(owner=alice, title="t", messages=[])
+    body = {"prompt": "List KAN", "interactive": True, "session_id": session.pk}
+    response = alice_api.post("/ask", body, format="json")
+    assert response.status_code == 503, response.content
+    assert response.json()["error"]["code"] == "queue_unavailable"
+    run = AssistantRun.objects.get()
+    assert run.status == AssistantRun.Status.FAILED
+    session.refresh_from_db()
+    assert session.busy_run_id is None
+
+
+def test_an_approval_the_queue_refuses_waits_again_for_the_same_token(
+    alice, alice_api, chat, broker_down
+):
+    """Old code: a 500 with the token used up and the run queued for ever: the approval
+    could not be given again (409 confirmation_used)."""
+    run = _pending_run(alice)
+    body = {"confirmation_token": f"confirm_{run.pk}", "approved": True}
+    response = alice_api.post("/ask/confirm", body, format="json")
+    assert response.status_code == 503, response.content
+    run.refresh_from_db()
+    assert run.status == AssistantRun.Status.PENDING_CONFIRMATION
+    pending = PendingConfirmation.objects.get(run=run)
+    assert pending.used_at is None and pending.approved is None
