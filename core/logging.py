@@ -30,6 +30,9 @@ _PATTERNS = [
     # travel in the path (/accounts/password/reset/key/<uid>-<key>/, …/confirm-email/<key>/).
     re.compile(r"(/password/reset/key/[0-9A-Za-z]+-)(?!set-password/)[^\s/?\"']+"),
     re.compile(r"(/confirm-email/)[^\s/?\"']+"),
+    # The assistant's confirmation tokens (confirm_ + token_urlsafe(32)): whoever holds one
+    # approves the write it names, as its owner
+    re.compile(r"\bconfirm_[A-Za-z0-9_\-]{40,}"),
     # Google API keys
     re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     # Stripe-style secrets

@@ -329,3 +329,16 @@ def test_an_approval_the_queue_refuses_waits_again_for_the_same_token(
     assert run.status == AssistantRun.Status.PENDING_CONFIRMATION
     pending = PendingConfirmation.objects.get(run=run)
     assert pending.used_at is None and pending.approved is None
+
+
+def test_a_confirmation_token_is_redacted_from_logs():
+    """Old code: a confirmation token written to a log line (an error repr, a body
+    logged while debugging) stayed readable: whoever reads logs could approve the write."""
+    from assistant.services.runs import _token_for
+    from core.logging import redact
+
+    token = "confirm_" + "A1b2-_" * 7 + "z"
+    line = f"POST /ask/confirm body={{'confirmation_token': '{token}', 'approved': True}}"
+    assert token not in redact(line)
+    assert "confirm_token_hash" in redact("field confirm_token_hash changed")
+    assert _token_for  # the tokens redacted are the ones runs issue (confirm_ + 43 chars)
