@@ -121,8 +121,15 @@ def confirmed_message(*, approved: bool) -> str:
 
 
 def confirmations_purge() -> int:
-    """Delete pending actions past their expiry or already settled; how many went."""
-    deleted, _ = PendingConfirmation.objects.filter(
-        Q(expires_at__lte=timezone.now()) | Q(used_at__isnull=False)
-    ).delete()
+    """Delete pending actions past their expiry or already settled; how many went. Not
+    one whose run is queued or running: an approved action waiting for its worker is
+    what the worker resumes (without it the run would start over from the prompt, its
+    calls numbered afresh and so not metered again)."""
+    deleted, _ = (
+        PendingConfirmation.objects.filter(
+            Q(expires_at__lte=timezone.now()) | Q(used_at__isnull=False)
+        )
+        .exclude(run__status__in=(AssistantRun.Status.QUEUED, AssistantRun.Status.RUNNING))
+        .delete()
+    )
     return deleted

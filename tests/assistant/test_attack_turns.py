@@ -334,11 +334,24 @@ def test_an_approval_the_queue_refuses_waits_again_for_the_same_token(
 def test_a_confirmation_token_is_redacted_from_logs():
     """Old code: a confirmation token written to a log line (an error repr, a body
     logged while debugging) stayed readable: whoever reads logs could approve the write."""
-    from assistant.services.runs import _token_for
     from core.logging import redact
 
     token = "confirm_" + "A1b2-_" * 7 + "z"
     line = f"POST /ask/confirm body={{'confirmation_token': '{token}', 'approved': True}}"
     assert token not in redact(line)
     assert "confirm_token_hash" in redact("field confirm_token_hash changed")
-    assert _token_for  # the tokens redacted are the ones runs issue (confirm_ + 43 chars)
+
+
+def test_the_purge_keeps_an_approval_whose_run_waits_for_its_worker(alice):
+    """Old code: the hourly purge deleted every used confirmation, also one just approved
+    whose run was still queued: the worker then found no answer and ran the prompt over
+    from round 1, whose call ids were metered already (first wins), so those model calls
+    were neither metered nor charged."""
+    from assistant.services.confirm import confirmations_purge
+
+    run = _pending_run(alice)
+    PendingConfirmation.objects.filter(run=run).update(used_at=timezone.now(), approved=True)
+    AssistantRun.objects.filter(pk=run.pk).update(status=AssistantRun.Status.QUEUED)
+    assert confirmations_purge() == 0
+    AssistantRun.objects.filter(pk=run.pk).update(status=AssistantRun.Status.COMPLETED)
+    assert confirmations_purge() == 1
