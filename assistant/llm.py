@@ -68,6 +68,89 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
+class ChatClient:
+    """One SDK client (and its pooled HTTP connection) for a key and base URL: a run's
+    model calls share it instead of each opening a connection. Close it when done."""
+
+    @sensitive_variables("api_key")
+    def __init__(self, *, api_key: str, base_url: str, user_host: bool = False) -> None:
+        # ``user_host``: the base URL came from a user's key, so the connection goes
+        # through ``GuardedTransport`` (no private addresses).
+        transport = (
+            GuardedTransport(allow_private=settings.KEYS_ALLOW_PRIVATE_BASE_URLS)
+            if user_host
+            else None
+        )
+        self._client = openai.OpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            organization=None,
+            project=None,
+            timeout=settings.OPENAI_TIMEOUT,
+            max_retries=settings.OPENAI_MAX_RETRIES,
+            # A redirect would carry the key wherever the answer points.
+            # One TLS context per process: building one loads the CA store (~20 ms a call).
+            http_client=openai.DefaultHttpxClient(
+                follow_redirects=False, transport=transport, verify=sdk_tls_context()
+            ),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def complete(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        on_text: Callable[[str], None] | None = None,
+    ) -> Completion:
+        """Stream one completion, calling ``on_text`` with each piece of text as it
+        arrives. Tool-call deltas are joined by index, so parallel calls come back whole;
+        the usage arrives in the last chunk."""
+        request: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "max_tokens": settings.OPENAI_MAX_TOKENS,
+            "temperature": settings.OPENAI_TEMPERATURE,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            request["tools"] = tools
+            request["parallel_tool_calls"] = True
+        try:
+            return _read_stream(self._client.chat.completions.create(**request), model, on_text)
+        except (openai.AuthenticationError, openai.PermissionDeniedError):
+            raise LLMKeyRefused(
+                "Your OpenAI key was refused by the model provider: check or replace it under Keys."
+            ) from None
+        except openai.RateLimitError as exc:
+            raise ProviderUnavailable(
+                "The model provider is busy (rate limited): try again shortly.",
+                retry_after=_retry_after(exc.response),
+            ) from None
+        except openai.APITimeoutError:
+            raise ProviderUnavailable(
+                "The model provider did not answer in time: try again."
+            ) from None
+        except openai.APIConnectionError:
+            raise ProviderUnavailable(
+                "The model provider could not be reached: try again."
+            ) from None
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500:
+                raise ProviderUnavailable(
+                    f"The model provider failed (HTTP {exc.status_code}): try again."
+                ) from None
+            raise ProviderError(
+                f"The model provider refused the request (HTTP {exc.status_code})."
+            ) from None
+        except (openai.APIError, ValueError, TypeError, KeyError, AttributeError):
+            raise ProviderError("The model provider sent an answer Kay could not read.") from None
+
+
 @sensitive_variables("api_key")
 def chat_complete(
     *,
@@ -79,64 +162,12 @@ def chat_complete(
     user_host: bool = False,
     on_text: Callable[[str], None] | None = None,
 ) -> Completion:
-    """Stream one completion, calling ``on_text`` with each piece of text as it arrives.
-
-    ``user_host``: the base URL came from a user's key, so the connection goes through
-    ``GuardedTransport`` (no private addresses). Tool-call deltas are joined by index, so
-    parallel calls come back whole; the usage arrives in the last chunk."""
-    transport = (
-        GuardedTransport(allow_private=settings.KEYS_ALLOW_PRIVATE_BASE_URLS) if user_host else None
-    )
-    client = openai.OpenAI(
-        api_key=api_key,
-        base_url=base_url,
-        organization=None,
-        project=None,
-        timeout=settings.OPENAI_TIMEOUT,
-        max_retries=settings.OPENAI_MAX_RETRIES,
-        # A redirect would carry the key wherever the answer points.
-        # One TLS context per process: building one loads the CA store (~20 ms a call).
-        http_client=openai.DefaultHttpxClient(
-            follow_redirects=False, transport=transport, verify=sdk_tls_context()
-        ),
-    )
-    request: dict[str, Any] = {
-        "model": model,
-        "messages": messages,
-        "max_tokens": settings.OPENAI_MAX_TOKENS,
-        "temperature": settings.OPENAI_TEMPERATURE,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    if tools:
-        request["tools"] = tools
-        request["parallel_tool_calls"] = True
+    """One completion on a client of its own (see :class:`ChatClient`)."""
+    client = ChatClient(api_key=api_key, base_url=base_url, user_host=user_host)
     try:
-        with client:
-            return _read_stream(client.chat.completions.create(**request), model, on_text)
-    except (openai.AuthenticationError, openai.PermissionDeniedError):
-        raise LLMKeyRefused(
-            "Your OpenAI key was refused by the model provider: check or replace it under Keys."
-        ) from None
-    except openai.RateLimitError as exc:
-        raise ProviderUnavailable(
-            "The model provider is busy (rate limited): try again shortly.",
-            retry_after=_retry_after(exc.response),
-        ) from None
-    except openai.APITimeoutError:
-        raise ProviderUnavailable("The model provider did not answer in time: try again.") from None
-    except openai.APIConnectionError:
-        raise ProviderUnavailable("The model provider could not be reached: try again.") from None
-    except openai.APIStatusError as exc:
-        if exc.status_code >= 500:
-            raise ProviderUnavailable(
-                f"The model provider failed (HTTP {exc.status_code}): try again."
-            ) from None
-        raise ProviderError(
-            f"The model provider refused the request (HTTP {exc.status_code})."
-        ) from None
-    except (openai.APIError, ValueError, TypeError, KeyError, AttributeError):
-        raise ProviderError("The model provider sent an answer Kay could not read.") from None
+        return client.complete(model=model, messages=messages, tools=tools, on_text=on_text)
+    finally:
+        client.close()
 
 
 def _read_stream(stream: Any, model: str, on_text: Callable[[str], None] | None) -> Completion:

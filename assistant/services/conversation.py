@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from assistant.llm import Completion, ToolCall, chat_complete
+from assistant.llm import ChatClient, Completion, ToolCall
 from assistant.models import AssistantRun
 from assistant.services.history import history_trim, tokens_estimate
 from assistant.services.keys import LLMKey, llm_key_for
@@ -75,6 +77,8 @@ class Conversation:
     on_text: TextSink | None = None
     # Catalog prices looked up in this run: each model is priced once, not at every call.
     prices: dict[Pair, Price | None] = field(default_factory=dict)
+    # One model client for the run's calls (opened by the first), so they share a connection.
+    client: ChatClient | None = None
 
     def _tool(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
@@ -128,13 +132,16 @@ class Conversation:
             else None
         )
         try:
-            completion = chat_complete(
-                api_key=self.key.secret,
-                base_url=self.key.base_url,
+            if self.client is None:
+                self.client = ChatClient(
+                    api_key=self.key.secret,
+                    base_url=self.key.base_url,
+                    user_host=self.key.user_host,
+                )
+            completion = self.client.complete(
                 model=self.key.model,
                 messages=[system, *history],
                 tools=tools,
-                user_host=self.key.user_host,
                 on_text=self.on_text,
             )
         except BaseException:
@@ -145,19 +152,22 @@ class Conversation:
             raise
         model = completion.model or self.key.model
         self._price((self.key.provider, model))
-        metered = usage_record_llm_call(
-            owner=self.user,
-            call_id=call_id,
-            api_key=self.key.api_key,
-            provider=self.key.provider,
-            model=model,
-            prices=self.prices,
-            input_tokens=completion.input_tokens,
-            output_tokens=completion.output_tokens,
-            cached_tokens=completion.cached_tokens,
-        )
-        if hold is not None:
-            credits_settle(hold=hold, metered_call=metered)
+        # On credits the call is metered and charged in one transaction: one commit
+        # instead of two, and never a recorded call left uncharged.
+        with transaction.atomic() if hold is not None else nullcontext():
+            metered = usage_record_llm_call(
+                owner=self.user,
+                call_id=call_id,
+                api_key=self.key.api_key,
+                provider=self.key.provider,
+                model=model,
+                prices=self.prices,
+                input_tokens=completion.input_tokens,
+                output_tokens=completion.output_tokens,
+                cached_tokens=completion.cached_tokens,
+            )
+            if hold is not None:
+                credits_settle(hold=hold, metered_call=metered)
         run = self.run
         run.llm_calls += 1
         run.input_tokens += completion.input_tokens
@@ -207,6 +217,14 @@ class Conversation:
     def drive(self) -> tuple[str, ToolCall | None]:
         """Rounds until the model answers in words (its text, None) or a write waits
         for approval ("", that call)."""
+        try:
+            return self._rounds()
+        finally:
+            if self.client is not None:
+                self.client.close()
+                self.client = None
+
+    def _rounds(self) -> tuple[str, ToolCall | None]:
         while self.rounds < settings.ASSISTANT_MAX_TOOL_ROUNDS:
             completion = self.llm_call()
             if not completion.tool_calls:

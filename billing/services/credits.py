@@ -70,19 +70,21 @@ def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedg
     takes the balance below zero: whatever the hold did not cover and the balance cannot
     pay is logged, not owed. None for a call that cost nothing."""
     charge = charge_micros(metered_call.cost_micros)
-    with transaction.atomic():
+    # The call must be this account's own: settling with another user's record would
+    # charge their call here (and spend its reference, so never charge it there).
+    owner_id = metered_call.owner_id
+    if owner_id is None:  # a record read back rather than just written: ask
+        owner_id = (
+            MeteredLlmCall.objects.filter(pk=metered_call.record_id)
+            .values_list("owner_id", flat=True)
+            .first()
+        )
+    if owner_id != hold.account.user_id:
+        raise ValueError("a hold is settled with its own user's metered call")
+    # Inside a caller's transaction (a call metered and charged together) it joins it
+    # without a savepoint: nothing below is raised on purpose to be caught and carried on.
+    with transaction.atomic(savepoint=False):
         account = account_lock(user_id=hold.account.user_id)
-        # The call must be this account's own: settling with another user's record would
-        # charge their call here (and spend its reference, so never charge it there).
-        owner_id = metered_call.owner_id
-        if owner_id is None:  # a record read back rather than just written: ask
-            owner_id = (
-                MeteredLlmCall.objects.filter(pk=metered_call.record_id)
-                .values_list("owner_id", flat=True)
-                .first()
-            )
-        if owner_id != account.user_id:
-            raise ValueError("a hold is settled with its own user's metered call")
         closed = CreditHold.objects.filter(pk=hold.pk, status=CreditHold.Status.OPEN).update(
             status=CreditHold.Status.SETTLED, closed_at=timezone.now()
         )

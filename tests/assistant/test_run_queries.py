@@ -15,9 +15,9 @@ from django.test.utils import CaptureQueriesContext
 from assistant import events
 from assistant.events import run_event_publish
 from assistant.models import AssistantRun, AssistantRunEvent
-from assistant.services import runs
+from assistant.services import conversation, runs
 from assistant.services.runs import run_ask_start, run_execute
-from billing.models import CreditHold
+from billing.models import CreditHold, CreditLedgerEntry
 from tests.fakes.openai_chat import text, tool_calls
 from tests.keys.factories import ApiKeyFactory, secret_for
 from usage.models import MeteredLlmCall
@@ -30,8 +30,9 @@ REDIS_URL = settings.REDIS_URL
 # blocks are savepoints, two statements each). Measured 50 on SQLite (with the database
 # cache), 49 on PostgreSQL with Redis; before issue 11's pass, 69.
 RUN_AT_MOST = 50
-# A hold, the metering, the settlement (with their savepoints) and two tool events; 20 on
-# SQLite, 21 on PostgreSQL (the usage writer's advisory lock); before, 28.
+# A hold, the metering and settlement (one transaction since the second pass: two commits
+# a call instead of three, the same statements here) and two tool events; 20 on SQLite,
+# 21 on PostgreSQL (the usage writer's advisory lock); before, 28.
 PER_MODEL_CALL_AT_MOST = 21
 
 
@@ -85,6 +86,24 @@ def test_each_further_model_call_adds_a_fixed_number_of_queries(alice, chat):
             f"(at most {PER_MODEL_CALL_AT_MOST})\n{_listing(three)}",
             pytrace=False,
         )
+
+
+def test_a_call_on_credits_is_never_metered_without_its_charge(alice, chat, monkeypatch):
+    """Metering and settlement commit together: a settlement that fails leaves neither
+    the call's record nor its charge."""
+    settle = conversation.credits_settle
+
+    def settle_then_fail(**kwargs):
+        settle(**kwargs)
+        raise RuntimeError("the connection went away")
+
+    monkeypatch.setattr(conversation, "credits_settle", settle_then_fail)
+    chat.script(text("Hello."))
+    run = run_ask_start(user=alice, prompt="hi").run
+    assert run_execute(run_id=run.pk) == "failed"
+    assert not MeteredLlmCall.objects.exists()
+    assert not CreditLedgerEntry.objects.filter(kind="usage").exists()
+    assert list(CreditHold.objects.values_list("status", flat=True)) == ["open"]
 
 
 def test_a_run_on_the_users_own_key_touches_no_credits(alice, chat):
