@@ -8,10 +8,11 @@ reaches a user or a log, only its status.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 import openai
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
@@ -68,6 +69,45 @@ class _PartialCall:
     arguments: list[str] = field(default_factory=list)
 
 
+# What is read past a stream's ``[DONE]`` so its connection can be kept: the end of the
+# body only, from a server that behaves.
+DRAIN_AFTER_DONE = 64 * 1024
+
+
+class _KeptAfterDone(httpx2.SyncByteStream):
+    """A streamed answer whose connection goes back to the pool once the model is done.
+
+    The SDK stops reading at ``data: [DONE]`` and closes the response before the body's
+    end is read, so the HTTP layer cannot reuse the connection and the run's next call
+    opens another (a TLS handshake each against a real provider). Read past ``[DONE]``,
+    the end is there: this reads it (a bounded amount) before closing. Any other early
+    close (an error mid-stream) closes at once, as before."""
+
+    def __init__(self, inner: httpx2.SyncByteStream) -> None:
+        self._inner = inner
+        self._chunks: Iterator[bytes] | None = None
+        self._tail = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._chunks = iter(self._inner)
+        for chunk in self._chunks:
+            self._tail = (self._tail + chunk)[-16:]
+            yield chunk
+
+    def close(self) -> None:
+        if self._chunks is not None and self._tail.rstrip().endswith(b"data: [DONE]"):
+            drained = 0
+            for chunk in self._chunks:
+                drained += len(chunk)
+                if drained > DRAIN_AFTER_DONE:
+                    break
+        self._inner.close()
+
+
+def _keep_after_done(response: httpx2.Response) -> None:
+    response.stream = _KeptAfterDone(response.stream)  # type: ignore[arg-type]
+
+
 class ChatClient:
     """One SDK client (and its pooled HTTP connection) for a key and base URL: a run's
     model calls share it instead of each opening a connection. Close it when done."""
@@ -91,7 +131,10 @@ class ChatClient:
             # A redirect would carry the key wherever the answer points.
             # One TLS context per process: building one loads the CA store (~20 ms a call).
             http_client=openai.DefaultHttpxClient(
-                follow_redirects=False, transport=transport, verify=sdk_tls_context()
+                follow_redirects=False,
+                transport=transport,
+                verify=sdk_tls_context(),
+                event_hooks={"response": [_keep_after_done]},
             ),
         )
 

@@ -8,7 +8,8 @@ PostgreSQL when one answers (a throwaway database ``kay_bench_ask_<pid>`` next t
 DATABASE_URL, dropped at the end; SQLite otherwise), with every process's connections in a
 pool (``DATABASE_POOL_SIZE``; ``--db-pool 0`` measures without). It starts, as production runs them,
 Kay under gunicorn with uvicorn workers (``config.asgi``) and a Celery worker consuming the
-``assistant`` queue, with the fake chat server (tests/fakes/openai_chat.py) as the model and
+``assistant`` queue, with the fake chat server (tests/fakes/openai_chat.py, keeping
+connections as OpenAI does) as the model and
 the stdio MCP test server (tests/assistant/mcp/stdio_server.py) as Jira.
 
 (a) ``POST /ask`` one at a time, each a tool call (``jira_search``) and an answer, with a
@@ -161,25 +162,19 @@ def make_users(count: int, prefix: str, own_key: bool = False) -> list[tuple[Any
 
 
 def fake_llm_ms(chat: Any, rounds: int = 60) -> float:
-    """p50 of one streamed model call against the fake, straight from the openai SDK."""
-    from openai import OpenAI
-
+    """p50 of one streamed model call against the fake, through the openai SDK on one
+    kept connection (as a run's calls go)."""
+    from assistant.llm import ChatClient
     from tests.fakes.openai_chat import text
 
-    client = OpenAI(api_key=SERVER_KEY, base_url=chat.base_url, max_retries=0)
+    client = ChatClient(api_key=SERVER_KEY, base_url=chat.base_url)
     times = []
     for _ in range(rounds):
         chat.script(text("KAN has one ticket."))
         began = time.perf_counter()
-        stream = client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=[{"role": "user", "content": "hi"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        for _chunk in stream:
-            pass
+        client.complete(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], tools=[])
         times.append((time.perf_counter() - began) * 1000)
+    client.close()
     return statistics.median(times)
 
 
@@ -342,7 +337,7 @@ def main() -> int:
 
     from tests.fakes.openai_chat import FakeOpenAIChat
 
-    chat = FakeOpenAIChat().start()
+    chat = FakeOpenAIChat(keep_alive=True).start()  # HTTP/1.1, as OpenAI answers
     database_url, admin_url = pick_database()
     os.environ.update(
         {

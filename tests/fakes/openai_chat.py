@@ -71,7 +71,12 @@ class Recorded:
 class FakeOpenAIChat(LocalHTTPServer):
     MODEL = "gpt-4o-mini-2024-07-18"
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_alive: bool = False) -> None:
+        """``keep_alive``: answer as OpenAI does, HTTP/1.1 with streams chunked, so a
+        client may send its next request on the same connection (``connections`` counts
+        the ones opened); else HTTP/1.0, a connection per request."""
+        self.keep_alive = keep_alive
+        self.connections: set[tuple[str, int]] = set()
         self.requests: list[Recorded] = []
         self._replies: list[Reply] = []
         self._lock = threading.Lock()
@@ -101,7 +106,10 @@ class FakeOpenAIChat(LocalHTTPServer):
         fake = self
 
         class Handler(JSONHandler):
+            protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                fake.connections.add(self.client_address)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.requests.append(
@@ -130,13 +138,23 @@ class FakeOpenAIChat(LocalHTTPServer):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
+                if fake.keep_alive:
+                    self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                for chunk in _chunks(reply, ids, include_usage):
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                events = [
+                    f"data: {json.dumps(chunk)}\n\n".encode()
+                    for chunk in _chunks(reply, ids, include_usage)
+                ]
+                for event in [*events, b"data: [DONE]\n\n"]:
+                    self.wfile.write(
+                        b"%x\r\n%s\r\n" % (len(event), event) if fake.keep_alive else event
+                    )
                     self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-                self.close_connection = True
+                if fake.keep_alive:
+                    self.wfile.write(b"0\r\n\r\n")  # the body's end: the connection stays
+                    self.wfile.flush()
+                else:
+                    self.close_connection = True
 
         return Handler
 

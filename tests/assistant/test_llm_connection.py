@@ -1,0 +1,83 @@
+"""A run's model calls share one client and, against a server that keeps connections as
+OpenAI does (HTTP/1.1, streams chunked), one connection: the SDK stops reading a stream at
+``[DONE]``, and ``assistant.llm`` reads the body's end so the connection can be kept."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from assistant.llm import ChatClient, chat_complete
+from assistant.services import runs
+from assistant.services.runs import run_ask_start, run_execute
+from tests.assistant.chat import SERVER_KEY
+from tests.fakes.openai_chat import FakeOpenAIChat, error, text, tool_calls
+from tests.keys.factories import ApiKeyFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def kept(settings) -> Iterator[FakeOpenAIChat]:
+    fake = FakeOpenAIChat(keep_alive=True).start()
+    settings.OPENAI_BASE_URL = fake.base_url
+    settings.OPENAI_API_KEY = SERVER_KEY
+    settings.OPENAI_MAX_RETRIES = 0
+    settings.OPENAI_TIMEOUT = 10
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def _complete(client: ChatClient) -> str:
+    messages = [{"role": "user", "content": "hi"}]
+    return client.complete(model="gpt-4o-mini", messages=messages, tools=[]).content
+
+
+def test_a_clients_calls_share_one_connection(kept):
+    kept.script(text("One."), text("Two."), text("Three."))
+    client = ChatClient(api_key=SERVER_KEY, base_url=kept.base_url)
+    try:
+        assert [_complete(client) for _ in range(3)] == ["One.", "Two.", "Three."]
+    finally:
+        client.close()
+    assert len(kept.connections) == 1
+
+
+def test_a_call_refused_midway_does_not_keep_the_client_from_the_next(kept):
+    kept.script(error(503), text("Back."))
+    client = ChatClient(api_key=SERVER_KEY, base_url=kept.base_url)
+    try:
+        with pytest.raises(Exception, match="failed"):
+            _complete(client)
+        assert _complete(client) == "Back."
+    finally:
+        client.close()
+
+
+def test_separate_one_shot_calls_each_open_their_own(kept):
+    kept.script(text("One."), text("Two."))
+    for _ in range(2):
+        chat_complete(
+            api_key=SERVER_KEY,
+            base_url=kept.base_url,
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[],
+        )
+    assert len(kept.connections) == 2
+
+
+@pytest.mark.parametrize("own_key", [False, True], ids=["server key", "own key"])
+def test_a_runs_two_model_calls_share_one_connection(alice, kept, executor, monkeypatch, own_key):
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
+    if own_key:
+        ApiKeyFactory(owner=alice, provider="openai")
+    kept.script(tool_calls(("jira_search", {"jql": "project = KAN"})), text("KAN has one."))
+    run = run_ask_start(user=alice, prompt="List KAN").run
+    assert run_execute(run_id=run.pk) == "completed"
+    run.refresh_from_db()
+    assert run.llm_calls == 2 and (run.api_key_id is not None) == own_key
+    assert len(kept.connections) == 1
