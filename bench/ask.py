@@ -162,19 +162,25 @@ def make_users(count: int, prefix: str, own_key: bool = False) -> list[tuple[Any
 
 
 def fake_llm_ms(chat: Any, rounds: int = 60) -> float:
-    """p50 of one streamed model call against the fake, through the openai SDK on one
-    kept connection (as a run's calls go)."""
-    from assistant.llm import ChatClient
+    """p50 of one streamed model call against the fake, straight from the openai SDK."""
+    from openai import OpenAI
+
     from tests.fakes.openai_chat import text
 
-    client = ChatClient(api_key=SERVER_KEY, base_url=chat.base_url)
+    client = OpenAI(api_key=SERVER_KEY, base_url=chat.base_url, max_retries=0)
     times = []
     for _ in range(rounds):
         chat.script(text("KAN has one ticket."))
         began = time.perf_counter()
-        client.complete(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], tools=[])
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for _chunk in stream:
+            pass
         times.append((time.perf_counter() - began) * 1000)
-    client.close()
     return statistics.median(times)
 
 

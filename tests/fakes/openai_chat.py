@@ -107,6 +107,9 @@ class FakeOpenAIChat(LocalHTTPServer):
 
         class Handler(JSONHandler):
             protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+            # Each chunk sent at once, as a provider's server does: with Nagle's algorithm
+            # a kept connection's small writes wait for the client's delayed ACK (40 ms).
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 fake.connections.add(self.client_address)
