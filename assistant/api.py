@@ -105,7 +105,8 @@ ASK_ERRORS = (
     "`connection_needs_reauth`: connect or reconnect Jira. "
     "502/503: the model provider or the MCP server failed (`llm_key_refused`, "
     "`provider_unavailable`, `mcp_unavailable`). 422 `tool_round_limit`: the model kept "
-    "calling tools past the limit. A failing tool is not an error: the model is told and "
+    "calling tools past the limit; 504 `run_too_long`: still going after "
+    "`CELERY_TASK_SOFT_TIME_LIMIT`. A failing tool is not an error: the model is told and "
     "explains. The run executes in a worker: past `ASK_SYNC_TIMEOUT` seconds (default 120) "
     "the answer is 202 `{status: running, run_id}`; poll `GET /ask/runs/<run_id>`."
 )

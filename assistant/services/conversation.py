@@ -54,6 +54,11 @@ class ToolRoundLimit(ApplicationError):
     code = "tool_round_limit"
 
 
+class RunTooLong(ApplicationError):
+    status = 504
+    code = "run_too_long"
+
+
 def _summary(text: str) -> str:
     return text if len(text) <= RESULT_SUMMARY else text[: RESULT_SUMMARY - 1] + "…"
 
@@ -224,8 +229,21 @@ class Conversation:
                 self.client.close()
                 self.client = None
 
+    def _deadline_check(self) -> None:
+        """No new round past the task's soft time limit. A thread-pool worker (the one the
+        assistant queue runs on) enforces no time limit, and the reaper fails a run still
+        running past the hard one: stopping here first means a live run is never reaped."""
+        started = self.run.started_at
+        limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+        if started is not None and (timezone.now() - started).total_seconds() > limit:
+            raise RunTooLong(
+                f"The assistant stopped after {limit // 60} minutes without finishing. The "
+                "steps it took are listed; ask a narrower question to go on."
+            )
+
     def _rounds(self) -> tuple[str, ToolCall | None]:
         while self.rounds < settings.ASSISTANT_MAX_TOOL_ROUNDS:
+            self._deadline_check()
             completion = self.llm_call()
             if not completion.tool_calls:
                 return completion.content, None
