@@ -95,13 +95,17 @@ class _KeptAfterDone(httpx2.SyncByteStream):
             yield chunk
 
     def close(self) -> None:
-        if self._chunks is not None and self._tail.rstrip().endswith(b"data: [DONE]"):
-            drained = 0
-            for chunk in self._chunks:
-                drained += len(chunk)
-                if drained > DRAIN_AFTER_DONE:
-                    break
-        self._inner.close()
+        try:
+            if self._chunks is not None and self._tail.rstrip().endswith(b"data: [DONE]"):
+                drained = 0
+                for chunk in self._chunks:
+                    drained += len(chunk)
+                    if drained > DRAIN_AFTER_DONE:
+                        break
+        except (httpx2.HTTPError, OSError):
+            pass  # the answer is whole: a connection dropped after it only goes unreused
+        finally:
+            self._inner.close()
 
 
 def _keep_after_done(response: httpx2.Response) -> None:

@@ -81,3 +81,17 @@ def test_a_runs_two_model_calls_share_one_connection(alice, kept, executor, monk
     run.refresh_from_db()
     assert run.llm_calls == 2 and (run.api_key_id is not None) == own_key
     assert len(kept.connections) == 1
+
+
+def test_a_connection_reset_after_done_still_answers_and_the_next_call_reconnects(kept):
+    """Reading the body's end after ``[DONE]`` is a courtesy: a server that drops the
+    connection there must not turn a whole answer into an error."""
+    kept.reset_after_done = True
+    kept.script(text("first"), text("second"))
+    client = ChatClient(api_key=SERVER_KEY, base_url=kept.base_url)
+    try:
+        assert _complete(client) == "first"
+        assert _complete(client) == "second"
+    finally:
+        client.close()
+    assert len(kept.connections) == 2

@@ -19,6 +19,8 @@ and every request body (and its Authorization header) is recorded in ``fake.requ
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -76,6 +78,8 @@ class FakeOpenAIChat(LocalHTTPServer):
         client may send its next request on the same connection (``connections`` counts
         the ones opened); else HTTP/1.0, a connection per request."""
         self.keep_alive = keep_alive
+        # A server that resets the connection after ``[DONE]``, before the body's end.
+        self.reset_after_done = False
         self.connections: set[tuple[str, int]] = set()
         self.requests: list[Recorded] = []
         self._replies: list[Reply] = []
@@ -153,7 +157,11 @@ class FakeOpenAIChat(LocalHTTPServer):
                         b"%x\r\n%s\r\n" % (len(event), event) if fake.keep_alive else event
                     )
                     self.wfile.flush()
-                if fake.keep_alive:
+                if fake.reset_after_done:
+                    linger = struct.pack("ii", 1, 0)  # close with a reset, not a FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                    self.close_connection = True
+                elif fake.keep_alive:
                     self.wfile.write(b"0\r\n\r\n")  # the body's end: the connection stays
                     self.wfile.flush()
                 else:
