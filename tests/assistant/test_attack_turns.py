@@ -14,7 +14,7 @@ from django.db import connection, connections
 from django.utils import timezone
 from rest_framework.test import APIRequestFactory, force_authenticate
 
-from assistant import api, views
+from assistant import async_views, views
 from assistant.events import _slot_key
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
 from assistant.services import confirm
@@ -46,14 +46,14 @@ def _disconnect_during_the_view(monkeypatch, view, request, **kwargs):
     """Call the async ``view`` and cancel it (as Django's ASGI handler does when the client
     disconnects) while its APIView is still running in its thread; then let that finish."""
     entered, gate = threading.Event(), threading.Event()
-    real = api._api
+    real = async_views._api
 
     def slow_api(*args, **kw):
         entered.set()
         gate.wait(10)
         return real(*args, **kw)
 
-    monkeypatch.setattr(api, "_api", slow_api)
+    monkeypatch.setattr(async_views, "_api", slow_api)
 
     async def scenario():
         task = asyncio.ensure_future(view(request, **kwargs))
@@ -77,7 +77,7 @@ def test_a_stream_whose_client_leaves_during_the_view_gives_its_slot_back(alice,
     stream of the user was a 429 while they kept trying (each try renewed the count)."""
     run = AssistantRun.objects.create(owner=alice, mode="one_shot", prompt="Hi", status="done")
     request = _request(alice, "get", f"/ask/runs/{run.pk}/events")
-    _disconnect_during_the_view(monkeypatch, api.ask_run_events, request, run_id=run.pk)
+    _disconnect_during_the_view(monkeypatch, async_views.ask_run_events, request, run_id=run.pk)
     assert (cache.get(_slot_key(alice.pk)) or 0) == 0
 
 
@@ -85,9 +85,9 @@ def test_an_ask_whose_client_leaves_during_the_view_is_still_queued(alice, chat,
     """Old code: the run (and its conversation's turn) was stored but never queued: it
     stayed ``queued`` for ever and its conversation refused turns (409) until stale."""
     queued: list[int] = []
-    monkeypatch.setattr(api, "run_enqueue", lambda *, run_id: queued.append(run_id))
+    monkeypatch.setattr(async_views, "run_enqueue", lambda *, run_id: queued.append(run_id))
     request = _request(alice, "post", "/ask", {"prompt": "List KAN", "interactive": True})
-    _disconnect_during_the_view(monkeypatch, api.ask, request)
+    _disconnect_during_the_view(monkeypatch, async_views.ask, request)
     run = AssistantRun.objects.get()
     assert queued == [run.pk]
 
@@ -208,7 +208,7 @@ def test_an_open_events_stream_holds_no_database_connection(settings):
     run = _pending_run(UserFactory())
 
     async def scenario() -> bool:
-        stream = api._stream(run.pk, 0)
+        stream = async_views._stream(run.pk, 0)
         waiting = asyncio.ensure_future(anext(stream))
         await asyncio.sleep(0.5)  # the stream waits for the approval
         held = await sync_to_async(lambda: connection.connection is not None)()

@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.tokens import api_token_create
-from assistant import api
+from assistant import async_views
 from assistant.models import AssistantRun, AssistantRunEvent, PendingConfirmation
 from assistant.services import runs
 from assistant.services.executor import McpToolExecutor
@@ -169,7 +169,7 @@ def test_a_confirm_run_answered_with_202_shows_its_token_in_that_body_only(
 ):
     # No worker picks the run up while /ask waits: it answers 202.
     settings.ASK_SYNC_TIMEOUT = 0.3
-    monkeypatch.setattr(api, "run_enqueue", lambda *, run_id: None)
+    monkeypatch.setattr(async_views, "run_enqueue", lambda *, run_id: None)
     chat.script(tool_calls(("jira_create_issue", CREATE)))
     accepted = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json")
     assert accepted.status_code == 202, accepted.content
@@ -178,7 +178,7 @@ def test_a_confirm_run_answered_with_202_shows_its_token_in_that_body_only(
     assert token.startswith("confirm_")
 
     assert run_execute(run_id=run_id) == "pending_confirmation"  # the worker, later
-    monkeypatch.setattr(api, "run_enqueue", runs.run_enqueue)  # workers are back
+    monkeypatch.setattr(async_views, "run_enqueue", runs.run_enqueue)  # workers are back
     polled = alice_api.get(f"/ask/runs/{run_id}").json()
     assert polled["status"] == "pending_confirmation" and "confirmation_token" not in polled
 
@@ -194,7 +194,7 @@ def test_a_one_shot_run_answered_with_202_has_no_token(
     alice, alice_api, chat, monkeypatch, settings
 ):
     settings.ASK_SYNC_TIMEOUT = 0.3
-    monkeypatch.setattr(api, "run_enqueue", lambda *, run_id: None)
+    monkeypatch.setattr(async_views, "run_enqueue", lambda *, run_id: None)
     accepted = alice_api.post("/ask", {"prompt": "List KAN"}, format="json")
     assert accepted.status_code == 202
     assert set(accepted.json()) == {"status", "run_id", "message"}

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from assistant import api
+from assistant import async_views
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
 from assistant.services import runs
 from assistant.services.ask import ask_run
@@ -56,7 +56,7 @@ def test_a_second_turn_while_one_runs_is_a_409_and_stores_nothing(
 ):
     session = _session(alice)
     settings.ASK_SYNC_TIMEOUT = 0.3
-    monkeypatch.setattr(api, "run_enqueue", lambda *, run_id: None)  # no worker yet
+    monkeypatch.setattr(async_views, "run_enqueue", lambda *, run_id: None)  # no worker yet
     first = alice_api.post("/ask", {"prompt": "first", "session_id": session.pk}, format="json")
     assert first.status_code == 202, first.content
     second = alice_api.post("/ask", {"prompt": "second", "session_id": session.pk}, format="json")
