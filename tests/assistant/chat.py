@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,10 +61,10 @@ class LocalExecutor:
         return answer(arguments)
 
 
-@pytest.fixture
-def chat(settings) -> Iterator[FakeOpenAIChat]:
+@contextmanager
+def chat_serving(settings, *, keep_alive: bool = False) -> Iterator[FakeOpenAIChat]:
     """The fake chat server as the server's OpenAI endpoint (and OpenRouter's)."""
-    fake = FakeOpenAIChat().start()
+    fake = FakeOpenAIChat(keep_alive=keep_alive).start()
     settings.OPENAI_BASE_URL = fake.base_url
     settings.OPENROUTER_BASE_URL = fake.base_url
     settings.OPENAI_API_KEY = SERVER_KEY
@@ -73,6 +74,28 @@ def chat(settings) -> Iterator[FakeOpenAIChat]:
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def chat(settings) -> Iterator[FakeOpenAIChat]:
+    with chat_serving(settings) as fake:
+        yield fake
+
+
+def history_turn(n: int, size: int = 1) -> list[dict[str, Any]]:
+    """One stored turn: a question, a tool call, its result (``size`` characters), an
+    answer."""
+    call = {
+        "id": f"c{n}",
+        "type": "function",
+        "function": {"name": "jira_search", "arguments": "{}"},
+    }
+    return [
+        {"role": "user", "content": f"question {n}"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": f"c{n}", "content": "r" * size},
+        {"role": "assistant", "content": f"answer {n}"},
+    ]
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from assistant.llm import ChatClient, chat_complete
 from assistant.services import runs
 from assistant.services.runs import run_ask_start, run_execute
-from tests.assistant.chat import SERVER_KEY
+from tests.assistant.chat import SERVER_KEY, chat_serving
 from tests.fakes.openai_chat import FakeOpenAIChat, error, text, tool_calls
 from tests.keys.factories import ApiKeyFactory
 
@@ -20,15 +20,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def kept(settings) -> Iterator[FakeOpenAIChat]:
-    fake = FakeOpenAIChat(keep_alive=True).start()
-    settings.OPENAI_BASE_URL = fake.base_url
-    settings.OPENAI_API_KEY = SERVER_KEY
-    settings.OPENAI_MAX_RETRIES = 0
-    settings.OPENAI_TIMEOUT = 10
-    try:
+    with chat_serving(settings, keep_alive=True) as fake:
         yield fake
-    finally:
-        fake.stop()
 
 
 def _complete(client: ChatClient) -> str:

@@ -19,6 +19,7 @@ from assistant.services.history import STORED_MESSAGES, history_cap
 from assistant.services.runs import run_ask_start
 from core.errors import Conflict
 from tests.accounts.factories import UserFactory
+from tests.assistant.chat import history_turn
 from tests.fakes.openai_chat import text, tool_calls
 from tests.helpers.races import run_at_once
 
@@ -34,20 +35,6 @@ def local_tools(monkeypatch, executor, settings):
 
 def _session(owner, messages=()):
     return InteractiveSession.objects.create(owner=owner, title="t", messages=list(messages))
-
-
-def _turn(n: int) -> list[dict]:
-    call = {
-        "id": f"c{n}",
-        "type": "function",
-        "function": {"name": "jira_search", "arguments": "{}"},
-    }
-    return [
-        {"role": "user", "content": f"question {n}"},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": f"c{n}", "content": "r"},
-        {"role": "assistant", "content": f"answer {n}"},
-    ]
 
 
 @pytest.mark.django_db
@@ -163,23 +150,23 @@ def test_racing_turns_on_one_conversation_start_exactly_one(chat):
 
 
 def test_the_stored_history_keeps_the_newest_whole_turns():
-    messages = [m for n in range(60) for m in _turn(n)]  # 240 messages
+    messages = [m for n in range(60) for m in history_turn(n)]  # 240 messages
     kept = history_cap(messages)
     assert len(kept) == STORED_MESSAGES and kept == messages[-STORED_MESSAGES:]
     # Never a tool result without its call: the cut falls between turns.
     assert kept[0] == {"role": "user", "content": "question 10"}
-    odd = [{"role": "user", "content": "q"}, *_turn(1)[1:3]] * 3  # 3-message turns
+    odd = [{"role": "user", "content": "q"}, *history_turn(1)[1:3]] * 3  # 3-message turns
     assert history_cap(odd, max_messages=7) == odd[-6:]
 
 
 def test_a_turn_longer_than_the_cap_is_kept_whole():
-    long_turn = [{"role": "user", "content": "q"}] + _turn(1)[1:3] * 150
+    long_turn = [{"role": "user", "content": "q"}] + history_turn(1)[1:3] * 150
     assert history_cap(long_turn) == long_turn
 
 
 @pytest.mark.django_db
 def test_a_long_conversation_stores_at_most_its_newest_turns(alice, chat, executor):
-    session = _session(alice, [m for n in range(50) for m in _turn(n)])  # 200 messages
+    session = _session(alice, [m for n in range(50) for m in history_turn(n)])  # 200 messages
     chat.script(text("the newest answer"))
     ask_run(user=alice, prompt="one more", executor=executor, session_id=session.pk)
     stored = InteractiveSession.objects.get().messages

@@ -3,20 +3,7 @@
 from __future__ import annotations
 
 from assistant.services.history import history_trim, tokens_estimate
-
-
-def _turn(n: int, size: int = 700) -> list[dict]:
-    call = {
-        "id": f"c{n}",
-        "type": "function",
-        "function": {"name": "jira_search", "arguments": "{}"},
-    }
-    return [
-        {"role": "user", "content": f"question {n}"},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": f"c{n}", "content": "r" * size},
-        {"role": "assistant", "content": f"answer {n}"},
-    ]
+from tests.assistant.chat import history_turn
 
 
 def test_the_estimate_is_conservative_for_plain_text():
@@ -26,13 +13,13 @@ def test_the_estimate_is_conservative_for_plain_text():
 
 
 def test_whole_turns_are_dropped_oldest_first():
-    messages = _turn(1) + _turn(2) + _turn(3)
-    budget = tokens_estimate(_turn(2) + _turn(3))
-    assert history_trim(messages, budget=budget) == _turn(2) + _turn(3)
+    first, second, third = (history_turn(n, size=700) for n in (1, 2, 3))
+    budget = tokens_estimate(second + third)
+    assert history_trim(first + second + third, budget=budget) == second + third
 
 
 def test_a_tool_call_is_never_separated_from_its_result():
-    messages = _turn(1) + _turn(2, size=5000)
+    messages = history_turn(1, size=700) + history_turn(2, size=5000)
     for budget in range(0, tokens_estimate(messages) + 1, 97):
         kept = history_trim(messages, budget=budget)
         calls = {c["id"] for m in kept for c in m.get("tool_calls", [])}
@@ -42,10 +29,10 @@ def test_a_tool_call_is_never_separated_from_its_result():
 
 
 def test_the_latest_turn_is_kept_even_over_budget():
-    messages = _turn(1) + _turn(2, size=50_000)
-    assert history_trim(messages, budget=10) == _turn(2, size=50_000)
+    messages = history_turn(1, size=700) + history_turn(2, size=50_000)
+    assert history_trim(messages, budget=10) == history_turn(2, size=50_000)
 
 
 def test_everything_is_kept_when_it_fits():
-    messages = _turn(1) + _turn(2)
+    messages = history_turn(1, size=700) + history_turn(2, size=700)
     assert history_trim(messages, budget=10_000) == messages
