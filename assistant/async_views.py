@@ -139,6 +139,8 @@ async def _start_and_wait(view: type[APIView], request: HttpRequest) -> HttpResp
     if "error" in done:
         # Also a confirmation put back for a retry, whose run is pending again.
         return JsonResponse({"error": done["error"]}, status=int(done["httpStatus"]))
+    if "body" in done:  # completed: the worker sent the answer (no thread, no query)
+        return JsonResponse(done["body"])
     return await sync_to_async(_result)(run_id, token)
 
 

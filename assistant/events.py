@@ -2,7 +2,8 @@
 
 Events are ``{"seq", "kind", "data"}`` with ``seq`` counting from 1 per run; ``kind`` is
 ``text`` (a delta), ``tool_start``/``tool_end``, ``pending`` (an action waits for the
-user), or ``done`` (the run's status is final; read the run for its result).
+user), or ``done`` (the run's status is final; a completed run's carries ``/ask``'s body, else
+read the run for its result).
 
 With ``REDIS_URL`` every event goes to a list (the tail a late follower reads first) and
 to a pub/sub channel (what a follower then waits on, without polling); both expire an hour
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -39,6 +41,11 @@ TTL = 3600
 POLL_SECONDS = 0.2
 DONE = "done"
 _client: redis.Redis | None = None
+# Followers' clients, one per event loop (a client's connections belong to the loop that
+# opened them): each wait reads the tail over a kept connection instead of opening one.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _keys(run_id: int) -> tuple[str, str]:
@@ -100,23 +107,53 @@ def run_events_last_seq(*, run_id: int) -> int:
     )
 
 
+def _async_redis() -> aioredis.Redis:
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = aioredis.Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+# redis-py (8.1) can swallow a cancellation that lands inside one of its commands: the
+# command returns as if nothing happened, so the caller's ``asyncio.timeout`` never
+# fires and the wait lasts until the run ends. The task's ``cancelling()`` count still
+# shows the request; each step checks it, and the subscription is read in slices, so a
+# swallowed cancellation is honoured within one slice.
+_READ_SLICE_SECONDS = 0.5
+
+
+def _raise_if_cancelled(before: int) -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
+
+
 async def _redis_follow(run_id: int, after: int) -> AsyncIterator[dict[str, Any]]:
     tail, channel = _keys(run_id)
-    client = aioredis.Redis.from_url(settings.REDIS_URL)
+    client = _async_redis()
     pubsub = client.pubsub()
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
     try:
         # Subscribe first, then read the tail: nothing published in between is missed,
         # and what arrives twice is dropped by its seq.
         await pubsub.subscribe(channel)
+        _raise_if_cancelled(before)
+        backlog = await client.lrange(tail, after, -1)
+        _raise_if_cancelled(before)
         seen = after
-        for seq, raw in enumerate(await client.lrange(tail, after, -1), start=after + 1):
+        for seq, raw in enumerate(backlog, start=after + 1):
             seen = seq
             event = {"seq": seq, **json.loads(raw)}
             yield event
             if event["kind"] == DONE:
                 return
         while True:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=_READ_SLICE_SECONDS
+            )
+            _raise_if_cancelled(before)
             if message is None:
                 continue
             event = json.loads(message["data"])
@@ -127,8 +164,7 @@ async def _redis_follow(run_id: int, after: int) -> AsyncIterator[dict[str, Any]
             if event["kind"] == DONE:
                 return
     finally:
-        await pubsub.aclose()
-        await client.aclose()
+        await pubsub.aclose()  # its connection goes back to the loop's pool
 
 
 def _rows_after(run_id: int, after: int) -> list[dict[str, Any]]:

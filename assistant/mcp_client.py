@@ -245,10 +245,28 @@ class _Pool:
     def __init__(self) -> None:
         self.sessions: dict[_Key, _Session] = {}
 
-    async def get(self, key: _Key, *, access_token: str, cloud_id: str, timeout: float) -> _Session:
+    @asynccontextmanager
+    async def using(
+        self, key: _Key, *, access_token: str, cloud_id: str, timeout: float
+    ) -> AsyncIterator[_Session]:
+        """The key's session, held busy until the caller is done with it: neither the
+        reaper nor the cap closes it under a caller that is still starting it, listing its
+        tools or calling one."""
+        session = await self._checkout(
+            key, access_token=access_token, cloud_id=cloud_id, timeout=timeout
+        )
+        try:
+            yield session
+        finally:
+            session.busy -= 1
+            session.last_used = time.monotonic()
+
+    async def _checkout(
+        self, key: _Key, *, access_token: str, cloud_id: str, timeout: float
+    ) -> _Session:
         session = self.sessions.get(key)
         if session is not None and not session.closed:
-            session.last_used = time.monotonic()
+            session.busy += 1
             return session
         self.sessions.pop(key, None)
         # A refreshed token is a new key: the user's sessions on older tokens go.
@@ -262,12 +280,14 @@ class _Pool:
             oldest = min(idle, key=lambda s: s.last_used)
             del self.sessions[oldest.key]
             retired.append(oldest)
-        # Registered before any await, so a concurrent caller with this key shares it.
+        # Registered (and busy) before any await, so a concurrent caller with this key
+        # shares it and the reaper leaves it alone.
         session = _Session(key)
+        session.busy = 1
         session.start(key[2].open(access_token=access_token, cloud_id=cloud_id, timeout=timeout))
         self.sessions[key] = session
         for old in retired:
-            await old.close()
+            await old.close()  # never raises: close() suppresses its own timeout
         return session
 
     async def _drop(self, session: _Session) -> None:
@@ -368,15 +388,17 @@ def _key(user_id: int, access_token: str, cloud_id: str) -> _Key:
 
 async def _tools(key: _Key, access_token: str, cloud_id: str, timeout: float) -> list[Tool]:
     pool = _get_runner().pool
-    session = await pool.get(key, access_token=access_token, cloud_id=cloud_id, timeout=timeout)
-    try:
-        return await session.list_tools(timeout)
-    except McpUnavailable:
-        await pool.forget(session)
-        raise
-    except (TimeoutError, Exception):
-        await pool.forget(session)
-        raise _unavailable() from None
+    async with pool.using(
+        key, access_token=access_token, cloud_id=cloud_id, timeout=timeout
+    ) as session:
+        try:
+            return await session.list_tools(timeout)
+        except McpUnavailable:
+            await pool.forget(session)
+            raise
+        except (TimeoutError, Exception):
+            await pool.forget(session)
+            raise _unavailable() from None
 
 
 def mcp_tools_for(*, user_id: int, access_token: str, cloud_id: str) -> list[ToolSpec]:
@@ -430,24 +452,22 @@ async def _call(
     if name not in {tool.name for tool in tools}:
         return f"There is no tool named {name}.", True
     pool = _get_runner().pool
-    session = await pool.get(key, access_token=access_token, cloud_id=cloud_id, timeout=timeout)
-    client = await session.client(timeout)
-    session.busy += 1
-    try:
-        result = await asyncio.wait_for(client.call_tool(name, arguments), timeout)
-    except TimeoutError:
-        return f"The tool {name} did not answer within {timeout:g} s.", True
-    except MCPError as exc:
-        if exc.code == CONNECTION_CLOSED:
+    async with pool.using(
+        key, access_token=access_token, cloud_id=cloud_id, timeout=timeout
+    ) as session:
+        client = await session.client(timeout)
+        try:
+            result = await asyncio.wait_for(client.call_tool(name, arguments), timeout)
+        except TimeoutError:
+            return f"The tool {name} did not answer within {timeout:g} s.", True
+        except MCPError as exc:
+            if exc.code == CONNECTION_CLOSED:
+                await pool.forget(session)
+                raise _interrupted(name) from None
+            return f"The tool {name} failed: {exc.message}", True
+        except Exception:  # the transport broke under the call: the server is gone
             await pool.forget(session)
             raise _interrupted(name) from None
-        return f"The tool {name} failed: {exc.message}", True
-    except Exception:  # the transport broke under the call: the server is gone
-        await pool.forget(session)
-        raise _interrupted(name) from None
-    finally:
-        session.busy -= 1
-        session.last_used = time.monotonic()
     return _text(result.content, result.structured_content), bool(result.is_error)
 
 

@@ -88,7 +88,15 @@ class AssistantRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["owner", "-created_at"])]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"]),
+            # The reaper's minute-ly look for stuck runs reads only the few live ones.
+            models.Index(
+                fields=["status", "created_at"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="assistant_run_live_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.status})"

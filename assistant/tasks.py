@@ -16,7 +16,9 @@ def purge_confirmations() -> int:
     return confirmations_purge()
 
 
-@shared_task(name="assistant.tasks.assistant_run_execute", acks_late=True)
+# Its result is never read (the run's row and events are): not stored, and queueing it
+# does not subscribe the web process to a result channel first.
+@shared_task(name="assistant.tasks.assistant_run_execute", acks_late=True, ignore_result=True)
 def assistant_run_execute(run_id: int) -> str:
     """Execute a queued /ask run (or its resumption after /ask/confirm) in this worker,
     whose process owns the MCP session pool; then free its conversation if it ended."""

@@ -12,7 +12,7 @@ from connections.models import (
     OAuthState,
 )
 from connections.providers import credentials_configured
-from connections.registry import SERVICES, ServiceSpec
+from connections.registry import SERVICES, ServiceSpec, service_get
 from core.hashing import token_hash
 
 
@@ -70,6 +70,16 @@ def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
         )
         for name, spec in SERVICES.items()
     ]
+
+
+def connection_usable(*, user: Any, service: str) -> bool:
+    """Whether ``user``'s connection to ``service`` is still there and usable (one query):
+    what a holder of a token read earlier checks before it acts with it again."""
+    return (
+        Connection.objects.filter(user=user, service=service_get(service).name)
+        .exclude(status=Connection.Status.NEEDS_REAUTH)
+        .exists()
+    )
 
 
 def accessible_resources_for(*, user: Any) -> list[dict[str, Any]]:

@@ -154,6 +154,11 @@ class UserAPIKeys(Mapping[str, str]):
             raise MissingAPIKey(provider, fallback_allowed=self._fallback)
         return spec.base_url()
 
+    def stored_key(self, provider: str) -> ApiKey | None:
+        """The stored key that answers for ``provider`` (as :func:`resolve_key` chooses
+        it), without opening it: callers that record which key paid need no second read."""
+        return self._stored.get(provider)
+
     def source(self, provider: str) -> str | None:
         """``"vault"``, ``"environment"`` or None — without opening anything."""
         if provider in self._stored:

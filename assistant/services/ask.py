@@ -6,6 +6,7 @@ failed; and a paused run resumed with the user's answer."""
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,9 @@ from assistant.services.conversation import (
     run_key_resolve,
 )
 from assistant.services.history import history_cap
-from assistant.services.keys import llm_key_for
+from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.prompts import system_prompt_render
-from assistant.services.tools import ToolExecutor
+from assistant.services.tools import ToolExecutor, executor_sites
 from core.errors import ApplicationError
 
 
@@ -64,7 +65,7 @@ def ask_prepare(
     store the run to execute (see :func:`ask_execute`); nothing is asked yet."""
     session = session_get_for_user(user=user, session_id=session_id) if session_id else None
     interactive = interactive or session is not None
-    key = run_key_resolve(user=user)
+    key = run_key_resolve(user=user, reveal=False)  # opened where it is used
     mode = (
         AssistantRun.Mode.CONFIRM
         if confirm
@@ -87,15 +88,24 @@ def ask_prepare(
 
 
 def ask_execute(
-    *, run: AssistantRun, executor: ToolExecutor, on_text: TextSink | None = None
+    *,
+    run: AssistantRun,
+    executor: ToolExecutor,
+    on_text: TextSink | None = None,
+    key: LLMKey | ApplicationError | None = None,
 ) -> AskOutcome:
     """Execute a prepared run: the loop with the tools ``executor`` offers. A refusal
-    found only now (no Jira connection, the key gone) fails the run and is raised."""
+    found only now (no Jira connection, the key gone) fails the run and is raised.
+    ``key``: the key (or the refusal) the caller resolved already; None: resolved here."""
     user = run.owner
     try:
         # The balance was checked when the run was stored, and the first call's hold
         # checks it again under the account's lock: not read a third time here.
-        key = llm_key_for(user=user)
+        if key is None:
+            key = llm_key_for(user=user)
+        if isinstance(key, ApplicationError):
+            raise key
+        _key_record(run, key)
         tools = list(executor.tools())
     except ApplicationError as exc:
         run_fail(run=run, error=exc)
@@ -108,7 +118,9 @@ def ask_execute(
         key=key,
         executor=executor,
         tools=tools,
-        system=system_prompt_render(user=user, tools=tools, interactive=run.interactive),
+        system=system_prompt_render(
+            user=user, tools=tools, interactive=run.interactive, sites=executor_sites(executor)
+        ),
         messages=[*history, {"role": "user", "content": run.prompt}],
         confirm=run.confirm,
         interactive=run.interactive,
@@ -140,6 +152,14 @@ def ask_run(
     return ask_execute(run=run, executor=executor, on_text=on_text)
 
 
+def _key_record(run: AssistantRun, key: LLMKey) -> None:
+    """The run shows the key its calls really go out with (saved with its next write): the
+    one read when it was stored may have been added, replaced or deleted since."""
+    run.api_key = key.api_key
+    run.provider = key.provider
+    run.model = key.model
+
+
 def run_fail(*, run: AssistantRun, error: ApplicationError) -> None:
     """Record why a run failed, as /ask answers it."""
     run.status = AssistantRun.Status.FAILED
@@ -156,11 +176,24 @@ def _continue(conversation: Conversation) -> AskOutcome:
         response, pending = conversation.drive()
     except ApplicationError as exc:
         run.tool_calls = conversation.records
-        run_fail(run=run, error=exc)
+        with transaction.atomic():  # the calls made are recorded with the failure
+            conversation.meter()
+            run_fail(run=run, error=exc)
         raise
-    if pending is not None:
-        return _pause(conversation, pending)
-    return _finish(conversation, response)
+    except Exception:
+        conversation.meter()  # a bug: the run fails above us, its calls still recorded
+        raise
+    # The end's transaction records the calls on the user's key with the run; should it
+    # fail (rolled back), they are recorded on their own, as the run fails above us.
+    unmetered, cost = list(conversation.unmetered), conversation.run.cost_micros
+    try:
+        if pending is not None:
+            return _pause(conversation, pending)
+        return _finish(conversation, response)
+    except Exception:
+        conversation.unmetered, conversation.run.cost_micros = unmetered, cost
+        conversation.meter()  # first-wins by call_id: never counted twice
+        raise
 
 
 def _finish(conversation: Conversation, response: str) -> AskOutcome:
@@ -169,13 +202,14 @@ def _finish(conversation: Conversation, response: str) -> AskOutcome:
     run.response = response
     run.tool_calls = conversation.records
     run.finished_at = timezone.now()
-    if conversation.interactive:
-        with transaction.atomic():  # the turn saved with the run that answered it
+    # The turn and the calls saved with the run that answered (one statement alone).
+    together = conversation.interactive or conversation.unmetered
+    with transaction.atomic() if together else nullcontext():
+        conversation.meter()
+        if conversation.interactive:
             session = _session_save(conversation)
             run.session = session
             conversation.session_id = session.pk if session else None
-            run.save()
-    else:
         run.save()
     return AskOutcome(
         run=run,
@@ -219,6 +253,7 @@ def _pause(conversation: Conversation, pending: ToolCall) -> AskOutcome:
         # Shown as nothing; approved, it runs as it reads, refused as not an object.
         arguments = {}
     with transaction.atomic():
+        conversation.meter()
         token = confirmation_create(
             user=conversation.user,
             run=run,
@@ -258,13 +293,19 @@ def confirm_execute(
     except ApplicationError:
         confirm_unclaim(pending=pending)
         raise
+    _key_record(run, key)
     conversation = Conversation(
         user=user,
         run=run,
         key=key,
         executor=executor,
         tools=tools,
-        system=system_prompt_render(user=user, tools=tools, interactive=state["interactive"]),
+        system=system_prompt_render(
+            user=user,
+            tools=tools,
+            interactive=state["interactive"],
+            sites=executor_sites(executor),
+        ),
         messages=state["messages"],
         confirm=True,
         interactive=state["interactive"],

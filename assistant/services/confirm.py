@@ -100,7 +100,7 @@ def confirm_claim(*, user: User, token: str, approved: bool) -> PendingConfirmat
     :func:`assistant.services.ask.confirm_execute`. The
     token works once, for its owner, for 10 minutes; the
     key is checked before it is used up."""
-    run_key_resolve(user=user)
+    run_key_resolve(user=user, reveal=False)
     pending = _claim(user=user, token=token)
     pending.approved = approved
     pending.save(update_fields=["approved"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,7 @@ from billing.services import (
 )
 from billing.services.credits import NO_CREDITS
 from core.errors import ApplicationError, InsufficientCredits
-from usage.services.metering import usage_record_llm_call
+from usage.services.metering import LlmCall, usage_record_llm_calls
 from usage.services.pricing import Pair, Price, catalog_prices
 
 # What the model reads of one tool result, and what the run keeps to show the user.
@@ -84,6 +83,9 @@ class Conversation:
     prices: dict[Pair, Price | None] = field(default_factory=dict)
     # One model client for the run's calls (opened by the first), so they share a connection.
     client: ChatClient | None = None
+    # Calls on the user's own key not recorded yet: they are metered with the run's end,
+    # in its transaction (see ``meter``), not one transaction each.
+    unmetered: list[LlmCall] = field(default_factory=list)
 
     def _tool(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
@@ -157,29 +159,46 @@ class Conversation:
             raise
         model = completion.model or self.key.model
         self._price((self.key.provider, model))
-        # On credits the call is metered and charged in one transaction: one commit
-        # instead of two, and never a recorded call left uncharged.
-        with transaction.atomic() if hold is not None else nullcontext():
-            metered = usage_record_llm_call(
-                owner=self.user,
-                call_id=call_id,
-                api_key=self.key.api_key,
-                provider=self.key.provider,
-                model=model,
-                prices=self.prices,
-                input_tokens=completion.input_tokens,
-                output_tokens=completion.output_tokens,
-                cached_tokens=completion.cached_tokens,
-            )
-            if hold is not None:
-                credits_settle(hold=hold, metered_call=metered)
         run = self.run
         run.llm_calls += 1
         run.input_tokens += completion.input_tokens
         run.output_tokens += completion.output_tokens
-        run.cost_micros += metered.cost_micros
+        call = LlmCall(
+            call_id=call_id,
+            provider=self.key.provider,
+            model=model,
+            input_tokens=completion.input_tokens,
+            output_tokens=completion.output_tokens,
+            cached_tokens=completion.cached_tokens,
+            at=timezone.now(),
+        )
+        if hold is None:
+            # The user's own key spends nothing of Kay's: recorded with the run's end.
+            self.unmetered.append(call)
+        else:
+            # On credits the call is metered and charged at once, in one transaction (one
+            # commit, never a recorded call left uncharged), before the next call's hold.
+            with transaction.atomic():
+                (metered,) = usage_record_llm_calls(
+                    owner=self.user, api_key=self.key.api_key, calls=[call], prices=self.prices
+                )
+                credits_settle(hold=hold, metered_call=metered)
+            run.cost_micros += metered.cost_micros
         self.messages.append(completion.as_message())
         return completion
+
+    def meter(self) -> None:
+        """Record the calls on the user's own key not recorded yet, and add their cost to
+        the run: called in the transaction that stores the run's end (or pause), so a
+        run's calls are recorded with it, together. A worker killed mid-run loses them
+        (the provider's own usage, fetched by the Usage sync, still has them)."""
+        if not self.unmetered:
+            return
+        calls, self.unmetered = self.unmetered, []
+        metered = usage_record_llm_calls(
+            owner=self.user, api_key=self.key.api_key, calls=calls, prices=self.prices
+        )
+        self.run.cost_micros += sum(record.cost_micros for record in metered)
 
     def execute(self, call: ToolCall) -> None:
         """Run one tool call and append its result (or its error) for the model."""
@@ -275,9 +294,10 @@ class Conversation:
         }
 
 
-def run_key_resolve(*, user: User) -> LLMKey:
-    """The key a run spends, refused (no key, no credits) before the model is called."""
-    key = llm_key_for(user=user)
+def run_key_resolve(*, user: User, reveal: bool = True) -> LLMKey:
+    """The key a run spends, refused (no key, no credits) before the model is called
+    (``reveal``: see :func:`llm_key_for`)."""
+    key = llm_key_for(user=user, reveal=reveal)
     if key.billed_to_credits and billing_balance(user=user) <= 0:
         raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
     return key

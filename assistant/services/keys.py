@@ -9,7 +9,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
 from core.errors import InsufficientCredits, NotConfigured
-from keys.access import resolve_key, user_api_keys
+from keys.access import user_api_keys
 from keys.models import ApiKey
 from keys.providers import get_provider
 from models_catalog.selectors import preferred_model_for
@@ -38,10 +38,14 @@ class LLMKey:
 
 
 @sensitive_variables("secret")
-def llm_key_for(*, user: User) -> LLMKey:
+def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
     """The user's own stored OpenAI or OpenRouter key (never an admin key, never one from
     the environment), with its base URL; else the server's key. Neither: a 402 saying what
-    to do, raised before any model is called."""
+    to do, raised before any model is called.
+
+    ``reveal=False``: which key it is, without its secret (``secret`` empty): a stored key
+    is not opened, so its use is not audited, as where a run is only stored (the worker
+    that calls the model opens it)."""
     preferred = preferred_model_for(user=user)
     preferred_id = preferred.openrouter_id if preferred else ""
     context = preferred.context_length if preferred else None
@@ -49,10 +53,10 @@ def llm_key_for(*, user: User) -> LLMKey:
         for provider in OWN_KEY_PROVIDERS:
             if keys.source(provider) != "vault":
                 continue
-            api_key = resolve_key(owner_id=user.pk, provider=provider)
+            api_key = keys.stored_key(provider)
             if api_key is None:
                 continue
-            secret = keys[provider]
+            secret = keys[provider] if reveal else ""
             model = model_for(provider=provider, preferred_id=preferred_id)
             base_url = keys.base_url(provider)
             return LLMKey(
@@ -61,9 +65,7 @@ def llm_key_for(*, user: User) -> LLMKey:
                 model=model,
                 api_key=api_key,
                 secret=secret,
-                # Guarded unless it is the provider's configured URL: the row read here
-                # and the one ``keys`` chose can differ if the user changes keys between
-                # the two reads (a user URL then went out unguarded).
+                # Guarded unless it is the provider's configured URL.
                 user_host=bool(api_key.base_url) or base_url != get_provider(provider).base_url(),
                 context_tokens=context if _serves(model, preferred_id) else None,
             )
@@ -75,7 +77,7 @@ def llm_key_for(*, user: User) -> LLMKey:
             base_url=settings.OPENAI_BASE_URL,
             model=model,
             api_key=None,
-            secret=settings.OPENAI_API_KEY,
+            secret=settings.OPENAI_API_KEY if reveal else "",
             context_tokens=context if _serves(model, preferred_id) else None,
         )
     # Credits pay for calls on the server's key; without one, only the user's own key helps.

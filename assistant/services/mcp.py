@@ -4,7 +4,8 @@ Connections service), the tools they may use, one tool run, and the status /mcp/
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -36,25 +37,32 @@ class JiraNotConnected(Conflict):
 
 
 @dataclass(frozen=True)
-class _Access:
-    access_token: str
+class AtlassianAccess:
+    """The user's fresh Atlassian token, the cloud id of their first Jira site, and their
+    sites (for the system prompt)."""
+
+    access_token: str = field(repr=False)
     cloud_id: str
+    sites: list[dict[str, Any]]
+
+    @classmethod
+    @sensitive_variables("token")
+    def read(cls, *, user: User) -> AtlassianAccess:
+        try:
+            token = connection_access_token(user=user, service="jira")
+        except NotFound:
+            raise JiraNotConnected() from None
+        except ConnectionNeedsReauth:
+            raise ConnectionNeedsReauth(
+                "Jira needs re-authorisation: kay connect jira (or reconnect it on the "
+                "Connections page)."
+            ) from None
+        sites = accessible_resources_for(user=user)
+        return cls(access_token=token, cloud_id=sites[0]["id"] if sites else "", sites=sites)
 
 
-@sensitive_variables("token")
-def _atlassian_access(*, user: User) -> _Access:
-    """The user's fresh Atlassian token and the cloud id of their first Jira site."""
-    try:
-        token = connection_access_token(user=user, service="jira")
-    except NotFound:
-        raise JiraNotConnected() from None
-    except ConnectionNeedsReauth:
-        raise ConnectionNeedsReauth(
-            "Jira needs re-authorisation: kay connect jira (or reconnect it on the "
-            "Connections page)."
-        ) from None
-    sites = accessible_resources_for(user=user)
-    return _Access(access_token=token, cloud_id=sites[0]["id"] if sites else "")
+# Where a caller's access comes from: read afresh by default.
+AccessSource = Callable[[], AtlassianAccess]
 
 
 def _remember(*, user: User, connected: bool, tool_count: int) -> None:
@@ -65,7 +73,7 @@ def _remember(*, user: User, connected: bool, tool_count: int) -> None:
     )
 
 
-def _tools(*, user: User, access: _Access) -> list[ToolSpec]:
+def _tools(*, user: User, access: AtlassianAccess) -> list[ToolSpec]:
     try:
         tools = mcp_tools_for(
             user_id=user.pk, access_token=access.access_token, cloud_id=access.cloud_id
@@ -77,25 +85,28 @@ def _tools(*, user: User, access: _Access) -> list[ToolSpec]:
     return tools
 
 
-def assistant_tools_for_user(*, user: User) -> list[ToolSpec]:
-    """The Jira/Confluence tools ``user`` may use (none when MCP is turned off).
+def assistant_tools_for_user(*, user: User, access: AccessSource | None = None) -> list[ToolSpec]:
+    """The Jira/Confluence tools ``user`` may use (none when MCP is turned off), with the
+    access ``access`` gives (read afresh by default).
 
     Raises ``JiraNotConnected`` (409) without a Jira connection, ``ConnectionNeedsReauth``
     (409) when its token cannot be refreshed, ``McpUnavailable`` (503)."""
     if not settings.MCP_JIRA_ENABLED:
         return []
-    return _tools(user=user, access=_atlassian_access(user=user))
+    return _tools(user=user, access=access() if access else AtlassianAccess.read(user=user))
 
 
-def assistant_tool_run(*, user: User, name: str, arguments: dict[str, Any]) -> ToolResult:
+def assistant_tool_run(
+    *, user: User, name: str, arguments: dict[str, Any], access: AccessSource | None = None
+) -> ToolResult:
     """Run one tool as ``user`` with their own Atlassian token. A disabled tool or a
     tool's failure is an error result (for the model); the errors of
     ``assistant_tools_for_user`` apply."""
-    access = _atlassian_access(user=user)
+    found = access() if access else AtlassianAccess.read(user=user)
     return mcp_tool_call(
         user_id=user.pk,
-        access_token=access.access_token,
-        cloud_id=access.cloud_id,
+        access_token=found.access_token,
+        cloud_id=found.cloud_id,
         name=name,
         arguments=arguments,
     )
@@ -114,7 +125,7 @@ def assistant_mcp_status(*, user: User) -> dict[str, Any]:
     if not settings.MCP_JIRA_ENABLED:
         return body
     try:
-        tools = _tools(user=user, access=_atlassian_access(user=user))
+        tools = _tools(user=user, access=AtlassianAccess.read(user=user))
     except McpUnavailable:
         return body
     return {

@@ -22,13 +22,20 @@ def _engine() -> Engine:
     return Engine(dirs=[str(PROMPTS)], autoescape=False)
 
 
-def system_prompt_render(*, user: User, tools: Sequence[Tool], interactive: bool) -> str:
+def system_prompt_render(
+    *,
+    user: User,
+    tools: Sequence[Tool],
+    interactive: bool,
+    sites: list[dict[str, Any]] | None = None,
+) -> str:
     """``system.md`` (one-shot) or ``interactive.md`` with the user's name, email and
-    Atlassian sites, and each tool with whether it reads or changes data."""
+    Atlassian sites (``sites`` when the caller read them, else read here), and each tool
+    with whether it reads or changes data."""
     context: dict[str, Any] = {
         "name": user.name,
         "email": user.email,
-        "sites": accessible_resources_for(user=user),
+        "sites": accessible_resources_for(user=user) if sites is None else sites,
         "tools": [
             {"name": t.name, "read_only": t.read_only, "summary": _first_line(t.description)}
             for t in tools

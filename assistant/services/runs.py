@@ -16,14 +16,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
 from assistant.events import DONE, run_event_publish
 from assistant.models import AssistantRun, PendingConfirmation
+from assistant.serializers import ask_body
 from assistant.services.ask import AskOutcome, ask_execute, ask_prepare, confirm_execute, run_fail
 from assistant.services.confirm import (
     TOKEN_PREFIX,
+    ConfirmationGone,
     _hash,
     action_describe,
     confirm_claim,
@@ -32,13 +35,14 @@ from assistant.services.confirm import (
 )
 from assistant.services.conversation import RESULT_SUMMARY
 from assistant.services.executor import McpToolExecutor
+from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.sessions import (
     session_turn_claim,
     session_turn_end,
     session_turn_resume,
     sessions_free_abandoned,
 )
-from assistant.services.tools import Result, Tool, ToolExecutor
+from assistant.services.tools import Result, Tool, ToolExecutor, executor_sites
 from billing.models import CreditHold
 from billing.services import credits_release, credits_settle
 from core.errors import ApplicationError, NotFound
@@ -167,6 +171,9 @@ class _PublishingExecutor:
     def tools(self) -> list[Tool]:
         return list(self.inner.tools())
 
+    def sites(self) -> list[dict[str, Any]] | None:
+        return executor_sites(self.inner)
+
     def call(self, name: str, arguments: dict[str, Any]) -> Result:
         run_event_publish(
             run_id=self.run_id, kind="tool_start", data={"name": name, "arguments": arguments}
@@ -195,12 +202,25 @@ def run_execute(*, run_id: int) -> str:
 
     Claimed by one conditional UPDATE, so a redelivered task (``acks_late``) never runs a
     run twice: a write tool must not be repeated because a worker died after it."""
-    claimed = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED).update(
-        status=AssistantRun.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
-        return "skipped"
-    run = AssistantRun.objects.select_related("owner", "session").get(pk=run_id)
+    key: LLMKey | ApplicationError | None = None
+    # One commit for the claim and the key's use (its audit row): each durable commit
+    # waits for the disk, and a fresh run resolves its key first thing anyway.
+    with transaction.atomic():
+        claimed = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED).update(
+            status=AssistantRun.Status.RUNNING, started_at=timezone.now()
+        )
+        if not claimed:
+            return "skipped"
+        run = AssistantRun.objects.select_related("owner", "session").get(pk=run_id)
+        if not run.confirm:  # a confirm-mode run may be resuming: its key is checked there
+            try:
+                with transaction.atomic():  # a failure here must not undo the claim
+                    key = llm_key_for(user=run.owner)
+            except ApplicationError as exc:
+                key = exc  # the run fails below, as a refusal found in the worker
+            except Exception:
+                logger.exception("assistant run %s: its key could not be resolved", run_id)
+                key = ApplicationError(SERVER_ERROR, code="server_error", status=500)
     executor = _PublishingExecutor(tool_executor(run.owner), run_id)
 
     def on_text(delta: str) -> None:
@@ -216,7 +236,7 @@ def run_execute(*, run_id: int) -> str:
             pending.run = run
             outcome = confirm_execute(pending=pending, executor=executor, on_text=on_text)
         else:
-            outcome = ask_execute(run=run, executor=executor, on_text=on_text)
+            outcome = ask_execute(run=run, executor=executor, on_text=on_text, key=key)
         if outcome.status == "pending_confirmation":
             run_event_publish(
                 run_id=run_id,
@@ -224,14 +244,29 @@ def run_execute(*, run_id: int) -> str:
                 data={"action": outcome.action, "message": outcome.message},
             )
         done = {"status": outcome.status}
+        if outcome.status == "completed":
+            # /ask's answer itself, so the waiting request need not read the run back.
+            # Not for a pause: its body carries a token, which never travels in events.
+            done["body"] = ask_body(outcome)
     except ApplicationError as exc:
-        done = {"status": "failed", "httpStatus": exc.status, **exc.as_dict()}
+        # Refusals fail the run where they are raised (or put its action back), but one
+        # raised while its end was being stored left it running until the reaper came.
+        _fail_where(AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.RUNNING), exc)
+        done = _failed_done(exc)
     except Exception:
         # A bug: logged (through the redacting filter), the user told no more.
         logger.exception("assistant run %s failed", run_id)
         error = ApplicationError(SERVER_ERROR, code="server_error", status=500)
         run_fail(run=run, error=error)
-        done = {"status": "failed", "httpStatus": 500, **error.as_dict()}
+        done = _failed_done(error)
+    if run.session_id is not None:
+        # Its conversation is free before the answer goes out: a follow-up sent the moment
+        # it arrives must not find the turn still taken (409). The task frees it too, so
+        # a failure here must not keep the answer from going out.
+        try:
+            session_turn_end(run_id=run_id)
+        except Exception:
+            logger.exception("assistant run %s: its conversation could not be freed", run_id)
     run_event_publish(run_id=run_id, kind=DONE, data=done)
     return str(done["status"])
 
@@ -303,6 +338,9 @@ def run_outcome(
             status=run.error_status or 500,
         )
     pending = PendingConfirmation.objects.filter(run=run).order_by("-pk").first()
+    if status == AssistantRun.Status.PENDING_CONFIRMATION and pending is None:
+        # Its confirmation was purged (expired a day ago): nothing was done.
+        return ConfirmationGone(APPROVAL_GONE)
     outcome = AskOutcome(
         run=run,
         status="completed",
@@ -325,6 +363,12 @@ def run_outcome(
     return outcome
 
 
+APPROVAL_GONE = (
+    "This run waited for your approval, which expired without an answer: nothing was done. "
+    "Ask again."
+)
+
+
 # --- The reaper ---------------------------------------------------------------------------
 
 REAP_MARGIN_SECONDS = 60
@@ -332,6 +376,10 @@ RUN_LOST = (
     "This run stopped without finishing: the worker running it went away (restarted, or "
     "past the time limit). Nothing more will happen; ask again. If it was running an "
     "action you approved, check Jira first: it may have been done."
+)
+RUN_NOT_STARTED = (
+    "No worker ever started this run (the queue lost it), so nothing was done, an approved "
+    "action included. Ask again."
 )
 
 
@@ -365,30 +413,52 @@ def runs_reap() -> int:
     worker died, and a redelivered task skips a run already claimed. Each is failed by a
     conditional UPDATE (a run that finished meanwhile is left alone), its credit holds
     closed, its conversation freed and a ``done`` published so waiting requests and
-    streams end. Conversations held by an approval that can no longer come are freed
-    too. How many runs were failed."""
+    streams end. Runs still ``queued`` as long after they were stored (or resumed by an
+    approval) are failed the same way (``run_not_started``: the broker lost the task).
+    Conversations held by an approval that can no longer come are freed too. How many
+    runs were failed."""
     limit = int(settings.CELERY_TASK_TIME_LIMIT) + REAP_MARGIN_SECONDS
     cutoff = timezone.now() - timedelta(seconds=limit)
-    stuck = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING, started_at__lt=cutoff)
-    error = ApplicationError(RUN_LOST, code="run_lost", status=500)
+    running = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING, started_at__lt=cutoff)
+    reaped = _runs_fail(running, ApplicationError(RUN_LOST, code="run_lost", status=500))
+    # Queued that long (since stored, or since its approval resumed it): the broker lost
+    # its task (a worker that still finds it late skips it once failed). Nothing of it ran.
+    resumed_since = PendingConfirmation.objects.filter(run=OuterRef("pk"), used_at__gte=cutoff)
+    lost = AssistantRun.objects.filter(
+        status=AssistantRun.Status.QUEUED, created_at__lt=cutoff
+    ).exclude(Exists(resumed_since))
+    reaped += _runs_fail(
+        lost, ApplicationError(RUN_NOT_STARTED, code="run_not_started", status=503)
+    )
+    sessions_free_abandoned()
+    return reaped
+
+
+def _runs_fail(stuck: QuerySet[AssistantRun], error: ApplicationError) -> int:
+    """Fail each of ``stuck`` still matching it, and end what waits on it; how many."""
     reaped = 0
     for run in stuck.only("pk", "owner_id"):
-        failed = stuck.filter(pk=run.pk).update(
-            status=AssistantRun.Status.FAILED,
-            error_code=error.code,
-            error_message=error.message,
-            error_status=error.status,
-            finished_at=timezone.now(),
-        )
-        if not failed:
+        if not _fail_where(stuck.filter(pk=run.pk), error):
             continue
         reaped += 1
         _holds_close(run)
         session_turn_end(run_id=run.pk)
-        run_event_publish(
-            run_id=run.pk,
-            kind=DONE,
-            data={"status": "failed", "httpStatus": error.status, **error.as_dict()},
-        )
-    sessions_free_abandoned()
+        run_event_publish(run_id=run.pk, kind=DONE, data=_failed_done(error))
     return reaped
+
+
+def _fail_where(runs: QuerySet[AssistantRun], error: ApplicationError) -> int:
+    """Fail the runs still matching ``runs`` (one conditional UPDATE: a run that moved on
+    meanwhile is left alone), as ``run_fail`` does one in hand; how many."""
+    return runs.update(
+        status=AssistantRun.Status.FAILED,
+        error_code=error.code,
+        error_message=error.message,
+        error_status=error.status,
+        finished_at=timezone.now(),
+    )
+
+
+def _failed_done(error: ApplicationError) -> dict[str, Any]:
+    """The ``done`` event of a failed run: what the waiting request answers."""
+    return {"status": "failed", "httpStatus": error.status, **error.as_dict()}

@@ -4,7 +4,7 @@ the MCP layer (``assistant.services.mcp``); tests may pass a small local one."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class Tool(Protocol):
@@ -37,6 +37,19 @@ class ToolExecutor(Protocol):
     def tools(self) -> Sequence[Tool]: ...
 
     def call(self, name: str, arguments: dict[str, Any]) -> Result: ...
+
+
+@runtime_checkable
+class KnowsSites(Protocol):
+    """A tool layer that read the user's Atlassian sites already (for the system prompt),
+    so the run need not read them again."""
+
+    def sites(self) -> list[dict[str, Any]] | None: ...
+
+
+def executor_sites(executor: ToolExecutor) -> list[dict[str, Any]] | None:
+    """The sites ``executor`` read, None when it does not say (then they are read)."""
+    return executor.sites() if isinstance(executor, KnowsSites) else None
 
 
 def openai_tools(tools: Sequence[Tool]) -> list[dict[str, Any]]:

@@ -94,3 +94,27 @@ def test_the_preferred_catalog_model_is_asked_for(alice, chat, executor):
 def test_the_model_follows_the_provider(provider, preferred, expected, settings):
     settings.OPENAI_MODEL = "gpt-4o-mini"
     assert model_for(provider=provider, preferred_id=preferred) == expected
+
+
+def test_a_run_records_the_key_its_worker_used_when_keys_changed_since_it_was_stored(
+    alice, chat, executor, monkeypatch, settings
+):
+    """The web stores the run with the key that would pay then; the worker resolves it
+    again. A key added (or replaced, or deleted) in between must show on the run as the
+    key that really paid, not the one read when it was stored."""
+    from assistant.selectors import run_paid_with
+    from assistant.services import runs
+    from assistant.services.runs import run_ask_start, run_execute
+
+    settings.REDIS_URL = ""
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
+    chat.script(text("ok"))
+    run = run_ask_start(user=alice, prompt="hi").run
+    assert run.api_key is None  # stored on the server's key
+    own = ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
+    assert run_execute(run_id=run.pk) == "completed"
+    assert chat.requests[0].authorization == f"Bearer {secret_for('openai', 1)}"
+    run.refresh_from_db()
+    assert run.api_key == own
+    assert run_paid_with(user=alice, run=run) == "own"
+    assert MeteredLlmCall.objects.get().api_key == own

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from assistant import mcp_client
 from assistant.models import AssistantRun, AssistantRunEvent, InteractiveSession
@@ -165,21 +167,22 @@ async def _read(stream):
 
 
 @pytest.mark.django_db
-def test_a_user_base_url_is_guarded_even_when_the_two_key_reads_disagree(alice, monkeypatch):
-    """The base URL comes from the key ``user_api_keys`` chose, the guard's switch from the
-    row ``resolve_key`` read next: a key added or made default between the two reads sent
-    the first one's own URL (an internal address) out unguarded."""
+def test_a_user_base_url_is_guarded_by_the_one_key_read_that_chose_it(alice):
+    """The base URL and the guard's switch come from one read of the user's keys: with
+    two (``user_api_keys``, then ``resolve_key``), a key added or made default between
+    them sent the first one's own URL (an internal address) out unguarded."""
     ApiKeyFactory(
         owner=alice,
         provider="openai",
         secret=secret_for("openai", 1),
         base_url="http://10.0.0.7/v1",
     )
-    plain = ApiKeyFactory.build(owner=alice, provider="openai", base_url="")
-    monkeypatch.setattr(keys_service, "resolve_key", lambda **kwargs: plain)
-    key = keys_service.llm_key_for(user=alice)
+    with CaptureQueriesContext(connection) as captured:
+        key = keys_service.llm_key_for(user=alice)
     assert key.base_url == "http://10.0.0.7/v1"
     assert key.user_host
+    reads = [q["sql"] for q in captured if q["sql"].startswith('SELECT "keys_apikey"')]
+    assert len(reads) == 1, reads
 
 
 @pytest.mark.django_db

@@ -11,7 +11,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from assistant.models import AssistantRun, AssistantRunEvent, InteractiveSession
+from assistant.models import (
+    AssistantRun,
+    AssistantRunEvent,
+    InteractiveSession,
+    PendingConfirmation,
+)
 from assistant.services.sessions import session_turn_claim
 from assistant.tasks import reap_runs
 from billing.models import CreditHold, CreditLedgerEntry
@@ -129,3 +134,54 @@ def test_the_reaped_runs_conversation_takes_a_new_turn(alice):
     assert InteractiveSession.objects.get().busy_run_id is None
     session_turn_claim(session_id=session.pk, run=nxt)
     assert InteractiveSession.objects.get().busy_run_id == nxt.pk
+
+
+def _queued(owner, *, stored_seconds_ago, session=None):
+    run = _run(owner, started_seconds_ago=0, status="queued", session=session)
+    stored = timezone.now() - timedelta(seconds=stored_seconds_ago)
+    AssistantRun.objects.filter(pk=run.pk).update(created_at=stored, started_at=None)
+    return run
+
+
+def _resumed(owner, *, approved_seconds_ago):
+    """A run stored long ago, paused, then queued again by an approval."""
+    run = _queued(owner, stored_seconds_ago=3600)
+    PendingConfirmation.objects.create(
+        owner=owner,
+        run=run,
+        token_hash=f"hash-{run.pk}",
+        tool="jira_create_issue",
+        expires_at=timezone.now(),
+        used_at=timezone.now() - timedelta(seconds=approved_seconds_ago),
+        approved=True,
+    )
+    return run
+
+
+def test_a_run_the_queue_lost_fails_as_not_started_and_frees_its_conversation(alice):
+    """Old code: a run whose task the broker lost stayed queued for ever (its stream and
+    /ask/runs/<id> said "running" for good)."""
+    session = InteractiveSession.objects.create(owner=alice, title="t")
+    lost = _queued(alice, stored_seconds_ago=300 + 61, session=session)
+    session_turn_claim(session_id=session.pk, run=lost)
+    assert reap_runs() == 1
+    lost.refresh_from_db()
+    assert (lost.status, lost.error_code, lost.error_status) == ("failed", "run_not_started", 503)
+    assert "nothing was done" in lost.error_message
+    done = AssistantRunEvent.objects.get(run=lost)
+    assert done.data["error"]["code"] == "run_not_started"
+    assert InteractiveSession.objects.get(pk=session.pk).busy_run_id is None
+    assert reap_runs() == 0
+
+
+def test_a_queued_run_is_reaped_by_how_long_ago_it_was_stored_or_resumed(alice):
+    recent = _queued(alice, stored_seconds_ago=300)
+    resumed_now = _resumed(alice, approved_seconds_ago=30)
+    resumed_long_ago = _resumed(alice, approved_seconds_ago=300 + 61)
+    assert reap_runs() == 1
+    statuses = dict(AssistantRun.objects.values_list("pk", "status"))
+    assert statuses == {
+        recent.pk: "queued",
+        resumed_now.pk: "queued",
+        resumed_long_ago.pk: "failed",
+    }

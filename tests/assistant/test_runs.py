@@ -69,6 +69,33 @@ def test_ask_answers_the_completed_body_of_the_run_it_queued(alice, alice_api, c
     assert polled.json() == body  # the same body, read back from the stored run
 
 
+def test_ask_answers_a_completed_run_from_its_done_event_without_reading_it_back(
+    alice, alice_api, chat, monkeypatch
+):
+    """The worker puts /ask's body in the run's ``done`` event: the waiting request
+    answers with it (no thread, no query); the run row stays what GET reads."""
+
+    def read_back(run_id, token):
+        raise AssertionError("a completed run was read back from the database")
+
+    monkeypatch.setattr(async_views, "_result", read_back)
+    chat.script(text("Hello."))
+    response = alice_api.post("/ask", {"prompt": "Hi"}, format="json")
+    assert response.status_code == 200, response.content
+    run_id = response.json()["data"]["runId"]
+    done = AssistantRunEvent.objects.get(run_id=run_id, kind="done").data
+    assert done == {"status": "completed", "body": response.json()}
+    assert alice_api.get(f"/ask/runs/{run_id}").json() == response.json()
+
+
+def test_a_pending_runs_done_event_carries_no_body_and_no_token(alice, alice_api, chat):
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
+    assert body["status"] == "pending_confirmation" and body["confirmation_token"]
+    done = AssistantRunEvent.objects.get(run_id=body["data"]["runId"], kind="done").data
+    assert done == {"status": "pending_confirmation"}
+
+
 def test_no_credits_is_402_before_any_run_is_stored_or_queued(chat, settings):
     settings.BILLING_STARTER_GRANT_USD = "0"
     dora = APIClient()
@@ -232,7 +259,8 @@ def test_the_events_stream_follows_the_run_through_its_approval_to_the_end(
     assert seen[0][1]["action"] == {"tool": "jira_create_issue", "arguments": CREATE}
     assert "confirm_" not in json.dumps(seen)  # tokens never travel in events
     assert kinds[2:4] == ["tool_start", "tool_end"] and seen[3][1]["name"] == "jira_create_issue"
-    assert kinds[-1] == "done" and seen[-1][1] == {"status": "completed"}
+    assert kinds[-1] == "done" and seen[-1][1]["status"] == "completed"
+    assert seen[-1][1]["body"] == alice_api.get(f"/ask/runs/{run_id}").json()
     assert "".join(d["delta"] for k, d in seen if k == "text") == "Created KAN-2."
 
 
@@ -242,7 +270,7 @@ def test_a_finished_runs_stream_replays_both_parts_of_an_approved_run(
     chat.script(tool_calls(("jira_create_issue", CREATE)))
     body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
     chat.script(text("Created KAN-2."))
-    alice_api.post(
+    confirmed = alice_api.post(
         "/ask/confirm",
         {"confirmation_token": body["confirmation_token"], "approved": True},
         format="json",
@@ -250,7 +278,7 @@ def test_a_finished_runs_stream_replays_both_parts_of_an_approved_run(
     events = _events(alice_api, body["data"]["runId"])
     kinds = [kind for _, kind, _ in events]
     assert kinds.count("done") == 2 and kinds[-1] == "done"
-    assert events[-1][2] == {"status": "completed"}
+    assert events[-1][2] == {"status": "completed", "body": confirmed.json()}
 
 
 def test_an_unanswered_actions_stream_ends_when_the_confirmation_expires(
@@ -350,3 +378,18 @@ def test_a_browser_session_needs_the_csrf_token(alice, chat):
         HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value,
     )
     assert allowed.status_code == 200, allowed.content
+
+
+def test_a_run_whose_approval_was_purged_reads_as_expired(alice, alice_api, chat, executor):
+    """Old code: once the purge deleted its unanswered confirmation, the run read back as
+    `completed` with an empty message, as if something had been done."""
+    chat.script(tool_calls(("jira_create_issue", CREATE)))
+    body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
+    run_id = body["data"]["runId"]
+    PendingConfirmation.objects.all().delete()  # what the purge does a day after expiry
+    response = alice_api.get(f"/ask/runs/{run_id}")
+    assert response.status_code == 410, response.content
+    error = response.json()["error"]
+    assert error["code"] == "confirmation_expired"
+    assert "nothing was done" in error["message"]
+    assert executor.calls == []

@@ -55,6 +55,26 @@ def test_a_second_turn_while_one_runs_is_a_409_and_stores_nothing(
 
 
 @pytest.mark.django_db
+def test_the_conversation_is_free_when_the_answer_goes_out(alice, chat, local_tools, monkeypatch):
+    """Old code: the task freed the conversation after publishing ``done``, so a client
+    that sent its follow-up the moment the answer arrived could get a 409."""
+    session = _session(alice)
+    chat.script(text("Hello."))
+    run = run_ask_start(user=alice, prompt="hi", session_id=session.pk).run
+    busy_at_done: list[int | None] = []
+    publish = runs.run_event_publish
+
+    def recording(*, run_id, kind, data):
+        if kind == "done":
+            busy_at_done.append(InteractiveSession.objects.get(pk=session.pk).busy_run_id)
+        publish(run_id=run_id, kind=kind, data=data)
+
+    monkeypatch.setattr(runs, "run_event_publish", recording)
+    assert runs.run_execute(run_id=run.pk) == "completed"
+    assert busy_at_done == [None]
+
+
+@pytest.mark.django_db
 def test_the_next_turn_is_taken_once_the_run_has_ended(alice, alice_api, chat, local_tools):
     session = _session(alice)
     for n in range(2):
@@ -176,3 +196,48 @@ def test_a_long_conversation_stores_at_most_its_newest_turns(alice, chat, execut
         {"role": "user", "content": "one more"},
         {"role": "assistant", "content": "the newest answer"},
     ]
+
+
+@pytest.mark.django_db
+def test_the_answer_goes_out_though_freeing_the_conversation_failed(
+    alice, chat, local_tools, monkeypatch
+):
+    session = _session(alice)
+    chat.script(text("Hello."))
+    run = run_ask_start(user=alice, prompt="hi", session_id=session.pk).run
+    published: list[str] = []
+    publish = runs.run_event_publish
+
+    def recording(*, run_id, kind, data):
+        published.append(kind)
+        publish(run_id=run_id, kind=kind, data=data)
+
+    def broken(*, run_id):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(runs, "run_event_publish", recording)
+    monkeypatch.setattr(runs, "session_turn_end", broken)
+    assert runs.run_execute(run_id=run.pk) == "completed"
+    assert published[-1] == "done"
+
+
+@pytest.mark.django_db
+def test_a_run_whose_turn_cannot_be_saved_fails_instead_of_running_on(
+    alice, chat, local_tools, monkeypatch
+):
+    """Old code: a refusal raised while the run's end was being stored reached the
+    waiting request as failed, but left the run itself `running` until the reaper."""
+    from assistant.services import ask
+
+    def refused(conversation):
+        raise Conflict("The conversation changed meanwhile.", code="conversation_changed")
+
+    monkeypatch.setattr(ask, "_session_save", refused)
+    session = _session(alice)
+    chat.script(text("Hello."))
+    run = run_ask_start(user=alice, prompt="hi", session_id=session.pk).run
+    assert runs.run_execute(run_id=run.pk) == "failed"
+    run.refresh_from_db()
+    assert (run.status, run.error_code, run.error_status) == ("failed", "conversation_changed", 409)
+    assert run.finished_at is not None
+    assert InteractiveSession.objects.get(pk=session.pk).busy_run_id is None

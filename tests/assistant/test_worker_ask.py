@@ -149,7 +149,9 @@ def test_past_the_sync_timeout_ask_answers_202_and_the_run_is_polled_to_its_body
     worker, chat, settings_for_runs, alice, alice_jira, alice_api, bob_api
 ):
     settings_for_runs.ASK_SYNC_TIMEOUT = 0.01
-    chat.script(text("Slow but sure.", delay=1.0))
+    # Slow enough that the run cannot end before the request even starts waiting (a
+    # loaded CI machine took over a second between storing the run and the wait).
+    chat.script(text("Slow but sure.", delay=4.0))
     started = _ask(alice_api)
     assert started.status_code == 202, started.content
     assert started.json()["status"] == "running"
@@ -170,12 +172,13 @@ def test_the_events_stream_yields_text_deltas_and_tool_steps_in_order(
     worker, chat, settings_for_runs, alice, alice_jira, alice_api, bob_api
 ):
     chat.script(tool_calls(("jira_search", SEARCH)), text("KAN has one open ticket."))
-    run_id = _ask(alice_api).json()["data"]["runId"]
+    answered = _ask(alice_api).json()
+    run_id = answered["data"]["runId"]
 
     events = _events(alice_api, run_id)
     kinds = [kind for kind, _ in events]
     assert kinds[:2] == ["tool_start", "tool_end"]
-    assert kinds[-1] == "done" and events[-1][1] == {"status": "completed"}
+    assert kinds[-1] == "done" and events[-1][1] == {"status": "completed", "body": answered}
     assert set(kinds[2:-1]) == {"text"} and len(kinds[2:-1]) > 1  # streamed in pieces
     assert events[0][1] == {"name": "jira_search", "arguments": SEARCH}
     assert "".join(data["delta"] for kind, data in events if kind == "text") == (

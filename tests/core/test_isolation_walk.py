@@ -31,6 +31,9 @@ from tests.fakes.providers import FakeProviders
 from tests.keys.factories import ApiKeyFactory, ProjectFactory, secret_for
 from tests.usage.factories import BudgetFactory
 
+# The same on every database: .ci/run runs it on PostgreSQL only.
+pytestmark = pytest.mark.backend_independent
+
 
 @dataclass(frozen=True)
 class Owned:

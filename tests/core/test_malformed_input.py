@@ -21,7 +21,7 @@ from core.parsers import MAX_DEPTH, _check
 from tests.keys.conftest import server_auth
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.backend_independent]
 
 MARKER = "kay-raw-input-marker"
 HUGE = "99999999999999999999"  # past any primary key (and SQLite's 64-bit integers)

@@ -15,6 +15,9 @@ from keys.services import Origin, api_key_revalidate, mask_secret
 from tests.keys.conftest import VALID
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 
+# The same on every database: .ci/run runs it on PostgreSQL only.
+pytestmark = pytest.mark.backend_independent
+
 # Keys in each provider's real shape (lengths as issued), beyond the fixtures in VALID.
 GOOD = [
     ("openai", "sk-" + "A1b2C3d4" * 6),  # legacy: sk- and 48 letters and digits

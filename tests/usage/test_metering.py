@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.accounts.factories import UserFactory
 from tests.helpers.races import run_at_once
@@ -13,22 +14,25 @@ from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from tests.usage.conftest import CLAUDE_SONNET, GPT_4O_MINI, catalog_model
 from usage.models import MeteredLlmCall, UsageBucket, UsageDaily
 from usage.selectors import usage_summary
-from usage.services import usage_record_llm_call
+from usage.services import LlmCall, usage_record_llm_call, usage_record_llm_calls
 from usage.services.pricing import candidates
 
 AT = datetime(2026, 3, 2, 14, 25, 7, tzinfo=UTC)
 
 
+# One gpt-4o-mini call: 800 uncached and 200 cached input tokens, 500 output tokens.
+CALL = {
+    "provider": "openai",
+    "model": "gpt-4o-mini",
+    "input_tokens": 1000,
+    "output_tokens": 500,
+    "cached_tokens": 200,
+    "at": AT,
+}
+
+
 def record(owner, **fields):
-    values = {
-        "provider": "openai",
-        "model": "gpt-4o-mini",
-        "input_tokens": 1000,
-        "output_tokens": 500,
-        "cached_tokens": 200,
-        "at": AT,
-        "call_id": str(uuid.uuid4()),
-    }
+    values = {**CALL, "call_id": str(uuid.uuid4())}
     values.update(fields)
     return usage_record_llm_call(owner=owner, **values)
 
@@ -227,3 +231,56 @@ def test_the_same_call_recorded_at_the_same_moment_counts_once():
     assert MeteredLlmCall.objects.filter(owner=owner).count() == 1
     bucket = UsageBucket.objects.get(owner=owner)
     assert (bucket.requests, bucket.cost_micros) == (1, 435)
+
+
+# --- Several calls at once (an assistant run on the user's own key, at its end) -----------
+
+
+def calls(*call_ids, **fields):
+    return [LlmCall(call_id=call_id, **{**CALL, **fields}) for call_id in call_ids]
+
+
+def test_a_run_s_calls_are_recorded_at_once_with_one_write_per_bucket(alice, catalog):
+    key = ApiKeyFactory(owner=alice)
+    record(alice, api_key=key)  # the hour's bucket and the day's row exist
+    later = AT + timedelta(hours=1)
+    batch = [*calls("run-1-1", "run-1-2"), *calls("run-1-3", at=later)]
+    with CaptureQueriesContext(connection) as captured:
+        recorded = usage_record_llm_calls(owner=alice, api_key=key, calls=batch)
+    assert [r.record_id for r in recorded] == list(
+        MeteredLlmCall.objects.filter(call_id__startswith="run-1-")
+        .order_by("call_id")
+        .values_list("pk", flat=True)
+    )
+    assert [r.cost_micros for r in recorded] == [435, 435, 435]
+    first_hour, second_hour = UsageBucket.objects.order_by("bucket_start")
+    assert (first_hour.requests, first_hour.input_tokens, first_hour.cost_micros) == (
+        3,
+        3000,
+        1305,
+    )
+    assert (second_hour.requests, second_hour.cost_micros) == (1, 435)
+    assert UsageDaily.objects.get().requests == 4
+    # One insert for the three records, not one each.
+    inserts = [q["sql"] for q in captured.captured_queries if "INSERT INTO" in q["sql"]]
+    assert len([sql for sql in inserts if '"usage_meteredllmcall"' in sql]) == 1
+
+
+def test_a_batch_with_a_call_recorded_before_counts_that_call_once(alice, catalog):
+    key = ApiKeyFactory(owner=alice)
+    first = record(alice, api_key=key, call_id="run-2-1")
+    recorded = usage_record_llm_calls(owner=alice, api_key=key, calls=calls("run-2-1", "run-2-2"))
+    assert recorded[0] == first
+    assert MeteredLlmCall.objects.count() == 2
+    assert UsageBucket.objects.get().requests == 2
+    assert UsageDaily.objects.get().requests == 2
+
+
+def test_a_batch_is_refused_whole_for_another_users_key_or_a_call_twice(alice, bob, catalog):
+    with pytest.raises(ValueError, match="own key"):
+        usage_record_llm_calls(owner=alice, api_key=ApiKeyFactory(owner=bob), calls=calls("a"))
+    with pytest.raises(ValueError, match="once"):
+        usage_record_llm_calls(owner=alice, calls=calls("a", "a"))
+    with pytest.raises(ValueError, match="call_id"):
+        usage_record_llm_calls(owner=alice, calls=calls("b", ""))
+    assert not MeteredLlmCall.objects.exists() and not UsageBucket.objects.exists()

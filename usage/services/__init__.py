@@ -2,6 +2,17 @@
 Each keeps the daily rollup in step in its own transaction."""
 
 from usage.services.buckets import usage_buckets_upsert
-from usage.services.metering import MeteredCall, usage_record_llm_call
+from usage.services.metering import (
+    LlmCall,
+    MeteredCall,
+    usage_record_llm_call,
+    usage_record_llm_calls,
+)
 
-__all__ = ["MeteredCall", "usage_buckets_upsert", "usage_record_llm_call"]
+__all__ = [
+    "LlmCall",
+    "MeteredCall",
+    "usage_buckets_upsert",
+    "usage_record_llm_call",
+    "usage_record_llm_calls",
+]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +32,21 @@ class MeteredCall:
     owner_id: int | None = None  # whose call it is; None: not known to the caller
 
 
+@dataclass(frozen=True)
+class LlmCall:
+    """One LLM call to record: its idempotency key, the model and the provider's counts
+    (``input_tokens`` including ``cached_tokens``); ``at`` places it in its hour bucket
+    (now by default)."""
+
+    call_id: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    at: datetime | None = None
+
+
 def usage_record_llm_call(
     *,
     owner: User,
@@ -45,125 +60,191 @@ def usage_record_llm_call(
     at: datetime | None = None,
     prices: Mapping[Pair, Price | None] | None = None,
 ) -> MeteredCall:
-    """Record one LLM call Kay made for ``owner``: the one way other apps write usage.
+    """Record one LLM call Kay made for ``owner``: the one way other apps write usage
+    (see :func:`usage_record_llm_calls`, which records several at once)."""
+    call = LlmCall(
+        call_id=call_id,
+        provider=provider,
+        model=model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        at=at,
+    )
+    return usage_record_llm_calls(owner=owner, api_key=api_key, calls=[call], prices=prices)[0]
+
+
+@dataclass
+class _Group:
+    """The calls of one hour bucket, and what they add to it."""
+
+    row: BucketRow
+    figures: dict[str, int]
+
+
+def usage_record_llm_calls(
+    *,
+    owner: User,
+    calls: Sequence[LlmCall],
+    api_key: ApiKey | None = None,
+    prices: Mapping[Pair, Price | None] | None = None,
+) -> list[MeteredCall]:
+    """Record LLM calls Kay made for ``owner`` (in one transaction, one write per hour
+    bucket they fall in), each as :class:`MeteredCall`, in the order given.
 
     ``call_id`` is the caller's idempotency key: recording the same ``call_id`` again
     returns the first record and adds nothing (the owner's usage lock makes a concurrent
     second recording wait, then find the first).
 
-    ``api_key`` is the owner's stored key that paid for the call (None: the server's key,
-    billed to the owner's credits). The tokens come from the provider's response
-    (``input_tokens`` including ``cached_tokens``); the cost from the model catalog's
-    prices (``prices``: ones the caller looked up already, as :func:`catalog_prices`
-    returned them). Added to the hour bucket of ``at`` (now by default) with atomic
-    increments, so calls recorded at the same moment all count; the daily rollup follows."""
+    ``api_key`` is the owner's stored key that paid for the calls (None: the server's
+    key, billed to the owner's credits). The cost comes from the model catalog's prices
+    (``prices``: ones the caller looked up already, as :func:`catalog_prices` returned
+    them). Added to the hour buckets with atomic increments, so calls recorded at the same
+    moment all count; the daily rollup follows."""
     if api_key is not None and api_key.owner_id != owner.pk:
         raise ValueError("a call is recorded against its owner's own key only")
-    if not model:
-        raise ValueError("a call names its model")
-    if not call_id or len(call_id) > 100:
-        raise ValueError("a call has a call_id of 1 to 100 characters")
-    # Validates the figures and finds the bucket exactly as a fetched row would.
-    row = BucketRow(
-        provider=provider,
-        model=model,
-        bucket_start=BucketRow.aligned(at or timezone.now(), Granularity.HOUR),
-        granularity=Granularity.HOUR,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cached_tokens=cached_tokens,
-        requests=1,
-        cost_micros=None,
-        external_key_id=f"vault:{api_key.pk}" if api_key is not None else "",
-    )
-    pair = (provider, model)
-    price = prices[pair] if prices and pair in prices else catalog_prices(pairs={pair})[pair]
-    cost = (
-        0
-        if price is None
-        else price.cost_micros(
-            input_tokens=input_tokens, output_tokens=output_tokens, cached_tokens=cached_tokens
+    if not calls:
+        return []
+    ids = [call.call_id for call in calls]
+    if len(set(ids)) != len(ids):
+        raise ValueError("each call is recorded once")
+    missing = {(c.provider, c.model) for c in calls} - set(prices or {})
+    known = {**(prices or {}), **(catalog_prices(pairs=missing) if missing else {})}
+    groups: dict[tuple[str, str, datetime], _Group] = {}
+    costs: list[tuple[BucketRow, int, bool]] = []
+    now = timezone.now()
+    for call in calls:
+        if not call.model:
+            raise ValueError("a call names its model")
+        if not call.call_id or len(call.call_id) > 100:
+            raise ValueError("a call has a call_id of 1 to 100 characters")
+        # Validates the figures and finds the bucket exactly as a fetched row would.
+        row = BucketRow(
+            provider=call.provider,
+            model=call.model,
+            bucket_start=BucketRow.aligned(call.at or now, Granularity.HOUR),
+            granularity=Granularity.HOUR,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cached_tokens=call.cached_tokens,
+            requests=1,
+            cost_micros=None,
+            external_key_id=f"vault:{api_key.pk}" if api_key is not None else "",
         )
-    )
-    figures = {
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cached_tokens": cached_tokens,
-        "requests": 1,
-        "cost_micros": cost,
-    }
+        price = known[(call.provider, call.model)]
+        cost = (
+            0
+            if price is None
+            else price.cost_micros(
+                input_tokens=call.input_tokens,
+                output_tokens=call.output_tokens,
+                cached_tokens=call.cached_tokens,
+            )
+        )
+        costs.append((row, cost, price is not None))
+        group = groups.setdefault(
+            (call.provider, call.model, row.bucket_start), _Group(row, dict.fromkeys(FIGURES, 0))
+        )
+        for name, value in zip(
+            FIGURES,
+            (call.input_tokens, call.output_tokens, call.cached_tokens, 1, cost),
+            strict=True,
+        ):
+            group.figures[name] += value
+    try:
+        # Calls are recorded first-wins by their unique (owner, call_id): a call recorded
+        # before fails the insert and rolls the batch back whole, so nothing counts twice.
+        with transaction.atomic():
+            owner_lock(owner.pk)
+            buckets = {
+                identity: _bucket_add(owner=owner, api_key=api_key, group=group)
+                for identity, group in groups.items()
+            }
+            recorded = MeteredLlmCall.objects.bulk_create(
+                [
+                    MeteredLlmCall(
+                        owner=owner,
+                        api_key=api_key,
+                        provider=call.provider,
+                        model=call.model,
+                        input_tokens=call.input_tokens,
+                        output_tokens=call.output_tokens,
+                        cached_tokens=call.cached_tokens,
+                        cost_micros=cost,
+                        priced=priced,
+                        call_id=call.call_id,
+                        bucket_id=buckets[(call.provider, call.model, row.bucket_start)],
+                    )
+                    for call, (row, cost, priced) in zip(calls, costs, strict=True)
+                ]
+            )
+    except IntegrityError:
+        if len(calls) > 1:  # some were recorded before: each on its own, first-wins
+            return [
+                usage_record_llm_calls(owner=owner, api_key=api_key, calls=[call], prices=known)[0]
+                for call in calls
+            ]
+        first = MeteredLlmCall.objects.filter(owner=owner, call_id=calls[0].call_id).first()
+        if first is None:
+            raise
+        return [_metered(first)]
+    return [_metered(row) for row in recorded]
+
+
+FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_micros")
+
+
+def _bucket_add(*, owner: User, api_key: ApiKey | None, group: _Group) -> int:
+    """Add a group's figures to its hour bucket (made when missing) and to the day's
+    rollup row; the bucket's id. Inside the owner's usage lock."""
+    row, figures = group.row, group.figures
     identity = dict(
         owner=owner,
         source=Source.KAY_METERED,
-        provider=provider,
-        model=model,
+        provider=row.provider,
+        model=row.model,
         external_project_id="",
         external_key_id=row.external_key_id,
         bucket_start=row.bucket_start,
         granularity=row.granularity,
     )
-    try:
-        # The call is recorded first-wins by its unique (owner, call_id): a second recording
-        # fails its insert and rolls back whole, so nothing is counted twice.
-        with transaction.atomic():
-            owner_lock(owner.pk)
-            found: tuple[int, int | None, int | None] | None = (
-                UsageBucket.objects.filter(**identity)
-                .values_list("pk", "api_key_id", "project_id")
-                .first()
-            )
-            if found is None:
-                bucket = UsageBucket.objects.create(
-                    **identity,
-                    **figures,
-                    api_key=api_key,
-                    project_id=api_key.project_id if api_key is not None else None,
-                    cost_source=CostSource.COMPUTED,
-                )
-                found = (bucket.pk, bucket.api_key_id, bucket.project_id)
-            else:
-                UsageBucket.objects.filter(pk=found[0]).update(
-                    **{name: F(name) + value for name, value in figures.items()},
-                    updated_at=timezone.now(),
-                )
-            bucket_id, bucket_key_id, bucket_project_id = found
-            # The day's rollup row moves by the figures its bucket moved by: one UPDATE
-            # (the rollup's groups are these columns), instead of rewriting the day.
-            group: dict[str, Any] = {"api_key_id": bucket_key_id, "project_id": bucket_project_id}
-            daily = UsageDaily.objects.filter(
-                owner=owner,
-                source=Source.KAY_METERED,
-                day=row.bucket_start.date(),
-                provider=provider,
-                model=model,
-                **group,
-            ).update(**{name: F(name) + value for name, value in figures.items()})
-            if not daily:  # no rollup row yet: written from the buckets
-                rollup_rewrite(
-                    owner_id=owner.pk,
-                    source=Source.KAY_METERED,
-                    days=[row.bucket_start.date()],
-                    pairs=[pair],
-                )
-            recorded = MeteredLlmCall.objects.create(
-                owner=owner,
-                api_key=api_key,
-                provider=provider,
-                model=model,
-                input_tokens=input_tokens,
-                output_tokens=output_tokens,
-                cached_tokens=cached_tokens,
-                cost_micros=cost,
-                priced=price is not None,
-                call_id=call_id,
-                bucket_id=bucket_id,
-            )
-    except IntegrityError:
-        first = MeteredLlmCall.objects.filter(owner=owner, call_id=call_id).first()
-        if first is None:
-            raise
-        return _metered(first)
-    return _metered(recorded)
+    found: tuple[int, int | None, int | None] | None = (
+        UsageBucket.objects.filter(**identity).values_list("pk", "api_key_id", "project_id").first()
+    )
+    if found is None:
+        bucket = UsageBucket.objects.create(
+            **identity,
+            **figures,
+            api_key=api_key,
+            project_id=api_key.project_id if api_key is not None else None,
+            cost_source=CostSource.COMPUTED,
+        )
+        found = (bucket.pk, bucket.api_key_id, bucket.project_id)
+    else:
+        UsageBucket.objects.filter(pk=found[0]).update(
+            **{name: F(name) + value for name, value in figures.items()},
+            updated_at=timezone.now(),
+        )
+    bucket_id, bucket_key_id, bucket_project_id = found
+    # The day's rollup row moves by the figures its bucket moved by: one UPDATE (the
+    # rollup's groups are these columns), instead of rewriting the day.
+    columns: dict[str, Any] = {"api_key_id": bucket_key_id, "project_id": bucket_project_id}
+    daily = UsageDaily.objects.filter(
+        owner=owner,
+        source=Source.KAY_METERED,
+        day=row.bucket_start.date(),
+        provider=row.provider,
+        model=row.model,
+        **columns,
+    ).update(**{name: F(name) + value for name, value in figures.items()})
+    if not daily:  # no rollup row yet: written from the buckets
+        rollup_rewrite(
+            owner_id=owner.pk,
+            source=Source.KAY_METERED,
+            days=[row.bucket_start.date()],
+            pairs=[(row.provider, row.model)],
+        )
+    return bucket_id
 
 
 def _metered(recorded: MeteredLlmCall) -> MeteredCall:

@@ -2,8 +2,10 @@
 reuse, isolation, token refresh, idle expiry, the cap, a dead server, and what reaches
 the server process."""
 
+import asyncio
 import json
 import os
+import secrets
 
 import pytest
 
@@ -70,6 +72,45 @@ def test_idle_sessions_are_closed(settings):
     _run(mcp_client._get_runner().pool.reap())
     assert not _alive(pid)
     assert _search(1, ALICE_TOKEN)["pid"] != pid
+
+
+def test_a_session_still_starting_is_not_reaped_under_its_caller(settings):
+    """CI once failed test_idle_sessions_are_closed this way: the reaper's tick landed
+    while the next call was still spawning its server, and closed it under the call."""
+    settings.MCP_IDLE_TIMEOUT = 0
+    pool = mcp_client._get_runner().pool
+    cloud_id = f"cloud-{secrets.token_hex(4)}"  # a key no earlier test left in the pool
+    key = mcp_client._key(1, ALICE_TOKEN, cloud_id)
+
+    async def reap_while_it_starts():
+        listing = asyncio.ensure_future(mcp_client._tools(key, ALICE_TOKEN, cloud_id, 20))
+        await asyncio.sleep(0)  # the call has its session and awaits the server's start
+        assert key in pool.sessions and not pool.sessions[key].tools
+        await pool.reap()
+        return await listing
+
+    tools = _run(reap_while_it_starts())
+    assert "jira_search" in {tool.name for tool in tools}
+    # Once its caller is done, the idle session goes as before.
+    _run(pool.reap())
+    assert key not in pool.sessions
+
+
+def test_at_the_cap_a_session_still_starting_is_not_closed_for_another_user(settings):
+    settings.MCP_POOL_SIZE = 1
+    cloud_id = f"cloud-{secrets.token_hex(4)}"  # keys no earlier test left in the pool
+    alice = mcp_client._key(1, ALICE_TOKEN, cloud_id)
+    bob = mcp_client._key(2, BOB_TOKEN, cloud_id)
+
+    async def bob_arrives_while_alice_starts():
+        listing = asyncio.ensure_future(mcp_client._tools(alice, ALICE_TOKEN, cloud_id, 20))
+        await asyncio.sleep(0)
+        assert not mcp_client._get_runner().pool.sessions[alice].tools  # still starting
+        with pytest.raises(McpUnavailable):  # every session is in use: try again later
+            await mcp_client._tools(bob, BOB_TOKEN, cloud_id, 20)
+        return await listing
+
+    assert "jira_search" in {tool.name for tool in _run(bob_arrives_while_alice_starts())}
 
 
 def test_beyond_the_cap_the_least_recently_used_session_is_closed(settings):

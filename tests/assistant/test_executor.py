@@ -1,0 +1,68 @@
+"""The production tool layer of a run (``McpToolExecutor``): the user's own Atlassian
+access, reused within the run but never past the user taking it away."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.services import mcp
+from assistant.services.executor import McpToolExecutor
+from assistant.services.mcp import JiraNotConnected
+from connections.models import Connection
+from connections.services.cli import connection_disconnect
+from core.errors import ConnectionNeedsReauth
+from tests.assistant.chat import LocalExecutor, LocalResult
+from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """The tokens tool calls went out with (the MCP layer faked)."""
+    sent: list[str] = []
+
+    def call(**kwargs):
+        sent.append(kwargs["access_token"])
+        return LocalResult("ok")
+
+    monkeypatch.setattr(mcp, "mcp_tools_for", lambda **kwargs: LocalExecutor().tools())
+    monkeypatch.setattr(mcp, "mcp_tool_call", call)
+    return sent
+
+
+def test_a_run_stops_using_jira_once_the_user_disconnects_it(alice, calls):
+    AccessibleResourceFactory(connection=ConnectionFactory(user=alice))
+    tools = McpToolExecutor(alice)
+    tools.call("jira_search", {"jql": "project = KAN"})
+    assert len(calls) == 1
+    connection_disconnect(user=alice, service="jira")
+    with pytest.raises(JiraNotConnected):
+        tools.call("jira_create_issue", {"project_key": "KAN", "summary": "x"})
+    assert len(calls) == 1  # the forgotten token was not used again
+
+
+def test_a_run_stops_using_jira_once_its_connection_needs_reauthorisation(alice, calls):
+    ConnectionFactory(user=alice)
+    tools = McpToolExecutor(alice)
+    tools.call("jira_search", {"jql": "project = KAN"})
+    Connection.objects.filter(user=alice).update(status=Connection.Status.NEEDS_REAUTH)
+    with pytest.raises(ConnectionNeedsReauth):
+        tools.call("jira_search", {"jql": "project = KAN"})
+    assert len(calls) == 1
+
+
+def test_a_run_reuses_its_jira_access_while_the_connection_stands(alice, calls, monkeypatch):
+    ConnectionFactory(user=alice)
+    reads: list[int] = []
+    read = mcp.AtlassianAccess.read
+
+    def counting(cls, *, user):
+        reads.append(user.pk)
+        return read(user=user)
+
+    monkeypatch.setattr(mcp.AtlassianAccess, "read", classmethod(counting))
+    tools = McpToolExecutor(alice)
+    tools.call("jira_search", {"jql": "project = KAN"})
+    tools.call("jira_search", {"jql": "project = KAN"})
+    assert reads == [alice.pk] and len(calls) == 2 and calls[0] == calls[1]
