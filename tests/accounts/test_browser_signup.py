@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.core import mail
+from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD
 
@@ -36,9 +37,9 @@ def test_sign_up_confirm_log_in_and_see_the_dashboard(page, screenshot, live_ser
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign In").click()
     page.wait_for_url("**/dashboard/")
-    assert page.get_by_role("heading", name="Welcome").is_visible()
+    expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
     for label in ("Keys", "Projects", "Usage", "Models", "Connections", "Billing", "API tokens"):
-        assert page.get_by_role("link", name=label).first.is_visible()
+        expect(page.get_by_role("link", name=label).first).to_be_visible()
     screenshot(page, "dashboard-overview")
 
 
@@ -48,9 +49,9 @@ def test_the_phone_layout_folds_the_menu(page, screenshot, alice, live_server):
     login(page, alice.email)
     page.set_viewport_size({"width": 390, "height": 844})
     nav = page.locator("#sidebar-nav")
-    assert not nav.is_visible()
+    expect(nav).to_be_hidden()
     page.get_by_role("button", name="Menu").click()
-    assert nav.is_visible()
+    expect(nav).to_be_visible()
     assert page.get_by_role("button", name="Menu").get_attribute("aria-expanded") == "true"
     page.set_viewport_size({"width": 1280, "height": 860})
     for slug in ("keys", "usage", "assistant", "billing"):

@@ -2,6 +2,7 @@
 
 import pytest
 from django.test import Client
+from playwright.sync_api import expect
 
 from accounts.models import User
 from accounts.tokens import cli_session_start
@@ -95,7 +96,7 @@ def test_the_settings_page_in_a_browser(page, screenshot, live_server, alice):
     login(page, alice.email)
     page.get_by_role("link", name="Account settings").click()
     page.wait_for_url("**/accounts/settings/")
-    assert page.get_by_role("heading", name="Account settings").is_visible()
+    expect(page.get_by_role("heading", name="Account settings")).to_be_visible()
     assert serious_accessibility_failures(page) == []
     screenshot(page, "account-settings")
 

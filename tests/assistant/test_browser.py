@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from playwright.sync_api import expect
 
 from assistant.mcp_client import mcp_sessions_close
 from assistant.models import InteractiveSession
@@ -85,7 +86,7 @@ def test_a_question_streams_its_answer_with_an_expandable_tool_step(
     step = page.locator("details.step")
     assert step.locator(".step-name").inner_text() == "jira_search"
     assert re.fullmatch(r"\d+ ms", step.locator(".step-meta").inner_text())
-    assert not step.locator("pre").first.is_visible()
+    expect(step.locator("pre").first).to_be_hidden()
     step.locator("summary").click()
     assert '"jql": "project = KAN"' in step.locator("pre").first.inner_text()
     assert "Existing ticket" in step.locator("pre").nth(1).inner_text()
@@ -120,7 +121,7 @@ def test_ask_first_mode_streams_then_waits_for_approve_in_the_page_and_creates_o
     assert "".join(deltas) == "I will create the ticket in KAN once you approve."
     assert page.locator(".turn-assistant .answer").inner_text() == "".join(deltas)
     assert "create issue in Jira" in pending.locator(".pending-what").inner_text()
-    assert pending.get_by_role("button", name="Cancel").is_visible()
+    expect(pending.get_by_role("button", name="Cancel")).to_be_visible()
     assert mcp_jira.calls("jira_create_issue") == []  # nothing written before approval
     assert list(mcp_jira.state()["issues"]) == ["KAN-1"]
     screenshot(page, "assistant-pending")
@@ -128,7 +129,7 @@ def test_ask_first_mode_streams_then_waits_for_approve_in_the_page_and_creates_o
     pending.get_by_role("button", name="Approve").click()
 
     page.locator(".turn-assistant .answer:not(.streaming)", has_text="Created KAN-2").wait_for()
-    assert not pending.is_visible()
+    expect(pending).to_be_hidden()
     assert page.locator("details.step .step-name").all_inner_texts() == ["jira_create_issue"]
     # Exactly that action ran, once, on the MCP server, with alice's token.
     created = mcp_jira.calls("jira_create_issue")
@@ -183,9 +184,9 @@ def test_a_conversation_is_listed_reopened_and_shown_on_a_phone(signed_in, alice
 
     page.set_viewport_size({"width": 390, "height": 844})
     drawer = page.locator("#assistant-sessions")
-    assert not drawer.is_visible()
+    expect(drawer).to_be_hidden()
     page.get_by_role("button", name="Conversations").click()
-    assert drawer.is_visible()
+    expect(drawer).to_be_visible()
     page.screenshot(path="artifacts/screenshots/assistant-drawer-phone.png", full_page=True)
 
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from assistant.models import AssistantRun
 from assistant.services.ask import ask_run
@@ -227,7 +228,7 @@ def test_in_the_browser_the_ledger_leads_to_the_run_and_its_steps_open(
     page.get_by_role("heading", name=f"Assistant run {answered.pk}").wait_for()
     assert page.locator(".answer strong").inner_text() == "KAN-1"
     step = page.locator("details.step")
-    assert not step.locator("pre").first.is_visible()
+    expect(step.locator("pre").first).to_be_hidden()
     step.locator("summary").click()
     assert "project = KAN" in step.locator("pre").first.inner_text()
     screenshot(page, "assistant-run")

@@ -2,6 +2,7 @@
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from connections.models import Connection
 from tests.browser_helpers import login
@@ -16,22 +17,22 @@ def test_connect_jira_from_the_page_then_disconnect(
     login(page, alice.email)
     page.get_by_role("link", name="Connections").first.click()
     page.wait_for_url("**/dashboard/connections/")
-    assert page.get_by_role("heading", name="Connections", exact=True).is_visible()
+    expect(page.get_by_role("heading", name="Connections", exact=True)).to_be_visible()
     screenshot(page, "connections-empty")
 
     page.get_by_role("button", name="Connect Jira").click()  # → fake consent → callback
     page.wait_for_url("**/dashboard/connections/")
-    assert page.get_by_text("Connected Jira.").is_visible()
+    expect(page.get_by_text("Connected Jira.")).to_be_visible()
     jira = page.locator('[data-service="jira"]')
     assert jira.locator(".badge-ok").inner_text() == "Connected"
-    assert jira.get_by_role("link", name="awesome-jira").is_visible()
-    assert jira.get_by_role("link", name="super-product").is_visible()
+    expect(jira.get_by_role("link", name="awesome-jira")).to_be_visible()
+    expect(jira.get_by_role("link", name="super-product")).to_be_visible()
     assert Connection.objects.get(user=alice).service == "jira"
     screenshot(page, "connections-jira-connected")
 
     jira.get_by_role("button", name="Disconnect Jira").click()
     page.wait_for_url("**/dashboard/connections/")
-    assert page.get_by_text("Disconnected Jira").is_visible()
+    expect(page.get_by_text("Disconnected Jira")).to_be_visible()
     assert page.locator('[data-service="jira"] .badge').inner_text() == "Not connected"
     assert not Connection.objects.filter(user=alice).exists()
 
@@ -43,13 +44,13 @@ def test_cli_callback_page_and_device_approval(
     started = httpx.post(f"{live_server.url}/connections/connect?service=jira", json={}).json()
     page.goto(started["authorization_url"])
     page.wait_for_url("**/connections/oauth/confirm/**")
-    assert page.get_by_role("heading", name="Sign in your CLI?").is_visible()
+    expect(page.get_by_role("heading", name="Sign in your CLI?")).to_be_visible()
     assert page.get_by_test_id("user-code").inner_text() == started["user_code"]
     screenshot(page, "connections-cli-confirm")
     pending = httpx.get(f"{live_server.url}/auth/status/{started['state']}").json()
     assert pending["status"] == "pending"
     page.get_by_role("button", name="Continue").click()
-    assert page.get_by_role("heading", name="Jira connected").is_visible()
+    expect(page.get_by_role("heading", name="Jira connected")).to_be_visible()
     screenshot(page, "connections-callback-success")
     status = httpx.get(f"{live_server.url}/auth/status/{started['state']}").json()
     assert status["status"] == "completed" and status["token"]
@@ -61,10 +62,10 @@ def test_cli_callback_page_and_device_approval(
     page.goto("/dashboard/device")
     page.get_by_label("Code shown by your CLI").fill(device["user_code"].lower())
     page.get_by_role("button", name="Continue").click()
-    assert page.get_by_role("heading", name="Sign in “kay CLI on build box”?").is_visible()
+    expect(page.get_by_role("heading", name="Sign in “kay CLI on build box”?")).to_be_visible()
     screenshot(page, "device-confirm")
     page.get_by_role("button", name="Approve").click()
-    assert page.get_by_role("heading", name="Device approved").is_visible()
+    expect(page.get_by_role("heading", name="Device approved")).to_be_visible()
     pair = httpx.post(
         f"{live_server.url}/api/auth/device/token", json={"device_code": device["device_code"]}
     ).json()
@@ -74,7 +75,7 @@ def test_cli_callback_page_and_device_approval(
     page.get_by_label("Token name").fill("laptop")
     page.get_by_role("button", name="Create token").click()
     assert page.locator("#new-token-value").input_value().count(".") == 2
-    assert page.get_by_role("cell", name="kay CLI on build box").is_visible()
+    expect(page.get_by_role("cell", name="kay CLI on build box")).to_be_visible()
     screenshot(page, "tokens-created")
 
 
@@ -85,6 +86,6 @@ def test_security_activity_lists_what_happened(page, screenshot, live_server, al
     page.get_by_role("button", name="Create token").click()
     page.get_by_role("link", name="Security activity").click()
     page.wait_for_url("**/accounts/security/")
-    assert page.get_by_role("heading", name="Security activity").is_visible()
-    assert page.get_by_text("API token created: laptop").is_visible()
+    expect(page.get_by_role("heading", name="Security activity")).to_be_visible()
+    expect(page.get_by_text("API token created: laptop")).to_be_visible()
     screenshot(page, "account-security-activity")

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from django.conf import settings
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from accounts.models import ApiToken, SecurityEvent
 from assistant.models import AssistantRun, InteractiveSession
@@ -23,7 +24,11 @@ from tests.connections.factories import (
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 from tests.models_catalog.factories import offer
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.backend_independent,
+    pytest.mark.django_db(transaction=True),
+]
 
 WIDTHS = [pytest.param(DESKTOP, id="desktop"), pytest.param(PHONE, id="phone")]
 # A conversation with a tool step and a Markdown answer, as the Assistant page shows one.
@@ -192,7 +197,7 @@ def test_the_phone_menu_button_stays_readable_when_hovered_and_opened(page, alic
     assert serious_accessibility_failures(page) == []
     menu.click()
     assert menu.get_attribute("aria-expanded") == "true"
-    assert page.get_by_role("link", name="Account settings").is_visible()
+    expect(page.get_by_role("link", name="Account settings")).to_be_visible()
     assert serious_accessibility_failures(page) == []
 
 

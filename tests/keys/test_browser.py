@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from keys.models import ApiKey, OnboardingSession
 from tests.browser_helpers import login
@@ -49,7 +50,7 @@ def test_onboarding_add_key_masked_rotate_delete(page, screenshot, alice, fake_p
     page.wait_for_selector("[data-step=done]")
     assert OnboardingSession.objects.get(user=alice).completed_at is not None
     page.goto("/dashboard/")
-    assert page.get_by_text("Done").first.is_visible()
+    expect(page.get_by_text("Done").first).to_be_visible()
 
     # Add a second key from the keys page and see it masked in the list.
     page.goto("/dashboard/keys/")
@@ -83,7 +84,7 @@ def test_onboarding_add_key_masked_rotate_delete(page, screenshot, alice, fake_p
     page.get_by_role("button", name="Rotate key").click()
     page.wait_for_selector("text=Key rotated")
     assert page.get_by_test_id("masked-key").inner_text() == "sk-p…R0t8"
-    assert page.locator("table.events-table", has_text="Rotated").is_visible()
+    expect(page.locator("table.events-table", has_text="Rotated")).to_be_visible()
     screenshot(page, "keys-detail")
     assert ApiKey.objects.get(pk=key_id).get_secret() == new_secret
 
@@ -94,7 +95,7 @@ def test_onboarding_add_key_masked_rotate_delete(page, screenshot, alice, fake_p
     page.get_by_role("button", name="Delete key").click()
     page.wait_for_url("**/dashboard/keys/")
     assert not ApiKey.objects.filter(pk=key_id).exists()
-    assert page.get_by_text("Key “prod” deleted.").is_visible()
+    expect(page.get_by_text("Key “prod” deleted.")).to_be_visible()
 
 
 def test_a_key_in_the_wrong_format_is_an_error_on_the_key_field(page, screenshot, alice):

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from playwright.sync_api import expect
 
 from tests.accounts.factories import UserFactory
 from tests.browser_helpers import login
@@ -124,7 +125,7 @@ def test_the_list_and_a_model_page_read_well_on_desktop_and_phone(page, screensh
     assert "Featured" not in page.locator("#id_sort").inner_text()
     # "Only models I allow" is a choice of its own, not a capability.
     assert page.locator(".catalog-checks").get_by_label("Only models I allow").count() == 0
-    assert page.get_by_label("Only models I allow").is_visible()
+    expect(page.get_by_label("Only models I allow")).to_be_visible()
     # Where the catalog came from, in words; no file name.
     synced = page.locator(".catalog-synced").inner_text()
     assert "shipped with Kay" in synced and ".json" not in page.content()
@@ -151,8 +152,8 @@ def test_the_list_and_a_model_page_read_well_on_desktop_and_phone(page, screensh
     )
     # The pills say what they mean, and the notes below explain them.
     row = page.locator("table.catalog-endpoints tbody tr").first
-    assert row.get_by_text("Data policy unknown").is_visible()
-    assert row.get_by_text("From the model listing").is_visible()
+    expect(row.get_by_text("Data policy unknown")).to_be_visible()
+    expect(row.get_by_text("From the model listing")).to_be_visible()
     notes = page.locator(".catalog-notes").inner_text()
     assert "have not reviewed this provider" in notes and "model’s own listing" in notes
     screenshot(page, "model-description")
@@ -187,8 +188,8 @@ def test_a_model_with_many_providers_shows_every_column_at_1280(page, screenshot
     assert page.locator("table.catalog-endpoints").evaluate(
         "table => table.scrollWidth <= table.parentElement.clientWidth"
     )
-    assert page.get_by_text("Degraded (2)").is_visible()
-    assert page.get_by_text("Not reported").is_visible()
+    expect(page.get_by_text("Degraded (2)")).to_be_visible()
+    expect(page.get_by_text("Not reported")).to_be_visible()
     screenshot(page, "model-providers")
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate(NO_SIDEWAYS_SCROLL)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser_helpers import login, serious_accessibility_failures
 from tests.conftest import DESKTOP, PHONE
@@ -140,7 +141,7 @@ def test_the_page_fits_the_screen_and_passes_axe(page, alice, alices_week, width
 def test_an_empty_page_says_how_to_get_usage(page, screenshot, alice):
     login(page, alice.email)
     page.goto("/dashboard/usage/")
-    assert page.get_by_role("heading", name="No usage yet").is_visible()
+    expect(page.get_by_role("heading", name="No usage yet")).to_be_visible()
     screenshot(page, "usage-empty")
     page.get_by_role("link", name="Add a key").first.click()
     page.wait_for_url("**/dashboard/keys/new/")

@@ -8,6 +8,7 @@ import pytest
 import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from playwright.sync_api import expect
 
 from tests.browser_helpers import login, serious_accessibility_failures
 from tests.conftest import PHONE
@@ -203,7 +204,7 @@ def test_setting_a_budget_in_the_browser_shows_its_bar_and_the_banner(page, scre
     section.get_by_label("Monthly budget (USD)").fill("50")
     section.get_by_role("button", name="Save budget").click()
     page.wait_for_url(f"**{PAGE}#budgets")
-    assert page.get_by_role("status").filter(has_text="Project Web has used 84 %").is_visible()
+    expect(page.get_by_role("status").filter(has_text="Project Web has used 84 %")).to_be_visible()
     assert section.locator("progress").get_attribute("value") == "84"
     assert serious_accessibility_failures(page) == []
     screenshot(page, "usage-budgets")
