@@ -16,6 +16,7 @@ import httpx2
 import openai
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from core.errors import ProviderError, ProviderUnavailable
 from core.http import sdk_tls_context
@@ -112,6 +113,24 @@ def _keep_after_done(response: httpx2.Response) -> None:
     response.stream = _KeptAfterDone(response.stream)  # type: ignore[arg-type]
 
 
+def chat_request(
+    *, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The streamed Chat Completions request, in wire form (JSON as sent)."""
+    request: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": settings.OPENAI_MAX_TOKENS,
+        "temperature": settings.OPENAI_TEMPERATURE,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if tools:
+        request["tools"] = tools
+        request["parallel_tool_calls"] = True
+    return request
+
+
 class ChatClient:
     """One SDK client (and its pooled HTTP connection) for a key and base URL: a run's
     model calls share it instead of each opening a connection. Close it when done."""
@@ -145,6 +164,22 @@ class ChatClient:
     def close(self) -> None:
         self._client.close()
 
+    def _stream(self, request: dict[str, Any]) -> openai.Stream[ChatCompletionChunk]:
+        """``chat.completions.create(**request)`` less its request transform: the typed
+        method walks the whole request (system prompt, history, every tool schema)
+        through the SDK's TypedDict transformer to return the same JSON: measured here,
+        0.9 ms a call with five tools, 7 ms with mcp-atlassian's 98. Ours is built in wire
+        form already (tests/assistant/test_llm_request.py checks the transform gives it
+        back unchanged). The SDK's own request path still sends it:
+        the client's auth, timeout, retries, error classes and stream parsing."""
+        return self._client.post(
+            "/chat/completions",
+            body=request,
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.Stream[ChatCompletionChunk],
+        )
+
     def complete(
         self,
         *,
@@ -156,19 +191,9 @@ class ChatClient:
         """Stream one completion, calling ``on_text`` with each piece of text as it
         arrives. Tool-call deltas are joined by index, so parallel calls come back whole;
         the usage arrives in the last chunk."""
-        request: dict[str, Any] = {
-            "model": model,
-            "messages": messages,
-            "max_tokens": settings.OPENAI_MAX_TOKENS,
-            "temperature": settings.OPENAI_TEMPERATURE,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if tools:
-            request["tools"] = tools
-            request["parallel_tool_calls"] = True
+        request = chat_request(model=model, messages=messages, tools=tools)
         try:
-            return _read_stream(self._client.chat.completions.create(**request), model, on_text)
+            return _read_stream(self._stream(request), model, on_text)
         except (openai.AuthenticationError, openai.PermissionDeniedError):
             raise LLMKeyRefused(
                 "Your OpenAI key was refused by the model provider: check or replace it under Keys."

@@ -6,7 +6,6 @@ failed; and a paused run resumed with the user's answer."""
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +33,7 @@ from assistant.services.history import history_cap
 from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import ToolExecutor, executor_sites
+from core.durability import transaction_commit_unflushed
 from core.errors import ApplicationError
 
 
@@ -202,9 +202,12 @@ def _finish(conversation: Conversation, response: str) -> AskOutcome:
     run.response = response
     run.tool_calls = conversation.records
     run.finished_at = timezone.now()
-    # The turn and the calls saved with the run that answered (one statement alone).
-    together = conversation.interactive or conversation.unmetered
-    with transaction.atomic() if together else nullcontext():
+    # The turn and the calls on the user's own key saved with the run that answered, in
+    # a commit that need not wait for the disk: no money moves in it (calls on credits
+    # were charged as they were made), and should PostgreSQL crash just after it, the
+    # run reads as lost ("check Jira") — which the reaper answers truthfully.
+    with transaction.atomic():
+        transaction_commit_unflushed()
         conversation.meter()
         if conversation.interactive:
             session = _session_save(conversation)

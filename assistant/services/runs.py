@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -45,6 +45,7 @@ from assistant.services.sessions import (
 from assistant.services.tools import Result, Tool, ToolExecutor, executor_sites
 from billing.models import CreditHold
 from billing.services import credits_release, credits_settle
+from core.durability import transaction_commit_unflushed
 from core.errors import ApplicationError, NotFound
 from usage.models import CostSource, MeteredLlmCall
 from usage.services import MeteredCall
@@ -85,6 +86,9 @@ def run_ask_start(
     """Store an ``/ask`` run for a worker, after everything that can refuse it: a turn
     already running in the same conversation is a 409 (nothing stored)."""
     with transaction.atomic():
+        # Not waiting for the disk: lost to a PostgreSQL crash, the run was never claimed
+        # either (a worker's claim is durable), so nothing of it ran.
+        transaction_commit_unflushed()
         run = ask_prepare(
             user=user,
             prompt=prompt,
@@ -161,20 +165,28 @@ def _unqueue(*, run_id: int, error: ApplicationError) -> None:
         session_turn_end(run_id=run_id)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _PublishingExecutor:
-    """The user's tools, each call's start and end published as run events."""
+    """The user's tools, each call's start and end published as run events; before the
+    run's first write, its claim made durable (see :func:`run_execute`)."""
 
     inner: ToolExecutor
     run_id: int
+    claim_durable: bool = False
+    _writes: set[str] | None = None
 
     def tools(self) -> list[Tool]:
-        return list(self.inner.tools())
+        tools = list(self.inner.tools())
+        self._writes = {tool.name for tool in tools if not tool.read_only}
+        return tools
 
     def sites(self) -> list[dict[str, Any]] | None:
         return executor_sites(self.inner)
 
     def call(self, name: str, arguments: dict[str, Any]) -> Result:
+        if not self.claim_durable and (self._writes is None or name in self._writes):
+            run_claim_flush(run_id=self.run_id)
+            self.claim_durable = True
         run_event_publish(
             run_id=self.run_id, kind="tool_start", data={"name": name, "arguments": arguments}
         )
@@ -192,6 +204,12 @@ class _PublishingExecutor:
         return result
 
 
+def run_claim_flush(*, run_id: int) -> None:
+    """The run's claim on disk before it changes anything outside Kay: a durable commit
+    (a no-op write) flushes the WAL up to it, the unflushed claim included."""
+    AssistantRun.objects.filter(pk=run_id).update(started_at=F("started_at"))
+
+
 def tool_executor(user: User) -> ToolExecutor:
     """The tool layer runs use: the user's Jira tools over this process's MCP pool."""
     return McpToolExecutor(user)
@@ -203,9 +221,13 @@ def run_execute(*, run_id: int) -> str:
     Claimed by one conditional UPDATE, so a redelivered task (``acks_late``) never runs a
     run twice: a write tool must not be repeated because a worker died after it."""
     key: LLMKey | ApplicationError | None = None
-    # One commit for the claim and the key's use (its audit row): each durable commit
-    # waits for the disk, and a fresh run resolves its key first thing anyway.
+    # One commit for the claim and the key's use (its audit row), and one that does not
+    # wait for the disk (core.durability): lost to a PostgreSQL crash, the run would read
+    # as never started ("nothing was done"), which stays true until its first write —
+    # made durable first (run_claim_flush). A call on credits makes it durable too: its
+    # hold commits durably, and the WAL is flushed in order.
     with transaction.atomic():
+        transaction_commit_unflushed()
         claimed = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED).update(
             status=AssistantRun.Status.RUNNING, started_at=timezone.now()
         )
