@@ -191,10 +191,19 @@ def bench_overhead(
 
     from tests.fakes.openai_chat import text, tool_calls
 
-    total, ours = [], []
+    total, ours, reference = [], [], []
     with httpx.Client(base_url=base, timeout=60) as client:
         for n in range(requests + len(users)):
             _, token = users[n % len(users)]
+            # For scale, interleaved so both see the same machine (a shared VM's speed
+            # varies twofold from minute to minute): the simplest authenticated API
+            # request, GET /api/keys (a token checked, one query, JSON back).
+            began = time.perf_counter()
+            listed = client.get("/api/keys", headers={"Authorization": f"Bearer {token}"})
+            if listed.status_code != 200:
+                raise SystemExit(f"/api/keys answered {listed.status_code}")
+            if n >= len(users):
+                reference.append((time.perf_counter() - began) * 1000)
             chat.script(tool_calls(("jira_search", SEARCH)), text("KAN has one ticket."))
             began = time.perf_counter()
             response = client.post(
@@ -225,6 +234,8 @@ def bench_overhead(
     print(f"    executed in the worker:            {ms(ran)}")
     print(f"    fakes: model call p50 {llm:.1f} ms (x2), tool as Kay timed it (per request)")
     print(f"    /ask our own time:                {ms(ours)}   target p50 < 25 ms")
+    scale = statistics.median(ours) / statistics.median(reference)
+    print(f"    for scale, GET /api/keys:          {ms(reference)}   (/ask ours: {scale:.1f}x)")
     own = sum(run.api_key_id is not None for run in runs)
     print(f"    runs on the user's own key: {own} of {len(runs)}")
     return statistics.median(ours) < 25
