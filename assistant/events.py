@@ -97,6 +97,13 @@ def run_event_publish(*, run_id: int, kind: str, data: dict[str, Any] | None = N
     )
 
 
+def run_events_clear(*, run_id: int) -> None:
+    """Forget any events published under ``run_id`` (see ``run_ask_start``). Rows of the
+    database fallback go with their run, so only Redis holds any to forget."""
+    if settings.REDIS_URL:
+        _redis().delete(_keys(run_id)[0])
+
+
 def run_events_last_seq(*, run_id: int) -> int:
     """The run's latest event number: a run resumed after /ask/confirm is followed from
     there, past the ``done`` of its first part."""

@@ -171,6 +171,7 @@ class _Session:
     busy: int = 0
     tools: list[Tool] | None = None
     closed: bool = False
+    retired: bool = False  # out of the pool while busy: its last caller closes it
 
     def __post_init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -260,6 +261,8 @@ class _Pool:
         finally:
             session.busy -= 1
             session.last_used = time.monotonic()
+            if session.retired and not session.busy:
+                await session.close()
 
     async def _checkout(
         self, key: _Key, *, access_token: str, cloud_id: str, timeout: float
@@ -287,7 +290,12 @@ class _Pool:
         session.start(key[2].open(access_token=access_token, cloud_id=cloud_id, timeout=timeout))
         self.sessions[key] = session
         for old in retired:
-            await old.close()  # never raises: close() suppresses its own timeout
+            # Out of the pool, so no new caller gets it; one still using it (another run
+            # of this user, on the token it read before the refresh) closes it when done.
+            if old.busy:
+                old.retired = True
+            else:
+                await old.close()  # never raises: close() suppresses its own timeout
         return session
 
     async def _drop(self, session: _Session) -> None:
@@ -301,7 +309,11 @@ class _Pool:
 
     async def reap(self) -> None:
         cutoff = time.monotonic() - settings.MCP_IDLE_TIMEOUT
-        for session in [s for s in self.sessions.values() if not s.busy]:
+        for session in list(self.sessions.values()):
+            # Checked again at each turn: while a close below is awaited, a caller may
+            # check out a session listed as idle, or replace it.
+            if session.busy or self.sessions.get(session.key) is not session:
+                continue
             if session.closed or session.last_used < cutoff:
                 await self._drop(session)
 

@@ -25,3 +25,13 @@ def transaction_commit_unflushed(*, using: str | None = None) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def transaction_commit_flushed(*, using: str | None = None) -> None:
+    """Undo :func:`transaction_commit_unflushed` for the current transaction: it turned out
+    to hold a write that must survive a crash (the commit waits for the disk again)."""
+    connection = transaction.get_connection(using)
+    if connection.vendor != "postgresql" or not connection.in_atomic_block:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO ON")

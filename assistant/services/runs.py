@@ -20,7 +20,7 @@ from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from assistant.events import DONE, run_event_publish
+from assistant.events import DONE, run_event_publish, run_events_clear
 from assistant.models import AssistantRun, PendingConfirmation
 from assistant.serializers import ask_body
 from assistant.services.ask import AskOutcome, ask_execute, ask_prepare, confirm_execute, run_fail
@@ -45,7 +45,7 @@ from assistant.services.sessions import (
 from assistant.services.tools import Result, Tool, ToolExecutor, executor_sites
 from billing.models import CreditHold
 from billing.services import credits_release, credits_settle
-from core.durability import transaction_commit_unflushed
+from core.durability import transaction_commit_flushed, transaction_commit_unflushed
 from core.errors import ApplicationError, NotFound
 from usage.models import CostSource, MeteredLlmCall
 from usage.services import MeteredCall
@@ -99,6 +99,10 @@ def run_ask_start(
         )
         if run.session_id is not None:
             session_turn_claim(session_id=run.session_id, run=run)
+        # A new run starts with no events: had PostgreSQL lost a stored run to a crash (its
+        # commit unflushed), its id would come back, and whatever it published (answer
+        # included) would replay to the new run's follower, maybe another user.
+        run_events_clear(run_id=run.pk)
         return RunStart(run, _token_for(run))
 
 
@@ -221,11 +225,12 @@ def run_execute(*, run_id: int) -> str:
     Claimed by one conditional UPDATE, so a redelivered task (``acks_late``) never runs a
     run twice: a write tool must not be repeated because a worker died after it."""
     key: LLMKey | ApplicationError | None = None
-    # One commit for the claim and the key's use (its audit row), and one that does not
-    # wait for the disk (core.durability): lost to a PostgreSQL crash, the run would read
-    # as never started ("nothing was done"), which stays true until its first write —
-    # made durable first (run_claim_flush). A call on credits makes it durable too: its
-    # hold commits durably, and the WAL is flushed in order.
+    # One commit for the claim and the key's use (its audit row). It need not wait for the
+    # disk (core.durability): lost to a PostgreSQL crash, the run would read as never
+    # started ("nothing was done"), which stays true until its first write — made durable
+    # first (run_claim_flush); a call on credits does so anyway, its hold committing
+    # durably (the WAL is flushed in order). But a stored key opened here is audited, and
+    # that row must survive the key's use: then the commit waits for the disk.
     with transaction.atomic():
         transaction_commit_unflushed()
         claimed = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED).update(
@@ -238,6 +243,8 @@ def run_execute(*, run_id: int) -> str:
             try:
                 with transaction.atomic():  # a failure here must not undo the claim
                     key = llm_key_for(user=run.owner)
+                if key.api_key is not None:
+                    transaction_commit_flushed()
             except ApplicationError as exc:
                 key = exc  # the run fails below, as a refusal found in the worker
             except Exception:

@@ -5,7 +5,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from core.durability import transaction_commit_unflushed
+from core.durability import transaction_commit_flushed, transaction_commit_unflushed
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's"
@@ -45,3 +45,12 @@ def test_another_database_is_sent_nothing():
     with transaction.atomic(), CaptureQueriesContext(connection) as captured:
         transaction_commit_unflushed()
     assert captured.captured_queries == []
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_that_turns_out_to_matter_waits_for_the_disk_again():
+    with transaction.atomic():
+        transaction_commit_unflushed()
+        transaction_commit_flushed()
+        assert _synchronous_commit() == "on"
