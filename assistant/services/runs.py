@@ -86,8 +86,9 @@ def run_ask_start(
     """Store an ``/ask`` run for a worker, after everything that can refuse it: a turn
     already running in the same conversation is a 409 (nothing stored)."""
     with transaction.atomic():
-        # Not waiting for the disk: lost to a PostgreSQL crash, the run was never claimed
-        # either (a worker's claim is durable), so nothing of it ran.
+        # Not waiting for the disk: lost to a PostgreSQL crash, so is all that follows it
+        # in the WAL, and a run commits durably before anything of it leaves Kay (its
+        # key's audit row, a credit hold, the flush before a write): nothing of it ran.
         transaction_commit_unflushed()
         run = ask_prepare(
             user=user,
