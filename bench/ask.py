@@ -252,7 +252,7 @@ def bench_overhead(
 
 
 def bench_pool(user: Any, calls: int) -> bool:
-    from assistant.mcp_client import mcp_sessions_close
+    from assistant.mcp_pool import mcp_sessions_close
     from assistant.services.mcp import assistant_tool_run
 
     def call() -> float:

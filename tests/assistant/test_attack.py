@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from assistant import mcp_client
+from assistant import mcp_client, mcp_pool
 from assistant.models import AssistantRun, AssistantRunEvent, InteractiveSession
 from assistant.services import keys as keys_service
 from assistant.services.ask import ask_confirm, ask_run
@@ -249,7 +249,7 @@ def test_an_approved_write_cut_off_mid_call_cannot_be_approved_again(alice, chat
 def test_an_approved_write_that_could_not_start_can_be_approved_again(alice, chat, executor):
     chat.script(tool_calls(("jira_create_issue", CREATE)))
     pending = ask_run(user=alice, prompt="Create it", executor=executor, confirm=True)
-    executor.answers["jira_create_issue"] = _raise(mcp_client._unavailable())
+    executor.answers["jira_create_issue"] = _raise(mcp_pool.mcp_unavailable())
     with pytest.raises(ApplicationError):
         ask_confirm(user=alice, token=pending.confirmation_token, approved=True, executor=executor)
     executor.answers.pop("jira_create_issue")

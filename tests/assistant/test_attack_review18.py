@@ -18,7 +18,7 @@ import pytest
 import redis
 from django.db import connection
 
-from assistant import events, mcp_client
+from assistant import events, mcp_pool
 from assistant.llm import ChatClient, LLMKeyRefused, ProviderError
 from assistant.models import AssistantRun
 from assistant.services import runs
@@ -237,11 +237,11 @@ def test_a_refreshed_token_never_closes_a_session_still_in_use():
     B's in turn. The reaper and the cap spare busy sessions; this path does not."""
 
     async def scenario() -> bool:
-        pool = mcp_client._Pool()
+        pool = mcp_pool.Pool()
         transport = _NoServer()
         old_key = (1, "old-token-digest", transport)
         new_key = (1, "new-token-digest", transport)
-        in_use = mcp_client._Session(old_key)
+        in_use = mcp_pool.Session(old_key)
         in_use.busy = 1  # run A's tool call is running on it
         pool.sessions[old_key] = in_use
         fresh = await pool._checkout(new_key, access_token="new", cloud_id="c", timeout=1)
@@ -257,11 +257,11 @@ def test_another_users_key_never_shares_or_retires_a_session():
     """Keys are per user id and token: bob's checkout neither reuses nor closes alice's."""
 
     async def scenario() -> tuple[bool, bool]:
-        pool = mcp_client._Pool()
+        pool = mcp_pool.Pool()
         transport = _NoServer()
         alice = (1, "alice-digest", transport)
         bob = (2, "bob-digest", transport)
-        alices = mcp_client._Session(alice)
+        alices = mcp_pool.Session(alice)
         pool.sessions[alice] = alices
         bobs = await pool._checkout(bob, access_token="b", cloud_id="c", timeout=1)
         bobs.busy -= 1
@@ -280,10 +280,10 @@ def test_the_reaper_never_closes_a_session_checked_out_while_it_reaps(settings):
     settings.MCP_IDLE_TIMEOUT = 1
 
     async def scenario() -> bool:
-        pool = mcp_client._Pool()
+        pool = mcp_pool.Pool()
         transport = _NoServer()
         slow_key, used_key = (1, "a", transport), (2, "b", transport)
-        slow, used = mcp_client._Session(slow_key), mcp_client._Session(used_key)
+        slow, used = mcp_pool.Session(slow_key), mcp_pool.Session(used_key)
         for session in (slow, used):
             session.last_used = 0.0  # idle for ages
             pool.sessions[session.key] = session

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from assistant.mcp_client import mcp_sessions_close
+from assistant.mcp_pool import mcp_sessions_close
 from assistant.models import InteractiveSession
 from assistant.services.conversation import DECLINED
 from tests.assistant.mcp.conftest import ALICE_TOKEN, connect_jira

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.mcp_client import mcp_sessions_close
+from assistant.mcp_pool import mcp_sessions_close
 from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory
 from tests.fakes.jira import FakeJira
 from tests.fakes.mcp_jira import McpJiraHttp, serving_http

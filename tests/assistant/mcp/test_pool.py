@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 
-from assistant import mcp_client
+from assistant import mcp_client, mcp_pool
 from assistant.mcp_client import McpUnavailable, mcp_tool_call, mcp_tools_for
 from tests.assistant.mcp.conftest import ALICE_TOKEN, BOB_TOKEN
 
@@ -37,7 +37,7 @@ def _alive(pid: int) -> bool:
 
 
 def _run(coro):
-    runner = mcp_client._get_runner()
+    runner = mcp_pool.pool_runner()
     return runner.submit(coro, 30)
 
 
@@ -69,7 +69,7 @@ def test_a_refreshed_token_starts_a_new_process_and_closes_the_old():
 def test_idle_sessions_are_closed(settings):
     pid = _search(1, ALICE_TOKEN)["pid"]
     settings.MCP_IDLE_TIMEOUT = 0
-    _run(mcp_client._get_runner().pool.reap())
+    _run(mcp_pool.pool_runner().pool.reap())
     assert not _alive(pid)
     assert _search(1, ALICE_TOKEN)["pid"] != pid
 
@@ -78,9 +78,9 @@ def test_a_session_still_starting_is_not_reaped_under_its_caller(settings):
     """CI once failed test_idle_sessions_are_closed this way: the reaper's tick landed
     while the next call was still spawning its server, and closed it under the call."""
     settings.MCP_IDLE_TIMEOUT = 0
-    pool = mcp_client._get_runner().pool
+    pool = mcp_pool.pool_runner().pool
     cloud_id = f"cloud-{secrets.token_hex(4)}"  # a key no earlier test left in the pool
-    key = mcp_client._key(1, ALICE_TOKEN, cloud_id)
+    key = mcp_pool.pool_key(1, ALICE_TOKEN, cloud_id)
 
     async def reap_while_it_starts():
         listing = asyncio.ensure_future(mcp_client._tools(key, ALICE_TOKEN, cloud_id, 20))
@@ -99,13 +99,13 @@ def test_a_session_still_starting_is_not_reaped_under_its_caller(settings):
 def test_at_the_cap_a_session_still_starting_is_not_closed_for_another_user(settings):
     settings.MCP_POOL_SIZE = 1
     cloud_id = f"cloud-{secrets.token_hex(4)}"  # keys no earlier test left in the pool
-    alice = mcp_client._key(1, ALICE_TOKEN, cloud_id)
-    bob = mcp_client._key(2, BOB_TOKEN, cloud_id)
+    alice = mcp_pool.pool_key(1, ALICE_TOKEN, cloud_id)
+    bob = mcp_pool.pool_key(2, BOB_TOKEN, cloud_id)
 
     async def bob_arrives_while_alice_starts():
         listing = asyncio.ensure_future(mcp_client._tools(alice, ALICE_TOKEN, cloud_id, 20))
         await asyncio.sleep(0)
-        assert not mcp_client._get_runner().pool.sessions[alice].tools  # still starting
+        assert not mcp_pool.pool_runner().pool.sessions[alice].tools  # still starting
         with pytest.raises(McpUnavailable):  # every session is in use: try again later
             await mcp_client._tools(bob, BOB_TOKEN, cloud_id, 20)
         return await listing

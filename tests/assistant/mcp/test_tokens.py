@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from assistant import mcp_client
+from assistant import mcp_pool
 from assistant.services.mcp import assistant_tool_run
 from core.errors import ConnectionNeedsReauth
 from tests.connections.factories import AccessibleResourceFactory, ConnectionFactory
@@ -59,5 +59,5 @@ def test_a_refused_refresh_asks_to_reconnect_and_starts_no_server(atlassian, ali
     with pytest.raises(ConnectionNeedsReauth) as caught:
         _search(alice)
     assert caught.value.status == 409 and "kay connect jira" in caught.value.message
-    runner = mcp_client._runner
+    runner = mcp_pool._runner
     assert runner is None or runner.pool.sessions == {}
