@@ -20,18 +20,18 @@ def transaction_commit_unflushed(*, using: str | None = None) -> None:
     """Let the current transaction's commit return before its WAL is flushed (the next
     durable commit, or PostgreSQL's WAL writer within ~0.6 s, flushes it). Call inside
     ``transaction.atomic()``; outside one, or on another database, it does nothing."""
-    connection = transaction.get_connection(using)
-    if connection.vendor != "postgresql" or not connection.in_atomic_block:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+    _synchronous_commit("OFF", using=using)
 
 
 def transaction_commit_flushed(*, using: str | None = None) -> None:
     """Undo :func:`transaction_commit_unflushed` for the current transaction: it turned out
     to hold a write that must survive a crash (the commit waits for the disk again)."""
+    _synchronous_commit("ON", using=using)
+
+
+def _synchronous_commit(value: str, *, using: str | None) -> None:
     connection = transaction.get_connection(using)
     if connection.vendor != "postgresql" or not connection.in_atomic_block:
         return
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL synchronous_commit TO ON")
+        cursor.execute(f"SET LOCAL synchronous_commit TO {value}")

@@ -51,9 +51,7 @@ def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
     context = preferred.context_length if preferred else None
     with user_api_keys(user) as keys:
         for provider in OWN_KEY_PROVIDERS:
-            if keys.source(provider) != "vault":
-                continue
-            api_key = keys.stored_key(provider)
+            api_key = keys.stored_key(provider)  # a stored key only, never the environment
             if api_key is None:
                 continue
             secret = keys[provider] if reveal else ""
