@@ -33,7 +33,9 @@ from mcp.types import CONNECTION_CLOSED, Tool
 
 from assistant.mcp_pool import (
     McpUnavailable,
+    Pool,
     PoolKey,
+    Session,
     mcp_unavailable,
     pool_key,
     pool_runner,
@@ -82,14 +84,20 @@ async def _tools(key: PoolKey, access_token: str, cloud_id: str, timeout: float)
     async with pool.using(
         key, access_token=access_token, cloud_id=cloud_id, timeout=timeout
     ) as session:
-        try:
-            return await session.list_tools(timeout)
-        except McpUnavailable:
-            await pool.forget(session)
-            raise
-        except (TimeoutError, Exception):
-            await pool.forget(session)
-            raise mcp_unavailable() from None
+        return await _listed(pool, session, timeout)
+
+
+async def _listed(pool: Pool, session: Session, timeout: float) -> list[Tool]:
+    """The session's tools (listed once per session); a session that cannot list them is
+    dropped, and the server reported unreachable."""
+    try:
+        return await session.list_tools(timeout)
+    except McpUnavailable:
+        await pool.forget(session)
+        raise
+    except (TimeoutError, Exception):
+        await pool.forget(session)
+        raise mcp_unavailable() from None
 
 
 def mcp_tools_for(*, user_id: int, access_token: str, cloud_id: str) -> list[ToolSpec]:
@@ -139,13 +147,13 @@ async def _call(
     arguments: dict[str, Any],
     timeout: float,
 ) -> tuple[str, bool]:
-    tools = await _tools(key, access_token, cloud_id, timeout)
-    if name not in {tool.name for tool in tools}:
-        return f"There is no tool named {name}.", True
     pool = pool_runner().pool
+    # One checkout for the check and the call: the session that listed the tool runs it.
     async with pool.using(
         key, access_token=access_token, cloud_id=cloud_id, timeout=timeout
     ) as session:
+        if name not in {tool.name for tool in await _listed(pool, session, timeout)}:
+            return f"There is no tool named {name}.", True
         client = await session.client(timeout)
         try:
             result = await asyncio.wait_for(client.call_tool(name, arguments), timeout)
