@@ -8,6 +8,7 @@ from assistant.events import run_events_purge
 from assistant.services.confirm import confirmations_purge
 from assistant.services.runs import run_execute, runs_reap
 from assistant.services.sessions import session_turn_end
+from core.celery_tasks import UnreadResultTask
 
 
 @shared_task(name="assistant.tasks.purge_confirmations", acks_late=True)
@@ -17,8 +18,13 @@ def purge_confirmations() -> int:
 
 
 # Its result is never read (the run's row and events are): not stored, and queueing it
-# does not subscribe the web process to a result channel first.
-@shared_task(name="assistant.tasks.assistant_run_execute", acks_late=True, ignore_result=True)
+# neither subscribes the web process to a result channel nor builds a result backend.
+@shared_task(
+    name="assistant.tasks.assistant_run_execute",
+    acks_late=True,
+    ignore_result=True,
+    base=UnreadResultTask,
+)
 def assistant_run_execute(run_id: int) -> str:
     """Execute a queued /ask run (or its resumption after /ask/confirm) in this worker,
     whose process owns the MCP session pool; then free its conversation if it ended."""

@@ -6,6 +6,7 @@ failed; and a paused run resumed with the user's answer."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,8 @@ class AskOutcome:
     session_id: int | None = None
     confirmation_token: str = ""
     action: dict[str, Any] | None = None
+    # Work left for once the answer is out (``ask_execute(meter_after_answer=True)``).
+    after_answer: Callable[[], None] | None = None
 
 
 def ask_prepare(
@@ -93,10 +96,14 @@ def ask_execute(
     executor: ToolExecutor,
     on_text: TextSink | None = None,
     key: LLMKey | ApplicationError | None = None,
+    meter_after_answer: bool = False,
 ) -> AskOutcome:
     """Execute a prepared run: the loop with the tools ``executor`` offers. A refusal
     found only now (no Jira connection, the key gone) fails the run and is raised.
-    ``key``: the key (or the refusal) the caller resolved already; None: resolved here."""
+    ``key``: the key (or the refusal) the caller resolved already; None: resolved here.
+    ``meter_after_answer``: a completed run's calls on the user's own key are recorded by
+    the outcome's ``after_answer``, for the caller to run once the answer is out (the run's
+    end, its cost included, is stored before either)."""
     user = run.owner
     try:
         # The balance was checked when the run was stored, and the first call's hold
@@ -127,7 +134,7 @@ def ask_execute(
         session_id=session.pk if session else None,
         on_text=on_text,
     )
-    return _continue(conversation)
+    return _continue(conversation, meter_after_answer=meter_after_answer)
 
 
 def ask_run(
@@ -170,7 +177,7 @@ def run_fail(*, run: AssistantRun, error: ApplicationError) -> None:
     run.save()
 
 
-def _continue(conversation: Conversation) -> AskOutcome:
+def _continue(conversation: Conversation, *, meter_after_answer: bool = False) -> AskOutcome:
     run = conversation.run
     try:
         response, pending = conversation.drive()
@@ -183,32 +190,35 @@ def _continue(conversation: Conversation) -> AskOutcome:
     except Exception:
         conversation.meter()  # a bug: the run fails above us, its calls still recorded
         raise
-    # The end's transaction records the calls on the user's key with the run; should it
-    # fail (rolled back), they are recorded on their own, as the run fails above us.
-    unmetered, cost = list(conversation.unmetered), conversation.run.cost_micros
+    # The end's transaction records the calls on the user's key with the run (unless they
+    # wait for the answer to go out); should it fail (rolled back), they are recorded on
+    # their own, as the run fails above us.
+    unmetered = list(conversation.unmetered)
     try:
         if pending is not None:
             return _pause(conversation, pending)
-        return _finish(conversation, response)
+        return _finish(conversation, response, meter=not meter_after_answer)
     except Exception:
-        conversation.unmetered, conversation.run.cost_micros = unmetered, cost
+        conversation.unmetered = unmetered
         conversation.meter()  # first-wins by call_id: never counted twice
         raise
 
 
-def _finish(conversation: Conversation, response: str) -> AskOutcome:
+def _finish(conversation: Conversation, response: str, *, meter: bool = True) -> AskOutcome:
     run = conversation.run
     run.status = AssistantRun.Status.COMPLETED
     run.response = response
     run.tool_calls = conversation.records
     run.finished_at = timezone.now()
-    # The turn and the calls on the user's own key saved with the run that answered, in
-    # a commit that need not wait for the disk: no money moves in it (calls on credits
-    # were charged as they were made), and should PostgreSQL crash just after it, the
-    # run reads as lost ("check Jira") — which the reaper answers truthfully.
+    # The turn (and, unless they wait for the answer, the calls on the user's own key)
+    # saved with the run that answered, in a commit that need not wait for the disk: no
+    # money moves in it (calls on credits were charged as they were made), and should
+    # PostgreSQL crash just after it, the run reads as lost ("check Jira") — which the
+    # reaper answers truthfully.
     with transaction.atomic():
         transaction_commit_unflushed()
-        conversation.meter()
+        if meter:
+            conversation.meter()
         if conversation.interactive:
             session = _session_save(conversation)
             run.session = session
@@ -222,6 +232,7 @@ def _finish(conversation: Conversation, response: str) -> AskOutcome:
         response=response,
         tool_calls=conversation.records,
         session_id=conversation.session_id,
+        after_answer=None if meter else conversation.meter,
     )
 
 

@@ -83,8 +83,8 @@ class Conversation:
     prices: dict[Pair, Price | None] = field(default_factory=dict)
     # One model client for the run's calls (opened by the first), so they share a connection.
     client: ChatClient | None = None
-    # Calls on the user's own key not recorded yet: they are metered with the run's end,
-    # in its transaction (see ``meter``), not one transaction each.
+    # Calls on the user's own key not recorded yet: they are metered together (see
+    # ``meter``), not one transaction each.
     unmetered: list[LlmCall] = field(default_factory=list)
 
     def _tool(self, name: str) -> Tool | None:
@@ -173,7 +173,15 @@ class Conversation:
             at=timezone.now(),
         )
         if hold is None:
-            # The user's own key spends nothing of Kay's: recorded with the run's end.
+            # The user's own key spends nothing of Kay's: its cost is counted now, its
+            # record written with (or just after) the run's end.
+            price = self.prices[(self.key.provider, model)]
+            if price is not None:
+                run.cost_micros += price.cost_micros(
+                    input_tokens=call.input_tokens,
+                    output_tokens=call.output_tokens,
+                    cached_tokens=call.cached_tokens,
+                )
             self.unmetered.append(call)
         else:
             # On credits the call is metered and charged at once, in one transaction (one
@@ -188,17 +196,17 @@ class Conversation:
         return completion
 
     def meter(self) -> None:
-        """Record the calls on the user's own key not recorded yet, and add their cost to
-        the run: called in the transaction that stores the run's end (or pause), so a
-        run's calls are recorded with it, together. A worker killed mid-run loses them
-        (the provider's own usage, fetched by the Usage sync, still has them)."""
+        """Record the calls on the user's own key not recorded yet (their cost is on the
+        run already, counted as each was made, at the price the record uses): with the
+        run's end or pause, or just after its answer went out (``ask_execute``'s
+        ``meter_after_answer``). A worker killed mid-run loses them (the provider's own
+        usage, fetched by the Usage sync, still has them)."""
         if not self.unmetered:
             return
         calls, self.unmetered = self.unmetered, []
-        metered = usage_record_llm_calls(
+        usage_record_llm_calls(
             owner=self.user, api_key=self.key.api_key, calls=calls, prices=self.prices
         )
-        self.run.cost_micros += sum(record.cost_micros for record in metered)
 
     def execute(self, call: ToolCall) -> None:
         """Run one tool call and append its result (or its error) for the model."""

@@ -45,28 +45,40 @@ def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
 
     ``reveal=False``: which key it is, without its secret (``secret`` empty): a stored key
     is not opened, so its use is not audited, as where a run is only stored (the worker
-    that calls the model opens it)."""
-    preferred = preferred_model_for(user=user)
-    preferred_id = preferred.openrouter_id if preferred else ""
-    context = preferred.context_length if preferred else None
+    that calls the model opens it); a stored key's model is then left empty (the worker
+    names it), the server key's is named, since its price decides whether it may run."""
     with user_api_keys(user) as keys:
         for provider in OWN_KEY_PROVIDERS:
             api_key = keys.stored_key(provider)  # a stored key only, never the environment
             if api_key is None:
                 continue
-            secret = keys[provider] if reveal else ""
-            model = model_for(provider=provider, preferred_id=preferred_id)
             base_url = keys.base_url(provider)
+            # Guarded unless it is the provider's configured URL.
+            user_host = bool(api_key.base_url) or base_url != get_provider(provider).base_url()
+            if not reveal:
+                # Only which key pays: the model is named by the worker that opens it
+                # (one query fewer where a run is stored).
+                return LLMKey(
+                    provider=provider,
+                    base_url=base_url,
+                    model="",
+                    api_key=api_key,
+                    secret="",
+                    user_host=user_host,
+                )
+            secret = keys[provider]
+            preferred_id, context = _preference(user)
+            model = model_for(provider=provider, preferred_id=preferred_id)
             return LLMKey(
                 provider=provider,
                 base_url=base_url,
                 model=model,
                 api_key=api_key,
                 secret=secret,
-                # Guarded unless it is the provider's configured URL.
-                user_host=bool(api_key.base_url) or base_url != get_provider(provider).base_url(),
+                user_host=user_host,
                 context_tokens=context if _serves(model, preferred_id) else None,
             )
+    preferred_id, context = _preference(user)
     if settings.OPENAI_API_KEY:
         model = model_for(provider="openai", preferred_id=preferred_id)
         _require_price(model)
@@ -83,6 +95,14 @@ def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
         "The assistant needs a model key: add your own OpenAI or OpenRouter key under Keys.",
         code="no_llm_key",
     )
+
+
+def _preference(user: User) -> tuple[str, int | None]:
+    """The user's preferred catalog model id ("" for none) and its context length."""
+    preferred = preferred_model_for(user=user)
+    if preferred is None:
+        return "", None
+    return preferred.openrouter_id, preferred.context_length
 
 
 def _require_price(model: str) -> None:

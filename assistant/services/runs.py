@@ -261,12 +261,17 @@ def run_execute(*, run_id: int) -> str:
         PendingConfirmation.objects.filter(run=run).order_by("-pk").first() if run.confirm else None
     )
     done: dict[str, Any]
+    outcome: AskOutcome | None = None
     try:
         if pending is not None and pending.approved is not None:
             pending.run = run
             outcome = confirm_execute(pending=pending, executor=executor, on_text=on_text)
         else:
-            outcome = ask_execute(run=run, executor=executor, on_text=on_text, key=key)
+            # The calls on the user's own key are recorded once the answer is out (below):
+            # usage records, not money, need not hold the answer back (~6 statements).
+            outcome = ask_execute(
+                run=run, executor=executor, on_text=on_text, key=key, meter_after_answer=True
+            )
         if outcome.status == "pending_confirmation":
             run_event_publish(
                 run_id=run_id,
@@ -298,6 +303,12 @@ def run_execute(*, run_id: int) -> str:
         except Exception:
             logger.exception("assistant run %s: its conversation could not be freed", run_id)
     run_event_publish(run_id=run_id, kind=DONE, data=done)
+    if outcome is not None and outcome.after_answer is not None:
+        try:
+            outcome.after_answer()
+        except Exception:
+            # The answer stands; the provider's own usage (the Usage sync) still has them.
+            logger.exception("assistant run %s: its calls could not be recorded", run_id)
     return str(done["status"])
 
 

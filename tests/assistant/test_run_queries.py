@@ -162,9 +162,10 @@ def test_a_redis_event_is_numbered_in_the_tail_and_on_the_channel(settings):
     ]
 
 
-def test_a_run_on_the_users_own_key_records_its_calls_with_its_end(alice, chat):
-    """One transaction at the run's end records both calls (one insert) and the run, so
-    a run on the user's key commits once for its metering instead of once per call."""
+def test_a_run_on_the_users_own_key_records_its_calls_once_its_answer_is_out(alice, chat):
+    """The run's end (its cost included) is stored, then its answer published; then both
+    calls are recorded in one insert: usage records do not hold the answer back, and a run
+    on the user's key commits once for its metering instead of once per call."""
     ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
     queries = _run(alice, chat, tool_calls(("jira_search", SEARCH)), text("KAN has one."))
     inserts = [n for n, sql in enumerate(queries) if 'INSERT INTO "usage_meteredllmcall"' in sql]
@@ -173,8 +174,13 @@ def test_a_run_on_the_users_own_key_records_its_calls_with_its_end(alice, chat):
         for n, sql in enumerate(queries)
         if 'UPDATE "assistant_assistantrun"' in sql and "'completed'" in sql
     ]
-    assert len(inserts) == 1 and len(finished) == 1, _listing(queries)
-    assert inserts[0] < finished[0]
+    done = [
+        n
+        for n, sql in enumerate(queries)
+        if 'INSERT INTO "assistant_assistantrunevent"' in sql and "'done'" in sql
+    ]
+    assert len(inserts) == 1 and len(finished) == 1 and len(done) == 1, _listing(queries)
+    assert finished[0] < done[0] < inserts[0]
     run = AssistantRun.objects.get()
     recorded = MeteredLlmCall.objects.filter(owner=alice)
     assert recorded.count() == 2
