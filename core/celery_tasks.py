@@ -24,6 +24,5 @@ class UnreadResultTask(Task):
 
     def AsyncResult(self, task_id: str, **kwargs: Any) -> AsyncResult:  # Celery names it so
         app = self._get_app()
-        return app.AsyncResult(
-            task_id, backend=_disabled_backend(app), task_name=self.name, **kwargs
-        )
+        kwargs.setdefault("backend", _disabled_backend(app))
+        return app.AsyncResult(task_id, task_name=self.name, **kwargs)
