@@ -115,11 +115,16 @@ def running_body(run_id: int, confirmation_token: str = "") -> dict[str, Any]:
     return body
 
 
-def _queued(start: RunStart) -> Response:
+def _queued(start: RunStart, *, fresh: bool) -> Response:
     """The APIView's answer to its async view: stored, now queue it and wait (the token,
-    if any, stays in this request: the async view answers with it)."""
+    if any, stays in this request: the async view answers with it). ``fresh``: a new run,
+    stored with no events, so it is followed from the first (not looked up)."""
     return Response(
-        {"run_id": start.run.pk, "confirmation_token": start.confirmation_token},
+        {
+            "run_id": start.run.pk,
+            "confirmation_token": start.confirmation_token,
+            "events_after": 0 if fresh else None,
+        },
         status=status.HTTP_202_ACCEPTED,
     )
 
@@ -152,7 +157,7 @@ class AskApi(APIView):
             confirm=data.validated_data["confirm"],
             session_id=data.validated_data.get("session_id"),
         )
-        return _queued(start)
+        return _queued(start, fresh=True)
 
 
 class AskConfirmApi(APIView):
@@ -180,7 +185,7 @@ class AskConfirmApi(APIView):
             token=data.validated_data["confirmation_token"],
             approved=data.validated_data["approved"],
         )
-        return _queued(start)
+        return _queued(start, fresh=False)  # resumed: its first part's events come before
 
 
 class AskRunApi(APIView):

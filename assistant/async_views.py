@@ -102,7 +102,9 @@ def _start(view: type[APIView], request: HttpRequest) -> tuple[HttpResponse, int
     if response.status_code != status.HTTP_202_ACCEPTED:
         return response, 0
     run_id = int(response.data["run_id"])
-    after = run_events_last_seq(run_id=run_id)
+    after = response.data["events_after"]
+    if after is None:
+        after = run_events_last_seq(run_id=run_id)
     try:
         run_enqueue(run_id=run_id)
     except ApplicationError as exc:  # the queue is down: the run was put back or failed

@@ -231,27 +231,34 @@ def run_execute(*, run_id: int) -> str:
     # started ("nothing was done"), which stays true until its first write — made durable
     # first (run_claim_flush); a call on credits does so anyway, its hold committing
     # durably (the WAL is flushed in order). But a stored key opened here is audited, and
-    # that row must survive the key's use: then the commit waits for the disk.
+    # that row must survive the key's use: then the commit waits for the disk — from the
+    # start when the web found a stored key (no SET LOCAL either way).
+    queued = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED)
+    run = queued.select_related("owner", "session").first()
+    if run is None:
+        return "skipped"  # another delivery has it, or it ended
     with transaction.atomic():
-        transaction_commit_unflushed()
-        claimed = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED).update(
-            status=AssistantRun.Status.RUNNING, started_at=timezone.now()
-        )
-        if not claimed:
+        unflushed = run.api_key_id is None or run.confirm
+        if unflushed:
+            transaction_commit_unflushed()
+        started = timezone.now()
+        if not queued.update(status=AssistantRun.Status.RUNNING, started_at=started):
             return "skipped"
-        run = AssistantRun.objects.select_related("owner", "session").get(pk=run_id)
+        run.status, run.started_at = AssistantRun.Status.RUNNING, started
         if not run.confirm:  # a confirm-mode run may be resuming: its key is checked there
             try:
                 with transaction.atomic():  # a failure here must not undo the claim
                     key = llm_key_for(user=run.owner)
-                if key.api_key is not None:
+                if key.api_key is not None and unflushed:
                     transaction_commit_flushed()
             except ApplicationError as exc:
                 key = exc  # the run fails below, as a refusal found in the worker
             except Exception:
                 logger.exception("assistant run %s: its key could not be resolved", run_id)
                 key = ApplicationError(SERVER_ERROR, code="server_error", status=500)
-    executor = _PublishingExecutor(tool_executor(run.owner), run_id)
+    # A claim that waited for the disk needs no flush before the run's first write.
+    durable = not unflushed or (isinstance(key, LLMKey) and key.api_key is not None)
+    executor = _PublishingExecutor(tool_executor(run.owner), run_id, claim_durable=durable)
 
     def on_text(delta: str) -> None:
         run_event_publish(run_id=run_id, kind="text", data={"delta": delta})

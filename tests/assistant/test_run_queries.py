@@ -370,3 +370,22 @@ def test_before_its_first_write_a_run_makes_its_claim_durable(alice, chat, execu
 def test_a_run_that_only_reads_never_waits_for_the_disk_for_its_claim(alice, chat, executor):
     queries, _ = _run_counting_at_tool(alice, chat, executor, "jira_search", SEARCH)
     assert not [sql for sql in queries if FLUSH in sql], _listing(queries)
+
+
+@postgres_only
+def test_on_the_users_own_key_the_claim_and_the_keys_use_commit_durably_at_once(alice, chat):
+    """The web found a stored key: the claim's transaction (with the key's "used" audit
+    row) waits for the disk from the start, with no SET LOCAL either way, and the run's
+    first write needs no flush after it."""
+    from keys.models import KeyAuditEvent
+
+    ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
+    queries = _run(alice, chat, tool_calls(("jira_create_issue", {"summary": "x"})), text("Ok."))
+    claim = next(n for n, sql in enumerate(queries) if "'running'" in sql)
+    audit = next(n for n, sql in enumerate(queries) if '"keys_keyauditevent"' in sql)
+    end = next(n for n, sql in enumerate(queries) if "'completed'" in sql)
+    assert claim < audit < end, _listing(queries)
+    assert not [sql for sql in queries[: audit + 2] if "synchronous_commit" in sql], _listing(queries)
+    assert not [sql for sql in queries if FLUSH in sql], _listing(queries)
+    assert KeyAuditEvent.objects.filter(action="used").count() == 1
+

@@ -88,6 +88,31 @@ def test_ask_answers_a_completed_run_from_its_done_event_without_reading_it_back
     assert alice_api.get(f"/ask/runs/{run_id}").json() == response.json()
 
 
+def test_ask_follows_a_new_run_from_its_first_event_and_confirm_from_its_last(
+    alice, alice_api, chat, monkeypatch
+):
+    """A new run is stored with no events: /ask follows it from the first without asking
+    where its events stand; /ask/confirm resumes a run with events, followed from its last."""
+    looked_up: list[int] = []
+    real = async_views.run_events_last_seq
+
+    def last_seq(*, run_id):
+        looked_up.append(run_id)
+        return real(run_id=run_id)
+
+    monkeypatch.setattr(async_views, "run_events_last_seq", last_seq)
+    chat.script(tool_calls(("jira_create_issue", CREATE)), text("Created KAN-2."))
+    body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
+    assert body["status"] == "pending_confirmation" and looked_up == []
+    token = body["confirmation_token"]
+    confirmed = alice_api.post(
+        "/ask/confirm", {"confirmation_token": token, "approved": True}, format="json"
+    )
+    assert confirmed.status_code == 200, confirmed.content
+    assert confirmed.json()["data"]["response"] == "Created KAN-2."
+    assert looked_up == [body["data"]["runId"]]
+
+
 def test_a_pending_runs_done_event_carries_no_body_and_no_token(alice, alice_api, chat):
     chat.script(tool_calls(("jira_create_issue", CREATE)))
     body = alice_api.post("/ask", {"prompt": "Create", "confirm": True}, format="json").json()
