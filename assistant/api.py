@@ -43,7 +43,7 @@ from assistant.services.runs import (
     run_outcome,
 )
 from assistant.services.sessions import session_delete, session_rename
-from core.throttling import DEFAULT_THROTTLES, UserThrottle
+from core.throttling import DEFAULT_THROTTLES, BatchedThrottlesMixin, UserThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _queued(start: RunStart, *, fresh: bool) -> Response:
     )
 
 
-class AskApi(APIView):
+class AskApi(BatchedThrottlesMixin, APIView):
     """``POST /ask``: ask Kay; seed 003's body."""
 
     throttle_classes = [AskThrottle, *DEFAULT_THROTTLES]
@@ -160,7 +160,7 @@ class AskApi(APIView):
         return _queued(start, fresh=True)
 
 
-class AskConfirmApi(APIView):
+class AskConfirmApi(BatchedThrottlesMixin, APIView):
     """``POST /ask/confirm``: approve or cancel the action a confirm-mode /ask is holding."""
 
     throttle_classes = [AskThrottle, *DEFAULT_THROTTLES]
