@@ -51,7 +51,7 @@ class BatchedThrottlesMixin:
     Throttles of another kind (or cache) are asked as DRF asks them."""
 
     def check_throttles(self, request: Any) -> None:
-        batched: list[tuple[SimpleRateThrottle, str]] = []
+        batched: list[tuple[Any, str]] = []  # (a SimpleRateThrottle, its cache key)
         others = []
         for throttle in self.get_throttles():  # type: ignore[attr-defined]
             if not _batchable(throttle):
