@@ -1,6 +1,11 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
+
+from core.inline_middleware import InlineMiddlewareASGIHandler  # noqa: E402 (after setup)
+
+# Django's handler, with its own middleware's I/O-free hooks on the event loop.
+application = InlineMiddlewareASGIHandler()

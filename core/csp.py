@@ -8,6 +8,8 @@ from csp.middleware import PolicyParts
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
+from core.inline_middleware import InlineHooks
+
 GOOGLE_AUTHORIZE_URL = "https://accounts.google.com/o/oauth2/v2/auth"
 
 
@@ -27,9 +29,10 @@ def oauth_form_origins() -> list[str]:
     return sorted({origin for url in urls if (origin := _origin(url))})
 
 
-class CSPMiddleware(BaseCSPMiddleware):
+class CSPMiddleware(InlineHooks, BaseCSPMiddleware):
     """Adds :func:`oauth_form_origins` to ``form-action``, read from settings per response
-    so the policy always names the servers the connect views really redirect to."""
+    so the policy always names the servers the connect views really redirect to. Its
+    hooks (a nonce, a header) do no I/O: under ASGI they run on the event loop."""
 
     def get_policy_parts(
         self, request: HttpRequest, response: HttpResponseBase, report_only: bool = False

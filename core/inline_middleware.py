@@ -5,12 +5,19 @@ Under ASGI, Django runs each ``process_request`` and ``process_response`` of a
 ``process_view`` the same way: the seven in ``MIDDLEWARE`` cost fifteen hops on every
 request, about 2 ms here. These subclasses call the hooks that do no I/O on the event loop
 and keep the hop where one may: a session to save, messages to store, a form body to read
-for the CSRF token, CSRF kept in the session. Under WSGI (and Django's test client) they
-are Django's classes unchanged. A hook that did reach the database on the event loop would
-fail loudly (``SynchronousOnlyOperation``), never quietly."""
+for the CSRF token, CSRF kept in the session. A hook that did reach the database on the
+event loop would fail loudly (``SynchronousOnlyOperation``), never quietly.
+
+``MIDDLEWARE`` keeps Django's own names: Django's deploy checks look for them by name (a
+subclass listed instead turns off the HSTS, SSL-redirect, X-Frame-Options and CSRF checks
+without a word). :class:`InlineMiddlewareASGIHandler`, Kay's ASGI application
+(``config.asgi``), loads these in their place; WSGI and Django's test clients load
+Django's classes as they are."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -18,13 +25,14 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS", "TRACE")
 
 
-class _InlineHooks:
+class InlineHooks:
     """Mixed into a ``MiddlewareMixin``: its async path calls the hooks inline unless the
     ``*_needs_thread`` checks say this request's may do I/O."""
 
@@ -54,23 +62,23 @@ class _InlineHooks:
         return response
 
 
-class SecurityMiddleware(_InlineHooks, security.SecurityMiddleware):
+class SecurityMiddleware(InlineHooks, security.SecurityMiddleware):
     """Headers and the HTTPS redirect: no I/O."""
 
 
-class CommonMiddleware(_InlineHooks, common.CommonMiddleware):
+class CommonMiddleware(InlineHooks, common.CommonMiddleware):
     """Host check, the trailing-slash redirect (URL resolving), Content-Length: no I/O."""
 
 
-class XFrameOptionsMiddleware(_InlineHooks, clickjacking.XFrameOptionsMiddleware):
+class XFrameOptionsMiddleware(InlineHooks, clickjacking.XFrameOptionsMiddleware):
     """One header: no I/O."""
 
 
-class AuthenticationMiddleware(_InlineHooks, auth.AuthenticationMiddleware):
+class AuthenticationMiddleware(InlineHooks, auth.AuthenticationMiddleware):
     """Sets a lazy ``request.user``: the session is read where the user is first used."""
 
 
-class SessionMiddleware(_InlineHooks, sessions.SessionMiddleware):
+class SessionMiddleware(InlineHooks, sessions.SessionMiddleware):
     """The store is made lazily; only a save (or its every-request setting) is I/O."""
 
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
@@ -78,7 +86,7 @@ class SessionMiddleware(_InlineHooks, sessions.SessionMiddleware):
         return session is None or session.modified or settings.SESSION_SAVE_EVERY_REQUEST
 
 
-class MessageMiddleware(_InlineHooks, messages.MessageMiddleware):
+class MessageMiddleware(InlineHooks, messages.MessageMiddleware):
     """Only messages read or added are stored (in a cookie, or the session: I/O)."""
 
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
@@ -86,7 +94,7 @@ class MessageMiddleware(_InlineHooks, messages.MessageMiddleware):
         return storage is None or storage.used or storage.added_new
 
 
-class CsrfViewMiddleware(_InlineHooks, csrf.CsrfViewMiddleware):
+class CsrfViewMiddleware(InlineHooks, csrf.CsrfViewMiddleware):
     """The secret comes from a cookie (no I/O) unless ``CSRF_USE_SESSIONS``. The view
     check is inline for safe methods and exempt views; otherwise it may read the form
     body for the token, so it keeps its thread."""
@@ -113,3 +121,39 @@ class CsrfViewMiddleware(_InlineHooks, csrf.CsrfViewMiddleware):
 
     def response_needs_thread(self, request: HttpRequest, response: HttpResponseBase) -> bool:
         return bool(settings.CSRF_USE_SESSIONS)
+
+
+# Django's class listed in MIDDLEWARE → the one the ASGI application loads in its place.
+INLINE = {
+    "django.middleware.security.SecurityMiddleware": SecurityMiddleware,
+    "django.contrib.sessions.middleware.SessionMiddleware": SessionMiddleware,
+    "django.middleware.common.CommonMiddleware": CommonMiddleware,
+    "django.middleware.csrf.CsrfViewMiddleware": CsrfViewMiddleware,
+    "django.contrib.auth.middleware.AuthenticationMiddleware": AuthenticationMiddleware,
+    "django.contrib.messages.middleware.MessageMiddleware": MessageMiddleware,
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": XFrameOptionsMiddleware,
+}
+
+
+def _path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@contextmanager
+def _inline_in_place() -> Iterator[None]:
+    """``settings.MIDDLEWARE`` with Django's classes swapped for these while a handler
+    builds its chain from it (once, at start-up), then back as it was."""
+    listed = settings.MIDDLEWARE
+    settings.MIDDLEWARE = [_path(INLINE[path]) if path in INLINE else path for path in listed]
+    try:
+        yield
+    finally:
+        settings.MIDDLEWARE = listed
+
+
+class InlineMiddlewareASGIHandler(ASGIHandler):
+    """Django's ASGI handler, with Django's own middleware loaded through this module."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        with _inline_in_place():
+            super().load_middleware(is_async=is_async)

@@ -96,4 +96,3 @@ def _batchable(throttle: Any) -> bool:
         and type(throttle).throttle_success is SimpleRateThrottle.throttle_success
         and throttle.cache is cache
     )
-
