@@ -10,7 +10,7 @@ import os
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from tests.accounts.factories import UserFactory
@@ -19,6 +19,13 @@ from tests.accounts.factories import UserFactory
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing():
+    """Passwords hashed and checked at one PBKDF2 iteration (tests.helpers.hashers)."""
+    with override_settings(PASSWORD_HASHERS=["tests.helpers.hashers.OneIterationPBKDF2"]):
+        yield
 
 
 @pytest.fixture(autouse=True)
