@@ -82,6 +82,10 @@ class AssistantRun(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost_micros = models.BigIntegerField(default=0)
+    # A completed run's calls on the user's own key whose usage records are written just
+    # after its answer goes out: set with the run's end, cleared once written; the reaper
+    # writes what a worker killed in between left (null: nothing left).
+    calls_unrecorded = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -95,6 +99,11 @@ class AssistantRun(models.Model):
                 fields=["status", "created_at"],
                 condition=models.Q(status__in=["queued", "running"]),
                 name="assistant_run_live_idx",
+            ),
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(calls_unrecorded__isnull=False),
+                name="assistant_run_unrecorded_idx",
             ),
         ]
 

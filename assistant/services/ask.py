@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -28,6 +29,7 @@ from assistant.services.conversation import (
     DECLINED,
     Conversation,
     TextSink,
+    calls_as_json,
     run_key_resolve,
 )
 from assistant.services.history import history_cap
@@ -201,6 +203,7 @@ def _continue(conversation: Conversation, *, meter_after_answer: bool = False) -
     except Exception:
         conversation.unmetered = unmetered
         conversation.meter()  # first-wins by call_id: never counted twice
+        run.calls_unrecorded = None  # recorded just now: the failed run keeps none
         raise
 
 
@@ -210,6 +213,8 @@ def _finish(conversation: Conversation, response: str, *, meter: bool = True) ->
     run.response = response
     run.tool_calls = conversation.records
     run.finished_at = timezone.now()
+    if not meter:  # kept on the run until written (for the reaper, should this worker die)
+        run.calls_unrecorded = calls_as_json(conversation.unmetered) or None
     # The turn (and, unless they wait for the answer, the calls on the user's own key)
     # saved with the run that answered, in a commit that need not wait for the disk: no
     # money moves in it (calls on credits were charged as they were made), and should
@@ -232,8 +237,16 @@ def _finish(conversation: Conversation, response: str, *, meter: bool = True) ->
         response=response,
         tool_calls=conversation.records,
         session_id=conversation.session_id,
-        after_answer=None if meter else conversation.meter,
+        after_answer=partial(_record_after_answer, conversation) if run.calls_unrecorded else None,
     )
+
+
+def _record_after_answer(conversation: Conversation) -> None:
+    """The completed run's calls on the user's own key recorded, and no longer kept on it."""
+    with transaction.atomic():
+        conversation.meter()
+        AssistantRun.objects.filter(pk=conversation.run.pk).update(calls_unrecorded=None)
+    conversation.run.calls_unrecorded = None
 
 
 def _session_save(conversation: Conversation) -> InteractiveSession | None:

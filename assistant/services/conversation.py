@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -56,6 +57,18 @@ class ToolRoundLimit(ApplicationError):
 class RunTooLong(ApplicationError):
     status = 504
     code = "run_too_long"
+
+
+def calls_as_json(calls: list[LlmCall]) -> list[dict[str, Any]]:
+    """Calls to record, as a run stores them until they are (``calls_unrecorded``)."""
+    return [{**asdict(call), "at": call.at.isoformat() if call.at else None} for call in calls]
+
+
+def calls_from_json(rows: list[dict[str, Any]]) -> list[LlmCall]:
+    return [
+        LlmCall(**{**row, "at": datetime.fromisoformat(row["at"]) if row.get("at") else None})
+        for row in rows
+    ]
 
 
 def _summary(text: str) -> str:

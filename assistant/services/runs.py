@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -33,7 +33,7 @@ from assistant.services.confirm import (
     confirm_unclaim,
     confirmed_message,
 )
-from assistant.services.conversation import RESULT_SUMMARY
+from assistant.services.conversation import RESULT_SUMMARY, calls_from_json
 from assistant.services.executor import McpToolExecutor
 from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.sessions import (
@@ -49,6 +49,7 @@ from core.durability import transaction_commit_flushed, transaction_commit_unflu
 from core.errors import ApplicationError, NotFound
 from usage.models import CostSource, MeteredLlmCall
 from usage.services import MeteredCall
+from usage.services.metering import usage_record_llm_calls
 
 logger = logging.getLogger(__name__)
 QUEUE = "assistant"
@@ -463,8 +464,9 @@ def runs_reap() -> int:
     closed, its conversation freed and a ``done`` published so waiting requests and
     streams end. Runs still ``queued`` as long after they were stored (or resumed by an
     approval) are failed the same way (``run_not_started``: the broker lost the task).
-    Conversations held by an approval that can no longer come are freed too. How many
-    runs were failed."""
+    Conversations held by an approval that can no longer come are freed too, and calls on
+    the user's own key that a completed run kept unrecorded a minute on are recorded. How
+    many runs were failed."""
     limit = int(settings.CELERY_TASK_TIME_LIMIT) + REAP_MARGIN_SECONDS
     cutoff = timezone.now() - timedelta(seconds=limit)
     running = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING, started_at__lt=cutoff)
@@ -479,7 +481,33 @@ def runs_reap() -> int:
         lost, ApplicationError(RUN_NOT_STARTED, code="run_not_started", status=503)
     )
     sessions_free_abandoned()
+    _calls_record_left(before=timezone.now() - timedelta(seconds=REAP_MARGIN_SECONDS))
     return reaped
+
+
+def _calls_record_left(*, before: datetime) -> int:
+    """Record the calls on the user's own key that completed runs kept because their
+    worker died between the answer and the records (recording is first-wins by call id,
+    so a worker finishing meanwhile never counts one twice); how many runs had some."""
+    left = AssistantRun.objects.filter(calls_unrecorded__isnull=False, finished_at__lt=before)
+    done = 0
+    for run in left.select_related("owner", "api_key"):
+        with transaction.atomic():
+            calls = (
+                AssistantRun.objects.select_for_update()
+                .filter(pk=run.pk, calls_unrecorded__isnull=False)
+                .values_list("calls_unrecorded", flat=True)
+                .first()
+            )
+            if calls is None:
+                continue  # its worker recorded them meanwhile
+            if run.api_key is not None:  # else its key was deleted, with its usage
+                usage_record_llm_calls(
+                    owner=run.owner, api_key=run.api_key, calls=calls_from_json(calls)
+                )
+            AssistantRun.objects.filter(pk=run.pk).update(calls_unrecorded=None)
+            done += 1
+    return done
 
 
 def _runs_fail(stuck: QuerySet[AssistantRun], error: ApplicationError) -> int:

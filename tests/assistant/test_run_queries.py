@@ -187,6 +187,56 @@ def test_a_run_on_the_users_own_key_records_its_calls_once_its_answer_is_out(ali
     assert run.cost_micros == sum(recorded.values_list("cost_micros", flat=True)) > 0
 
 
+def test_calls_left_unrecorded_by_a_worker_that_died_after_the_answer_are_recorded_once(
+    alice, chat, monkeypatch
+):
+    """The run's end keeps its calls on the user's key until they are recorded: when the
+    records fail (a worker killed just after the answer), the reaper records them a
+    minute later, once, however often it runs."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from assistant.services.runs import runs_reap
+
+    ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
+    record = conversation.usage_record_llm_calls
+
+    def dies(**kwargs):
+        raise RuntimeError("the worker was killed")
+
+    monkeypatch.setattr(conversation, "usage_record_llm_calls", dies)
+    _run(alice, chat, tool_calls(("jira_search", SEARCH)), text("KAN has one."))
+    monkeypatch.setattr(conversation, "usage_record_llm_calls", record)
+    run = AssistantRun.objects.get()
+    assert run.status == "completed" and run.cost_micros > 0
+    assert [call["call_id"] for call in run.calls_unrecorded] == [
+        f"assistant-run-{run.pk}-1",
+        f"assistant-run-{run.pk}-2",
+    ]
+    assert not MeteredLlmCall.objects.exists()
+
+    runs_reap()  # within a minute of its end: its worker may still be at it
+    assert not MeteredLlmCall.objects.exists()
+    AssistantRun.objects.filter(pk=run.pk).update(
+        finished_at=timezone.now() - timedelta(seconds=61)
+    )
+    runs_reap()
+    runs_reap()
+    run.refresh_from_db()
+    recorded = MeteredLlmCall.objects.filter(owner=alice)
+    assert run.calls_unrecorded is None and recorded.count() == 2
+    assert run.cost_micros == sum(recorded.values_list("cost_micros", flat=True))
+
+
+def test_a_run_whose_calls_were_recorded_keeps_none(alice, chat):
+    ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
+    _run(alice, chat, text("Hello."))
+    run = AssistantRun.objects.get()
+    assert run.calls_unrecorded is None
+    assert MeteredLlmCall.objects.filter(owner=alice).count() == 1
+
+
 def test_a_run_that_fails_on_the_users_own_key_still_records_the_calls_it_made(alice, chat):
     ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
     chat.script(tool_calls(("jira_search", SEARCH)), error(400))
@@ -389,4 +439,3 @@ def test_on_the_users_own_key_the_claim_and_the_keys_use_commit_durably_at_once(
     assert not [sql for sql in claim_transaction if "synchronous_commit" in sql], _listing(queries)
     assert not [sql for sql in queries if FLUSH in sql], _listing(queries)
     assert KeyAuditEvent.objects.filter(action="used").count() == 1
-
