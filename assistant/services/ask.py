@@ -242,10 +242,15 @@ def _finish(conversation: Conversation, response: str, *, meter: bool = True) ->
 
 
 def _record_after_answer(conversation: Conversation) -> None:
-    """The completed run's calls on the user's own key recorded, and no longer kept on it."""
+    """The completed run's calls on the user's own key recorded, and no longer kept on it.
+    The run's row is locked first, as the reaper takes it (the reverse order could
+    deadlock with the owner's usage lock)."""
+    kept = AssistantRun.objects.filter(pk=conversation.run.pk, calls_unrecorded__isnull=False)
     with transaction.atomic():
+        if kept.select_for_update().values_list("pk", flat=True).first() is None:
+            return  # the reaper recorded them
         conversation.meter()
-        AssistantRun.objects.filter(pk=conversation.run.pk).update(calls_unrecorded=None)
+        kept.update(calls_unrecorded=None)
     conversation.run.calls_unrecorded = None
 
 

@@ -235,16 +235,17 @@ def run_execute(*, run_id: int) -> str:
     # that row must survive the key's use: then the commit waits for the disk — from the
     # start when the web found a stored key (no SET LOCAL either way).
     queued = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED)
-    run = queued.select_related("owner", "session").first()
-    if run is None:
-        return "skipped"  # another delivery has it, or it ended
     with transaction.atomic():
+        # Read and locked until claimed: a copy read before the claim could be of an
+        # earlier part of the run (resumed by an approval in between).
+        run = queued.select_related("owner", "session").select_for_update(of=("self",)).first()
+        if run is None:
+            return "skipped"  # another delivery has it, or it ended
         unflushed = run.api_key_id is None or run.confirm
         if unflushed:
             transaction_commit_unflushed()
         started = timezone.now()
-        if not queued.update(status=AssistantRun.Status.RUNNING, started_at=started):
-            return "skipped"
+        queued.update(status=AssistantRun.Status.RUNNING, started_at=started)
         run.status, run.started_at = AssistantRun.Status.RUNNING, started
         if not run.confirm:  # a confirm-mode run may be resuming: its key is checked there
             try:
@@ -491,22 +492,28 @@ def _calls_record_left(*, before: datetime) -> int:
     so a worker finishing meanwhile never counts one twice); how many runs had some."""
     left = AssistantRun.objects.filter(calls_unrecorded__isnull=False, finished_at__lt=before)
     done = 0
-    for run in left.select_related("owner", "api_key"):
-        with transaction.atomic():
-            calls = (
-                AssistantRun.objects.select_for_update()
-                .filter(pk=run.pk, calls_unrecorded__isnull=False)
-                .values_list("calls_unrecorded", flat=True)
-                .first()
-            )
-            if calls is None:
-                continue  # its worker recorded them meanwhile
-            if run.api_key is not None:  # else its key was deleted, with its usage
-                usage_record_llm_calls(
-                    owner=run.owner, api_key=run.api_key, calls=calls_from_json(calls)
+    for run in left.select_related("owner", "api_key").order_by("pk"):
+        try:
+            with transaction.atomic():
+                # The run's row first, as its worker takes it: a row its worker holds is
+                # left for the next pass.
+                calls = (
+                    AssistantRun.objects.select_for_update(skip_locked=True)
+                    .filter(pk=run.pk, calls_unrecorded__isnull=False)
+                    .values_list("calls_unrecorded", flat=True)
+                    .first()
                 )
-            AssistantRun.objects.filter(pk=run.pk).update(calls_unrecorded=None)
-            done += 1
+                if calls is None:
+                    continue  # its worker recorded them meanwhile, or is at it
+                if run.api_key is not None:  # else its key was deleted, with its usage
+                    usage_record_llm_calls(
+                        owner=run.owner, api_key=run.api_key, calls=calls_from_json(calls)
+                    )
+                AssistantRun.objects.filter(pk=run.pk).update(calls_unrecorded=None)
+                done += 1
+        except Exception:
+            # One run's calls that cannot be recorded must not stop the others'.
+            logger.exception("assistant run %s: its left calls could not be recorded", run.pk)
     return done
 
 

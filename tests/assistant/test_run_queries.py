@@ -229,6 +229,43 @@ def test_calls_left_unrecorded_by_a_worker_that_died_after_the_answer_are_record
     assert run.cost_micros == sum(recorded.values_list("cost_micros", flat=True))
 
 
+def test_calls_the_reaper_cannot_record_do_not_stop_the_others(alice, bob, chat):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from assistant.services.runs import runs_reap
+
+    ended = timezone.now() - timedelta(seconds=120)
+    good_call = {
+        "call_id": "assistant-run-x-1",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "input_tokens": 10,
+        "output_tokens": 2,
+        "cached_tokens": 0,
+        "at": None,
+    }
+    runs = []
+    for owner, calls in ((alice, [{"nonsense": True}]), (bob, [good_call])):
+        key = ApiKeyFactory(owner=owner, provider="openai", secret=secret_for("openai", 1))
+        runs.append(
+            AssistantRun.objects.create(
+                owner=owner,
+                prompt="hi",
+                status="completed",
+                api_key=key,
+                finished_at=ended,
+                calls_unrecorded=calls,
+            )
+        )
+    runs_reap()
+    bad, good = (AssistantRun.objects.get(pk=run.pk) for run in runs)
+    assert good.calls_unrecorded is None
+    assert MeteredLlmCall.objects.filter(owner=bob).count() == 1
+    assert bad.calls_unrecorded == [{"nonsense": True}]  # kept, and logged, for a look
+
+
 def test_a_run_whose_calls_were_recorded_keeps_none(alice, chat):
     ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
     _run(alice, chat, text("Hello."))
@@ -439,3 +476,13 @@ def test_on_the_users_own_key_the_claim_and_the_keys_use_commit_durably_at_once(
     assert not [sql for sql in claim_transaction if "synchronous_commit" in sql], _listing(queries)
     assert not [sql for sql in queries if FLUSH in sql], _listing(queries)
     assert KeyAuditEvent.objects.filter(action="used").count() == 1
+
+
+@postgres_only
+def test_a_worker_reads_its_run_locked_until_it_has_claimed_it(alice, chat):
+    """A copy read before the claim could be of an earlier part of the run (resumed by an
+    approval in between): the run is read FOR UPDATE in the claim's transaction."""
+    queries = _run(alice, chat, text("Hello."))
+    read = next(n for n, sql in enumerate(queries) if 'FROM "assistant_assistantrun"' in sql)
+    claim = next(n for n, sql in enumerate(queries) if "'running'" in sql)
+    assert "FOR UPDATE" in queries[read] and read < claim, _listing(queries)
