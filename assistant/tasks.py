@@ -6,7 +6,8 @@ from celery import shared_task
 
 from assistant.events import run_events_purge
 from assistant.services.confirm import confirmations_purge
-from assistant.services.runs import run_execute, runs_reap
+from assistant.services.reaper import runs_reap
+from assistant.services.runs import run_execute
 from assistant.services.sessions import session_turn_end
 from core.celery_tasks import UnreadResultTask
 

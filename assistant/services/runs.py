@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -33,23 +32,17 @@ from assistant.services.confirm import (
     confirm_unclaim,
     confirmed_message,
 )
-from assistant.services.conversation import RESULT_SUMMARY, calls_from_json
+from assistant.services.conversation import RESULT_SUMMARY
 from assistant.services.executor import McpToolExecutor
 from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.sessions import (
     session_turn_claim,
     session_turn_end,
     session_turn_resume,
-    sessions_free_abandoned,
 )
 from assistant.services.tools import Result, Tool, ToolExecutor, executor_sites
-from billing.models import CreditHold
-from billing.services import credits_release, credits_settle
 from core.durability import transaction_commit_flushed, transaction_commit_unflushed
 from core.errors import ApplicationError, NotFound
-from usage.models import CostSource, MeteredLlmCall
-from usage.services import MeteredCall
-from usage.services.metering import usage_record_llm_calls
 
 logger = logging.getLogger(__name__)
 QUEUE = "assistant"
@@ -295,14 +288,16 @@ def run_execute(*, run_id: int) -> str:
     except ApplicationError as exc:
         # Refusals fail the run where they are raised (or put its action back), but one
         # raised while its end was being stored left it running until the reaper came.
-        _fail_where(AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.RUNNING), exc)
-        done = _failed_done(exc)
+        runs_fail_where(
+            AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.RUNNING), exc
+        )
+        done = failed_done(exc)
     except Exception:
         # A bug: logged (through the redacting filter), the user told no more.
         logger.exception("assistant run %s failed", run_id)
         error = ApplicationError(SERVER_ERROR, code="server_error", status=500)
         run_fail(run=run, error=error)
-        done = _failed_done(error)
+        done = failed_done(error)
     if run.session_id is not None:
         # Its conversation is free before the answer goes out: a follow-up sent the moment
         # it arrives must not find the turn still taken (409). The task frees it too, so
@@ -419,118 +414,7 @@ APPROVAL_GONE = (
 )
 
 
-# --- The reaper ---------------------------------------------------------------------------
-
-REAP_MARGIN_SECONDS = 60
-RUN_LOST = (
-    "This run stopped without finishing: the worker running it went away (restarted, or "
-    "past the time limit). Nothing more will happen; ask again. If it was running an "
-    "action you approved, check Jira first: it may have been done."
-)
-RUN_NOT_STARTED = (
-    "No worker ever started this run (the queue lost it), so nothing was done, an approved "
-    "action included. Ask again."
-)
-
-
-def _holds_close(run: AssistantRun) -> None:
-    """The credit holds the run left open: settled to the call's metered cost when the
-    call was recorded (charged once: the charge names the call's record), else released."""
-    holds = CreditHold.objects.filter(
-        account__user_id=run.owner_id,
-        reference__startswith=f"assistant-run-{run.pk}-",
-        status=CreditHold.Status.OPEN,
-    ).select_related("account")
-    for hold in holds:
-        recorded = MeteredLlmCall.objects.filter(
-            owner_id=run.owner_id, call_id=hold.reference
-        ).first()
-        if recorded is None:
-            credits_release(hold=hold)
-            continue
-        metered = MeteredCall(
-            record_id=recorded.pk,
-            bucket_id=recorded.bucket_id,
-            cost_micros=recorded.cost_micros,
-            cost_source=CostSource.COMPUTED,
-            priced=recorded.priced,
-        )
-        credits_settle(hold=hold, metered_call=metered)
-
-
-def runs_reap() -> int:
-    """Fail runs still ``running`` past the task's hard time limit (and a margin): their
-    worker died, and a redelivered task skips a run already claimed. Each is failed by a
-    conditional UPDATE (a run that finished meanwhile is left alone), its credit holds
-    closed, its conversation freed and a ``done`` published so waiting requests and
-    streams end. Runs still ``queued`` as long after they were stored (or resumed by an
-    approval) are failed the same way (``run_not_started``: the broker lost the task).
-    Conversations held by an approval that can no longer come are freed too, and calls on
-    the user's own key that a completed run kept unrecorded a minute on are recorded. How
-    many runs were failed."""
-    limit = int(settings.CELERY_TASK_TIME_LIMIT) + REAP_MARGIN_SECONDS
-    cutoff = timezone.now() - timedelta(seconds=limit)
-    running = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING, started_at__lt=cutoff)
-    reaped = _runs_fail(running, ApplicationError(RUN_LOST, code="run_lost", status=500))
-    # Queued that long (since stored, or since its approval resumed it): the broker lost
-    # its task (a worker that still finds it late skips it once failed). Nothing of it ran.
-    resumed_since = PendingConfirmation.objects.filter(run=OuterRef("pk"), used_at__gte=cutoff)
-    lost = AssistantRun.objects.filter(
-        status=AssistantRun.Status.QUEUED, created_at__lt=cutoff
-    ).exclude(Exists(resumed_since))
-    reaped += _runs_fail(
-        lost, ApplicationError(RUN_NOT_STARTED, code="run_not_started", status=503)
-    )
-    sessions_free_abandoned()
-    _calls_record_left(before=timezone.now() - timedelta(seconds=REAP_MARGIN_SECONDS))
-    return reaped
-
-
-def _calls_record_left(*, before: datetime) -> int:
-    """Record the calls on the user's own key that completed runs kept because their
-    worker died between the answer and the records (recording is first-wins by call id,
-    so a worker finishing meanwhile never counts one twice); how many runs had some."""
-    left = AssistantRun.objects.filter(calls_unrecorded__isnull=False, finished_at__lt=before)
-    done = 0
-    for run in left.select_related("owner", "api_key").order_by("pk"):
-        try:
-            with transaction.atomic():
-                # The run's row first, as its worker takes it: a row its worker holds is
-                # left for the next pass.
-                calls = (
-                    AssistantRun.objects.select_for_update(skip_locked=True)
-                    .filter(pk=run.pk, calls_unrecorded__isnull=False)
-                    .values_list("calls_unrecorded", flat=True)
-                    .first()
-                )
-                if calls is None:
-                    continue  # its worker recorded them meanwhile, or is at it
-                if run.api_key is not None:  # else its key was deleted, with its usage
-                    usage_record_llm_calls(
-                        owner=run.owner, api_key=run.api_key, calls=calls_from_json(calls)
-                    )
-                AssistantRun.objects.filter(pk=run.pk).update(calls_unrecorded=None)
-                done += 1
-        except Exception:
-            # One run's calls that cannot be recorded must not stop the others'.
-            logger.exception("assistant run %s: its left calls could not be recorded", run.pk)
-    return done
-
-
-def _runs_fail(stuck: QuerySet[AssistantRun], error: ApplicationError) -> int:
-    """Fail each of ``stuck`` still matching it, and end what waits on it; how many."""
-    reaped = 0
-    for run in stuck.only("pk", "owner_id"):
-        if not _fail_where(stuck.filter(pk=run.pk), error):
-            continue
-        reaped += 1
-        _holds_close(run)
-        session_turn_end(run_id=run.pk)
-        run_event_publish(run_id=run.pk, kind=DONE, data=_failed_done(error))
-    return reaped
-
-
-def _fail_where(runs: QuerySet[AssistantRun], error: ApplicationError) -> int:
+def runs_fail_where(runs: QuerySet[AssistantRun], error: ApplicationError) -> int:
     """Fail the runs still matching ``runs`` (one conditional UPDATE: a run that moved on
     meanwhile is left alone), as ``run_fail`` does one in hand; how many."""
     return runs.update(
@@ -542,6 +426,6 @@ def _fail_where(runs: QuerySet[AssistantRun], error: ApplicationError) -> int:
     )
 
 
-def _failed_done(error: ApplicationError) -> dict[str, Any]:
+def failed_done(error: ApplicationError) -> dict[str, Any]:
     """The ``done`` event of a failed run: what the waiting request answers."""
     return {"status": "failed", "httpStatus": error.status, **error.as_dict()}

@@ -197,7 +197,7 @@ def test_calls_left_unrecorded_by_a_worker_that_died_after_the_answer_are_record
 
     from django.utils import timezone
 
-    from assistant.services.runs import runs_reap
+    from assistant.services.reaper import runs_reap
 
     ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
     record = conversation.usage_record_llm_calls
@@ -234,7 +234,7 @@ def test_calls_the_reaper_cannot_record_do_not_stop_the_others(alice, bob, chat)
 
     from django.utils import timezone
 
-    from assistant.services.runs import runs_reap
+    from assistant.services.reaper import runs_reap
 
     ended = timezone.now() - timedelta(seconds=120)
     good_call = {
