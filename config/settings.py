@@ -112,9 +112,7 @@ INSTALLED_APPS = [
     "dashboard",
 ]
 
-# Under ASGI (config.asgi) Django's own classes here are loaded through
-# core.inline_middleware: their hooks that do no I/O run on the event loop instead of a
-# thread each (fifteen hops a request). Their names stay: Django's deploy checks look for them.
+# Under ASGI, config.asgi loads Django's own classes here through core.inline_middleware.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable for ASGI
