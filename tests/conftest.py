@@ -49,6 +49,19 @@ def _clean_cache(request):
 
 
 @pytest.fixture
+def one_rate_window(time_machine):
+    """The clock moved to the start of this hour, so a test's requests fall in one window.
+
+    core.ratelimit counts in fixed windows (minute, hour); a test that straddles a
+    window's end would see its budget come back halfway through.
+    """
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC)
+    time_machine.move_to(now.replace(minute=0, second=1, microsecond=0), tick=True)
+
+
+@pytest.fixture
 def alice(db):
     return UserFactory(email="alice@example.com", name="Alice Owner")
 

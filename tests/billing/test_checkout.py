@@ -125,7 +125,9 @@ def test_a_refused_secret_key_is_a_provider_error_without_stripes_words(
     assert caught.value.status == 502
 
 
-def test_checkouts_and_portals_are_rate_limited_per_user(alice, bob, fake_stripe, client):
+def test_checkouts_and_portals_are_rate_limited_per_user(
+    alice, bob, fake_stripe, client, one_rate_window
+):
     """A script posting to checkout would create a Stripe session (and a row) each time,
     spending the Stripe account's API rate for everyone."""
     allowed = int(STRIPE_SESSIONS_RATE.split("/")[0])

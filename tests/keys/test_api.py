@@ -205,7 +205,7 @@ def test_events_endpoint_lists_the_audit_trail(alice_api, alice, fake_providers)
     assert events[0]["ip_address"] == "127.0.0.1"
 
 
-def test_validation_is_rate_limited_per_user(alice_api, fake_providers, settings):
+def test_validation_is_rate_limited_per_user(alice_api, fake_providers, settings, one_rate_window):
     settings.KEYS_VALIDATION_RATE = "2/hour"
     assert create(alice_api, name="a").status_code == 201
     assert create(alice_api, name="b").status_code == 201

@@ -109,7 +109,7 @@ def test_bad_bodies_are_400(api_client, db):
     assert KeyAuditEvent.objects.get().detail["reason"] == "bad_request"
 
 
-def test_it_is_rate_limited_per_user(api_client, alice, bob, settings):
+def test_it_is_rate_limited_per_user(api_client, alice, bob, settings, one_rate_window):
     settings.KEYS_FETCH_RATE = "3/min"
     ApiKeyFactory(owner=alice)
     ApiKeyFactory(owner=bob)
@@ -223,7 +223,7 @@ def test_an_address_over_the_limit_is_refused_even_with_the_right_secret(
     assert fetch(api_client, body, **server_auth()).status_code == 200
 
 
-def test_below_the_limit_the_right_secret_still_works(api_client, alice, settings):
+def test_below_the_limit_the_right_secret_still_works(api_client, alice, settings, one_rate_window):
     settings.KEYS_FETCH_FAILURE_RATE = "3/min"
     ApiKeyFactory(owner=alice)
     body = {"user_id": alice.pk, "provider": "openai"}
@@ -232,7 +232,9 @@ def test_below_the_limit_the_right_secret_still_works(api_client, alice, setting
     assert fetch(api_client, body, **server_auth()).status_code == 200
 
 
-def test_a_forged_forwarded_address_does_not_reset_the_limit(api_client, alice, settings):
+def test_a_forged_forwarded_address_does_not_reset_the_limit(
+    api_client, alice, settings, one_rate_window
+):
     settings.KEYS_FETCH_FAILURE_RATE = "3/min"
     settings.TRUSTED_PROXY_COUNT = 1
     body = {"user_id": alice.pk, "provider": "openai"}

@@ -20,7 +20,9 @@ def fetch(client, address, **headers):
     return client.post(URL, body, format="json", REMOTE_ADDR=address, **headers)
 
 
-def test_rotating_addresses_within_one_ipv6_64_does_not_reset_the_limit(api_client, db, settings):
+def test_rotating_addresses_within_one_ipv6_64_does_not_reset_the_limit(
+    api_client, db, settings, one_rate_window
+):
     settings.KEYS_FETCH_FAILURE_RATE = "3/min"
     codes = [fetch(api_client, f"2001:db8:1:2::{n:x}", **WRONG).status_code for n in range(1, 40)]
     assert codes[:3] == [401] * 3
@@ -34,7 +36,7 @@ def test_rotating_addresses_within_one_ipv6_64_does_not_reset_the_limit(api_clie
     }
 
 
-def test_another_ipv6_64_has_its_own_budget(api_client, db, settings):
+def test_another_ipv6_64_has_its_own_budget(api_client, db, settings, one_rate_window):
     settings.KEYS_FETCH_FAILURE_RATE = "1/min"
     assert fetch(api_client, "2001:db8:1:2::1", **WRONG).status_code == 401
     assert fetch(api_client, "2001:db8:1:2::2", **WRONG).status_code == 429

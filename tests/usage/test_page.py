@@ -320,7 +320,7 @@ def test_fetch_now_refuses_a_key_with_no_usage_to_fetch(
 
 
 def test_fetch_now_is_rate_limited_per_key(
-    alice_browser, alice, settings, django_capture_on_commit_callbacks
+    alice_browser, alice, settings, django_capture_on_commit_callbacks, one_rate_window
 ):
     settings.USAGE_FETCH_NOW_RATE = "2/hour"
     key, other = admin_key(alice, 1), admin_key(alice, 2)
