@@ -31,6 +31,7 @@ from accounts.services import NOWHERE, Kind, RequestOrigin, security_event_recor
 from core.errors import ApplicationError, LimitReached
 from core.hashing import token_hash
 from core.ids import parse_id
+from core.prepared import PreparedQuery, first_row
 
 # Revocation is cached this long, so a revoked family stops working within it everywhere.
 SESSION_STATE_CACHE_SECONDS = 30
@@ -308,6 +309,16 @@ def api_token_revoke(
         )
 
 
+# Every API request reads it: compiled once (core.prepared).
+_TOKEN_ROW: PreparedQuery[ApiToken] = PreparedQuery(
+    lambda jti_hash, user_id: first_row(
+        ApiToken.objects.select_related("user", "cli_session").filter(
+            jti_hash=jti_hash, user_id=user_id
+        )
+    )
+)
+
+
 def api_token_authenticate(payload: dict[str, Any]) -> tuple[User, ApiToken]:
     """The user and row behind a verified personal-token payload, or :class:`TokenRejected`."""
     if payload.get("version") != settings.API_TOKEN_VERSION:
@@ -318,9 +329,7 @@ def api_token_authenticate(payload: dict[str, Any]) -> tuple[User, ApiToken]:
         )
     user_id = parse_id(str(payload.get("sub", "")))
     row = (
-        ApiToken.objects.select_related("user", "cli_session")
-        .filter(jti_hash=token_hash(str(payload.get("jti", ""))), user_id=user_id)
-        .first()
+        _TOKEN_ROW.first(jti_hash=token_hash(str(payload.get("jti", ""))), user_id=user_id)
         if user_id is not None
         else None
     )

@@ -14,6 +14,7 @@ from connections.models import (
 from connections.providers import credentials_configured
 from connections.registry import SERVICES, ServiceSpec, service_get
 from core.hashing import token_hash
+from core.prepared import PreparedQuery
 
 
 @dataclass
@@ -72,20 +73,32 @@ def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
     ]
 
 
+# Read before each of the assistant's tool calls: compiled once (core.prepared).
+_USABLE: PreparedQuery[int] = PreparedQuery(
+    lambda user_id, service: (
+        Connection.objects.filter(user_id=user_id, service=service)
+        .exclude(status=Connection.Status.NEEDS_REAUTH)
+        .values_list("pk", flat=True)[:1]
+    )
+)
+_RESOURCES: PreparedQuery[AccessibleResource] = PreparedQuery(
+    lambda user_id: AccessibleResource.objects.filter(connection__user_id=user_id).order_by(
+        "name", "pk"
+    )
+)
+
+
 def connection_usable(*, user: Any, service: str) -> bool:
     """Whether ``user``'s connection to ``service`` is still there and usable (one query):
     what a holder of a token read earlier checks before it acts with it again."""
-    return (
-        Connection.objects.filter(user=user, service=service_get(service).name)
-        .exclude(status=Connection.Status.NEEDS_REAUTH)
-        .exists()
-    )
+    user_id = getattr(user, "pk", user)
+    return bool(_USABLE.all(user_id=user_id, service=service_get(service).name))
 
 
 def accessible_resources_for(*, user: Any) -> list[dict[str, Any]]:
     """The user's Atlassian sites across connections, once each, in the API's shape."""
     seen: dict[str, dict[str, Any]] = {}
-    rows = AccessibleResource.objects.filter(connection__user=user).order_by("name", "pk")
+    rows = _RESOURCES.all(user_id=getattr(user, "pk", user))
     for row in rows:
         entry = seen.setdefault(
             row.resource_id,

@@ -34,6 +34,7 @@ from accounts.models import User
 from core import ratelimit
 from core.clientip import rate_limit_ident
 from core.errors import ApplicationError, RateLimited
+from core.prepared import PreparedQuery
 from keys.models import ApiKey, KeyAuditEvent, Project
 from keys.providers import PROVIDERS, get_provider
 from keys.services import Origin, audit
@@ -174,6 +175,19 @@ class UserAPIKeys(Mapping[str, str]):
         return f"<UserAPIKeys providers={list(self)}>"
 
 
+def _keys_ranked(owner_id: Any, project_id: Any) -> QuerySet[ApiKey]:
+    return (
+        _llm_keys(owner_id)
+        .annotate(rank=_ranked(project_id))
+        .order_by("provider", "rank", "-created_at")
+    )
+
+
+# The assistant reads them on every run: compiled once (core.prepared).
+_KEYS: PreparedQuery[ApiKey] = PreparedQuery(lambda owner_id: _keys_ranked(owner_id, None))
+_KEYS_IN_PROJECT: PreparedQuery[ApiKey] = PreparedQuery(_keys_ranked)
+
+
 @contextmanager
 def user_api_keys(user: User | int, project: Project | int | None = None) -> Iterator[UserAPIKeys]:
     """The keys backend services may use for ``user`` (and ``project``), seed 002.
@@ -186,10 +200,10 @@ def user_api_keys(user: User | int, project: Project | int | None = None) -> Ite
     """
     owner_id = user.pk if isinstance(user, User) else user
     project_id = project.pk if isinstance(project, Project) else project
-    rows = list(
-        _llm_keys(owner_id)
-        .annotate(rank=_ranked(project_id))
-        .order_by("provider", "rank", "-created_at")
+    rows = (
+        _KEYS_IN_PROJECT.all(owner_id=owner_id, project_id=project_id)
+        if project_id
+        else _KEYS.all(owner_id=owner_id)
     )
     stored: dict[str, ApiKey] = {}
     for provider in {row.provider for row in rows}:

@@ -13,6 +13,7 @@ from django.db import DatabaseError
 from django.db.models import Q
 from django.utils.safestring import SafeString
 
+from core.prepared import PreparedQuery, first_row
 from models_catalog import descriptions, payloads, snapshot
 from models_catalog.filters import CatalogFilters, Offer
 from models_catalog.models import (
@@ -279,13 +280,19 @@ def allowed_model_ids_for(*, user: Any) -> set[str] | None:
     )
 
 
+# Read on every assistant run: compiled once (core.prepared).
+_PREFERENCE: PreparedQuery[CatalogPreference] = PreparedQuery(
+    lambda user_id: first_row(
+        CatalogPreference.objects.filter(user_id=user_id).select_related("preferred_model")
+    )
+)
+
+
 def preferred_model_for(*, user: Any) -> Model | None:
     """The model the assistant should use for this user (None: use the server default).
 
     A preferred model that was deactivated or is no longer allowed is ignored."""
-    preference = (
-        CatalogPreference.objects.filter(user=user).select_related("preferred_model").first()
-    )
+    preference = _PREFERENCE.first(user_id=getattr(user, "pk", user))
     model = preference.preferred_model if preference else None
     if model is None or not model.is_active or model.disabled:
         return None

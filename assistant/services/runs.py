@@ -43,6 +43,7 @@ from assistant.services.sessions import (
 from assistant.services.tools import Result, Tool, ToolExecutor, executor_sites
 from core.durability import transaction_commit_flushed, transaction_commit_unflushed
 from core.errors import ApplicationError, NotFound
+from core.prepared import PreparedQuery, first_row
 
 logger = logging.getLogger(__name__)
 QUEUE = "assistant"
@@ -214,6 +215,16 @@ def tool_executor(user: User) -> ToolExecutor:
     return McpToolExecutor(user)
 
 
+# Every run's claim reads it: compiled once (core.prepared).
+_QUEUED_LOCKED: PreparedQuery[AssistantRun] = PreparedQuery(
+    lambda run_id: first_row(
+        AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED)
+        .select_related("owner", "session")
+        .select_for_update(of=("self",))
+    )
+)
+
+
 def run_execute(*, run_id: int) -> str:
     """Execute a queued run (in a worker) and publish its progress; its final status.
 
@@ -231,7 +242,7 @@ def run_execute(*, run_id: int) -> str:
     with transaction.atomic():
         # Read and locked until claimed: a copy read before the claim could be of an
         # earlier part of the run (resumed by an approval in between).
-        run = queued.select_related("owner", "session").select_for_update(of=("self",)).first()
+        run = _QUEUED_LOCKED.first(run_id=run_id)
         if run is None:
             return "skipped"  # another delivery has it, or it ended
         unflushed = run.api_key_id is None or run.confirm

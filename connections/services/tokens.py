@@ -20,6 +20,7 @@ from connections.services.common import SecurityKind
 from core.crypto import DecryptionError
 from core.errors import ApplicationError, ConnectionNeedsReauth, NotFound
 from core.fields import decrypt_field
+from core.prepared import PreparedQuery, first_row
 
 logger = logging.getLogger(__name__)
 
@@ -100,10 +101,16 @@ def _unreadable(connection: Connection) -> ConnectionUnreadable:
     )
 
 
+# Read on every assistant run: compiled once (core.prepared).
+_CONNECTION: PreparedQuery[Connection] = PreparedQuery(
+    lambda user_id, service: first_row(Connection.objects.filter(user_id=user_id, service=service))
+)
+
+
 def connection_access_token(*, user: User, service: str) -> str:
     """A usable access token for ``user``'s connection (what the assistant calls)."""
     spec = service_get(service)
-    connection = Connection.objects.filter(user=user, service=spec.name).first()
+    connection = _CONNECTION.first(user_id=user.pk, service=spec.name)
     if connection is None:
         raise NotFound(f"{spec.label} is not connected.")
     if connection.status == Connection.Status.NEEDS_REAUTH:

@@ -1,0 +1,174 @@
+"""core.prepared: a queryset compiled once and run with new values gives exactly the rows
+the ORM gives for those values, never another user's, and falls back to the ORM where
+its SQL depends on more than where the values go."""
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Count
+from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
+
+from core.prepared import PreparedQuery
+from keys.models import ApiKey, Project
+from tests.keys.factories import ApiKeyFactory, ProjectFactory
+
+
+class Counted:
+    """A build function that counts how often the queryset is built."""
+
+    def __init__(self, build):
+        self.build, self.calls = build, 0
+
+    def __call__(self, **values):
+        self.calls += 1
+        return self.build(**values)
+
+
+def keys_of(owner_id, provider):
+    return ApiKey.objects.filter(owner_id=owner_id, provider=provider).order_by("pk")
+
+
+def rows(objects):
+    return [(o.pk, o.owner_id, o.provider, o.name, o.masked_key, str(o.secret)) for o in objects]
+
+
+def test_each_call_gets_the_rows_of_its_own_values_and_no_one_elses(alice, bob, db):
+    mine = [ApiKeyFactory(owner=alice, provider="openai") for _ in range(2)]
+    ApiKeyFactory(owner=alice, provider="anthropic")
+    theirs = ApiKeyFactory(owner=bob, provider="openai")
+    query = PreparedQuery(lambda owner_id, provider: keys_of(owner_id, provider))
+    assert rows(query.all(owner_id=alice.pk, provider="openai")) == rows(mine)
+    assert rows(query.all(owner_id=bob.pk, provider="openai")) == rows([theirs])
+    assert query.all(owner_id=bob.pk, provider="anthropic") == []
+    assert rows(query.all(owner_id=alice.pk, provider="anthropic")) == rows(
+        keys_of(alice.pk, "anthropic")
+    )
+
+
+def test_it_is_built_and_compiled_once_then_runs_one_query_per_call(alice, bob, db):
+    ApiKeyFactory(owner=alice)
+    build = Counted(keys_of)
+    query = PreparedQuery(lambda owner_id, provider: build(owner_id=owner_id, provider=provider))
+    query.all(owner_id=alice.pk, provider="openai")
+    built = build.calls
+    with CaptureQueriesContext(connection) as ctx:
+        for user in (alice, bob, alice):
+            query.all(owner_id=user.pk, provider="openai")
+    assert build.calls == built  # not built again
+    assert len(ctx.captured_queries) == 3
+    assert str(bob.pk) in ctx.captured_queries[1]["sql"]
+
+
+def test_select_related_and_annotations_come_back_as_the_orm_makes_them(alice, db):
+    project = ProjectFactory(owner=alice)
+    key = ApiKeyFactory(owner=alice, project=project)
+
+    def build(owner_id):
+        return (
+            ApiKey.objects.select_related("owner", "project")
+            .filter(owner_id=owner_id)
+            .annotate(siblings=Count("project__api_keys"))
+        )
+
+    query = PreparedQuery(build)
+    (got,) = query.all(owner_id=alice.pk)
+    with CaptureQueriesContext(connection) as ctx:
+        assert got.pk == key.pk and got.owner.email == alice.email
+        assert got.project.name == project.name and got.siblings == 1
+    assert ctx.captured_queries == []  # related rows came with it
+    assert got.created_at == ApiKey.objects.get(pk=key.pk).created_at  # converters applied
+
+
+def test_values_lists_and_first(alice, bob, db):
+    key = ApiKeyFactory(owner=alice, name="mine")
+    flat = PreparedQuery(
+        lambda owner_id: ApiKey.objects.filter(owner_id=owner_id).values_list("name", flat=True)
+    )
+    pairs = PreparedQuery(
+        lambda owner_id: ApiKey.objects.filter(owner_id=owner_id).values_list("pk", "name")
+    )
+    first = PreparedQuery(lambda owner_id: ApiKey.objects.filter(owner_id=owner_id)[:1])
+    assert flat.all(owner_id=alice.pk) == ["mine"]
+    assert pairs.all(owner_id=alice.pk) == [(key.pk, "mine")]
+    assert first.first(owner_id=alice.pk).pk == key.pk
+    assert first.first(owner_id=bob.pk) is None
+
+
+def locked(pk):
+    return ApiKey.objects.select_for_update(of=("self",)).filter(pk=pk)
+
+
+def test_select_for_update_locks_inside_a_transaction(alice, db):
+    key = ApiKeyFactory(owner=alice)
+    query = PreparedQuery(locked)
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        assert [k.pk for k in query.all(pk=key.pk)] == [key.pk]
+    if connection.features.has_select_for_update:
+        assert "FOR UPDATE" in ctx.captured_queries[-1]["sql"]
+
+
+@pytest.mark.skipif(not connection.features.has_select_for_update, reason="SQLite has no row locks")
+@pytest.mark.django_db(transaction=True)
+def test_select_for_update_outside_a_transaction_is_refused_as_the_orm_refuses_it(alice):
+    key = ApiKeyFactory(owner=alice)
+    query = PreparedQuery(locked)
+    with transaction.atomic():
+        query.all(pk=key.pk)  # compiled
+    with pytest.raises(TransactionManagementError):
+        list(locked(pk=key.pk))
+    with pytest.raises(TransactionManagementError):
+        query.all(pk=key.pk)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        # Django wraps the value (%value%): it does not reach the SQL as given.
+        lambda owner_id, name: ApiKey.objects.filter(owner_id=owner_id, name__contains=name),
+        # The build changes the value before the query sees it.
+        lambda owner_id, name: ApiKey.objects.filter(owner_id=owner_id, name=name.lower()),
+    ],
+    ids=["value wrapped by django", "value changed by the build"],
+)
+def test_what_cannot_be_prepared_runs_through_the_orm_and_stays_right(alice, bob, db, build):
+    ApiKeyFactory(owner=alice, name="alpha")
+    ApiKeyFactory(owner=bob, name="beta")
+    counted = Counted(build)
+    query = PreparedQuery(lambda owner_id, name: counted(owner_id=owner_id, name=name))
+    for user, name in ((alice, "ALPHA"), (bob, "beta"), (alice, "alp")):
+        expected = rows(build(owner_id=user.pk, name=name))
+        assert rows(query.all(owner_id=user.pk, name=name)) == expected
+    before = counted.calls
+    query.all(owner_id=alice.pk, name="alp")
+    assert counted.calls == before + 1  # the ORM, every time
+
+
+def test_none_and_values_of_another_type_run_through_the_orm(alice, db):
+    ApiKeyFactory(owner=alice, project=None)
+    query = PreparedQuery(
+        lambda owner_id, project_id: ApiKey.objects.filter(owner_id=owner_id, project_id=project_id)
+    )
+    project = ProjectFactory(owner=alice)
+    assert query.all(owner_id=alice.pk, project_id=project.pk) == []
+    # None turns "= %s" into "IS NULL": compiled SQL would find nothing.
+    assert len(query.all(owner_id=alice.pk, project_id=None)) == 1
+    assert len(query.all(owner_id=str(alice.pk), project_id=None)) == 1
+
+
+def test_a_settings_change_forgets_what_was_compiled(alice, db, settings):
+    ApiKeyFactory(owner=alice)
+    build = Counted(lambda owner_id: ApiKey.objects.filter(owner_id=owner_id))
+    query = PreparedQuery(lambda owner_id: build(owner_id=owner_id))
+    query.all(owner_id=alice.pk)
+    built = build.calls
+    settings.API_TOKEN_VERSION = 99
+    query.all(owner_id=alice.pk)
+    assert build.calls > built
+
+
+def test_it_refuses_missing_or_unknown_values(db):
+    query = PreparedQuery(lambda owner_id: Project.objects.filter(owner_id=owner_id))
+    with pytest.raises(TypeError):
+        query.all()
+    with pytest.raises(TypeError):
+        query.all(owner_id=1, other=2)
