@@ -8,6 +8,8 @@ reaches a user or a log, only its status.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,16 +133,53 @@ def chat_request(
     return request
 
 
+_shared_http: dict[str, httpx2.Client] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_http_client() -> httpx2.Client:
+    """The process's one HTTP client for model providers at their configured URLs: its
+    kept connections serve every run, so a run's first call needs no new connection (a TLS
+    handshake against a real provider). Keys travel per request, never with a connection.
+    Hosts a user gave go through ``GuardedTransport`` on a client per run instead (its
+    deadline is per request, not for threads to share)."""
+    client = _shared_http.get("provider")
+    if client is None:
+        with _shared_lock:
+            client = _shared_http.get("provider")
+            if client is None:
+                client = _shared_http["provider"] = _http_client(transport=None)
+    return client
+
+
+def _http_client(*, transport: httpx2.BaseTransport | None) -> httpx2.Client:
+    return openai.DefaultHttpxClient(
+        # A redirect would carry the key wherever the answer points.
+        follow_redirects=False,
+        transport=transport,
+        # One TLS context per process: building one loads the CA store (~20 ms a call).
+        verify=sdk_tls_context(),
+        event_hooks={"response": [_keep_after_done]},
+    )
+
+
+# A forked child (a prefork worker) must not use its parent's sockets.
+os.register_at_fork(after_in_child=_shared_http.clear)
+
+
 class ChatClient:
-    """One SDK client (and its pooled HTTP connection) for a key and base URL: a run's
-    model calls share it instead of each opening a connection. Close it when done."""
+    """One SDK client for a key and base URL, over the process's kept connections (or, for
+    a host the user gave, a guarded connection of its own): a run's model calls share it.
+    Close it when done."""
 
     @sensitive_variables("api_key")
     def __init__(self, *, api_key: str, base_url: str, user_host: bool = False) -> None:
         # ``user_host``: the base URL came from a user's key, so the connection goes
         # through ``GuardedTransport`` (no private addresses).
-        transport = (
-            GuardedTransport(allow_private=settings.KEYS_ALLOW_PRIVATE_BASE_URLS)
+        self._own_http = (
+            _http_client(
+                transport=GuardedTransport(allow_private=settings.KEYS_ALLOW_PRIVATE_BASE_URLS)
+            )
             if user_host
             else None
         )
@@ -151,18 +190,13 @@ class ChatClient:
             project=None,
             timeout=settings.OPENAI_TIMEOUT,
             max_retries=settings.OPENAI_MAX_RETRIES,
-            # A redirect would carry the key wherever the answer points.
-            # One TLS context per process: building one loads the CA store (~20 ms a call).
-            http_client=openai.DefaultHttpxClient(
-                follow_redirects=False,
-                transport=transport,
-                verify=sdk_tls_context(),
-                event_hooks={"response": [_keep_after_done]},
-            ),
+            http_client=self._own_http or _shared_http_client(),
         )
 
     def close(self) -> None:
-        self._client.close()
+        """Its own guarded connection closed; the shared ones stay for the next run."""
+        if self._own_http is not None:
+            self._own_http.close()
 
     def _stream(self, request: dict[str, Any]) -> openai.Stream[ChatCompletionChunk]:
         """``chat.completions.create(**request)`` less its request transform: the typed
@@ -234,7 +268,7 @@ def chat_complete(
     user_host: bool = False,
     on_text: Callable[[str], None] | None = None,
 ) -> Completion:
-    """One completion on a client of its own (see :class:`ChatClient`)."""
+    """One completion (see :class:`ChatClient`)."""
     client = ChatClient(api_key=api_key, base_url=base_url, user_host=user_host)
     try:
         return client.complete(model=model, messages=messages, tools=tools, on_text=on_text)

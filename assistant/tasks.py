@@ -30,9 +30,15 @@ def assistant_run_execute(run_id: int) -> str:
     """Execute a queued /ask run (or its resumption after /ask/confirm) in this worker,
     whose process owns the MCP session pool; then free its conversation if it ended."""
     try:
-        return run_execute(run_id=run_id)
-    finally:
+        status = run_execute(run_id=run_id)
+    except BaseException:
+        session_turn_end(run_id=run_id)  # whatever stopped it, its conversation is freed
+        raise
+    if status == "skipped":
+        # A redelivery (acks_late): the worker that ran the run may have died before
+        # freeing its conversation. A run executed here freed its own (run_execute).
         session_turn_end(run_id=run_id)
+    return status
 
 
 @shared_task(name="assistant.tasks.reap_runs", acks_late=True)

@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
+from assistant.services.mcp import mcp_status_memo_forget
 from tests.accounts.factories import UserFactory
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM is safe here.
@@ -43,6 +44,7 @@ def _clean_cache(request):
             yield
             return
     cache.clear()
+    mcp_status_memo_forget()
     yield
     if settings.REDIS_URL:  # a database cache is rolled back with the test
         cache.clear()

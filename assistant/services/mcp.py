@@ -4,6 +4,8 @@ Connections service), the tools they may use, one tool run, and the status /mcp/
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,12 +67,35 @@ class AtlassianAccess:
 AccessSource = Callable[[], AtlassianAccess]
 
 
+# What this process last wrote per user, and when: the same status is not written again
+# for a minute (a cache round trip on every run). Another process's write of a different
+# status can so stand for up to that minute.
+_STATUS_REWRITE_SECONDS = 60.0
+_written: dict[int, tuple[bool, int, float]] = {}
+
+
 def _remember(*, user: User, connected: bool, tool_count: int) -> None:
+    now = time.monotonic()
+    last = _written.get(user.pk)
+    fresh = last is not None and now - last[2] < _STATUS_REWRITE_SECONDS
+    if fresh and last is not None and last[:2] == (connected, tool_count):
+        return
+    if len(_written) > 10_000:
+        _written.clear()
     cache.set(
         _STATUS_KEY.format(user_id=user.pk),
         {"connected": connected, "toolCount": tool_count},
         _STATUS_TTL,
     )
+    _written[user.pk] = (connected, tool_count, now)
+
+
+def mcp_status_memo_forget() -> None:
+    """Forget what this process wrote (the cache was emptied under it: tests)."""
+    _written.clear()
+
+
+os.register_at_fork(after_in_child=mcp_status_memo_forget)
 
 
 def _tools(*, user: User, access: AtlassianAccess) -> list[ToolSpec]:

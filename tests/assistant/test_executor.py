@@ -66,3 +66,20 @@ def test_a_run_reuses_its_jira_access_while_the_connection_stands(alice, calls, 
     tools.call("jira_search", {"jql": "project = KAN"})
     tools.call("jira_search", {"jql": "project = KAN"})
     assert reads == [alice.pk] and len(calls) == 2 and calls[0] == calls[1]
+
+
+def test_the_health_block_follows_a_change_of_mcp_status_at_once(alice, settings):
+    """The same status is not written again for a minute (a cache round trip per run),
+    but a change is written at once."""
+    from django.core.cache import cache
+
+    settings.MCP_JIRA_ENABLED = True
+    mcp._remember(user=alice, connected=True, tool_count=3)
+    assert mcp.assistant_mcp_health(user=alice)["status"] == "healthy"
+    mcp._remember(user=alice, connected=False, tool_count=0)
+    assert mcp.assistant_mcp_health(user=alice)["status"] == "unhealthy"
+    mcp._remember(user=alice, connected=True, tool_count=3)
+    assert mcp.assistant_mcp_health(user=alice)["toolCount"] == 3
+    cache.delete(mcp._STATUS_KEY.format(user_id=alice.pk))
+    mcp._remember(user=alice, connected=True, tool_count=3)  # unchanged: not rewritten
+    assert mcp.assistant_mcp_health(user=alice)["status"] == "unknown"

@@ -50,7 +50,9 @@ def test_a_call_refused_midway_does_not_keep_the_client_from_the_next(kept):
         client.close()
 
 
-def test_separate_one_shot_calls_each_open_their_own(kept):
+def test_separate_calls_and_runs_share_the_processes_kept_connection(kept):
+    """A provider at its configured URL is reached over the process's kept connections: a
+    run's first call needs no new connection (a TLS handshake against a real provider)."""
     kept.script(text("One."), text("Two."))
     for _ in range(2):
         chat_complete(
@@ -59,6 +61,37 @@ def test_separate_one_shot_calls_each_open_their_own(kept):
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": "hi"}],
             tools=[],
+        )
+    assert len(kept.connections) == 1
+    assert [request.authorization for request in kept.requests] == [f"Bearer {SERVER_KEY}"] * 2
+
+
+def test_each_call_carries_its_own_key_over_the_shared_connection(kept):
+    kept.script(text("One."), text("Two."))
+    for key in ("sk-alice-key", "sk-bob-key"):
+        client = ChatClient(api_key=key, base_url=kept.base_url)
+        try:
+            _complete(client)
+        finally:
+            client.close()
+    assert len(kept.connections) == 1
+    assert [r.authorization for r in kept.requests] == [
+        "Bearer sk-alice-key",
+        "Bearer sk-bob-key",
+    ]
+
+
+def test_a_host_the_user_gave_gets_a_guarded_connection_of_its_own(kept, settings):
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True  # the fake listens on 127.0.0.1
+    kept.script(text("One."), text("Two."))
+    for _ in range(2):
+        chat_complete(
+            api_key=SERVER_KEY,
+            base_url=kept.base_url,
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[],
+            user_host=True,
         )
     assert len(kept.connections) == 2
 
