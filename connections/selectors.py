@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from connections.models import (
@@ -74,12 +75,10 @@ def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
 
 
 # Read before each of the assistant's tool calls: compiled once (core.prepared).
-_USABLE: PreparedQuery[int] = PreparedQuery(
-    lambda user_id, service: (
-        Connection.objects.filter(user_id=user_id, service=service)
-        .exclude(status=Connection.Status.NEEDS_REAUTH)
-        .values_list("pk", flat=True)[:1]
-    )
+_STAMP: PreparedQuery[tuple[Any, ...]] = PreparedQuery(
+    lambda user_id, service: Connection.objects.filter(user_id=user_id, service=service)
+    .exclude(status=Connection.Status.NEEDS_REAUTH)
+    .values_list("pk", "connected_at", "last_refreshed_at", "expires_at")[:1]
 )
 _RESOURCES: PreparedQuery[AccessibleResource] = PreparedQuery(
     lambda user_id: AccessibleResource.objects.filter(connection__user_id=user_id).order_by(
@@ -88,11 +87,28 @@ _RESOURCES: PreparedQuery[AccessibleResource] = PreparedQuery(
 )
 
 
+@dataclass(frozen=True)
+class ConnectionStamp:
+    """What changes whenever a connection's token or sites may have (a refresh, a
+    reconnection): a holder of what it read earlier may go on while it is the same."""
+
+    connection_id: int
+    connected_at: datetime
+    refreshed_at: datetime | None
+    expires_at: datetime | None
+
+
+def connection_stamp(*, user: Any, service: str) -> ConnectionStamp | None:
+    """``user``'s usable connection to ``service`` as it stands now (one query), or None
+    when it is gone or needs re-authorising."""
+    row = _STAMP.first(user_id=getattr(user, "pk", user), service=service_get(service).name)
+    return ConnectionStamp(*row) if row is not None else None
+
+
 def connection_usable(*, user: Any, service: str) -> bool:
     """Whether ``user``'s connection to ``service`` is still there and usable (one query):
     what a holder of a token read earlier checks before it acts with it again."""
-    user_id = getattr(user, "pk", user)
-    return bool(_USABLE.all(user_id=user_id, service=service_get(service).name))
+    return connection_stamp(user=user, service=service) is not None
 
 
 def accessible_resources_for(*, user: Any) -> list[dict[str, Any]]:

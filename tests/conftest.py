@@ -13,6 +13,7 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
+from assistant.services.executor import access_memo_forget
 from assistant.services.mcp import mcp_status_memo_forget
 from tests.accounts.factories import UserFactory
 
@@ -45,6 +46,7 @@ def _clean_cache(request):
             return
     cache.clear()
     mcp_status_memo_forget()
+    access_memo_forget()
     yield
     if settings.REDIS_URL:  # a database cache is rolled back with the test
         cache.clear()

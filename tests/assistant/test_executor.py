@@ -3,7 +3,10 @@ access, reused within the run but never past the user taking it away."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from assistant.services import mcp
 from assistant.services.executor import McpToolExecutor
@@ -52,20 +55,66 @@ def test_a_run_stops_using_jira_once_its_connection_needs_reauthorisation(alice,
     assert len(calls) == 1
 
 
-def test_a_run_reuses_its_jira_access_while_the_connection_stands(alice, calls, monkeypatch):
-    ConnectionFactory(user=alice)
-    reads: list[int] = []
+@pytest.fixture
+def reads(monkeypatch):
+    """The users whose Atlassian access was read (token and sites from the database)."""
+    seen: list[int] = []
     read = mcp.AtlassianAccess.read
 
     def counting(cls, *, user):
-        reads.append(user.pk)
+        seen.append(user.pk)
         return read(user=user)
 
     monkeypatch.setattr(mcp.AtlassianAccess, "read", classmethod(counting))
+    return seen
+
+
+def test_a_run_reuses_its_jira_access_while_the_connection_stands(alice, calls, reads):
+    ConnectionFactory(user=alice)
     tools = McpToolExecutor(alice)
     tools.call("jira_search", {"jql": "project = KAN"})
     tools.call("jira_search", {"jql": "project = KAN"})
     assert reads == [alice.pk] and len(calls) == 2 and calls[0] == calls[1]
+
+
+def test_the_next_run_reuses_it_too_but_never_for_another_user(alice, bob, calls, reads):
+    ConnectionFactory(user=alice, access_token="alice-token")
+    ConnectionFactory(user=bob, access_token="bob-token")
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    McpToolExecutor(bob).call("jira_search", {"jql": "project = KAN"})
+    assert reads == [alice.pk, bob.pk]
+    assert calls == ["alice-token", "alice-token", "bob-token"]
+
+
+def test_a_refreshed_or_reconnected_connection_is_read_afresh(alice, calls, reads):
+    connection = ConnectionFactory(user=alice, access_token="first")
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    connection.access_token = "refreshed"
+    connection.last_refreshed_at = timezone.now()
+    connection.save()
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    connection_disconnect(user=alice, service="jira")
+    connection = ConnectionFactory(user=alice, access_token="reconnected")
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    assert calls == ["first", "refreshed", "reconnected"] and len(reads) == 3
+
+
+def test_a_token_near_its_expiry_is_read_again(alice, calls, reads):
+    ConnectionFactory(user=alice, expires_at=timezone.now() + timedelta(minutes=5, seconds=30))
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    assert len(reads) == 2
+
+
+def test_reused_access_is_dropped_after_a_minute(alice, calls, reads, monkeypatch):
+    from assistant.services import executor
+
+    ConnectionFactory(user=alice)
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    monkeypatch.setattr(executor, "ACCESS_REUSE_SECONDS", 0.0)
+    McpToolExecutor(alice).call("jira_search", {"jql": "project = KAN"})
+    assert len(reads) == 2
 
 
 def test_the_health_block_follows_a_change_of_mcp_status_at_once(alice, settings):
