@@ -27,7 +27,8 @@ import uuid
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar, cast
 
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
@@ -39,12 +40,13 @@ from django.db.models.query import (
     get_related_populators,
 )
 from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.subqueries import UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)
 R = TypeVar("R")  # a row: a model instance, or what values_list gives
-_ALL: list[PreparedQuery[Any]] = []
+_ALL: list[PreparedQuery[Any] | PreparedUpdate] = []
 
 
 class _NotPreparable(Exception):
@@ -64,6 +66,9 @@ def _stand_in(value: Any) -> Any:
         return f" Kay-Prepared-{secrets.token_hex(12).upper()}-x "
     if isinstance(value, uuid.UUID):
         return uuid.uuid4()
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        # Reaches PostgreSQL as it is; SQLite's adapter turns it into text (not prepared).
+        return datetime(2001, 2, 3, tzinfo=UTC) + timedelta(microseconds=secrets.randbits(40))
     raise _NotPreparable(f"values of type {type(value).__name__} are not prepared")
 
 
@@ -143,14 +148,7 @@ class PreparedQuery(Generic[R]):
         with transaction.atomic() if for_update else nullcontext():
             sql, params = compiler.as_sql()
         params = tuple(params)
-        slots = {}
-        for name, stand_in in stand_ins.items():
-            at = tuple(
-                i for i, p in enumerate(params) if type(p) is type(stand_in) and p == stand_in
-            )
-            if not at:
-                raise _NotPreparable(f"{name} does not reach the SQL as given")
-            slots[name] = at
+        slots = _slots(params, stand_ins)
         types = {name: type(value) for name, value in stand_ins.items()}
         return _Compiled(sql, params, slots, types, compiler, queryset._iterable_class, for_update)
 
@@ -160,10 +158,7 @@ class PreparedQuery(Generic[R]):
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )
-        params = list(compiled.params)
-        for name, positions in compiled.slots.items():
-            for position in positions:
-                params[position] = values[name]
+        params = _bind(compiled.params, compiled.slots, values)
         compiler = copy.copy(compiled.compiler)
         compiler.connection = connection
         sql = compiled.sql
@@ -174,6 +169,93 @@ class PreparedQuery(Generic[R]):
         if compiled.iterable is ValuesListIterable:
             return [tuple(row) for row in rows]
         return _models(compiler, rows, DEFAULT_DB_ALIAS)
+
+
+def _slots(params: tuple[Any, ...], stand_ins: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Where each stand-in went among the compiled parameters (it must go somewhere)."""
+    slots = {}
+    for name, stand_in in stand_ins.items():
+        at = tuple(i for i, p in enumerate(params) if type(p) is type(stand_in) and p == stand_in)
+        if not at:
+            raise _NotPreparable(f"{name} does not reach the SQL as given")
+        slots[name] = at
+    return slots
+
+
+def _bind(
+    params: tuple[Any, ...], slots: dict[str, tuple[int, ...]], values: dict[str, Any]
+) -> list[Any]:
+    bound = list(params)
+    for name, positions in slots.items():
+        for position in positions:
+            bound[position] = values[name]
+    return bound
+
+
+class PreparedUpdate:
+    """``queryset.update(**fields)`` compiled once, as ``PreparedQuery`` compiles a read:
+    ``build(**values)`` returns the queryset and the fields to set. Only an update of the
+    queryset's own table, with plain values (no expressions), is prepared; else, and for
+    ``None`` values, it runs through the ORM. ``run`` returns the number of rows."""
+
+    def __init__(self, build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]]) -> None:
+        self._build = build
+        self._names = tuple(inspect.signature(build).parameters)
+        self._compiled: dict[
+            str, tuple[str, tuple[Any, ...], dict[str, tuple[int, ...]], dict[str, type]] | None
+        ] = {}
+        _ALL.append(self)
+
+    def run(self, **values: Any) -> int:
+        if set(values) != set(self._names):
+            raise TypeError(f"expected the values {self._names}, got {tuple(values)}")
+        if DEFAULT_DB_ALIAS not in self._compiled and not any(v is None for v in values.values()):
+            self._compiled[DEFAULT_DB_ALIAS] = self._compile(values)
+        compiled = self._compiled.get(DEFAULT_DB_ALIAS)
+        if (
+            compiled is None
+            or any(value is None for value in values.values())
+            or any(type(value) is not compiled[3][name] for name, value in values.items())
+        ):
+            queryset, fields = self._build(**values)
+            return int(queryset.update(**fields))
+        sql, params, slots, _types = compiled
+        with (
+            transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS),
+            connections[DEFAULT_DB_ALIAS].cursor() as cursor,
+        ):
+            cursor.execute(sql, _bind(params, slots, values))
+            return int(cursor.rowcount)
+
+    def forget(self) -> None:
+        self._compiled.clear()
+
+    def _compile(self, values: dict[str, Any]) -> Any:
+        try:
+            first, second = self._stand_ins(values), self._stand_ins(values)
+        except _NotPreparable:
+            return None
+        except Exception:
+            logger.warning("a prepared update could not be compiled", exc_info=True)
+            return None
+        return first if first[0] == second[0] and first[2] == second[2] else None
+
+    def _stand_ins(self, values: dict[str, Any]) -> Any:
+        stand_ins = {name: _stand_in(value) for name, value in values.items()}
+        queryset, fields = self._build(**stand_ins)
+        if queryset.db != DEFAULT_DB_ALIAS:
+            raise _NotPreparable("Kay has one database")
+        query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+        query.add_update_values(fields)
+        query.annotations = {}
+        if getattr(query, "related_updates", None) or query.count_active_tables() > 1:
+            raise _NotPreparable("only updates of the queryset's own table are prepared")
+        if any(hasattr(value, "resolve_expression") for _, _, value in query.values):  # type: ignore[attr-defined]
+            raise _NotPreparable("expressions are not prepared")
+        sql, params = query.get_compiler(DEFAULT_DB_ALIAS).as_sql()
+        params = tuple(params)
+        types = {name: type(value) for name, value in stand_ins.items()}
+        return sql, params, _slots(params, stand_ins), types
 
 
 def first_row(queryset: QuerySet[M]) -> QuerySet[M]:

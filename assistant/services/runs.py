@@ -43,7 +43,7 @@ from assistant.services.sessions import (
 from assistant.services.tools import Result, Tool, ToolExecutor, executor_sites
 from core.durability import transaction_commit_flushed, transaction_commit_unflushed
 from core.errors import ApplicationError, NotFound
-from core.prepared import PreparedQuery, first_row
+from core.prepared import PreparedQuery, PreparedUpdate, first_row
 
 logger = logging.getLogger(__name__)
 QUEUE = "assistant"
@@ -225,6 +225,14 @@ _QUEUED_LOCKED: PreparedQuery[AssistantRun] = PreparedQuery(
 )
 
 
+_CLAIM = PreparedUpdate(
+    lambda run_id, started_at: (
+        AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED),
+        {"status": AssistantRun.Status.RUNNING, "started_at": started_at},
+    )
+)
+
+
 def run_execute(*, run_id: int) -> str:
     """Execute a queued run (in a worker) and publish its progress; its final status.
 
@@ -238,7 +246,6 @@ def run_execute(*, run_id: int) -> str:
     # durably (the WAL is flushed in order). But a stored key opened here is audited, and
     # that row must survive the key's use: then the commit waits for the disk — from the
     # start when the web found a stored key (no SET LOCAL either way).
-    queued = AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED)
     with transaction.atomic():
         # Read and locked until claimed: a copy read before the claim could be of an
         # earlier part of the run (resumed by an approval in between).
@@ -249,7 +256,7 @@ def run_execute(*, run_id: int) -> str:
         if unflushed:
             transaction_commit_unflushed()
         started = timezone.now()
-        queued.update(status=AssistantRun.Status.RUNNING, started_at=started)
+        _CLAIM.run(run_id=run_id, started_at=started)
         run.status, run.started_at = AssistantRun.Status.RUNNING, started
         if not run.confirm:  # a confirm-mode run may be resuming: its key is checked there
             try:

@@ -2,13 +2,16 @@
 the ORM gives for those values, never another user's, and falls back to the ORM where
 its SQL depends on more than where the values go."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection, transaction
 from django.db.models import Count
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from core.prepared import PreparedQuery
+from core.prepared import PreparedQuery, PreparedUpdate
 from keys.models import ApiKey, Project
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 
@@ -172,3 +175,55 @@ def test_it_refuses_missing_or_unknown_values(db):
         query.all()
     with pytest.raises(TypeError):
         query.all(owner_id=1, other=2)
+
+
+# --- Updates ----------------------------------------------------------------------------
+
+
+def renamed(pk, owner_id, name):
+    return ApiKey.objects.filter(pk=pk, owner_id=owner_id), {"name": name}
+
+
+def test_an_update_changes_only_the_rows_of_its_own_values(alice, bob, db):
+    mine, theirs = ApiKeyFactory(owner=alice, name="a"), ApiKeyFactory(owner=bob, name="b")
+    build = Counted(renamed)
+    update = PreparedUpdate(lambda pk, owner_id, name: build(pk=pk, owner_id=owner_id, name=name))
+    assert update.run(pk=mine.pk, owner_id=alice.pk, name="first") == 1
+    built = build.calls
+    with CaptureQueriesContext(connection) as ctx:
+        assert update.run(pk=theirs.pk, owner_id=alice.pk, name="stolen") == 0  # not hers
+        assert update.run(pk=mine.pk, owner_id=alice.pk, name="second") == 1
+    assert build.calls == built and len(ctx.captured_queries) == 2
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.name, theirs.name) == ("second", "b")
+
+
+def test_an_update_setting_a_time_reaches_the_row_as_given(alice, db):
+    key = ApiKeyFactory(owner=alice)
+    update = PreparedUpdate(
+        lambda pk, at: (ApiKey.objects.filter(pk=pk), {"last_validated_at": at})
+    )
+    for at in (timezone.now(), timezone.now() - timedelta(days=3)):
+        assert update.run(pk=key.pk, at=at) == 1
+        key.refresh_from_db()
+        assert key.last_validated_at == at
+
+
+def test_an_update_with_none_or_across_tables_runs_through_the_orm(alice, db):
+    key = ApiKeyFactory(owner=alice, last_validated_at=timezone.now())
+    cleared = PreparedUpdate(
+        lambda pk, at: (ApiKey.objects.filter(pk=pk), {"last_validated_at": at})
+    )
+    assert cleared.run(pk=key.pk, at=None) == 1
+    key.refresh_from_db()
+    assert key.last_validated_at is None
+    joined = Counted(
+        lambda email, name: (ApiKey.objects.filter(owner__email=email), {"name": name})
+    )
+    across = PreparedUpdate(lambda email, name: joined(email=email, name=name))
+    assert across.run(email=alice.email, name="x") == 1
+    before = joined.calls
+    assert across.run(email=alice.email, name="y") == 1
+    key.refresh_from_db()
+    assert key.name == "y" and joined.calls == before + 1  # the ORM, each time
