@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx2
@@ -156,6 +157,9 @@ def _http_client(*, transport: httpx2.BaseTransport | None) -> httpx2.Client:
     return openai.DefaultHttpxClient(
         # A redirect would carry the key wherever the answer points.
         follow_redirects=False,
+        # Cookies a provider sets (its CDN's) are not kept: on a shared client they would
+        # go out with other users' requests.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         transport=transport,
         # One TLS context per process: building one loads the CA store (~20 ms a call).
         verify=sdk_tls_context(),

@@ -76,9 +76,11 @@ def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
 
 # Read before each of the assistant's tool calls: compiled once (core.prepared).
 _STAMP: PreparedQuery[tuple[Any, ...]] = PreparedQuery(
-    lambda user_id, service: Connection.objects.filter(user_id=user_id, service=service)
-    .exclude(status=Connection.Status.NEEDS_REAUTH)
-    .values_list("pk", "connected_at", "last_refreshed_at", "expires_at")[:1]
+    lambda user_id, service: (
+        Connection.objects.filter(user_id=user_id, service=service)
+        .exclude(status=Connection.Status.NEEDS_REAUTH)
+        .values_list("pk", "connected_at", "last_refreshed_at", "expires_at")[:1]
+    )
 )
 _RESOURCES: PreparedQuery[AccessibleResource] = PreparedQuery(
     lambda user_id: AccessibleResource.objects.filter(connection__user_id=user_id).order_by(

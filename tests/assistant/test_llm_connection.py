@@ -81,6 +81,20 @@ def test_each_call_carries_its_own_key_over_the_shared_connection(kept):
     ]
 
 
+def test_a_cookie_a_provider_sets_never_goes_out_with_the_next_users_call(kept):
+    kept.script(
+        text("One.", headers={"Set-Cookie": "__cf_bm=alice-visit; Path=/; HttpOnly"}),
+        text("Two."),
+    )
+    for key in ("sk-alice-key", "sk-bob-key"):
+        client = ChatClient(api_key=key, base_url=kept.base_url)
+        try:
+            _complete(client)
+        finally:
+            client.close()
+    assert [r.cookie for r in kept.requests] == ["", ""]
+
+
 def test_a_host_the_user_gave_gets_a_guarded_connection_of_its_own(kept, settings):
     settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True  # the fake listens on 127.0.0.1
     kept.script(text("One."), text("Two."))

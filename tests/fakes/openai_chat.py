@@ -60,6 +60,7 @@ class Recorded:
     path: str
     authorization: str
     body: dict[str, Any]
+    cookie: str = ""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -120,7 +121,12 @@ class FakeOpenAIChat(LocalHTTPServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 fake.requests.append(
-                    Recorded(self.path, self.headers.get("Authorization", ""), body)
+                    Recorded(
+                        self.path,
+                        self.headers.get("Authorization", ""),
+                        body,
+                        self.headers.get("Cookie", ""),
+                    )
                 )
                 if not self.path.endswith("/chat/completions"):
                     self.send_json(404, {"error": {"message": "Not found", "type": "invalid"}})
@@ -145,6 +151,8 @@ class FakeOpenAIChat(LocalHTTPServer):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 if fake.keep_alive:
                     self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
