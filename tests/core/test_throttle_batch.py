@@ -1,19 +1,24 @@
-"""core.throttling.BatchedThrottlesMixin: DRF's limits, counted as DRF counts them, with
+"""core.throttling: DRF's limits, counted as DRF counts them — in one atomic Redis call
+per request with Redis (every throttle of a BatchedThrottlesMixin view at once), else with
 one cache read and one write per request instead of two per throttle."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
-from django.core.cache import cache
+from django.conf import settings
+from django.core.cache import cache, caches
 from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
+from core import throttling
 from core.throttling import BatchedThrottlesMixin, UserThrottle
 
 pytestmark = pytest.mark.django_db
+in_redis = bool(settings.REDIS_URL)
 
 
 class ThreeAMinute(UserThrottle):
@@ -48,10 +53,15 @@ def _statuses(view: type[APIView], user: Any, count: int) -> list[tuple[int, str
     return answers
 
 
+def _counted(key: str) -> int:
+    if in_redis:
+        client = caches["default"]._cache.get_client()
+        return int(client.zcard(cache.make_key(f"rate:{key}")))
+    return len(cache.get(key, []))
+
+
 def _histories(user: Any) -> tuple[int, int]:
-    three = len(cache.get(f"throttle_test_three_{user.pk}", []))
-    ten = len(cache.get(f"throttle_test_ten_{user.pk}", []))
-    return three, ten
+    return _counted(f"throttle_test_three_{user.pk}"), _counted(f"throttle_test_ten_{user.pk}")
 
 
 @pytest.mark.parametrize("view", [DrfView, BatchedView])
@@ -74,6 +84,51 @@ def test_a_request_reads_once_and_writes_once(alice, monkeypatch):
             name,
             lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k),
         )
+    hits = throttling.sliding_window_hits
+    monkeypatch.setattr(
+        throttling,
+        "sliding_window_hits",
+        lambda *a, **k: calls.append("one redis call") or hits(*a, **k),
+    )
     _statuses(BatchedView, alice, 1)
-    # (The database cache, without Redis, sets many keys one by one, inside set_many.)
-    assert calls[:2] == ["get_many", "set_many"] and "get" not in calls
+    if in_redis:
+        assert calls == ["one redis call"]
+    else:
+        # (The database cache, without Redis, sets many keys one by one, inside set_many.)
+        assert calls[:2] == ["get_many", "set_many"] and "get" not in calls
+
+
+@pytest.mark.skipif(not in_redis, reason="the atomic count is Redis's")
+def test_requests_arriving_together_never_pass_the_limit(alice):
+    """DRF reads a history and writes it back: requests at once could each see room."""
+    cache.clear()
+    allowed: list[bool] = []
+    start = threading.Barrier(20)
+
+    def request() -> None:
+        start.wait()
+        (outcome,) = throttling.sliding_window_hits(cache, [("together", 60, 5)])
+        allowed.append(outcome == throttling.ALLOWED)
+
+    threads = [threading.Thread(target=request) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert allowed.count(True) == 5 and len(allowed) == 20
+
+
+@pytest.mark.skipif(not in_redis, reason="the Redis window")
+def test_the_wait_is_drfs_and_the_window_slides(alice, monkeypatch):
+    cache.clear()
+    now = [1000.0]
+    monkeypatch.setattr(throttling.time, "time", lambda: now[0])
+    limit = [("sliding", 60, 2)]
+    assert throttling.sliding_window_hits(cache, limit) == [throttling.ALLOWED]
+    now[0] = 1030.0
+    assert throttling.sliding_window_hits(cache, limit) == [throttling.ALLOWED]
+    now[0] = 1040.0
+    # Full: the oldest (at 1000) leaves the window at 1060, 20 s on.
+    assert throttling.sliding_window_hits(cache, limit) == [20.0]
+    now[0] = 1060.5
+    assert throttling.sliding_window_hits(cache, limit) == [throttling.ALLOWED]
