@@ -167,8 +167,15 @@ def _http_client(*, transport: httpx2.BaseTransport | None) -> httpx2.Client:
     )
 
 
-# A forked child (a prefork worker) must not use its parent's sockets.
-os.register_at_fork(after_in_child=_shared_http.clear)
+def _forget_after_fork() -> None:
+    """A forked child (a prefork worker) must not use its parent's sockets, nor a lock
+    another thread of the parent held."""
+    global _shared_lock
+    _shared_http.clear()
+    _shared_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 class ChatClient:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from assistant.events import run_events_purge
@@ -10,6 +12,8 @@ from assistant.services.reaper import runs_reap
 from assistant.services.runs import run_execute
 from assistant.services.sessions import session_turn_end
 from core.celery_tasks import UnreadResultTask
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="assistant.tasks.purge_confirmations", acks_late=True)
@@ -32,7 +36,10 @@ def assistant_run_execute(run_id: int) -> str:
     try:
         status = run_execute(run_id=run_id)
     except BaseException:
-        session_turn_end(run_id=run_id)  # whatever stopped it, its conversation is freed
+        try:
+            session_turn_end(run_id=run_id)  # whatever stopped it, its conversation is freed
+        except Exception:
+            logger.exception("assistant run %s: its conversation could not be freed", run_id)
         raise
     if status == "skipped":
         # A redelivery (acks_late): the worker that ran the run may have died before

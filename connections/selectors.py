@@ -75,11 +75,11 @@ def service_statuses_for(*, user: Any) -> list[ServiceStatus]:
 
 
 # Read before each of the assistant's tool calls: compiled once (core.prepared).
-_STAMP: PreparedQuery[tuple[Any, ...]] = PreparedQuery(
-    lambda user_id, service: (
-        Connection.objects.filter(user_id=user_id, service=service)
-        .exclude(status=Connection.Status.NEEDS_REAUTH)
-        .values_list("pk", "connected_at", "last_refreshed_at", "expires_at")[:1]
+_STAMPS: PreparedQuery[tuple[Any, ...]] = PreparedQuery(
+    lambda user_id: (
+        Connection.objects.filter(user_id=user_id)
+        .order_by("pk")
+        .values_list("pk", "service", "status", "connected_at", "last_refreshed_at", "expires_at")
     )
 )
 _RESOURCES: PreparedQuery[AccessibleResource] = PreparedQuery(
@@ -91,20 +91,25 @@ _RESOURCES: PreparedQuery[AccessibleResource] = PreparedQuery(
 
 @dataclass(frozen=True)
 class ConnectionStamp:
-    """What changes whenever a connection's token or sites may have (a refresh, a
-    reconnection): a holder of what it read earlier may go on while it is the same."""
+    """What changes whenever a connection's token, or the user's sites, may have: a
+    refresh or reconnection of this connection or of any other of the user's (the sites
+    come from all of them). A holder of what it read earlier may go on while it is the
+    same."""
 
     connection_id: int
-    connected_at: datetime
-    refreshed_at: datetime | None
     expires_at: datetime | None
+    connections: tuple[tuple[Any, ...], ...]  # every connection's id, status and times
 
 
 def connection_stamp(*, user: Any, service: str) -> ConnectionStamp | None:
-    """``user``'s usable connection to ``service`` as it stands now (one query), or None
-    when it is gone or needs re-authorising."""
-    row = _STAMP.first(user_id=getattr(user, "pk", user), service=service_get(service).name)
-    return ConnectionStamp(*row) if row is not None else None
+    """``user``'s usable connection to ``service`` as it stands now, with the state of
+    their other connections (one query); None when it is gone or needs re-authorising."""
+    rows = tuple(_STAMPS.all(user_id=getattr(user, "pk", user)))
+    name = service_get(service).name
+    for pk, row_service, status, _connected, _refreshed, expires_at in rows:
+        if row_service == name and status != Connection.Status.NEEDS_REAUTH:
+            return ConnectionStamp(pk, expires_at, rows)
+    return None
 
 
 def connection_usable(*, user: Any, service: str) -> bool:

@@ -32,21 +32,22 @@ from typing import Any, Generic, TypeVar, cast
 
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Model, QuerySet
+from django.db.models import NOT_PROVIDED, Model, QuerySet
 from django.db.models.query import (
     FlatValuesListIterable,
     ModelIterable,
     ValuesListIterable,
     get_related_populators,
 )
-from django.db.models.sql.compiler import SQLCompiler
-from django.db.models.sql.subqueries import UpdateQuery
+from django.db.models.signals import post_save, pre_save
+from django.db.models.sql.compiler import SQLCompiler, SQLInsertCompiler
+from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)
 R = TypeVar("R")  # a row: a model instance, or what values_list gives
-_ALL: list[PreparedQuery[Any] | PreparedUpdate] = []
+_ALL: list[Any] = []  # every prepared statement, to forget on a settings change
 
 
 class _NotPreparable(Exception):
@@ -125,7 +126,9 @@ class PreparedQuery(Generic[R]):
         except Exception:  # EmptyResultSet and the like: the ORM decides, every time
             logger.warning("a prepared query could not be compiled", exc_info=True)
             return None
-        if first.sql != second.sql or first.slots != second.slots:
+        if not _same_but_the_values(
+            (first.sql, first.params, first.slots), (second.sql, second.params, second.slots)
+        ):
             return None
         return first
 
@@ -169,6 +172,17 @@ class PreparedQuery(Generic[R]):
         if compiled.iterable is ValuesListIterable:
             return [tuple(row) for row in rows]
         return _models(compiler, rows, DEFAULT_DB_ALIAS)
+
+
+def _same_but_the_values(first: tuple[Any, ...], second: tuple[Any, ...]) -> bool:
+    """Two compiles with different stand-ins (sql, params, slots) differ only in the slots:
+    a parameter outside them that changed holds a value in another form (``x`` and
+    ``x%`` both used), which would stay frozen at its stand-in."""
+    (sql, params, slots), (sql2, params2, slots2) = first, second
+    if sql != sql2 or slots != slots2 or len(params) != len(params2):
+        return False
+    taken = {position for positions in slots.values() for position in positions}
+    return all(params[i] == params2[i] for i in range(len(params)) if i not in taken)
 
 
 def _slots(params: tuple[Any, ...], stand_ins: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -238,14 +252,17 @@ class PreparedUpdate:
         except Exception:
             logger.warning("a prepared update could not be compiled", exc_info=True)
             return None
-        return first if first[0] == second[0] and first[2] == second[2] else None
+        return first if _same_but_the_values(first[:3], second[:3]) else None
 
     def _stand_ins(self, values: dict[str, Any]) -> Any:
         stand_ins = {name: _stand_in(value) for name, value in values.items()}
         queryset, fields = self._build(**stand_ins)
         if queryset.db != DEFAULT_DB_ALIAS:
             raise _NotPreparable("Kay has one database")
-        query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+        base = queryset.query
+        if base.is_sliced or base.distinct or base.combinator or base.select_for_update:
+            raise _NotPreparable("the ORM refuses or changes such an update")
+        query = cast(UpdateQuery, base.chain(UpdateQuery))
         query.add_update_values(fields)
         query.annotations = {}
         if getattr(query, "related_updates", None) or query.count_active_tables() > 1:
@@ -256,6 +273,92 @@ class PreparedUpdate:
         params = tuple(params)
         types = {name: type(value) for name, value in stand_ins.items()}
         return sql, params, _slots(params, stand_ins), types
+
+
+@dataclass(frozen=True)
+class _CompiledInsert:
+    sql: str
+    fields: list[Any]
+    tail: tuple[Any, ...]  # the parameters after the row's (RETURNING's, if any)
+    compiler: SQLInsertCompiler
+
+
+class PreparedInsert(Generic[M]):
+    """``model.objects.create(**fields)`` with its INSERT compiled once per process: each
+    row's values are still prepared by their fields (``pre_save``, ``get_db_prep_save``:
+    defaults, ``auto_now_add``, JSON), only the statement is not built again. A model with
+    ``pre_save``/``post_save`` receivers, parents, or fields that need their own SQL, and
+    a row with an expression for a value, and a model with its own ``save()`` are created
+    through the ORM."""
+
+    def __init__(self, model: type[M]) -> None:
+        self._model = model
+        self._compiled: dict[str, _CompiledInsert | None] = {}
+        _ALL.append(self)
+
+    def create(self, **fields: Any) -> M:
+        obj = self._model(**fields)
+        if DEFAULT_DB_ALIAS not in self._compiled:
+            self._compiled[DEFAULT_DB_ALIAS] = self._compile(obj)
+        compiled = self._compiled[DEFAULT_DB_ALIAS]
+        if compiled is None or _has_save_receivers(self._model):
+            obj.save(force_insert=True, using=DEFAULT_DB_ALIAS)
+            return obj
+        compiler = copy.copy(compiled.compiler)
+        compiler.connection = connections[DEFAULT_DB_ALIAS]
+        values = [
+            compiler.prepare_value(field, compiler.pre_save_val(field, obj))
+            for field in compiled.fields
+        ]
+        if any(hasattr(value, "as_sql") for value in values):
+            obj.save(force_insert=True, using=DEFAULT_DB_ALIAS)
+            return obj
+        params = (*values, *compiled.tail)
+        compiler.as_sql = lambda *args, **kwargs: [(compiled.sql, params)]  # type: ignore[method-assign,assignment]
+        meta = self._model._meta
+        with transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS):
+            rows = compiler.execute_sql(meta.db_returning_fields)  # type: ignore[arg-type]
+        if rows:
+            for value, field in zip(rows[0], meta.db_returning_fields, strict=False):
+                setattr(obj, field.attname, value)
+        obj._state.adding = False
+        obj._state.db = DEFAULT_DB_ALIAS
+        return obj
+
+    def forget(self) -> None:
+        self._compiled.clear()
+
+    def _compile(self, obj: M) -> _CompiledInsert | None:
+        meta = self._model._meta
+        if meta.parents or obj.pk is not None or self._model.save is not Model.save:
+            return None  # a model's own save() would be skipped
+        fields = [
+            field
+            for field in meta.local_concrete_fields
+            if not getattr(field, "generated", False) and field is not meta.auto_field
+        ]
+        if any(
+            getattr(field, "get_placeholder", None) is not None
+            or getattr(field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED
+            for field in fields
+        ):
+            return None
+        query = InsertQuery(self._model)
+        query.insert_values(fields, [obj])
+        compiler = cast(SQLInsertCompiler, query.get_compiler(DEFAULT_DB_ALIAS))
+        compiler.returning_fields = meta.db_returning_fields
+        try:
+            ((sql, params),) = compiler.as_sql()
+        except Exception:
+            logger.warning("a prepared insert could not be compiled", exc_info=True)
+            return None
+        if len(params) < len(fields) or sql.count("%s") != len(params):
+            return None
+        return _CompiledInsert(sql, fields, tuple(params[len(fields) :]), compiler)
+
+
+def _has_save_receivers(model: type[Model]) -> bool:
+    return pre_save.has_listeners(model) or post_save.has_listeners(model)
 
 
 def first_row(queryset: QuerySet[M]) -> QuerySet[M]:

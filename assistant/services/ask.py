@@ -38,6 +38,7 @@ from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import ToolExecutor, executor_sites
 from core.durability import transaction_commit_unflushed
 from core.errors import ApplicationError
+from core.prepared import PreparedInsert
 
 
 @dataclass
@@ -55,6 +56,10 @@ class AskOutcome:
     action: dict[str, Any] | None = None
     # Work left for once the answer is out (``ask_execute(meter_after_answer=True)``).
     after_answer: Callable[[], None] | None = None
+
+
+# Every /ask stores one: its INSERT compiled once (core.prepared).
+_RUNS: PreparedInsert[AssistantRun] = PreparedInsert(AssistantRun)
 
 
 def ask_prepare(
@@ -78,7 +83,7 @@ def ask_prepare(
         if interactive
         else AssistantRun.Mode.ONE_SHOT
     )
-    return AssistantRun.objects.create(
+    return _RUNS.create(
         owner=user,
         session=session,
         mode=mode,

@@ -15,6 +15,7 @@ from accounts.models import User
 from core.clientip import client_ip
 from core.crypto import DecryptionError
 from core.errors import ApplicationError
+from core.prepared import PreparedInsert
 from keys.models import ApiKey, KeyAuditEvent
 
 Source = KeyAuditEvent.Source
@@ -70,6 +71,10 @@ def key_label(api_key: ApiKey) -> str:
     return f"{api_key.name} ({api_key.provider}, {api_key.masked_key})"
 
 
+# Every use of a stored key writes one: its INSERT compiled once (core.prepared).
+_EVENTS: PreparedInsert[KeyAuditEvent] = PreparedInsert(KeyAuditEvent)
+
+
 def audit(
     *,
     action: str,
@@ -81,7 +86,7 @@ def audit(
     owner_id: Any = None,
 ) -> KeyAuditEvent:
     """Record one audit event. ``detail`` must never hold a secret."""
-    return KeyAuditEvent.objects.create(
+    return _EVENTS.create(
         owner_id=owner.pk if owner is not None else owner_id,
         api_key=api_key,
         key_label=key_label(api_key) if api_key else "",

@@ -132,3 +132,16 @@ def test_the_health_block_follows_a_change_of_mcp_status_at_once(alice, settings
     cache.delete(mcp._STATUS_KEY.format(user_id=alice.pk))
     mcp._remember(user=alice, connected=True, tool_count=3)  # unchanged: not rewritten
     assert mcp.assistant_mcp_health(user=alice)["status"] == "unknown"
+
+
+def test_a_change_to_another_atlassian_connection_reads_the_sites_afresh(alice, calls, reads):
+    """Attack review 20: the sites come from every connection, not only Jira's."""
+    jira = ConnectionFactory(user=alice, service="jira")
+    AccessibleResourceFactory(connection=jira, resource_id="jira-site", name="B Jira")
+    confluence = ConnectionFactory(user=alice, service="confluence")
+    AccessibleResourceFactory(connection=confluence, resource_id="conf-site", name="A Wiki")
+    assert McpToolExecutor(alice).access().cloud_id == "conf-site"
+    connection_disconnect(user=alice, service="confluence")
+    access = McpToolExecutor(alice).access()
+    assert [site["id"] for site in access.sites] == ["jira-site"]
+    assert access.cloud_id == "jira-site" and len(reads) == 2

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from core.prepared import PreparedQuery, PreparedUpdate
-from keys.models import ApiKey, Project
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
+from keys.models import ApiKey, KeyAuditEvent, Project
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 
 
@@ -227,3 +227,78 @@ def test_an_update_with_none_or_across_tables_runs_through_the_orm(alice, db):
     assert across.run(email=alice.email, name="y") == 1
     key.refresh_from_db()
     assert key.name == "y" and joined.calls == before + 1  # the ORM, each time
+
+
+# --- Inserts ----------------------------------------------------------------------------
+
+
+def test_an_insert_stores_what_the_orm_stores(alice, db):
+    events = PreparedInsert(KeyAuditEvent)
+    key = ApiKeyFactory(owner=alice)
+    made = [
+        events.create(owner_id=alice.pk, api_key=key, action="used", detail={"n": n})
+        for n in range(3)
+    ]
+    with CaptureQueriesContext(connection) as ctx:
+        last = events.create(owner_id=alice.pk, api_key=key, action="used", detail={"n": 3})
+    assert len(ctx.captured_queries) == 1
+    orm = KeyAuditEvent.objects.create(owner_id=alice.pk, api_key=key, action="used")
+    stored = list(KeyAuditEvent.objects.order_by("pk"))
+    assert [e.pk for e in stored] == [*(e.pk for e in made), last.pk, orm.pk]
+    assert [e.detail for e in stored[:4]] == [{"n": n} for n in range(4)]
+    assert stored[3].created_at == last.created_at and last.created_at is not None
+    assert {e.count for e in stored} == {orm.count}  # the field's default, as the ORM sets it
+    assert not last._state.adding and stored[3].api_key_id == key.pk
+
+
+def test_an_insert_with_save_receivers_goes_through_the_orm(alice, db):
+    from django.db.models.signals import post_save
+
+    seen = []
+
+    def receiver(sender, instance, created, **kwargs):
+        seen.append((instance.pk, created))
+
+    post_save.connect(receiver, sender=Project)
+    try:
+        project = PreparedInsert(Project).create(owner=alice, name="signalled")
+    finally:
+        post_save.disconnect(receiver, sender=Project)
+    assert seen == [(project.pk, True)]
+
+
+def test_a_model_with_its_own_save_is_created_through_it(alice, db):
+    key = PreparedInsert(ApiKey).create(
+        owner=alice, provider="openai", name="k", secret="sk-admin-" + "x" * 40
+    )
+    key.refresh_from_db()
+    assert key.kind == ApiKey.Kind.ADMIN  # set by ApiKey.save()
+
+
+def test_a_value_used_as_given_and_changed_is_not_prepared(alice, db):
+    """Attack review 20: ``name`` as given and as ``name%``: the second would stay frozen."""
+    for name in ("prod", "prod-eu"):
+        ApiKeyFactory(owner=alice, name=name)
+
+    def build(owner_id, name):
+        return ApiKey.objects.filter(owner_id=owner_id).filter(
+            Q(name=name) | Q(name__startswith=name)
+        )
+
+    query = PreparedQuery(build)
+    for name in ("prod", "prod-eu", "prod"):
+        assert rows(query.all(owner_id=alice.pk, name=name)) == rows(
+            build(owner_id=alice.pk, name=name)
+        )
+
+
+def test_a_sliced_update_is_refused_as_the_orm_refuses_it(alice, db):
+    """Attack review 20: compiled, the slice was dropped and every matching row updated."""
+    ApiKeyFactory(owner=alice, name="one")
+    ApiKeyFactory(owner=alice, name="two")
+    update = PreparedUpdate(
+        lambda owner_id, name: (ApiKey.objects.filter(owner_id=owner_id)[:1], {"name": name})
+    )
+    with pytest.raises(TypeError):
+        update.run(owner_id=alice.pk, name="renamed")
+    assert set(ApiKey.objects.values_list("name", flat=True)) == {"one", "two"}
