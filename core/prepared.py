@@ -298,21 +298,23 @@ class PreparedInsert(Generic[M]):
 
     def create(self, **fields: Any) -> M:
         obj = self._model(**fields)
+        if obj.pk is not None or _has_save_receivers(self._model) or _has_expressions(obj):
+            obj.save(force_insert=True, using=DEFAULT_DB_ALIAS)  # as the ORM would
+            return obj
         if DEFAULT_DB_ALIAS not in self._compiled:
             self._compiled[DEFAULT_DB_ALIAS] = self._compile(obj)
         compiled = self._compiled[DEFAULT_DB_ALIAS]
-        if compiled is None or _has_save_receivers(self._model):
+        if compiled is None:
             obj.save(force_insert=True, using=DEFAULT_DB_ALIAS)
             return obj
+        # What save() checks first: a related object that is unsaved (or deleted) refused.
+        obj._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
         compiler = copy.copy(compiled.compiler)
         compiler.connection = connections[DEFAULT_DB_ALIAS]
         values = [
             compiler.prepare_value(field, compiler.pre_save_val(field, obj))
             for field in compiled.fields
         ]
-        if any(hasattr(value, "as_sql") for value in values):
-            obj.save(force_insert=True, using=DEFAULT_DB_ALIAS)
-            return obj
         params = (*values, *compiled.tail)
         compiler.as_sql = lambda *args, **kwargs: [(compiled.sql, params)]  # type: ignore[method-assign,assignment]
         meta = self._model._meta
@@ -354,7 +356,17 @@ class PreparedInsert(Generic[M]):
             return None
         if len(params) < len(fields) or sql.count("%s") != len(params):
             return None
+        # The statement is kept, not the first row it was compiled with.
+        compiler.query.objs = [self._model()]
         return _CompiledInsert(sql, fields, tuple(params[len(fields) :]), compiler)
+
+
+def _has_expressions(obj: Model) -> bool:
+    """A value given as an expression: its SQL would differ from the compiled row's."""
+    return any(
+        hasattr(getattr(obj, field.attname, None), "resolve_expression")
+        for field in obj._meta.local_concrete_fields
+    )
 
 
 def _has_save_receivers(model: type[Model]) -> bool:

@@ -34,12 +34,15 @@ for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - duration)
   local count = redis.call('ZCARD', key)
   if count >= allowed then
-    local oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+    local remaining = duration
+    if count > 0 then
+      remaining = duration - (now - tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]))
+    end
     local available = allowed - count + 1
     if available <= 0 then
       result[i] = -2
     else
-      result[i] = math.floor((duration - (now - oldest)) / available * 1000)
+      result[i] = math.ceil(remaining / available * 1000)
     end
   else
     redis.call('ZADD', key, now, ARGV[2])

@@ -302,3 +302,27 @@ def test_a_sliced_update_is_refused_as_the_orm_refuses_it(alice, db):
     with pytest.raises(TypeError):
         update.run(owner_id=alice.pk, name="renamed")
     assert set(ApiKey.objects.values_list("name", flat=True)) == {"one", "two"}
+
+
+def test_an_expression_in_the_first_row_is_not_kept_for_the_next(alice, db):
+    """Attack review 20b: the first row's expression was compiled into the statement."""
+    from django.db.models import Value
+    from django.db.models.functions import Concat
+
+    events = PreparedInsert(KeyAuditEvent)
+    events.create(owner_id=alice.pk, action="used", key_label=Concat(Value("a"), Value("b")))
+    later = events.create(owner_id=alice.pk, action="fetched", key_label="MiXeD", source="api")
+    row = KeyAuditEvent.objects.values("key_label", "action", "source").get(pk=later.pk)
+    assert row == {"key_label": "MiXeD", "action": "fetched", "source": "api"}
+
+
+def test_an_insert_keeps_a_given_primary_key_and_refuses_a_deleted_relation(alice, db):
+    """Attack review 20b: a given id was replaced; a deleted key was stored as NULL."""
+    events = PreparedInsert(KeyAuditEvent)
+    events.create(owner_id=alice.pk, action="used")
+    assert events.create(id=987654, owner_id=alice.pk, action="used").pk == 987654
+    assert KeyAuditEvent.objects.filter(pk=987654).exists()
+    key = ApiKeyFactory(owner=alice)
+    key.delete()
+    with pytest.raises(ValueError, match="unsaved related object"):
+        events.create(owner_id=alice.pk, action="used", api_key=key)

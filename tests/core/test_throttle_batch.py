@@ -132,3 +132,37 @@ def test_the_wait_is_drfs_and_the_window_slides(alice, monkeypatch):
     assert throttling.sliding_window_hits(cache, limit) == [20.0]
     now[0] = 1060.5
     assert throttling.sliding_window_hits(cache, limit) == [throttling.ALLOWED]
+
+
+class Closed(UserThrottle):
+    scope = "test_closed"
+    rate = "0/min"
+
+
+class ClosedView(DrfView):
+    throttle_classes = [Closed, TenAMinute]
+
+
+class ClosedBatchedView(BatchedThrottlesMixin, ClosedView):
+    pass
+
+
+@pytest.mark.parametrize("view", [ClosedView, ClosedBatchedView])
+def test_a_limit_of_zero_refuses_with_a_wait_as_drf_does(view, alice):
+    """Attack review 20b: with no history to read, the script failed (a 500)."""
+    cache.clear()
+    (answer,) = _statuses(view, alice, 1)
+    assert answer == (429, "60")
+
+
+@pytest.mark.skipif(not in_redis, reason="the Redis window")
+def test_a_wait_under_a_millisecond_still_says_when(alice, monkeypatch):
+    """Attack review 20b: rounded down, it became 0 and the Retry-After went missing."""
+    cache.clear()
+    now = [1000.0]
+    monkeypatch.setattr(throttling.time, "time", lambda: now[0])
+    limit = [("sub_ms", 60, 1)]
+    assert throttling.sliding_window_hits(cache, limit) == [throttling.ALLOWED]
+    now[0] = 1059.9996
+    (wait,) = throttling.sliding_window_hits(cache, limit)
+    assert wait is not None and wait > 0
