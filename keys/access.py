@@ -225,6 +225,23 @@ def user_api_keys(user: User | int, project: Project | int | None = None) -> Ite
         keys.close()
 
 
+@contextmanager
+def user_api_key_chosen(api_key: ApiKey, *, owner: User) -> Iterator[UserAPIKeys]:
+    """``user_api_keys`` for a caller that holds the stored key that answers already (read
+    with what it reads, one query fewer): the same opening and audit of it, and nothing
+    else. A key of someone else's, or an admin key, is not served: then all of ``owner``'s
+    keys are read, as ``user_api_keys`` reads them."""
+    if api_key.owner_id != owner.pk or api_key.kind == ApiKey.Kind.ADMIN:
+        with user_api_keys(owner) as every:
+            yield every
+        return
+    keys = UserAPIKeys({api_key.provider: api_key}, {}, env_fallback_allowed())
+    try:
+        yield keys
+    finally:
+        keys.close()
+
+
 # --- Server to server --------------------------------------------------------------------
 
 

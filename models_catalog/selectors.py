@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.db import DatabaseError
 from django.db.models import Q
@@ -288,11 +288,18 @@ _PREFERENCE: PreparedQuery[CatalogPreference] = PreparedQuery(
 )
 
 
-def preferred_model_for(*, user: Any) -> Model | None:
+def preferred_model_for(*, user: Any, preloaded: bool = False) -> Model | None:
     """The model the assistant should use for this user (None: use the server default).
 
-    A preferred model that was deactivated or is no longer allowed is ignored."""
-    preference = _PREFERENCE.first(user_id=getattr(user, "pk", user))
+    A preferred model that was deactivated or is no longer allowed is ignored.
+    ``preloaded``: ``user`` was read just now with
+    ``select_related("catalog_preference__preferred_model")``, so that is used (no query);
+    otherwise the preference is read, never taken from an older cached access."""
+    related = CatalogPreference.user.field.remote_field  # the user's reverse accessor
+    if preloaded and related.is_cached(user):
+        preference = cast(CatalogPreference | None, related.get_cached_value(user))
+    else:
+        preference = _PREFERENCE.first(user_id=getattr(user, "pk", user))
     model = preference.preferred_model if preference else None
     if model is None or not model.is_active or model.disabled:
         return None

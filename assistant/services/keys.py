@@ -9,7 +9,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.models import User
 from core.errors import InsufficientCredits, NotConfigured
-from keys.access import user_api_keys
+from keys.access import user_api_key_chosen, user_api_keys
 from keys.models import ApiKey
 from keys.providers import get_provider
 from models_catalog.selectors import preferred_model_for
@@ -38,7 +38,9 @@ class LLMKey:
 
 
 @sensitive_variables("secret")
-def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
+def llm_key_for(
+    *, user: User, reveal: bool = True, chosen: ApiKey | None = None, preloaded: bool = False
+) -> LLMKey:
     """The user's own stored OpenAI or OpenRouter key (never an admin key, never one from
     the environment), with its base URL; else the server's key. Neither: a 402 saying what
     to do, raised before any model is called.
@@ -46,8 +48,12 @@ def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
     ``reveal=False``: which key it is, without its secret (``secret`` empty): a stored key
     is not opened, so its use is not audited, as where a run is only stored (the worker
     that calls the model opens it); a stored key's model is then left empty (the worker
-    names it), the server key's is named, since its price decides whether it may run."""
-    with user_api_keys(user) as keys:
+    names it), the server key's is named, since its price decides whether it may run.
+
+    ``chosen``: the stored key this did choose for the user a moment ago (the run's, read
+    with it): opened (and audited) as it is, not chosen again. ``preloaded``: ``user`` was
+    read just now with their model preference (see ``preferred_model_for``)."""
+    with user_api_key_chosen(chosen, owner=user) if chosen else user_api_keys(user) as keys:
         for provider in OWN_KEY_PROVIDERS:
             api_key = keys.stored_key(provider)  # a stored key only, never the environment
             if api_key is None:
@@ -67,7 +73,7 @@ def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
                     user_host=user_host,
                 )
             secret = keys[provider]
-            preferred_id, context = _preference(user)
+            preferred_id, context = _preference(user, preloaded=preloaded)
             model = model_for(provider=provider, preferred_id=preferred_id)
             return LLMKey(
                 provider=provider,
@@ -78,7 +84,7 @@ def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
                 user_host=user_host,
                 context_tokens=context if _serves(model, preferred_id) else None,
             )
-    preferred_id, context = _preference(user)
+    preferred_id, context = _preference(user, preloaded=preloaded)
     if settings.OPENAI_API_KEY:
         model = model_for(provider="openai", preferred_id=preferred_id)
         _require_price(model)
@@ -97,9 +103,9 @@ def llm_key_for(*, user: User, reveal: bool = True) -> LLMKey:
     )
 
 
-def _preference(user: User) -> tuple[str, int | None]:
+def _preference(user: User, *, preloaded: bool = False) -> tuple[str, int | None]:
     """The user's preferred catalog model id ("" for none) and its context length."""
-    preferred = preferred_model_for(user=user)
+    preferred = preferred_model_for(user=user, preloaded=preloaded)
     if preferred is None:
         return "", None
     return preferred.openrouter_id, preferred.context_length

@@ -219,7 +219,9 @@ def tool_executor(user: User) -> ToolExecutor:
 _QUEUED_LOCKED: PreparedQuery[AssistantRun] = PreparedQuery(
     lambda run_id: first_row(
         AssistantRun.objects.filter(pk=run_id, status=AssistantRun.Status.QUEUED)
-        .select_related("owner", "session")
+        # With what the run's key is opened with: the key the web chose and the owner's
+        # model preference (one query, not three).
+        .select_related("owner__catalog_preference__preferred_model", "session", "api_key")
         .select_for_update(of=("self",))
     )
 )
@@ -261,7 +263,7 @@ def run_execute(*, run_id: int) -> str:
         if not run.confirm:  # a confirm-mode run may be resuming: its key is checked there
             try:
                 with transaction.atomic():  # a failure here must not undo the claim
-                    key = llm_key_for(user=run.owner)
+                    key = llm_key_for(user=run.owner, chosen=run.api_key, preloaded=True)
                 if key.api_key is not None and unflushed:
                     transaction_commit_flushed()
             except ApplicationError as exc:

@@ -149,3 +149,31 @@ def test_an_unknown_provider_is_refused_without_repeating_it(alice):
         assert caught.value.code == "unknown_provider" and caught.value.status == 400
         assert "nope" not in caught.value.message
         assert "openai" in caught.value.fields["provider"][0]
+
+
+def test_a_key_already_chosen_is_opened_and_audited_without_reading_the_others(alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from keys.access import user_api_key_chosen
+
+    chosen = ApiKeyFactory(owner=alice, provider="openai")
+    ApiKeyFactory(owner=alice, provider="gemini")
+    with CaptureQueriesContext(connection) as ctx, user_api_key_chosen(chosen, owner=alice) as keys:
+        assert list(keys) == ["openai"] and keys["openai"] == chosen.get_secret()
+    assert [q["sql"].split()[0] for q in ctx.captured_queries] == ["INSERT"]  # the audit row
+    assert KeyAuditEvent.objects.get(action="used").api_key_id == chosen.pk
+
+
+def test_a_chosen_key_of_someone_else_or_an_admin_key_is_not_served(alice, bob):
+    from keys.access import user_api_key_chosen
+    from keys.models import ApiKey
+
+    hers = ApiKeyFactory(owner=alice, provider="openai")
+    his = ApiKeyFactory(owner=bob, provider="openai")
+    admin = ApiKeyFactory(owner=alice, provider="openrouter", kind=ApiKey.Kind.ADMIN)
+    for given in (his, admin):
+        with user_api_key_chosen(given, owner=alice) as keys:
+            assert keys.stored_key("openai") == hers  # alice's own keys, read afresh
+            assert keys.stored_key("openrouter") is None
+            assert keys["openai"] == hers.get_secret()
