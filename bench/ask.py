@@ -152,8 +152,8 @@ def make_users(count: int, prefix: str, own_key: bool = False) -> list[tuple[Any
         user = User.objects.create(email=f"{prefix}{n}@bench.example", name=f"{prefix} {n}")
         connection = ConnectionFactory(user=user, access_token=f"atlassian-{prefix}-{n}")
         AccessibleResourceFactory(connection=connection, resource_id=f"cloud-{prefix}-{n}")
-        if own_key:
-            ApiKeyFactory(owner=user, provider="openai")
+        if own_key:  # a user's first key of a provider is its default (api_key_create)
+            ApiKeyFactory(owner=user, provider="openai", is_default=True)
         made.append((user, api_token_create(user=user, name="bench")[1]))
     return made
 

@@ -50,10 +50,15 @@ def llm_key_for(
     that calls the model opens it); a stored key's model is then left empty (the worker
     names it), the server key's is named, since its price decides whether it may run.
 
-    ``chosen``: the stored key this did choose for the user a moment ago (the run's, read
-    with it): opened (and audited) as it is, not chosen again. ``preloaded``: ``user`` was
-    read just now with their model preference (see ``preferred_model_for``)."""
-    with user_api_key_chosen(chosen, owner=user) if chosen else user_api_keys(user) as keys:
+    ``chosen``: the stored key this chose for the user earlier (the run's, read just now
+    with it). It is opened as it is, not chosen again, only while nothing the user did
+    since can outrank it (``_still_the_answer``); otherwise every key is read again.
+    ``preloaded``: ``user`` was read just now with their model preference (see
+    ``preferred_model_for``)."""
+    fast = chosen is not None and _still_the_answer(chosen)
+    with (
+        user_api_key_chosen(chosen, owner=user) if fast and chosen else user_api_keys(user) as keys
+    ):
         for provider in OWN_KEY_PROVIDERS:
             api_key = keys.stored_key(provider)  # a stored key only, never the environment
             if api_key is None:
@@ -100,6 +105,16 @@ def llm_key_for(
     raise InsufficientCredits(
         "The assistant needs a model key: add your own OpenAI or OpenRouter key under Keys.",
         code="no_llm_key",
+    )
+
+
+def _still_the_answer(chosen: ApiKey) -> bool:
+    """Whether ``chosen`` (as read now) answers whatever else the user stored: the default
+    outside projects (one per provider) of the provider asked first. A key replaced as the
+    default, one a second key made ambiguous, or one a key of an earlier provider would
+    outrank, is chosen again."""
+    return (
+        chosen.is_default and chosen.project_id is None and chosen.provider == OWN_KEY_PROVIDERS[0]
     )
 
 

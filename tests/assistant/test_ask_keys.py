@@ -118,3 +118,59 @@ def test_a_run_records_the_key_its_worker_used_when_keys_changed_since_it_was_st
     assert run.api_key == own
     assert run_paid_with(user=alice, run=run) == "own"
     assert MeteredLlmCall.objects.get().api_key == own
+
+
+def _queued_run(alice, executor, monkeypatch, settings):
+    from assistant.services import runs
+    from assistant.services.runs import run_ask_start
+
+    settings.REDIS_URL = ""
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
+    return run_ask_start(user=alice, prompt="hi").run
+
+
+def _executed(run, chat) -> str:
+    from assistant.services.runs import run_execute
+
+    chat.script(text("ok"))
+    assert run_execute(run_id=run.pk) == "completed"
+    return chat.requests[0].authorization
+
+
+def test_the_key_the_web_chose_is_used_while_nothing_outranks_it(
+    alice, chat, executor, monkeypatch, settings
+):
+    from keys.models import KeyAuditEvent
+
+    chosen = ApiKeyFactory(owner=alice, provider="openai", is_default=True)
+    run = _queued_run(alice, executor, monkeypatch, settings)
+    assert run.api_key == chosen
+    assert _executed(run, chat) == f"Bearer {chosen.get_secret()}"
+    assert KeyAuditEvent.objects.filter(action="used", api_key=chosen).count() == 1
+
+
+def test_a_default_replaced_while_the_run_waited_is_not_used(
+    alice, chat, executor, monkeypatch, settings
+):
+    """Attack review 20c: the run kept the key chosen when it was stored."""
+    from keys.models import KeyAuditEvent
+    from keys.services import Origin
+    from keys.services.api_keys import api_key_update
+
+    first = ApiKeyFactory(owner=alice, provider="openai", is_default=True)
+    run = _queued_run(alice, executor, monkeypatch, settings)
+    second = ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 2))
+    origin = Origin(KeyAuditEvent.Source.DASHBOARD)
+    api_key_update(acting_user=alice, api_key=second, origin=origin, is_default=True)
+    assert _executed(run, chat) == f"Bearer {secret_for('openai', 2)}"
+    assert not KeyAuditEvent.objects.filter(action="used", api_key=first).exists()
+
+
+def test_a_choice_made_ambiguous_or_outranked_while_the_run_waited_is_made_again(
+    alice, chat, executor, monkeypatch, settings
+):
+    """Attack review 20c: an OpenAI key added since outranks the OpenRouter key chosen."""
+    ApiKeyFactory(owner=alice, provider="openrouter", secret=secret_for("openrouter", 1))
+    run = _queued_run(alice, executor, monkeypatch, settings)
+    ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 2))
+    assert _executed(run, chat) == f"Bearer {secret_for('openai', 2)}"
