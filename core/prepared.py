@@ -73,66 +73,95 @@ def _stand_in(value: Any) -> Any:
     raise _NotPreparable(f"values of type {type(value).__name__} are not prepared")
 
 
+_UNSET: Any = object()  # not compiled yet
+
+
 @dataclass(frozen=True)
-class _Compiled:
+class _Statement:
+    """SQL compiled with stand-ins, and where each argument's value goes."""
+
     sql: str
     params: tuple[Any, ...]
     slots: dict[str, tuple[int, ...]]  # argument → its positions among the parameters
     types: dict[str, type]
+
+    def fits(self, values: dict[str, Any]) -> bool:
+        """Each value of the type its stand-in had (a str id, an int subclass: the ORM)."""
+        return all(type(value) is self.types[name] for name, value in values.items())
+
+    def bind(self, values: dict[str, Any]) -> list[Any]:
+        bound = list(self.params)
+        for name, positions in self.slots.items():
+            for position in positions:
+                bound[position] = values[name]
+        return bound
+
+
+@dataclass(frozen=True)
+class _Read(_Statement):
     compiler: SQLCompiler
     iterable: type
     for_update: bool
 
 
-class PreparedQuery(Generic[R]):
-    """``build(**values)``'s queryset, compiled once per database and run with new values
-    (see the module's docstring)."""
+class _Prepared:
+    """What the prepared statements share: compiled once from ``build``'s stand-ins (or
+    found not preparable: None), forgotten on a settings change."""
 
-    def __init__(self, build: Callable[..., QuerySet[Any, R]]) -> None:
+    def __init__(self, build: Callable[..., Any]) -> None:
         self._build = build
         self._names = tuple(inspect.signature(build).parameters)
-        self._compiled: dict[str, _Compiled | None] = {}  # None: runs through the ORM
+        self._compiled: Any = _UNSET
         _ALL.append(self)
 
-    def all(self, **values: Any) -> list[R]:
-        """The queryset's rows (model instances, or tuples / values for ``values_list``)."""
+    def forget(self) -> None:
+        self._compiled = _UNSET
+
+    def _statement_for(self, values: dict[str, Any]) -> Any:
+        """The compiled statement these values can run with, else None (the ORM)."""
         if set(values) != set(self._names):
             raise TypeError(f"expected the values {self._names}, got {tuple(values)}")
         if any(value is None for value in values.values()):
+            return None
+        if self._compiled is _UNSET:
+            self._compiled = self._compile(values)
+        statement = self._compiled
+        return statement if statement is not None and statement.fits(values) else None
+
+    def _compile(self, values: dict[str, Any]) -> _Statement | None:
+        try:
+            first, second = self._stand_ins(values), self._stand_ins(values)
+        except _NotPreparable:
+            return None
+        except Exception:  # EmptyResultSet and the like: the ORM decides, every time
+            logger.warning("a prepared statement could not be compiled", exc_info=True)
+            return None
+        return first if _same_but_the_values(first, second) else None
+
+    def _stand_ins(self, values: dict[str, Any]) -> _Statement:
+        raise NotImplementedError
+
+
+class PreparedQuery(_Prepared, Generic[R]):
+    """``build(**values)``'s queryset, compiled once and run with new values (see the
+    module's docstring)."""
+
+    def __init__(self, build: Callable[..., QuerySet[Any, R]]) -> None:
+        super().__init__(build)
+
+    def all(self, **values: Any) -> list[R]:
+        """The queryset's rows (model instances, or tuples / values for ``values_list``)."""
+        statement = self._statement_for(values)
+        if statement is None:
             return list(self._build(**values))
-        if DEFAULT_DB_ALIAS not in self._compiled:
-            self._compiled[DEFAULT_DB_ALIAS] = self._compile(values)
-        compiled = self._compiled[DEFAULT_DB_ALIAS]
-        if compiled is None or any(
-            type(value) is not compiled.types[name] for name, value in values.items()
-        ):
-            return list(self._build(**values))
-        return self._run(compiled, values)
+        return self._run(statement, values)
 
     def first(self, **values: Any) -> R | None:
         """The first row, or None (build a queryset sliced to ``[:1]`` for this)."""
         rows = self.all(**values)
         return rows[0] if rows else None
 
-    def forget(self) -> None:
-        self._compiled.clear()
-
-    def _compile(self, values: dict[str, Any]) -> _Compiled | None:
-        try:
-            first = self._stand_ins(values)
-            second = self._stand_ins(values)
-        except _NotPreparable:
-            return None
-        except Exception:  # EmptyResultSet and the like: the ORM decides, every time
-            logger.warning("a prepared query could not be compiled", exc_info=True)
-            return None
-        if not _same_but_the_values(
-            (first.sql, first.params, first.slots), (second.sql, second.params, second.slots)
-        ):
-            return None
-        return first
-
-    def _stand_ins(self, values: dict[str, Any]) -> _Compiled:
+    def _stand_ins(self, values: dict[str, Any]) -> _Read:
         stand_ins = {name: _stand_in(value) for name, value in values.items()}
         queryset = self._build(**stand_ins)
         if queryset.db != DEFAULT_DB_ALIAS:
@@ -151,38 +180,50 @@ class PreparedQuery(Generic[R]):
         with transaction.atomic() if for_update else nullcontext():
             sql, params = compiler.as_sql()
         params = tuple(params)
-        slots = _slots(params, stand_ins)
-        types = {name: type(value) for name, value in stand_ins.items()}
-        return _Compiled(sql, params, slots, types, compiler, queryset._iterable_class, for_update)
+        return _Read(
+            sql,
+            params,
+            _slots(params, stand_ins),
+            _types(stand_ins),
+            compiler,
+            queryset._iterable_class,
+            for_update,
+        )
 
-    def _run(self, compiled: _Compiled, values: dict[str, Any]) -> list[Any]:
+    def _run(self, statement: _Read, values: dict[str, Any]) -> list[Any]:
         connection = connections[DEFAULT_DB_ALIAS]
-        if compiled.for_update and connection.get_autocommit():
+        if statement.for_update and connection.get_autocommit():
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )
-        params = _bind(compiled.params, compiled.slots, values)
-        compiler = copy.copy(compiled.compiler)
+        sql, params = statement.sql, statement.bind(values)
+        compiler = copy.copy(statement.compiler)
         compiler.connection = connection
-        sql = compiled.sql
         compiler.as_sql = lambda *args, **kwargs: (sql, params)  # type: ignore[method-assign,assignment]
         rows = compiler.results_iter(compiler.execute_sql())  # type: ignore[arg-type]
-        if compiled.iterable is FlatValuesListIterable:
+        if statement.iterable is FlatValuesListIterable:
             return [row[0] for row in rows]
-        if compiled.iterable is ValuesListIterable:
+        if statement.iterable is ValuesListIterable:
             return [tuple(row) for row in rows]
         return _models(compiler, rows, DEFAULT_DB_ALIAS)
 
 
-def _same_but_the_values(first: tuple[Any, ...], second: tuple[Any, ...]) -> bool:
-    """Two compiles with different stand-ins (sql, params, slots) differ only in the slots:
-    a parameter outside them that changed holds a value in another form (``x`` and
-    ``x%`` both used), which would stay frozen at its stand-in."""
-    (sql, params, slots), (sql2, params2, slots2) = first, second
-    if sql != sql2 or slots != slots2 or len(params) != len(params2):
+def _same_but_the_values(first: _Statement, second: _Statement) -> bool:
+    """Two compiles with different stand-ins differ only in the slots: a parameter outside
+    them that changed holds a value in another form (``x`` and ``x%`` both used), which
+    would stay frozen at its stand-in."""
+    if (first.sql, first.slots, len(first.params)) != (
+        second.sql,
+        second.slots,
+        len(second.params),
+    ):
         return False
-    taken = {position for positions in slots.values() for position in positions}
-    return all(params[i] == params2[i] for i in range(len(params)) if i not in taken)
+    taken = {position for positions in first.slots.values() for position in positions}
+    return all(
+        a == b
+        for i, (a, b) in enumerate(zip(first.params, second.params, strict=True))
+        if i not in taken
+    )
 
 
 def _slots(params: tuple[Any, ...], stand_ins: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -196,65 +237,32 @@ def _slots(params: tuple[Any, ...], stand_ins: dict[str, Any]) -> dict[str, tupl
     return slots
 
 
-def _bind(
-    params: tuple[Any, ...], slots: dict[str, tuple[int, ...]], values: dict[str, Any]
-) -> list[Any]:
-    bound = list(params)
-    for name, positions in slots.items():
-        for position in positions:
-            bound[position] = values[name]
-    return bound
+def _types(stand_ins: dict[str, Any]) -> dict[str, type]:
+    return {name: type(value) for name, value in stand_ins.items()}
 
 
-class PreparedUpdate:
+class PreparedUpdate(_Prepared):
     """``queryset.update(**fields)`` compiled once, as ``PreparedQuery`` compiles a read:
     ``build(**values)`` returns the queryset and the fields to set. Only an update of the
     queryset's own table, with plain values (no expressions), is prepared; else, and for
     ``None`` values, it runs through the ORM. ``run`` returns the number of rows."""
 
     def __init__(self, build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]]) -> None:
-        self._build = build
-        self._names = tuple(inspect.signature(build).parameters)
-        self._compiled: dict[
-            str, tuple[str, tuple[Any, ...], dict[str, tuple[int, ...]], dict[str, type]] | None
-        ] = {}
-        _ALL.append(self)
+        super().__init__(build)
 
     def run(self, **values: Any) -> int:
-        if set(values) != set(self._names):
-            raise TypeError(f"expected the values {self._names}, got {tuple(values)}")
-        if DEFAULT_DB_ALIAS not in self._compiled and not any(v is None for v in values.values()):
-            self._compiled[DEFAULT_DB_ALIAS] = self._compile(values)
-        compiled = self._compiled.get(DEFAULT_DB_ALIAS)
-        if (
-            compiled is None
-            or any(value is None for value in values.values())
-            or any(type(value) is not compiled[3][name] for name, value in values.items())
-        ):
+        statement = self._statement_for(values)
+        if statement is None:
             queryset, fields = self._build(**values)
             return int(queryset.update(**fields))
-        sql, params, slots, _types = compiled
         with (
             transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS),
             connections[DEFAULT_DB_ALIAS].cursor() as cursor,
         ):
-            cursor.execute(sql, _bind(params, slots, values))
+            cursor.execute(statement.sql, statement.bind(values))
             return int(cursor.rowcount)
 
-    def forget(self) -> None:
-        self._compiled.clear()
-
-    def _compile(self, values: dict[str, Any]) -> Any:
-        try:
-            first, second = self._stand_ins(values), self._stand_ins(values)
-        except _NotPreparable:
-            return None
-        except Exception:
-            logger.warning("a prepared update could not be compiled", exc_info=True)
-            return None
-        return first if _same_but_the_values(first[:3], second[:3]) else None
-
-    def _stand_ins(self, values: dict[str, Any]) -> Any:
+    def _stand_ins(self, values: dict[str, Any]) -> _Statement:
         stand_ins = {name: _stand_in(value) for name, value in values.items()}
         queryset, fields = self._build(**stand_ins)
         if queryset.db != DEFAULT_DB_ALIAS:
@@ -271,8 +279,7 @@ class PreparedUpdate:
             raise _NotPreparable("expressions are not prepared")
         sql, params = query.get_compiler(DEFAULT_DB_ALIAS).as_sql()
         params = tuple(params)
-        types = {name: type(value) for name, value in stand_ins.items()}
-        return sql, params, _slots(params, stand_ins), types
+        return _Statement(sql, params, _slots(params, stand_ins), _types(stand_ins))
 
 
 @dataclass(frozen=True)
@@ -293,7 +300,7 @@ class PreparedInsert(Generic[M]):
 
     def __init__(self, model: type[M]) -> None:
         self._model = model
-        self._compiled: dict[str, _CompiledInsert | None] = {}
+        self._compiled: Any = _UNSET
         _ALL.append(self)
 
     def create(self, **fields: Any) -> M:
@@ -301,9 +308,9 @@ class PreparedInsert(Generic[M]):
         if obj.pk is not None or _has_save_receivers(self._model) or _has_expressions(obj):
             obj.save(force_insert=True, using=DEFAULT_DB_ALIAS)  # as the ORM would
             return obj
-        if DEFAULT_DB_ALIAS not in self._compiled:
-            self._compiled[DEFAULT_DB_ALIAS] = self._compile(obj)
-        compiled = self._compiled[DEFAULT_DB_ALIAS]
+        if self._compiled is _UNSET:
+            self._compiled = self._compile(obj)
+        compiled: _CompiledInsert | None = self._compiled
         if compiled is None:
             obj.save(force_insert=True, using=DEFAULT_DB_ALIAS)
             return obj
@@ -328,7 +335,7 @@ class PreparedInsert(Generic[M]):
         return obj
 
     def forget(self) -> None:
-        self._compiled.clear()
+        self._compiled = _UNSET
 
     def _compile(self, obj: M) -> _CompiledInsert | None:
         meta = self._model._meta

@@ -55,10 +55,8 @@ def llm_key_for(
     since can outrank it (``_still_the_answer``); otherwise every key is read again.
     ``preloaded``: ``user`` was read just now with their model preference (see
     ``preferred_model_for``)."""
-    fast = chosen is not None and _still_the_answer(chosen)
-    with (
-        user_api_key_chosen(chosen, owner=user) if fast and chosen else user_api_keys(user) as keys
-    ):
+    usable = chosen if chosen is not None and _still_the_answer(chosen) else None
+    with user_api_key_chosen(usable, owner=user) if usable else user_api_keys(user) as keys:
         for provider in OWN_KEY_PROVIDERS:
             api_key = keys.stored_key(provider)  # a stored key only, never the environment
             if api_key is None:

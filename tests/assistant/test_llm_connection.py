@@ -50,9 +50,7 @@ def test_a_call_refused_midway_does_not_keep_the_client_from_the_next(kept):
         client.close()
 
 
-def test_separate_calls_and_runs_share_the_processes_kept_connection(kept):
-    """A provider at its configured URL is reached over the process's kept connections: a
-    run's first call needs no new connection (a TLS handshake against a real provider)."""
+def _two_separate_calls(kept: FakeOpenAIChat, *, user_host: bool = False) -> None:
     kept.script(text("One."), text("Two."))
     for _ in range(2):
         chat_complete(
@@ -61,7 +59,14 @@ def test_separate_calls_and_runs_share_the_processes_kept_connection(kept):
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": "hi"}],
             tools=[],
+            user_host=user_host,
         )
+
+
+def test_separate_calls_and_runs_share_the_processes_kept_connection(kept):
+    """A provider at its configured URL is reached over the process's kept connections: a
+    run's first call needs no new connection (a TLS handshake against a real provider)."""
+    _two_separate_calls(kept)
     assert len(kept.connections) == 1
     assert [request.authorization for request in kept.requests] == [f"Bearer {SERVER_KEY}"] * 2
 
@@ -97,16 +102,7 @@ def test_a_cookie_a_provider_sets_never_goes_out_with_the_next_users_call(kept):
 
 def test_a_host_the_user_gave_gets_a_guarded_connection_of_its_own(kept, settings):
     settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True  # the fake listens on 127.0.0.1
-    kept.script(text("One."), text("Two."))
-    for _ in range(2):
-        chat_complete(
-            api_key=SERVER_KEY,
-            base_url=kept.base_url,
-            model="gpt-4o-mini",
-            messages=[{"role": "user", "content": "hi"}],
-            tools=[],
-            user_host=True,
-        )
+    _two_separate_calls(kept, user_host=True)
     assert len(kept.connections) == 2
 
 

@@ -118,11 +118,17 @@ def test_requests_arriving_together_never_pass_the_limit(alice):
     assert allowed.count(True) == 5 and len(allowed) == 20
 
 
-@pytest.mark.skipif(not in_redis, reason="the Redis window")
-def test_the_wait_is_drfs_and_the_window_slides(alice, monkeypatch):
+@pytest.fixture
+def now(monkeypatch) -> list[float]:
+    """The throttles' clock, set by the test (``now[0] = ...``), from an empty cache."""
     cache.clear()
-    now = [1000.0]
-    monkeypatch.setattr(throttling.time, "time", lambda: now[0])
+    clock = [1000.0]
+    monkeypatch.setattr(throttling.time, "time", lambda: clock[0])
+    return clock
+
+
+@pytest.mark.skipif(not in_redis, reason="the Redis window")
+def test_the_wait_is_drfs_and_the_window_slides(alice, now):
     limit = [("sliding", 60, 2)]
     assert throttling.sliding_window_hits(cache, limit) == [throttling.ALLOWED]
     now[0] = 1030.0
@@ -156,11 +162,8 @@ def test_a_limit_of_zero_refuses_with_a_wait_as_drf_does(view, alice):
 
 
 @pytest.mark.skipif(not in_redis, reason="the Redis window")
-def test_a_wait_under_a_millisecond_still_says_when(alice, monkeypatch):
+def test_a_wait_under_a_millisecond_still_says_when(alice, now):
     """Attack review 20b: rounded down, it became 0 and the Retry-After went missing."""
-    cache.clear()
-    now = [1000.0]
-    monkeypatch.setattr(throttling.time, "time", lambda: now[0])
     limit = [("sub_ms", 60, 1)]
     assert throttling.sliding_window_hits(cache, limit) == [throttling.ALLOWED]
     now[0] = 1059.9996
