@@ -313,6 +313,8 @@ def bench_load(base: str, chat: Any, users: list[tuple[Any, str]], concurrent: i
                     timeout=120,
                 )
                 statuses.append(response.status_code)
+                if response.status_code != 200:
+                    print(f"/ask answered {response.status_code}: {response.text[:300]}")
             except httpx.HTTPError as exc:
                 errors.append(exc.__class__.__name__)
 

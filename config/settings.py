@@ -164,6 +164,18 @@ else:
     # request runs its sync code in a thread of its own, so a kept one is never reused.
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The statements core.prepared compiles once are also prepared by PostgreSQL once per
+    # connection, and planned once: left to choose, PostgreSQL planned the run's claim
+    # (a join of five tables) afresh every time, 0.7 ms against 0.1 ms to run it. They are
+    # lookups by key, whose generic plan is the one it would pick; Django's own queries stay
+    # client-side bound, never prepared. Off behind a pooler that cannot keep prepared
+    # statements (PgBouncer in transaction mode before 1.21), as Django's default is.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        _options["prepare_threshold"] = 5
+        _options["options"] = f"{_options.get('options', '')} -c plan_cache_mode=force_generic_plan"
+    else:
+        _options["prepare_threshold"] = None
     # A pool per process (psycopg_pool): a closed connection goes back to it instead of
     # away, so a request or task does not pay PostgreSQL's connection setup (~10 ms).
     if DATABASE_POOL_SIZE := env.int("DATABASE_POOL_SIZE", default=0):

@@ -15,6 +15,11 @@ appear among the parameters as it was given; otherwise (a value Django transform
 ``__contains``, or one that changes the SQL, like ``None``) the queryset simply runs
 through the ORM each time, correct and as slow as before. ``None`` values always do.
 Any settings change (tests) forgets what was compiled.
+
+On PostgreSQL the statements are also prepared server-side, once per connection
+(``prepare_threshold`` set: see ``DATABASE_PREPARED_STATEMENTS``), so PostgreSQL does not
+plan them again each time either: planning a join of five tables took 0.7 ms, running it
+0.1 ms.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import logging
 import secrets
 import uuid
 from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
@@ -41,6 +47,7 @@ from django.db.models.query import (
 )
 from django.db.models.signals import post_save, pre_save
 from django.db.models.sql.compiler import SQLCompiler, SQLInsertCompiler
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
@@ -200,7 +207,8 @@ class PreparedQuery(_Prepared, Generic[R]):
         compiler = copy.copy(statement.compiler)
         compiler.connection = connection
         compiler.as_sql = lambda *args, **kwargs: (sql, params)  # type: ignore[method-assign,assignment]
-        rows = compiler.results_iter(compiler.execute_sql())  # type: ignore[arg-type]
+        with _server_prepared(connection):
+            rows = compiler.results_iter(compiler.execute_sql())  # type: ignore[arg-type]
         if statement.iterable is FlatValuesListIterable:
             return [row[0] for row in rows]
         if statement.iterable is ValuesListIterable:
@@ -255,9 +263,11 @@ class PreparedUpdate(_Prepared):
         if statement is None:
             queryset, fields = self._build(**values)
             return int(queryset.update(**fields))
+        connection = connections[DEFAULT_DB_ALIAS]
         with (
             transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS),
-            connections[DEFAULT_DB_ALIAS].cursor() as cursor,
+            _server_prepared(connection),
+            connection.cursor() as cursor,
         ):
             cursor.execute(statement.sql, statement.bind(values))
             return int(cursor.rowcount)
@@ -317,7 +327,7 @@ class PreparedInsert(Generic[M]):
         # What save() checks first: a related object that is unsaved (or deleted) refused.
         obj._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
         compiler = copy.copy(compiled.compiler)
-        compiler.connection = connections[DEFAULT_DB_ALIAS]
+        connection = compiler.connection = connections[DEFAULT_DB_ALIAS]
         values = [
             compiler.prepare_value(field, compiler.pre_save_val(field, obj))
             for field in compiled.fields
@@ -325,7 +335,7 @@ class PreparedInsert(Generic[M]):
         params = (*values, *compiled.tail)
         compiler.as_sql = lambda *args, **kwargs: [(compiled.sql, params)]  # type: ignore[method-assign,assignment]
         meta = self._model._meta
-        with transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS):
+        with transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS), _server_prepared(connection):
             rows = compiler.execute_sql(meta.db_returning_fields)  # type: ignore[arg-type]
         if rows:
             for value, field in zip(rows[0], meta.db_returning_fields, strict=False):
@@ -378,6 +388,64 @@ def _has_expressions(obj: Model) -> bool:
 
 def _has_save_receivers(model: type[Model]) -> bool:
     return pre_save.has_listeners(model) or post_save.has_listeners(model)
+
+
+@contextmanager
+def _server_prepared(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Cursors opened meanwhile bind their values server-side and have PostgreSQL prepare
+    the statement (once per connection: psycopg keeps its name), when the connection
+    allows prepared statements. A connection is one thread's, so the swap is too."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw is None or raw.prepare_threshold is None:
+        yield
+        return
+    factory = raw.cursor_factory
+    raw.cursor_factory = _preparing_cursor_class()
+    try:
+        yield
+    finally:
+        raw.cursor_factory = factory
+
+
+_PREPARING_CURSOR: Any = None
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """A prepared statement as Django's query log reads it (``cursor._query.query``)."""
+
+    raw: Any  # the psycopg connection
+    sql: str
+    values: Any
+
+    @property
+    def query(self) -> bytes:
+        from django.db.backends.postgresql.psycopg_any import mogrify
+
+        return str(mogrify(self.sql, self.values, self.raw)).encode()
+
+
+def _preparing_cursor_class() -> Any:
+    """Django's server-binding cursor, preparing every statement it runs (psycopg is only
+    imported where PostgreSQL is used)."""
+    global _PREPARING_CURSOR
+    if _PREPARING_CURSOR is None:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class PreparingCursor(ServerBindingCursor):  # type: ignore[misc,valid-type]
+            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                result = super().execute(query, params, **{**kwargs, "prepare": True})
+                # What Django's query log reads (psycopg keeps nothing of a prepared run),
+                # composed only if read: with its values, as a client-bound one shows.
+                self._query = _Shown(self.connection, query, params)
+                return result
+
+        _PREPARING_CURSOR = PreparingCursor
+    return _PREPARING_CURSOR
 
 
 def first_row(queryset: QuerySet[M]) -> QuerySet[M]:

@@ -326,3 +326,70 @@ def test_an_insert_keeps_a_given_primary_key_and_refuses_a_deleted_relation(alic
     key.delete()
     with pytest.raises(ValueError, match="unsaved related object"):
         events.create(owner_id=alice.pk, action="used", api_key=key)
+
+
+def _server_statements():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL prepares statements")
+def test_postgresql_prepares_each_statement_once_per_connection(alice, bob, db):
+    ApiKeyFactory(owner=alice, provider="openai")
+    query = PreparedQuery(lambda owner_id, provider: keys_of(owner_id, provider))
+    update = PreparedUpdate(
+        lambda pk, name: (ApiKey.objects.filter(pk=pk), {"name": name}),
+    )
+    key = query.first(owner_id=alice.pk, provider="openai")
+    before = _server_statements()
+    for user in (alice, bob, alice):
+        query.all(owner_id=user.pk, provider="openai")
+        update.run(pk=key.pk, name=f"renamed for {user.pk}")
+    prepared = [sql for sql in _server_statements() if sql not in before]
+    # The update prepared once; the read was prepared by its first run, above.
+    assert len(prepared) == 1 and prepared[0].startswith("UPDATE")
+    assert any('FROM "keys_apikey"' in sql for sql in before)
+    key.refresh_from_db()
+    assert key.name == f"renamed for {alice.pk}"
+    # Django's own queries stay client-side bound: not prepared.
+    list(keys_of(alice.pk, "openai"))
+    assert len(_server_statements()) == len(before) + 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL prepares statements")
+def test_without_prepared_statements_the_same_rows_come_back_unprepared(alice, db):
+    mine = ApiKeyFactory(owner=alice, provider="openai")
+    connection.ensure_connection()
+    raw = connection.connection
+    threshold, raw.prepare_threshold = raw.prepare_threshold, None  # a pooler's setting
+    try:
+        query = PreparedQuery(lambda owner_id, provider: keys_of(owner_id, provider))
+        before = _server_statements()
+        assert rows(query.all(owner_id=alice.pk, provider="openai")) == rows([mine])
+        assert _server_statements() == before
+    finally:
+        raw.prepare_threshold = threshold
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL prepares statements")
+def test_a_prepared_join_is_planned_once_not_at_every_run(alice, db):
+    """The run's claim joins five tables: left to choose, PostgreSQL planned it afresh
+    each time (a custom plan), which cost more than running it."""
+    from assistant.models import AssistantRun
+    from assistant.services.runs import _QUEUED_LOCKED
+
+    for _ in range(8):
+        run = AssistantRun.objects.create(
+            owner=alice, prompt="x", status=AssistantRun.Status.QUEUED
+        )
+        with transaction.atomic():
+            assert _QUEUED_LOCKED.first(run_id=run.pk).pk == run.pk
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE %s",
+            ['SELECT "assistant_assistantrun"."id"%FOR UPDATE%'],
+        )
+        ((generic, custom),) = cursor.fetchall()
+    assert generic >= 8 and custom == 0
