@@ -97,6 +97,64 @@ def run_event_publish(*, run_id: int, kind: str, data: dict[str, Any] | None = N
     )
 
 
+class RunEventWriter:
+    """One run's events, from the one thread executing it. With Redis, each is sent
+    without waiting for Redis's answer (one socket write, not a round trip while the run
+    waits); the answers are read before ``done``, which is published only after every
+    earlier event was stored, and by :meth:`close`. The connection is the writer's alone
+    until then: one going back to the pool with answers unread would hand them to the
+    next command, so it is dropped instead. Without Redis, each is a row, as
+    :func:`run_event_publish` writes it."""
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._connection: Any = None
+        self._unread = 0
+
+    def publish(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        if not settings.REDIS_URL:
+            run_event_publish(run_id=self.run_id, kind=kind, data=data)
+            return
+        if self._connection is None:
+            self._connection = _redis().connection_pool.get_connection()
+        event = json.dumps({"kind": kind, "data": data or {}})
+        try:
+            self._connection.send_command("EVAL", _PUBLISH, 2, *_keys(self.run_id), event, TTL)
+            self._unread += 1
+            if kind == DONE:
+                self.flush()  # done is out once this returns, after all before it
+        except BaseException:
+            self._drop()
+            raise
+
+    def flush(self) -> None:
+        """Read the answers of the events sent: an error Redis gave one is raised here."""
+        try:
+            while self._unread:
+                self._unread -= 1
+                self._connection.read_response()
+        except BaseException:
+            self._drop()
+            raise
+
+    def close(self) -> None:
+        """Every answer read and the connection given back (dropped if one is unread)."""
+        if self._connection is None:
+            return
+        try:
+            self.flush()
+        finally:
+            if self._connection is not None:
+                _redis().connection_pool.release(self._connection)
+                self._connection = None
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.disconnect()
+            _redis().connection_pool.release(self._connection)
+            self._connection, self._unread = None, 0
+
+
 def run_events_clear(*, run_id: int) -> None:
     """Forget any events published under ``run_id`` (see ``run_ask_start``). Rows of the
     database fallback go with their run, so only Redis holds any to forget."""

@@ -29,8 +29,7 @@ import inspect
 import logging
 import secrets
 import uuid
-from collections.abc import Callable
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import NOT_PROVIDED, Model, QuerySet
 from django.db.models.query import (
     FlatValuesListIterable,
@@ -47,7 +47,6 @@ from django.db.models.query import (
 )
 from django.db.models.signals import post_save, pre_save
 from django.db.models.sql.compiler import SQLCompiler, SQLInsertCompiler
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 

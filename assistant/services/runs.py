@@ -19,7 +19,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from assistant.events import DONE, run_event_publish, run_events_clear
+from assistant.events import DONE, RunEventWriter, run_events_clear
 from assistant.models import AssistantRun, PendingConfirmation
 from assistant.serializers import ask_body
 from assistant.services.ask import AskOutcome, ask_execute, ask_prepare, confirm_execute, run_fail
@@ -172,6 +172,7 @@ class _PublishingExecutor:
 
     inner: ToolExecutor
     run_id: int
+    events: RunEventWriter
     claim_durable: bool = False
     _writes: set[str] | None = None
 
@@ -187,13 +188,10 @@ class _PublishingExecutor:
         if not self.claim_durable and (self._writes is None or name in self._writes):
             run_claim_flush(run_id=self.run_id)
             self.claim_durable = True
-        run_event_publish(
-            run_id=self.run_id, kind="tool_start", data={"name": name, "arguments": arguments}
-        )
+        self.events.publish("tool_start", {"name": name, "arguments": arguments})
         result = self.inner.call(name, arguments)
-        run_event_publish(
-            run_id=self.run_id,
-            kind="tool_end",
+        self.events.publish(
+            "tool_end",
             data={
                 "name": name,
                 "result": result.text[:RESULT_SUMMARY],
@@ -273,10 +271,26 @@ def run_execute(*, run_id: int) -> str:
                 key = ApplicationError(SERVER_ERROR, code="server_error", status=500)
     # A claim that waited for the disk needs no flush before the run's first write.
     durable = not unflushed or (isinstance(key, LLMKey) and key.api_key is not None)
-    executor = _PublishingExecutor(tool_executor(run.owner), run_id, claim_durable=durable)
+    events = RunEventWriter(run_id)
+    try:
+        return _run_drive(run, key=key, durable=durable, events=events)
+    finally:
+        events.close()
+
+
+def _run_drive(
+    run: AssistantRun,
+    *,
+    key: LLMKey | ApplicationError | None,
+    durable: bool,
+    events: RunEventWriter,
+) -> str:
+    """The claimed run executed, its progress published through ``events``."""
+    run_id = run.pk
+    executor = _PublishingExecutor(tool_executor(run.owner), run_id, events, claim_durable=durable)
 
     def on_text(delta: str) -> None:
-        run_event_publish(run_id=run_id, kind="text", data={"delta": delta})
+        events.publish("text", {"delta": delta})
 
     # Only a confirm-mode run can be resuming an answered action.
     pending = (
@@ -295,11 +309,7 @@ def run_execute(*, run_id: int) -> str:
                 run=run, executor=executor, on_text=on_text, key=key, meter_after_answer=True
             )
         if outcome.status == "pending_confirmation":
-            run_event_publish(
-                run_id=run_id,
-                kind="pending",
-                data={"action": outcome.action, "message": outcome.message},
-            )
+            events.publish("pending", {"action": outcome.action, "message": outcome.message})
         done = {"status": outcome.status}
         if outcome.status == "completed":
             # /ask's answer itself, so the waiting request need not read the run back.
@@ -326,7 +336,7 @@ def run_execute(*, run_id: int) -> str:
             session_turn_end(run_id=run_id)
         except Exception:
             logger.exception("assistant run %s: its conversation could not be freed", run_id)
-    run_event_publish(run_id=run_id, kind=DONE, data=done)
+    events.publish(DONE, done)
     if outcome is not None and outcome.after_answer is not None:
         try:
             outcome.after_answer()

@@ -62,14 +62,14 @@ def test_the_conversation_is_free_when_the_answer_goes_out(alice, chat, local_to
     chat.script(text("Hello."))
     run = run_ask_start(user=alice, prompt="hi", session_id=session.pk).run
     busy_at_done: list[int | None] = []
-    publish = runs.run_event_publish
+    publish = runs.RunEventWriter.publish
 
-    def recording(*, run_id, kind, data):
+    def recording(writer, kind, data=None):
         if kind == "done":
             busy_at_done.append(InteractiveSession.objects.get(pk=session.pk).busy_run_id)
-        publish(run_id=run_id, kind=kind, data=data)
+        publish(writer, kind, data)
 
-    monkeypatch.setattr(runs, "run_event_publish", recording)
+    monkeypatch.setattr(runs.RunEventWriter, "publish", recording)
     assert runs.run_execute(run_id=run.pk) == "completed"
     assert busy_at_done == [None]
 
@@ -206,16 +206,16 @@ def test_the_answer_goes_out_though_freeing_the_conversation_failed(
     chat.script(text("Hello."))
     run = run_ask_start(user=alice, prompt="hi", session_id=session.pk).run
     published: list[str] = []
-    publish = runs.run_event_publish
+    publish = runs.RunEventWriter.publish
 
-    def recording(*, run_id, kind, data):
+    def recording(writer, kind, data=None):
         published.append(kind)
-        publish(run_id=run_id, kind=kind, data=data)
+        publish(writer, kind, data)
 
     def broken(*, run_id):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(runs, "run_event_publish", recording)
+    monkeypatch.setattr(runs.RunEventWriter, "publish", recording)
     monkeypatch.setattr(runs, "session_turn_end", broken)
     assert runs.run_execute(run_id=run.pk) == "completed"
     assert published[-1] == "done"
