@@ -42,3 +42,31 @@ def test_a_pool_is_per_server():
         pool = caches["default"]._cache._get_connection_pool(write=True)
     with override_settings(CACHES=CACHE):
         assert caches["default"]._cache._get_connection_pool(write=True) is not pool
+
+
+def test_requests_and_threads_share_one_client_per_pool():
+    """Django built a redis-py client for every command; one per pool is shared (a client
+    takes a connection from its pool per command), and answers stay each caller's own."""
+    import threading
+
+    clients, answers = [], {}
+
+    def one_request(n):
+        cache = caches["default"]
+        cache.set(f"kay-test-shared-client-{n}", n, 5)
+        answers[n] = cache.get(f"kay-test-shared-client-{n}")
+        clients.append(cache._cache.get_client(write=True))
+
+    with override_settings(CACHES=CACHE):
+        threads = [
+            threading.Thread(target=_in_a_new_request_context, args=(lambda n=n: one_request(n),))
+            for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        read_client = caches["default"]._cache.get_client()
+    assert answers == {n: n for n in range(8)}
+    assert len({id(client) for client in clients}) == 1
+    assert read_client is clients[0]
