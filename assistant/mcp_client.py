@@ -79,12 +79,14 @@ def _interrupted(name: str) -> McpUnavailable:
     return error
 
 
-async def _tools(key: PoolKey, access_token: str, cloud_id: str, timeout: float) -> list[Tool]:
+async def _tools(
+    key: PoolKey, access_token: str, cloud_id: str, timeout: float
+) -> tuple[Session, list[Tool]]:
     pool = pool_runner().pool
     async with pool.using(
         key, access_token=access_token, cloud_id=cloud_id, timeout=timeout
     ) as session:
-        return await _listed(pool, session, timeout)
+        return session, await _listed(pool, session, timeout)
 
 
 async def _listed(pool: Pool, session: Session, timeout: float) -> list[Tool]:
@@ -107,12 +109,46 @@ def mcp_tools_for(*, user_id: int, access_token: str, cloud_id: str) -> list[Too
     be reached."""
     if not settings.MCP_JIRA_ENABLED:
         return []
+    key, disabled = pool_key(user_id, access_token, cloud_id), disabled_tools()
+    runner = pool_runner()
+    offered = _OFFERED.get(key)
+    if offered is not None and offered.still_for(runner.pool, disabled):
+        return list(offered.specs)
     timeout = settings.MCP_TIMEOUT
-    tools = pool_runner().submit(
-        _tools(pool_key(user_id, access_token, cloud_id), access_token, cloud_id, timeout),
-        timeout * 2 + 5,
-    )
-    disabled = disabled_tools()
+    session, tools = runner.submit(_tools(key, access_token, cloud_id, timeout), timeout * 2 + 5)
+    specs = _specs(tools, disabled)
+    for stale in [k for k, o in _OFFERED.items() if not o.still_for(runner.pool, disabled)]:
+        _OFFERED.pop(stale, None)
+    _OFFERED[key] = _Offered(session, disabled, specs)
+    return list(specs)
+
+
+@dataclass(frozen=True)
+class _Offered:
+    """A pooled session's tools as offered: read by the runs' threads without a hop to
+    the pool's loop while that session is still the pool's for its key (a dict lookup and
+    two flags, safe to read from another thread), under the same disabled tools."""
+
+    session: Session
+    disabled: frozenset[str]
+    specs: list[ToolSpec]
+
+    def still_for(self, pool: Pool, disabled: frozenset[str]) -> bool:
+        session = self.session
+        return (
+            not session.closed
+            and not session.retired
+            and pool.sessions.get(session.key) is session
+            and disabled == self.disabled
+        )
+
+
+# Keyed like the pool (user, token, transport); entries whose session left go at the
+# next listing.
+_OFFERED: dict[PoolKey, _Offered] = {}
+
+
+def _specs(tools: list[Tool], disabled: frozenset[str]) -> list[ToolSpec]:
     specs = []
     for tool in tools:
         schema = offered_schema(dict(tool.input_schema))

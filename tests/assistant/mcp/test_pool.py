@@ -89,7 +89,7 @@ def test_a_session_still_starting_is_not_reaped_under_its_caller(settings):
         await pool.reap()
         return await listing
 
-    tools = _run(reap_while_it_starts())
+    _, tools = _run(reap_while_it_starts())
     assert "jira_search" in {tool.name for tool in tools}
     # Once its caller is done, the idle session goes as before.
     _run(pool.reap())
@@ -110,7 +110,8 @@ def test_at_the_cap_a_session_still_starting_is_not_closed_for_another_user(sett
             await mcp_client._tools(bob, BOB_TOKEN, cloud_id, 20)
         return await listing
 
-    assert "jira_search" in {tool.name for tool in _run(bob_arrives_while_alice_starts())}
+    _, tools = _run(bob_arrives_while_alice_starts())
+    assert "jira_search" in {tool.name for tool in tools}
 
 
 def test_beyond_the_cap_the_least_recently_used_session_is_closed(settings):
@@ -163,3 +164,40 @@ def test_with_mcp_turned_off_there_are_no_tools_and_calls_are_refused(settings):
         user_id=1, access_token=ALICE_TOKEN, cloud_id="", name="jira_search", arguments={}
     )
     assert result.is_error and "turned off" in result.text
+
+
+def _listings(monkeypatch) -> list[int]:
+    """Counts the tool listings that go to the pool's loop."""
+    counted: list[int] = []
+    real = mcp_client._tools
+
+    def counting(*args, **kwargs):
+        counted.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mcp_client, "_tools", counting)
+    return counted
+
+
+def test_a_sessions_tools_are_listed_once_then_read_without_a_hop(monkeypatch, settings):
+    listings = _listings(monkeypatch)
+    first = mcp_tools_for(user_id=1, access_token=ALICE_TOKEN, cloud_id="cloud-1")
+    again = mcp_tools_for(user_id=1, access_token=ALICE_TOKEN, cloud_id="cloud-1")
+    assert [t.name for t in again] == [t.name for t in first] and len(listings) == 1
+    # Another user (or token) never reads this one's list: their own session lists theirs.
+    mcp_tools_for(user_id=2, access_token=BOB_TOKEN, cloud_id="cloud-1")
+    assert len(listings) == 2
+    # A tool disabled meanwhile is no longer offered.
+    settings.MCP_JIRA_DISABLED_TOOLS = ["jira_create_issue"]
+    names = [t.name for t in mcp_tools_for(user_id=1, access_token=ALICE_TOKEN, cloud_id="cloud-1")]
+    assert "jira_create_issue" not in names and len(listings) == 3
+
+
+def test_tools_are_listed_again_once_their_session_is_gone(monkeypatch, settings):
+    listings = _listings(monkeypatch)
+    mcp_tools_for(user_id=1, access_token=ALICE_TOKEN, cloud_id="cloud-1")
+    settings.MCP_IDLE_TIMEOUT = 0
+    _run(mcp_pool.pool_runner().pool.reap())  # the session (and its server) is closed
+    tools = mcp_tools_for(user_id=1, access_token=ALICE_TOKEN, cloud_id="cloud-1")
+    assert tools and len(listings) == 2
+    assert _search(1, ALICE_TOKEN)["token"] == ALICE_TOKEN
