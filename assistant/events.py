@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import suppress
@@ -37,6 +38,7 @@ from assistant.models import AssistantRunEvent
 from assistant.services.confirm import CONFIRMATION_TTL
 from core.errors import RateLimited
 
+logger = logging.getLogger(__name__)
 TTL = 3600
 POLL_SECONDS = 0.2
 DONE = "done"
@@ -115,17 +117,50 @@ class RunEventWriter:
         if not settings.REDIS_URL:
             run_event_publish(run_id=self.run_id, kind=kind, data=data)
             return
-        if self._connection is None:
-            self._connection = _redis().connection_pool.get_connection()
         event = json.dumps({"kind": kind, "data": data or {}})
         try:
-            self._connection.send_command("EVAL", _PUBLISH, 2, *_keys(self.run_id), event, TTL)
+            self._read_arrived()
+            if self._connection is not None and not self._unread and not self._open():
+                self._drop()  # closed by Redis meanwhile (a restart, its idle timeout)
+            if self._connection is None:
+                self._connection = _redis().connection_pool.get_connection()
+            # No health-check PING while answers are owed: it would read one of them.
+            self._connection.send_command(
+                "EVAL",
+                _PUBLISH,
+                2,
+                *_keys(self.run_id),
+                event,
+                TTL,
+                check_health=not self._unread,
+            )
             self._unread += 1
             if kind == DONE:
                 self.flush()  # done is out once this returns, after all before it
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self._drop()
+            if kind != DONE:
+                raise
+            # The waiting request must still hear how the run ended: over a connection of
+            # its own (events owed on the lost one may be gone; done is not).
+            logger.warning("run %s: done sent again after %s", self.run_id, type(exc).__name__)
+            run_event_publish(run_id=self.run_id, kind=kind, data=data)
         except BaseException:
             self._drop()
             raise
+
+    def _open(self) -> bool:
+        """Nothing owed and nothing to read: still open (as the pool checks a connection)."""
+        try:
+            return not self._connection.can_read()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return False
+
+    def _read_arrived(self) -> None:
+        """The answers already in (no wait): most of the time none is owed."""
+        while self._unread and self._connection.can_read(timeout=0):
+            self._unread -= 1
+            self._connection.read_response()
 
     def flush(self) -> None:
         """Read the answers of the events sent: an error Redis gave one is raised here."""

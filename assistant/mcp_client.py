@@ -117,7 +117,7 @@ def mcp_tools_for(*, user_id: int, access_token: str, cloud_id: str) -> list[Too
     timeout = settings.MCP_TIMEOUT
     session, tools = runner.submit(_tools(key, access_token, cloud_id, timeout), timeout * 2 + 5)
     specs = _specs(tools, disabled)
-    for stale in [k for k, o in _OFFERED.items() if not o.still_for(runner.pool, disabled)]:
+    for stale in [k for k, o in list(_OFFERED.items()) if not o.still_for(runner.pool, disabled)]:
         _OFFERED.pop(stale, None)
     _OFFERED[key] = _Offered(session, disabled, specs)
     return list(specs)

@@ -397,6 +397,9 @@ def _server_prepared(connection: BaseDatabaseWrapper) -> Iterator[None]:
     if connection.vendor != "postgresql":
         yield
         return
+    # Django's once-per-request health check first: run inside the swap, it could replace
+    # the connection (handing the old one back to the pool with the swap still on it).
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
     if raw is None or raw.prepare_threshold is None:

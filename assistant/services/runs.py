@@ -336,13 +336,16 @@ def _run_drive(
             session_turn_end(run_id=run_id)
         except Exception:
             logger.exception("assistant run %s: its conversation could not be freed", run_id)
-    events.publish(DONE, done)
-    if outcome is not None and outcome.after_answer is not None:
-        try:
-            outcome.after_answer()
-        except Exception:
-            # The answer stands; the provider's own usage (the Usage sync) still has them.
-            logger.exception("assistant run %s: its calls could not be recorded", run_id)
+    try:
+        events.publish(DONE, done)
+    finally:
+        # Recorded even when done could not be published: the run's end is stored.
+        if outcome is not None and outcome.after_answer is not None:
+            try:
+                outcome.after_answer()
+            except Exception:
+                # The answer stands; the provider's own usage (the Usage sync) still has them.
+                logger.exception("assistant run %s: its calls could not be recorded", run_id)
     return str(done["status"])
 
 
