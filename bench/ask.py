@@ -207,6 +207,7 @@ def bench_overhead(
         return times
 
     with httpx.Client(base_url=base, timeout=60) as client:
+        keys_reference(client, 10)  # warm-up: each web worker's first requests take seconds
         reference = keys_reference(client)
         for n in range(requests + len(users)):
             _, token = users[n % len(users)]

@@ -160,6 +160,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
 else:
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's, with a COMMIT that can say it need not wait for the disk (core/db).
+        DATABASES["default"]["ENGINE"] = "core.db.postgresql"
     # 0 under ASGI (the web server): Django keeps a connection per thread, and each ASGI
     # request runs its sync code in a thread of its own, so a kept one is never reused.
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))

@@ -33,5 +33,8 @@ def _synchronous_commit(value: str, *, using: str | None) -> None:
     connection = transaction.get_connection(using)
     if connection.vendor != "postgresql" or not connection.in_atomic_block:
         return
+    if hasattr(connection, "commit_unflushed"):  # Kay's backend: said with the COMMIT
+        connection.commit_unflushed = value == "OFF"
+        return
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL synchronous_commit TO {value}")
