@@ -440,10 +440,11 @@ def _preparing_cursor_class() -> Any:
 
         class PreparingCursor(ServerBindingCursor):  # type: ignore[misc,valid-type]
             def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-                result = super().execute(query, params, **{**kwargs, "prepare": True})
+                cursor: Any = super()  # psycopg's Cursor: untyped in Django's stubs
+                result = cursor.execute(query, params, **{**kwargs, "prepare": True})
                 # What Django's query log reads (psycopg keeps nothing of a prepared run),
                 # composed only if read: with its values, as a client-bound one shows.
-                self._query = _Shown(self.connection, query, params)
+                self._query = _Shown(getattr(self, "connection"), query, params)  # noqa: B009
                 return result
 
         _PREPARING_CURSOR = PreparingCursor
