@@ -33,8 +33,17 @@ def _synchronous_commit(value: str, *, using: str | None) -> None:
     connection = transaction.get_connection(using)
     if connection.vendor != "postgresql" or not connection.in_atomic_block:
         return
-    if hasattr(connection, "commit_unflushed"):  # Kay's backend: said with the COMMIT
-        connection.commit_unflushed = value == "OFF"
+    deferred = hasattr(connection, "commit_unflushed")  # Kay's backend: said with the COMMIT
+    if deferred and value == "ON":
+        connection.commit_unflushed = False  # durable wins, wherever it is asked
+        if not connection.unflushed_sent:
+            return
+    elif deferred and not connection.savepoint_ids:
+        connection.commit_unflushed = True
         return
+    # Inside a savepoint, as a statement: rolling the savepoint back undoes it, as it
+    # would undo what asked for it.
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL synchronous_commit TO {value}")
+    if deferred and value == "OFF":
+        connection.unflushed_sent = True

@@ -96,3 +96,31 @@ def test_a_rolled_back_transaction_leaves_nothing_for_the_next(alice):
         _write(alice, "next")
     assert _commits(captured) == ["COMMIT"]
     assert list(Project.objects.filter(owner=alice).values_list("name", flat=True)) == ["next"]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_asked_inside_a_savepoint_it_is_undone_with_it(alice):
+    """A savepoint rolled back takes back what asked inside it: the commit waits for the
+    disk again. (Asked at the top, it goes with the COMMIT; inside a savepoint, as the
+    statement it was, which PostgreSQL undoes with the savepoint.)"""
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        _write(alice, "kept")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            transaction_commit_unflushed()
+            raise RuntimeError("undo")
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+    assert _commits(captured) == ["COMMIT"]
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_durable_asked_inside_a_savepoint_wins(alice):
+    with CaptureQueriesContext(connection) as captured, transaction.atomic():
+        transaction_commit_unflushed()
+        _write(alice, "matters")
+        with transaction.atomic():
+            transaction_commit_flushed()
+    assert _commits(captured) == ["COMMIT"]

@@ -17,11 +17,14 @@ COMMIT_UNFLUSHED = "SET LOCAL synchronous_commit TO OFF; COMMIT"
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
-    # Whether the open transaction's COMMIT may return before its WAL is flushed.
+    # Whether the open transaction's COMMIT may return before its WAL is flushed; and
+    # whether a SET LOCAL saying so went out as a statement (asked inside a savepoint).
     commit_unflushed = False
+    unflushed_sent = False
 
     def _commit(self) -> None:
         unflushed, self.commit_unflushed = self.commit_unflushed, False
+        self.unflushed_sent = False
         if (
             not unflushed
             or self.connection is None
@@ -34,9 +37,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return None
 
     def _rollback(self) -> None:
-        self.commit_unflushed = False
+        self.commit_unflushed = self.unflushed_sent = False
         return super()._rollback()  # type: ignore[misc]  # private in the stubs
 
     def _close(self) -> None:
-        self.commit_unflushed = False
+        self.commit_unflushed = self.unflushed_sent = False
         return super()._close()  # type: ignore[misc]  # private in the stubs
