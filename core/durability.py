@@ -33,17 +33,9 @@ def _synchronous_commit(value: str, *, using: str | None) -> None:
     connection = transaction.get_connection(using)
     if connection.vendor != "postgresql" or not connection.in_atomic_block:
         return
-    deferred = hasattr(connection, "commit_unflushed")  # Kay's backend: said with the COMMIT
-    if deferred and value == "ON":
-        connection.commit_unflushed = False  # durable wins, wherever it is asked
-        if not connection.unflushed_sent:
-            return
-    elif deferred and not connection.savepoint_ids:
-        connection.commit_unflushed = True
+    ask = getattr(connection, "synchronous_commit_for_transaction", None)
+    if ask is not None:  # Kay's backend (core.db.postgresql): said with the COMMIT
+        ask(value == "ON")
         return
-    # Inside a savepoint, as a statement: rolling the savepoint back undoes it, as it
-    # would undo what asked for it.
     with connection.cursor() as cursor:
         cursor.execute(f"SET LOCAL synchronous_commit TO {value}")
-    if deferred and value == "OFF":
-        connection.unflushed_sent = True

@@ -20,6 +20,12 @@ def _commits(captured) -> list[str]:
     return [q["sql"] for q in captured.captured_queries if "COMMIT" in q["sql"]]
 
 
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()[0])
+
+
 def _write(owner, name: str) -> None:
     Project.objects.create(owner=owner, name=name)
 
@@ -39,9 +45,7 @@ def test_only_the_transaction_that_asks_commits_without_waiting_for_the_disk(ali
         "unflushed",
         "flushed",
     }
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == "on"  # SET LOCAL ended with its transaction
+    assert _synchronous_commit() == "on"  # SET LOCAL ended with its transaction
 
 
 @postgres_only
@@ -109,9 +113,7 @@ def test_asked_inside_a_savepoint_it_is_undone_with_it(alice):
         with pytest.raises(RuntimeError), transaction.atomic():
             transaction_commit_unflushed()
             raise RuntimeError("undo")
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW synchronous_commit")
-            assert cursor.fetchone()[0] == "on"
+        assert _synchronous_commit() == "on"
     assert _commits(captured) == ["COMMIT"]
 
 

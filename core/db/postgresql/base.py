@@ -22,6 +22,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
     commit_unflushed = False
     unflushed_sent = False
 
+    def synchronous_commit_for_transaction(self, on: bool) -> None:
+        """``synchronous_commit`` for the open transaction. Off at its top level: sent with
+        its COMMIT. Inside a savepoint: a ``SET LOCAL`` statement, so rolling the savepoint
+        back undoes it, as it undoes what asked for it. On (durable) wins wherever it is
+        asked."""
+        if on:
+            self.commit_unflushed = False
+            if not self.unflushed_sent:
+                return
+        elif not self.savepoint_ids:
+            self.commit_unflushed = True
+            return
+        with self.cursor() as cursor:
+            cursor.execute(f"SET LOCAL synchronous_commit TO {'ON' if on else 'OFF'}")
+        self.unflushed_sent = self.unflushed_sent or not on
+
     def _commit(self) -> None:
         unflushed, self.commit_unflushed = self.commit_unflushed, False
         self.unflushed_sent = False
