@@ -5,6 +5,7 @@ events — without holding a thread or a database connection, so waiting request
 stall the synchronous rest of the API."""
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -88,7 +89,10 @@ async def _uncancelled(
             except Exception:
                 logger.exception("assistant request abandoned by its client failed")
 
-        orphan = asyncio.ensure_future(finish())
+        # Outside the request's context: its thread (core.asgi_handler) is given back once
+        # the request ends, and sync code the orphan calls then (``abandoned``) would find
+        # that context closed. The work already running keeps its thread until it is done.
+        orphan = asyncio.get_running_loop().create_task(finish(), context=contextvars.Context())
         _ORPHANS.add(orphan)
         orphan.add_done_callback(_ORPHANS.discard)
         raise

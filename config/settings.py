@@ -163,8 +163,8 @@ else:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Django's, with a COMMIT that can say it need not wait for the disk (core/db).
         DATABASES["default"]["ENGINE"] = "core.db.postgresql"
-    # 0 under ASGI (the web server): Django keeps a connection per thread, and each ASGI
-    # request runs its sync code in a thread of its own, so a kept one is never reused.
+    # 0 by default: a connection is closed at each request's and task's end (back to the
+    # pool with DATABASE_POOL_SIZE, which is how Kay keeps connections).
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # The statements core.prepared compiles once are also prepared by PostgreSQL once per
