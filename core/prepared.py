@@ -12,9 +12,10 @@ The queryset must depend on its arguments only as values (no branching on them, 
 ``timezone.now()`` or settings read inside): its SQL is compiled once. Compiled with two
 different sets of stand-ins, the SQL must come out the same and every stand-in must
 appear among the parameters as it was given; otherwise (a value Django transforms, like
-``__contains``, or one that changes the SQL, like ``None``) the queryset simply runs
-through the ORM each time, correct and as slow as before. ``None`` values always do.
-Any settings change (tests) forgets what was compiled.
+``__contains``) the queryset simply runs through the ORM each time, correct and as slow as
+before. A ``None`` value changes the SQL (``IS NULL``): the statement is compiled once for
+each set of arguments given as ``None``. Any settings change (tests) forgets what was
+compiled.
 
 On PostgreSQL the statements are also prepared server-side, once per connection
 (``prepare_threshold`` set: see ``DATABASE_PREPARED_STATEMENTS``), so PostgreSQL does not
@@ -32,7 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Generic, TypeVar, cast
 
 from django.core.signals import setting_changed
@@ -73,13 +74,23 @@ def _stand_in(value: Any) -> Any:
         return f" Kay-Prepared-{secrets.token_hex(12).upper()}-x "
     if isinstance(value, uuid.UUID):
         return uuid.uuid4()
-    if isinstance(value, datetime) and value.tzinfo is not None:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise _NotPreparable("naive datetimes are not prepared")
         # Reaches PostgreSQL as it is; SQLite's adapter turns it into text (not prepared).
         return datetime(2001, 2, 3, tzinfo=UTC) + timedelta(microseconds=secrets.randbits(40))
+    if isinstance(value, date):
+        return date(2001, 2, 3) + timedelta(days=secrets.randbits(16))
     raise _NotPreparable(f"values of type {type(value).__name__} are not prepared")
 
 
 _UNSET: Any = object()  # not compiled yet
+
+
+def _stand_ins_for(values: dict[str, Any]) -> dict[str, Any]:
+    """A stand-in for each value; ``None`` stays ``None`` (it shapes the SQL: a statement
+    compiled for it holds no slot for it)."""
+    return {name: None if value is None else _stand_in(value) for name, value in values.items()}
 
 
 @dataclass(frozen=True)
@@ -98,8 +109,12 @@ class _Statement:
     def bind(self, values: dict[str, Any]) -> list[Any]:
         bound = list(self.params)
         for name, positions in self.slots.items():
+            value = values[name]
             for position in positions:
-                bound[position] = values[name]
+                # Wrapped as its stand-in was (an int in an expression reaches psycopg as
+                # its Int4 or Int8, typed for PostgreSQL).
+                kind = type(bound[position])
+                bound[position] = value if kind is type(value) else kind(value)
         return bound
 
 
@@ -112,27 +127,29 @@ class _Read(_Statement):
 
 class _Prepared:
     """What the prepared statements share: compiled once from ``build``'s stand-ins (or
-    found not preparable: None), forgotten on a settings change."""
+    found not preparable: None), forgotten on a settings change. Arguments given as
+    ``None`` compile a statement of their own (``IS NULL``, ``= NULL``), once per set of
+    such arguments."""
 
     def __init__(self, build: Callable[..., Any]) -> None:
         self._build = build
         self._names = tuple(inspect.signature(build).parameters)
-        self._compiled: Any = _UNSET
+        self._compiled: dict[tuple[str, ...], Any] = {}
         _ALL.append(self)
 
     def forget(self) -> None:
-        self._compiled = _UNSET
+        self._compiled = {}
 
     def _statement_for(self, values: dict[str, Any]) -> Any:
         """The compiled statement these values can run with, else None (the ORM)."""
         if set(values) != set(self._names):
             raise TypeError(f"expected the values {self._names}, got {tuple(values)}")
-        if any(value is None for value in values.values()):
-            return None
-        if self._compiled is _UNSET:
-            self._compiled = self._compile(values)
-        statement = self._compiled
-        return statement if statement is not None and statement.fits(values) else None
+        nones = tuple(name for name in self._names if values[name] is None)
+        statement = self._compiled.get(nones, _UNSET)
+        if statement is _UNSET:
+            statement = self._compiled[nones] = self._compile(values)
+        given = {name: value for name, value in values.items() if value is not None}
+        return statement if statement is not None and statement.fits(given) else None
 
     def _compile(self, values: dict[str, Any]) -> _Statement | None:
         try:
@@ -168,7 +185,7 @@ class PreparedQuery(_Prepared, Generic[R]):
         return rows[0] if rows else None
 
     def _stand_ins(self, values: dict[str, Any]) -> _Read:
-        stand_ins = {name: _stand_in(value) for name, value in values.items()}
+        stand_ins = _stand_ins_for(values)
         queryset = self._build(**stand_ins)
         if queryset.db != DEFAULT_DB_ALIAS:
             raise _NotPreparable("Kay has one database")
@@ -237,7 +254,11 @@ def _slots(params: tuple[Any, ...], stand_ins: dict[str, Any]) -> dict[str, tupl
     """Where each stand-in went among the compiled parameters (it must go somewhere)."""
     slots = {}
     for name, stand_in in stand_ins.items():
-        at = tuple(i for i, p in enumerate(params) if type(p) is type(stand_in) and p == stand_in)
+        if stand_in is None:
+            continue  # compiled into the SQL (IS NULL, = NULL)
+        at = tuple(
+            i for i, p in enumerate(params) if isinstance(p, type(stand_in)) and p == stand_in
+        )
         if not at:
             raise _NotPreparable(f"{name} does not reach the SQL as given")
         slots[name] = at
@@ -245,14 +266,15 @@ def _slots(params: tuple[Any, ...], stand_ins: dict[str, Any]) -> dict[str, tupl
 
 
 def _types(stand_ins: dict[str, Any]) -> dict[str, type]:
-    return {name: type(value) for name, value in stand_ins.items()}
+    return {name: type(value) for name, value in stand_ins.items() if value is not None}
 
 
 class PreparedUpdate(_Prepared):
     """``queryset.update(**fields)`` compiled once, as ``PreparedQuery`` compiles a read:
     ``build(**values)`` returns the queryset and the fields to set. Only an update of the
-    queryset's own table, with plain values (no expressions), is prepared; else, and for
-    ``None`` values, it runs through the ORM. ``run`` returns the number of rows."""
+    queryset's own table is prepared (values may be expressions, ``F("n") + n`` say, as long
+    as each argument still reaches the SQL as a parameter); else it runs through the ORM.
+    ``run`` returns the number of rows."""
 
     def __init__(self, build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]]) -> None:
         super().__init__(build)
@@ -272,7 +294,7 @@ class PreparedUpdate(_Prepared):
             return int(cursor.rowcount)
 
     def _stand_ins(self, values: dict[str, Any]) -> _Statement:
-        stand_ins = {name: _stand_in(value) for name, value in values.items()}
+        stand_ins = _stand_ins_for(values)
         queryset, fields = self._build(**stand_ins)
         if queryset.db != DEFAULT_DB_ALIAS:
             raise _NotPreparable("Kay has one database")
@@ -284,8 +306,6 @@ class PreparedUpdate(_Prepared):
         query.annotations = {}
         if getattr(query, "related_updates", None) or query.count_active_tables() > 1:
             raise _NotPreparable("only updates of the queryset's own table are prepared")
-        if any(hasattr(value, "resolve_expression") for _, _, value in query.values):  # type: ignore[attr-defined]
-            raise _NotPreparable("expressions are not prepared")
         sql, params = query.get_compiler(DEFAULT_DB_ALIAS).as_sql()
         params = tuple(params)
         return _Statement(sql, params, _slots(params, stand_ins), _types(stand_ins))

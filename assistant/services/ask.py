@@ -38,7 +38,7 @@ from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import ToolExecutor, executor_sites
 from core.durability import transaction_commit_unflushed
 from core.errors import ApplicationError
-from core.prepared import PreparedInsert
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
 
 
 @dataclass
@@ -212,6 +212,25 @@ def _continue(conversation: Conversation, *, meter_after_answer: bool = False) -
         raise
 
 
+# What running a run changes on it (the rest was stored with it, or by its claim): its
+# end writes these only, not every column.
+_FINISHED_FIELDS = (
+    "status",
+    "response",
+    "tool_calls",
+    "finished_at",
+    "calls_unrecorded",
+    "session",
+    "api_key",
+    "provider",
+    "model",
+    "llm_calls",
+    "input_tokens",
+    "output_tokens",
+    "cost_micros",
+)
+
+
 def _finish(conversation: Conversation, response: str, *, meter: bool = True) -> AskOutcome:
     run = conversation.run
     run.status = AssistantRun.Status.COMPLETED
@@ -233,7 +252,7 @@ def _finish(conversation: Conversation, response: str, *, meter: bool = True) ->
             session = _session_save(conversation)
             run.session = session
             conversation.session_id = session.pk if session else None
-        run.save()
+        run.save(update_fields=_FINISHED_FIELDS)
     return AskOutcome(
         run=run,
         status="completed",
@@ -250,13 +269,29 @@ def _record_after_answer(conversation: Conversation) -> None:
     """The completed run's calls on the user's own key recorded, and no longer kept on it.
     The run's row is locked first, as the reaper takes it (the reverse order could
     deadlock with the owner's usage lock)."""
-    kept = AssistantRun.objects.filter(pk=conversation.run.pk, calls_unrecorded__isnull=False)
+    run_id = conversation.run.pk
     with transaction.atomic():
-        if kept.select_for_update().values_list("pk", flat=True).first() is None:
+        if _UNRECORDED_LOCKED.first(run_id=run_id) is None:
             return  # the reaper recorded them
         conversation.meter()
-        kept.update(calls_unrecorded=None)
+        _UNRECORDED_CLEAR.run(run_id=run_id)
     conversation.run.calls_unrecorded = None
+
+
+# Every completed run on the user's key runs these once it has answered (core.prepared).
+_UNRECORDED_LOCKED: PreparedQuery[int] = PreparedQuery(
+    lambda run_id: (
+        AssistantRun.objects.filter(pk=run_id, calls_unrecorded__isnull=False)
+        .select_for_update()
+        .values_list("pk", flat=True)[:1]
+    )
+)
+_UNRECORDED_CLEAR = PreparedUpdate(
+    lambda run_id: (
+        AssistantRun.objects.filter(pk=run_id, calls_unrecorded__isnull=False),
+        {"calls_unrecorded": None},
+    )
+)
 
 
 def _session_save(conversation: Conversation) -> InteractiveSession | None:

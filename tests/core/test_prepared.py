@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -146,16 +146,29 @@ def test_what_cannot_be_prepared_runs_through_the_orm_and_stays_right(alice, bob
     assert counted.calls == before + 1  # the ORM, every time
 
 
-def test_none_and_values_of_another_type_run_through_the_orm(alice, db):
+def test_none_compiles_a_statement_of_its_own_and_other_types_run_through_the_orm(alice, db):
     ApiKeyFactory(owner=alice, project=None)
-    query = PreparedQuery(
+    project = ProjectFactory(owner=alice)
+    in_project = ApiKeyFactory(owner=alice, project=project)
+    build = Counted(
         lambda owner_id, project_id: ApiKey.objects.filter(owner_id=owner_id, project_id=project_id)
     )
-    project = ProjectFactory(owner=alice)
-    assert query.all(owner_id=alice.pk, project_id=project.pk) == []
-    # None turns "= %s" into "IS NULL": compiled SQL would find nothing.
+    query = PreparedQuery(
+        lambda owner_id, project_id: build(owner_id=owner_id, project_id=project_id)
+    )
+    assert [k.pk for k in query.all(owner_id=alice.pk, project_id=project.pk)] == [in_project.pk]
+    # None turns "= %s" into "IS NULL": compiled for it, never run with the "= %s" SQL.
     assert len(query.all(owner_id=alice.pk, project_id=None)) == 1
-    assert len(query.all(owner_id=str(alice.pk), project_id=None)) == 1
+    built = build.calls
+    with CaptureQueriesContext(connection) as ctx:
+        assert len(query.all(owner_id=alice.pk, project_id=None)) == 1
+        assert [k.pk for k in query.all(owner_id=alice.pk, project_id=project.pk)] == [
+            in_project.pk
+        ]
+    assert build.calls == built and len(ctx.captured_queries) == 2
+    assert "IS NULL" in ctx.captured_queries[0]["sql"]
+    assert len(query.all(owner_id=str(alice.pk), project_id=None)) == 1  # a str: the ORM
+    assert build.calls == built + 1
 
 
 def test_a_settings_change_forgets_what_was_compiled(alice, db, settings):
@@ -210,14 +223,18 @@ def test_an_update_setting_a_time_reaches_the_row_as_given(alice, db):
         assert key.last_validated_at == at
 
 
-def test_an_update_with_none_or_across_tables_runs_through_the_orm(alice, db):
+def test_an_update_with_none_sets_null_and_across_tables_runs_through_the_orm(alice, bob, db):
     key = ApiKeyFactory(owner=alice, last_validated_at=timezone.now())
-    cleared = PreparedUpdate(
-        lambda pk, at: (ApiKey.objects.filter(pk=pk), {"last_validated_at": at})
-    )
+    other = ApiKeyFactory(owner=bob, last_validated_at=timezone.now())
+    build = Counted(lambda pk, at: (ApiKey.objects.filter(pk=pk), {"last_validated_at": at}))
+    cleared = PreparedUpdate(lambda pk, at: build(pk=pk, at=at))
     assert cleared.run(pk=key.pk, at=None) == 1
-    key.refresh_from_db()
-    assert key.last_validated_at is None
+    built = build.calls
+    assert cleared.run(pk=other.pk, at=None) == 1
+    assert build.calls == built  # compiled once for None
+    for each in (key, other):
+        each.refresh_from_db()
+        assert each.last_validated_at is None
     joined = Counted(
         lambda email, name: (ApiKey.objects.filter(owner__email=email), {"name": name})
     )
@@ -227,6 +244,40 @@ def test_an_update_with_none_or_across_tables_runs_through_the_orm(alice, db):
     assert across.run(email=alice.email, name="y") == 1
     key.refresh_from_db()
     assert key.name == "y" and joined.calls == before + 1  # the ORM, each time
+
+
+def test_an_update_adding_to_a_column_adds_each_calls_own_amount(alice, bob, db):
+    """``F(column) + n``: compiled once, each run adding its own n to its own row."""
+    from usage.models import Source, UsageDaily
+
+    day = timezone.now().date()
+    rows_ = {
+        user.pk: UsageDaily.objects.create(
+            owner=user, source=Source.KAY_METERED, day=day, provider="openai", model="m"
+        )
+        for user in (alice, bob)
+    }
+    build = Counted(
+        lambda owner_id, day, tokens: (
+            UsageDaily.objects.filter(owner_id=owner_id, day=day, api_key_id=None),
+            {"input_tokens": F("input_tokens") + tokens},
+        )
+    )
+    add = PreparedUpdate(
+        lambda owner_id, day, tokens: build(owner_id=owner_id, day=day, tokens=tokens)
+    )
+    assert add.run(owner_id=alice.pk, day=day, tokens=5) == 1
+    built = build.calls
+    with CaptureQueriesContext(connection) as ctx:
+        assert add.run(owner_id=alice.pk, day=day, tokens=7) == 1
+        assert add.run(owner_id=bob.pk, day=day, tokens=100) == 1
+        assert add.run(owner_id=bob.pk, day=day - timedelta(days=1), tokens=1) == 0
+    assert len(ctx.captured_queries) == 3
+    if connection.vendor == "postgresql":  # SQLite's adapter makes a date text: the ORM
+        assert build.calls == built
+    for user, tokens in ((alice, 12), (bob, 100)):
+        rows_[user.pk].refresh_from_db()
+        assert rows_[user.pk].input_tokens == tokens
 
 
 # --- Inserts ----------------------------------------------------------------------------

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
 from keys.models import ApiKey
 from usage.models import CostSource, Granularity, MeteredLlmCall, Source, UsageBucket, UsageDaily
 from usage.records import BucketRow
@@ -160,23 +161,28 @@ def usage_record_llm_calls(
                 identity: _bucket_add(owner=owner, api_key=api_key, group=group)
                 for identity, group in groups.items()
             }
-            recorded = MeteredLlmCall.objects.bulk_create(
-                [
-                    MeteredLlmCall(
-                        owner=owner,
-                        api_key=api_key,
-                        provider=call.provider,
-                        model=call.model,
-                        input_tokens=call.input_tokens,
-                        output_tokens=call.output_tokens,
-                        cached_tokens=call.cached_tokens,
-                        cost_micros=cost,
-                        priced=priced,
-                        call_id=call.call_id,
-                        bucket_id=buckets[(call.provider, call.model, row.bucket_start)],
-                    )
-                    for call, (row, cost, priced) in zip(calls, costs, strict=True)
-                ]
+            rows = [
+                dict(
+                    owner=owner,
+                    api_key=api_key,
+                    provider=call.provider,
+                    model=call.model,
+                    input_tokens=call.input_tokens,
+                    output_tokens=call.output_tokens,
+                    cached_tokens=call.cached_tokens,
+                    cost_micros=cost,
+                    priced=priced,
+                    call_id=call.call_id,
+                    bucket_id=buckets[(call.provider, call.model, row.bucket_start)],
+                )
+                for call, (row, cost, priced) in zip(calls, costs, strict=True)
+            ]
+            # One call (each call on credits) by a statement compiled once; a batch by
+            # one INSERT for all.
+            recorded = (
+                [_METERED_CALL.create(**rows[0])]
+                if len(rows) == 1
+                else MeteredLlmCall.objects.bulk_create([MeteredLlmCall(**row) for row in rows])
             )
     except IntegrityError:
         if len(calls) > 1:  # some were recorded before: each on its own, first-wins
@@ -194,26 +200,94 @@ def usage_record_llm_calls(
 FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_micros")
 
 
+# Every metered call runs these (a run's each model call on credits, its calls on the
+# user's key once answered): compiled once (core.prepared). A metered bucket is hourly,
+# of no outside project, and its key is "vault:<id>" or "" (the server's key).
+_BUCKET_FOUND: PreparedQuery[tuple[int, int | None, int | None]] = PreparedQuery(
+    lambda owner_id, provider, model, external_key_id, bucket_start: UsageBucket.objects.filter(
+        owner_id=owner_id,
+        source=Source.KAY_METERED,
+        provider=provider,
+        model=model,
+        external_project_id="",
+        external_key_id=external_key_id,
+        bucket_start=bucket_start,
+        granularity=Granularity.HOUR,
+    ).values_list("pk", "api_key_id", "project_id")[:1]
+)
+_BUCKET_ADD = PreparedUpdate(
+    lambda pk, input_tokens, output_tokens, cached_tokens, requests, cost_micros, at: (
+        UsageBucket.objects.filter(pk=pk),
+        {
+            "input_tokens": F("input_tokens") + input_tokens,
+            "output_tokens": F("output_tokens") + output_tokens,
+            "cached_tokens": F("cached_tokens") + cached_tokens,
+            "requests": F("requests") + requests,
+            "cost_micros": F("cost_micros") + cost_micros,
+            "updated_at": at,
+        },
+    )
+)
+
+
+# The day's rollup row moves by the figures its bucket moved by (the rollup's groups are
+# these columns), instead of rewriting the day.
+def _daily_add(
+    owner_id: int,
+    day: date,
+    provider: str,
+    model: str,
+    api_key_id: int | None,
+    project_id: int | None,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int,
+    requests: int,
+    cost_micros: int,
+) -> tuple[QuerySet[UsageDaily], dict[str, Any]]:
+    # None is a lookup like any other here (IS NULL), compiled for itself (core.prepared).
+    nullable: dict[str, Any] = {"api_key_id": api_key_id, "project_id": project_id}
+    rollup_row = UsageDaily.objects.filter(
+        owner_id=owner_id,
+        source=Source.KAY_METERED,
+        day=day,
+        provider=provider,
+        model=model,
+        **nullable,
+    )
+    figures = zip(
+        FIGURES, (input_tokens, output_tokens, cached_tokens, requests, cost_micros), strict=True
+    )
+    return rollup_row, {name: F(name) + value for name, value in figures}
+
+
+_DAILY_ADD = PreparedUpdate(_daily_add)
+_METERED_CALL = PreparedInsert(MeteredLlmCall)
+
+
 def _bucket_add(*, owner: User, api_key: ApiKey | None, group: _Group) -> int:
     """Add a group's figures to its hour bucket (made when missing) and to the day's
     rollup row; the bucket's id. Inside the owner's usage lock."""
     row, figures = group.row, group.figures
-    identity = dict(
-        owner=owner,
-        source=Source.KAY_METERED,
+    if row.granularity != Granularity.HOUR:
+        raise ValueError("metered calls go to hour buckets")
+    found = _BUCKET_FOUND.first(
+        owner_id=owner.pk,
         provider=row.provider,
         model=row.model,
-        external_project_id="",
         external_key_id=row.external_key_id,
         bucket_start=row.bucket_start,
-        granularity=row.granularity,
-    )
-    found: tuple[int, int | None, int | None] | None = (
-        UsageBucket.objects.filter(**identity).values_list("pk", "api_key_id", "project_id").first()
     )
     if found is None:
         bucket = UsageBucket.objects.create(
-            **identity,
+            owner=owner,
+            source=Source.KAY_METERED,
+            provider=row.provider,
+            model=row.model,
+            external_project_id="",
+            external_key_id=row.external_key_id,
+            bucket_start=row.bucket_start,
+            granularity=row.granularity,
             **figures,
             api_key=api_key,
             project_id=api_key.project_id if api_key is not None else None,
@@ -221,22 +295,17 @@ def _bucket_add(*, owner: User, api_key: ApiKey | None, group: _Group) -> int:
         )
         found = (bucket.pk, bucket.api_key_id, bucket.project_id)
     else:
-        UsageBucket.objects.filter(pk=found[0]).update(
-            **{name: F(name) + value for name, value in figures.items()},
-            updated_at=timezone.now(),
-        )
+        _BUCKET_ADD.run(pk=found[0], at=timezone.now(), **figures)
     bucket_id, bucket_key_id, bucket_project_id = found
-    # The day's rollup row moves by the figures its bucket moved by: one UPDATE (the
-    # rollup's groups are these columns), instead of rewriting the day.
-    columns: dict[str, Any] = {"api_key_id": bucket_key_id, "project_id": bucket_project_id}
-    daily = UsageDaily.objects.filter(
-        owner=owner,
-        source=Source.KAY_METERED,
+    daily = _DAILY_ADD.run(
+        owner_id=owner.pk,
         day=row.bucket_start.date(),
         provider=row.provider,
         model=row.model,
-        **columns,
-    ).update(**{name: F(name) + value for name, value in figures.items()})
+        api_key_id=bucket_key_id,
+        project_id=bucket_project_id,
+        **figures,
+    )
     if not daily:  # no rollup row yet: written from the buckets
         rollup_rewrite(
             owner_id=owner.pk,
