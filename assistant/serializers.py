@@ -83,28 +83,48 @@ class AskOutputSerializer(serializers.Serializer):
 
 
 def ask_body(outcome: AskOutcome) -> dict[str, Any]:
-    """The seed's body for an outcome: completed, or waiting for confirmation."""
+    """The seed's body for an outcome: completed, or waiting for confirmation. Built as
+    ``AskDataSerializer`` / ``PendingDataSerializer`` would build its ``data`` (the same
+    keys and types: tests/assistant/test_ask_body.py), without their ~0.4 ms per answer."""
     body: dict[str, Any] = {"status": outcome.status, "message": outcome.message}
     if outcome.session_id is not None:
         body["session_id"] = outcome.session_id
-    data: Any
+    calls = [_tool_call(record) for record in outcome.tool_calls]
     if outcome.status == "pending_confirmation":
         if outcome.confirmation_token:  # only for the request that started the run
             body["confirmation_token"] = outcome.confirmation_token
-        data = PendingDataSerializer(
-            {"action": outcome.action, "toolCalls": outcome.tool_calls, "runId": outcome.run.pk}
-        ).data
+        action = outcome.action
+        body["data"] = {
+            "action": None
+            if action is None
+            else {"tool": _text(action.get("tool")), "arguments": action.get("arguments")},
+            "toolCalls": calls,
+            "runId": int(outcome.run.pk),
+        }
     else:
-        data = AskDataSerializer(
-            {
-                "prompt": outcome.prompt,
-                "response": outcome.response,
-                "toolCalls": outcome.tool_calls,
-                "runId": outcome.run.pk,
-            }
-        ).data
-    body["data"] = data
+        body["data"] = {
+            "prompt": _text(outcome.prompt),
+            "response": _text(outcome.response),
+            "toolCalls": calls,
+            "runId": int(outcome.run.pk),
+        }
     return body
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _tool_call(record: dict[str, Any]) -> dict[str, Any]:
+    duration = record.get("durationMs")
+    return {
+        "id": _text(record.get("id")),
+        "name": _text(record.get("name")),
+        "arguments": record.get("arguments"),
+        "result": _text(record.get("result")),
+        "durationMs": None if duration is None else int(duration),
+        "error": _text(record.get("error")),
+    }
 
 
 class SessionOutputSerializer(serializers.Serializer):
