@@ -57,6 +57,13 @@ class RequestThreads:
 
         executor.submit(_nothing).add_done_callback(idle)
 
+    def forget_idle(self) -> None:
+        """End the idle threads (tests: each starts without another test's connections)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for executor in idle:
+            executor.shutdown(wait=False)
+
     @property
     def idle(self) -> int:
         with self._lock:

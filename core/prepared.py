@@ -86,6 +86,9 @@ def _stand_in(value: Any) -> Any:
 
 
 _UNSET: Any = object()  # not compiled yet
+# psycopg's int wrappers (Django sends an int in an expression as one): the values each
+# holds, bound in binary as prepared statements are.
+_INT_LIMITS = {"Int2": 2**15, "Int4": 2**31, "Int8": 2**63}
 
 
 def _stand_ins_for(values: dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +107,20 @@ class _Statement:
     types: dict[str, type]
 
     def fits(self, values: dict[str, Any]) -> bool:
-        """Each value of the type its stand-in had (a str id, an int subclass: the ORM)."""
-        return all(type(value) is self.types[name] for name, value in values.items())
+        """Each value of the type its stand-in had (a str id, an int subclass: the ORM), a
+        datetime aware (the ORM makes a naive one aware in ``TIME_ZONE``), an int within
+        the range of the type it is sent as (bound server-side, past it would wrap)."""
+        for name, value in values.items():
+            if type(value) is not self.types[name]:
+                return False
+            if isinstance(value, datetime) and value.tzinfo is None:
+                return False
+            if type(value) is int:
+                for position in self.slots[name]:
+                    limit = _INT_LIMITS.get(type(self.params[position]).__name__)
+                    if limit is not None and not -limit <= value < limit:
+                        return False
+        return True
 
     def bind(self, values: dict[str, Any]) -> list[Any]:
         bound = list(self.params)

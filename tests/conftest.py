@@ -6,6 +6,7 @@ alice's; charlie has an account and nothing else (no objects, no role).
 
 import asyncio
 import os
+import sys
 
 import pytest
 from django.conf import settings
@@ -28,6 +29,18 @@ def _fast_password_hashing():
     """Passwords hashed and checked at one PBKDF2 iteration (tests.helpers.hashers)."""
     with override_settings(PASSWORD_HASHERS=["tests.helpers.hashers.OneIterationPBKDF2"]):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _no_request_threads_kept():
+    """Kay's ASGI application keeps request threads (core.asgi_handler), each with its own
+    database connection; SQLite's in-memory test database ignores close(), so a thread kept
+    from one test served a later test's request with that test's connection (and hit
+    pytest-django's database blocker). Each test starts with none kept."""
+    yield
+    asgi = sys.modules.get("config.asgi")
+    if asgi is not None:
+        asgi.application.threads.forget_idle()
 
 
 @pytest.fixture(autouse=True)
