@@ -16,6 +16,7 @@ from billing.models import CreditHold, CreditLedgerEntry
 from billing.selectors import HOLD_TTL, margin_percent, setting_micros
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import InsufficientCredits
+from core.prepared import PreparedInsert, PreparedUpdate
 from usage.models import MeteredLlmCall
 from usage.services import MeteredCall
 
@@ -53,9 +54,19 @@ def credits_reserve(*, user: User, estimate_micros: int, reference: str) -> Cred
         available = account.balance_micros - (found["held"] or 0)
         if available <= 0:
             raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
-        return CreditHold.objects.create(
+        return _HOLDS.create(
             account=account, amount_micros=min(estimate_micros, available), reference=reference
         )
+
+
+# Each model call on credits opens a hold and closes it: compiled once (core.prepared).
+_HOLDS: PreparedInsert[CreditHold] = PreparedInsert(CreditHold)
+_HOLD_CLOSE = PreparedUpdate(
+    lambda pk, status, closed_at: (
+        CreditHold.objects.filter(pk=pk, status=CreditHold.Status.OPEN),
+        {"status": status, "closed_at": closed_at},
+    )
+)
 
 
 def charge_micros(cost_micros: int) -> int:
@@ -85,8 +96,8 @@ def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedg
     # without a savepoint: nothing below is raised on purpose to be caught and carried on.
     with transaction.atomic(savepoint=False):
         account = account_lock(user_id=hold.account.user_id)
-        closed = CreditHold.objects.filter(pk=hold.pk, status=CreditHold.Status.OPEN).update(
-            status=CreditHold.Status.SETTLED, closed_at=timezone.now()
+        closed = _HOLD_CLOSE.run(
+            pk=hold.pk, status=str(CreditHold.Status.SETTLED), closed_at=timezone.now()
         )
         entry = None
         if charge > 0:
@@ -123,8 +134,8 @@ def credits_release(*, hold: CreditHold) -> None:
     """Give back an open hold whose LLM call did not happen (or failed before costing)."""
     with transaction.atomic():
         account_lock(user_id=hold.account.user_id)
-        CreditHold.objects.filter(pk=hold.pk, status=CreditHold.Status.OPEN).update(
-            status=CreditHold.Status.RELEASED, closed_at=timezone.now()
+        _HOLD_CLOSE.run(
+            pk=hold.pk, status=str(CreditHold.Status.RELEASED), closed_at=timezone.now()
         )
     hold.refresh_from_db(fields=["status", "closed_at"])
 
