@@ -17,10 +17,10 @@ before. A ``None`` value changes the SQL (``IS NULL``): the statement is compile
 each set of arguments given as ``None``. Any settings change (tests) forgets what was
 compiled.
 
-On PostgreSQL the statements are also prepared server-side, once per connection
-(``prepare_threshold`` set: see ``DATABASE_PREPARED_STATEMENTS``), so PostgreSQL does not
-plan them again each time either: planning a join of five tables took 0.7 ms, running it
-0.1 ms.
+On PostgreSQL the statements are also prepared server-side (``core.server_prepared``), once
+per connection (``prepare_threshold`` set: see ``DATABASE_PREPARED_STATEMENTS``), so
+PostgreSQL does not plan them again each time either: planning a join of five tables took
+0.7 ms, running it 0.1 ms.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import inspect
 import logging
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import chain
@@ -39,7 +39,6 @@ from typing import Any, Generic, TypeVar, cast
 
 from django.core.signals import setting_changed
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import NOT_PROVIDED, Model, QuerySet
 from django.db.models.query import (
     FlatValuesListIterable,
@@ -51,6 +50,8 @@ from django.db.models.signals import post_save, pre_save
 from django.db.models.sql.compiler import SQLCompiler, SQLInsertCompiler
 from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
+
+from core.server_prepared import server_prepared
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)
@@ -287,7 +288,7 @@ class PreparedQuery(_Prepared, Generic[R]):
         compiler = copy.copy(statement.compiler)
         compiler.connection = connection
         compiler.as_sql = lambda *args, **kwargs: (sql, params)  # type: ignore[method-assign,assignment]
-        with _server_prepared(connection):
+        with server_prepared(connection):
             rows: Any = chain.from_iterable(compiler.execute_sql())  # type: ignore[arg-type]
         if statement.converters:  # each given this run's connection, as the ORM does
             rows = compiler.apply_converters(rows, statement.converters)
@@ -354,7 +355,7 @@ class PreparedUpdate(_Prepared):
         connection = connections[DEFAULT_DB_ALIAS]
         with (
             transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS),
-            _server_prepared(connection),
+            server_prepared(connection),
             connection.cursor() as cursor,
         ):
             cursor.execute(statement.sql, statement.bind(values))
@@ -421,7 +422,7 @@ class PreparedInsert(Generic[M]):
         params = (*values, *compiled.tail)
         compiler.as_sql = lambda *args, **kwargs: [(compiled.sql, params)]  # type: ignore[method-assign,assignment]
         meta = self._model._meta
-        with transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS), _server_prepared(connection):
+        with transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS), server_prepared(connection):
             rows = compiler.execute_sql(meta.db_returning_fields)  # type: ignore[arg-type]
         if rows:
             for value, field in zip(rows[0], meta.db_returning_fields, strict=False):
@@ -476,69 +477,7 @@ def _has_save_receivers(model: type[Model]) -> bool:
     return pre_save.has_listeners(model) or post_save.has_listeners(model)
 
 
-@contextmanager
-def _server_prepared(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """Cursors opened meanwhile bind their values server-side and have PostgreSQL prepare
-    the statement (once per connection: psycopg keeps its name), when the connection
-    allows prepared statements. A connection is one thread's, so the swap is too."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    # Django's once-per-request health check first: run inside the swap, it could replace
-    # the connection (handing the old one back to the pool with the swap still on it).
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
-    if raw is None or raw.prepare_threshold is None:
-        yield
-        return
-    factory = raw.cursor_factory
-    raw.cursor_factory = _preparing_cursor_class()
-    try:
-        yield
-    finally:
-        raw.cursor_factory = factory
-
-
-_PREPARING_CURSOR: Any = None
-
-
-@dataclass(frozen=True)
-class _Shown:
-    """A prepared statement as Django's query log reads it (``cursor._query.query``)."""
-
-    raw: Any  # the psycopg connection
-    sql: str
-    values: Any
-
-    @property
-    def query(self) -> bytes:
-        from django.db.backends.postgresql.psycopg_any import mogrify
-
-        return str(mogrify(self.sql, self.values, self.raw)).encode()
-
-
-def _preparing_cursor_class() -> Any:
-    """Django's server-binding cursor, preparing every statement it runs (psycopg is only
-    imported where PostgreSQL is used)."""
-    global _PREPARING_CURSOR
-    if _PREPARING_CURSOR is None:
-        from django.db.backends.postgresql.base import ServerBindingCursor
-
-        class PreparingCursor(ServerBindingCursor):  # type: ignore[misc,valid-type]
-            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-                cursor: Any = super()  # psycopg's Cursor: untyped in Django's stubs
-                result = cursor.execute(query, params, **{**kwargs, "prepare": True})
-                # What Django's query log reads (psycopg keeps nothing of a prepared run),
-                # composed only if read: with its values, as a client-bound one shows.
-                self._query = _Shown(getattr(self, "connection"), query, params)  # noqa: B009
-                return result
-
-        _PREPARING_CURSOR = PreparingCursor
-    return _PREPARING_CURSOR
-
-
-def first_row(queryset: QuerySet[M]) -> QuerySet[M]:
+def first_row(queryset: QuerySet[Any, R]) -> QuerySet[Any, R]:
     """The queryset ``QuerySet.first()`` runs, to prepare: ordered (by pk unless it is)
     and sliced to one row."""
     return (queryset if queryset.ordered else queryset.order_by("pk"))[:1]

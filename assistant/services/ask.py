@@ -38,7 +38,7 @@ from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import ToolExecutor, executor_sites
 from core.durability import transaction_commit_unflushed
 from core.errors import ApplicationError
-from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate, first_row
 
 
 @dataclass
@@ -280,10 +280,10 @@ def _record_after_answer(conversation: Conversation) -> None:
 
 # Every completed run on the user's key runs these once it has answered (core.prepared).
 _UNRECORDED_LOCKED: PreparedQuery[int] = PreparedQuery(
-    lambda run_id: (
+    lambda run_id: first_row(
         AssistantRun.objects.filter(pk=run_id, calls_unrecorded__isnull=False)
         .select_for_update()
-        .values_list("pk", flat=True)[:1]
+        .values_list("pk", flat=True)
     )
 )
 _UNRECORDED_CLEAR = PreparedUpdate(

@@ -17,7 +17,7 @@ from billing.models import BillingAccount, CreditLedgerEntry, StarterGrantClaim
 from billing.selectors import setting_micros
 from billing.services.low_balance import low_balance_threshold_micros
 from core.errors import ApplicationError
-from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate, first_row
 
 Kind = CreditLedgerEntry.Kind
 logger = logging.getLogger(__name__)
@@ -31,16 +31,12 @@ def billing_account_for(user: User) -> BillingAccount:
 
 
 # Each model call on credits takes the lock twice and posts one entry: these statements
-# are compiled once (core.prepared). ``.first()``'s ordering, spelled out.
+# are compiled once (core.prepared).
 _ACCOUNT_LOCKED: PreparedQuery[BillingAccount] = PreparedQuery(
-    lambda user_id: (
-        BillingAccount.objects.select_for_update().filter(user_id=user_id).order_by("id")[:1]
-    )
+    lambda user_id: first_row(BillingAccount.objects.select_for_update().filter(user_id=user_id))
 )
 _POSTED: PreparedQuery[CreditLedgerEntry] = PreparedQuery(
-    lambda reference: CreditLedgerEntry.objects.filter(reference=reference).order_by(
-        "-created_at", "-id"
-    )[:1]
+    lambda reference: first_row(CreditLedgerEntry.objects.filter(reference=reference))
 )
 _BALANCE_SET = PreparedUpdate(
     lambda pk, balance_micros, updated_at: (

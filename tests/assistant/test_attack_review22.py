@@ -213,16 +213,7 @@ def test_an_update_adding_more_than_int4_holds_adds_what_the_orm_adds(alice, db)
 def test_metering_counts_a_figure_past_int4_in_its_bucket_and_its_day(alice, db):
     big = 2**32 + 5
     for tokens in (10, big):
-        usage_record_llm_call(
-            owner=alice,
-            call_id=str(uuid.uuid4()),
-            provider="openai",
-            model="gpt-x",
-            input_tokens=tokens,
-            output_tokens=0,
-            at=AT,
-            prices=NO_PRICE,
-        )
+        _record(alice, tokens=tokens)
     [bucket] = UsageBucket.objects.filter(owner=alice)
     [day] = UsageDaily.objects.filter(owner=alice)
     assert sum(MeteredLlmCall.objects.values_list("input_tokens", flat=True)) == big + 10

@@ -7,7 +7,6 @@ with nothing written."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -18,9 +17,9 @@ from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
 from billing.services import credits_release, credits_reserve, credits_settle, ledger
 from billing.services.ledger import Kind, account_lock, entry_post
 from tests.accounts.factories import UserFactory
+from tests.billing.credits_helpers import fund, llm_call
 from tests.helpers.races import run_at_once
 from tests.usage.conftest import GPT_4O_MINI, catalog_model
-from usage.services import usage_record_llm_call
 
 DOLLAR = 1_000_000
 CALL_COST = 435  # 800 + 200 cached input and 500 output tokens of gpt-4o-mini
@@ -34,28 +33,6 @@ def _settings(settings):
     settings.BILLING_STARTER_GRANT_USD = "0"
     settings.BILLING_MARGIN_PERCENT = "0"
     settings.BILLING_LOW_BALANCE_USD = "0"
-
-
-def fund(user, micros):
-    with transaction.atomic():
-        entry_post(
-            account_lock(user_id=user.pk),
-            kind=Kind.PURCHASE,
-            amount_micros=micros,
-            reference=f"test:{uuid.uuid4()}",
-        )
-
-
-def llm_call(user):
-    return usage_record_llm_call(
-        owner=user,
-        call_id=str(uuid.uuid4()),
-        provider="openai",
-        model="gpt-4o-mini",
-        input_tokens=1000,
-        output_tokens=500,
-        cached_tokens=200,
-    )
 
 
 @POSTGRESQL

@@ -4,7 +4,6 @@ concurrent charges on PostgreSQL too."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -37,6 +36,7 @@ from billing.services.ledger import Kind, account_lock, entry_post
 from billing.templatetags.money import usd_cents
 from core.errors import ApplicationError, InsufficientCredits
 from tests.accounts.factories import UserFactory
+from tests.billing.credits_helpers import fund, llm_call
 from tests.helpers.races import run_at_once
 from tests.usage.conftest import GPT_4O_MINI, catalog_model
 from usage.services import usage_record_llm_call
@@ -49,28 +49,6 @@ CALL_COST = 435  # 800 + 200 cached input and 500 output tokens of gpt-4o-mini
 def _settings(settings):
     settings.BILLING_STARTER_GRANT_USD = "0"
     settings.BILLING_MARGIN_PERCENT = "0"
-
-
-def fund(user, micros, reference="test:fund"):
-    with transaction.atomic():
-        entry_post(
-            account_lock(user_id=user.pk),
-            kind=Kind.PURCHASE,
-            amount_micros=micros,
-            reference=reference,
-        )
-
-
-def llm_call(user, call_id=None):
-    return usage_record_llm_call(
-        owner=user,
-        call_id=call_id or str(uuid.uuid4()),
-        provider="openai",
-        model="gpt-4o-mini",
-        input_tokens=1000,
-        output_tokens=500,
-        cached_tokens=200,
-    )
 
 
 # --- Starter grant -----------------------------------------------------------------------

@@ -8,16 +8,15 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 
 from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
 from billing.services import credits as credits_module
 from billing.services import credits_release, credits_reserve, credits_settle, ledger
-from billing.services.ledger import Kind, account_lock, entry_post
+from tests.billing.credits_helpers import fund, llm_call
 from tests.usage.conftest import GPT_4O_MINI, catalog_model
-from usage.services import usage_record_llm_call
 
 DOLLAR = 1_000_000
 PREPARED = (
@@ -34,27 +33,9 @@ def _settings(settings):
     settings.BILLING_MARGIN_PERCENT = "0"
 
 
-def fund(user, micros):
-    with transaction.atomic():
-        entry_post(
-            account_lock(user_id=user.pk),
-            kind=Kind.PURCHASE,
-            amount_micros=micros,
-            reference=f"test:{uuid.uuid4()}",
-        )
-
-
 def call_on_credits(user):
     hold = credits_reserve(user=user, estimate_micros=500_000, reference=str(uuid.uuid4()))
-    call = usage_record_llm_call(
-        owner=user,
-        call_id=str(uuid.uuid4()),
-        provider="openai",
-        model="gpt-4o-mini",
-        input_tokens=1000,
-        output_tokens=500,
-        cached_tokens=200,
-    )
+    call = llm_call(user)
     return hold, call, credits_settle(hold=hold, metered_call=call)
 
 

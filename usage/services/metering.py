@@ -12,7 +12,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate, first_row
 from keys.models import ApiKey
 from usage.models import CostSource, Granularity, MeteredLlmCall, Source, UsageBucket, UsageDaily
 from usage.records import BucketRow
@@ -204,16 +204,18 @@ FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_m
 # user's key once answered): compiled once (core.prepared). A metered bucket is hourly,
 # of no outside project, and its key is "vault:<id>" or "" (the server's key).
 _BUCKET_FOUND: PreparedQuery[tuple[int, int | None, int | None]] = PreparedQuery(
-    lambda owner_id, provider, model, external_key_id, bucket_start: UsageBucket.objects.filter(
-        owner_id=owner_id,
-        source=Source.KAY_METERED,
-        provider=provider,
-        model=model,
-        external_project_id="",
-        external_key_id=external_key_id,
-        bucket_start=bucket_start,
-        granularity=Granularity.HOUR,
-    ).values_list("pk", "api_key_id", "project_id")[:1]
+    lambda owner_id, provider, model, external_key_id, bucket_start: first_row(
+        UsageBucket.objects.filter(
+            owner_id=owner_id,
+            source=Source.KAY_METERED,
+            provider=provider,
+            model=model,
+            external_project_id="",
+            external_key_id=external_key_id,
+            bucket_start=bucket_start,
+            granularity=Granularity.HOUR,
+        ).values_list("pk", "api_key_id", "project_id")
+    )
 )
 _BUCKET_ADD = PreparedUpdate(
     lambda pk, input_tokens, output_tokens, cached_tokens, requests, cost_micros, at: (
