@@ -82,7 +82,7 @@ class AssistantRun(models.Model):
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
     cost_micros = models.BigIntegerField(default=0)
-    # A completed run's calls on the user's own key whose usage records are written just
+    # A completed run's calls whose usage records (on credits, charges) are written just
     # after its answer goes out: set with the run's end, cleared once written; the reaper
     # writes what a worker killed in between left (null: nothing left).
     calls_unrecorded = models.JSONField(null=True, blank=True)

@@ -108,7 +108,7 @@ def ask_execute(
     """Execute a prepared run: the loop with the tools ``executor`` offers. A refusal
     found only now (no Jira connection, the key gone) fails the run and is raised.
     ``key``: the key (or the refusal) the caller resolved already; None: resolved here.
-    ``meter_after_answer``: a completed run's calls on the user's own key are recorded by
+    ``meter_after_answer``: a completed run's calls are recorded (on credits, charged) by
     the outcome's ``after_answer``, for the caller to run once the answer is out (the run's
     end, its cost included, is stored before either)."""
     user = run.owner
@@ -197,17 +197,17 @@ def _continue(conversation: Conversation, *, meter_after_answer: bool = False) -
     except Exception:
         conversation.meter()  # a bug: the run fails above us, its calls still recorded
         raise
-    # The end's transaction records the calls on the user's key with the run (unless they
-    # wait for the answer to go out); should it fail (rolled back), they are recorded on
-    # their own, as the run fails above us.
-    unmetered = list(conversation.unmetered)
+    # The end's transaction records (and on credits charges) the calls with the run
+    # (unless they wait for the answer to go out); should it fail (rolled back), they are
+    # recorded on their own, as the run fails above us.
+    unpaid = conversation.unpaid()
     try:
         if pending is not None:
             return _pause(conversation, pending)
         return _finish(conversation, response, meter=not meter_after_answer)
     except Exception:
-        conversation.unmetered = unmetered
-        conversation.meter()  # first-wins by call_id: never counted twice
+        conversation.unmetered, conversation.holds = unpaid
+        conversation.meter()  # first-wins by call_id, charged by record: never twice
         run.calls_unrecorded = None  # recorded just now: the failed run keeps none
         raise
 
@@ -239,13 +239,13 @@ def _finish(conversation: Conversation, response: str, *, meter: bool = True) ->
     run.finished_at = timezone.now()
     if not meter:  # kept on the run until written (for the reaper, should this worker die)
         run.calls_unrecorded = calls_as_json(conversation.unmetered) or None
-    # The turn (and, unless they wait for the answer, the calls on the user's own key)
-    # saved with the run that answered, in a commit that need not wait for the disk: no
-    # money moves in it (calls on credits were charged as they were made), and should
-    # PostgreSQL crash just after it, the run reads as lost ("check Jira") — which the
-    # reaper answers truthfully.
+    # The turn (and, unless they wait for the answer, the calls) saved with the run that
+    # answered. Unless calls on credits are charged in it, a commit that need not wait
+    # for the disk: should PostgreSQL crash just after it, the run reads as lost ("check
+    # Jira"), which the reaper answers truthfully, and its holds are released.
     with transaction.atomic():
-        transaction_commit_unflushed()
+        if not (meter and conversation.key.billed_to_credits):
+            transaction_commit_unflushed()
         if meter:
             conversation.meter()
         if conversation.interactive:
@@ -266,7 +266,8 @@ def _finish(conversation: Conversation, response: str, *, meter: bool = True) ->
 
 
 def _record_after_answer(conversation: Conversation) -> None:
-    """The completed run's calls on the user's own key recorded, and no longer kept on it.
+    """The completed run's calls recorded (on credits, charged and its holds closed), and
+    no longer kept on it.
     The run's row is locked first, as the reaper takes it (the reverse order could
     deadlock with the owner's usage lock)."""
     run_id = conversation.run.pk
@@ -278,7 +279,7 @@ def _record_after_answer(conversation: Conversation) -> None:
     conversation.run.calls_unrecorded = None
 
 
-# Every completed run on the user's key runs these once it has answered (core.prepared).
+# Every completed run runs these once it has answered (core.prepared).
 _UNRECORDED_LOCKED: PreparedQuery[int] = PreparedQuery(
     lambda run_id: first_row(
         AssistantRun.objects.filter(pk=run_id, calls_unrecorded__isnull=False)

@@ -24,12 +24,12 @@ from assistant.models import AssistantRun
 from assistant.services.history import history_trim, tokens_estimate
 from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.tools import Tool, ToolExecutor, openai_tools
+from billing.models import CreditHold
 from billing.selectors import billing_balance
 from billing.services import (
     charge_micros,
-    credits_release,
+    credits_charge,
     credits_reserve,
-    credits_settle,
     reserve_estimate_micros,
 )
 from billing.services.credits import NO_CREDITS
@@ -96,9 +96,14 @@ class Conversation:
     prices: dict[Pair, Price | None] = field(default_factory=dict)
     # One model client for the run's calls (opened by the first), so they share a connection.
     client: ChatClient | None = None
-    # Calls on the user's own key not recorded yet: they are metered together (see
-    # ``meter``), not one transaction each.
+    # Calls not recorded yet: they are metered together (see ``meter``), not one
+    # transaction each; on the server's key, charged with them.
     unmetered: list[LlmCall] = field(default_factory=list)
+    # On the server's key: the credits the run holds for its calls (``_hold_cover``), and
+    # what its calls so far will be charged of them.
+    holds: list[CreditHold] = field(default_factory=list)
+    held_micros: int = 0
+    spent_micros: int = 0
 
     def _tool(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
@@ -140,38 +145,24 @@ class Conversation:
         tools = openai_tools(self.tools)
         history = history_trim(self.messages, budget=self._history_budget(system, tools))
         call_id = f"assistant-run-{self.run.pk}-{self.rounds}"
-        # The server's key spends the user's credits: hold an estimate first, so parallel
-        # runs cannot spend the same balance; settle to the metered cost after.
-        hold = (
-            credits_reserve(
-                user=self.user,
-                estimate_micros=self._worst_cost_micros([system, *history, *tools]),
-                reference=call_id,
+        if self.key.billed_to_credits:
+            # The server's key spends the user's credits: held before the call, so
+            # parallel runs cannot spend the same balance; charged once the run answers.
+            self._hold_cover(self._worst_cost_micros([system, *history, *tools]), call_id)
+        if self.client is None:
+            self.client = ChatClient(
+                api_key=self.key.secret,
+                base_url=self.key.base_url,
+                user_host=self.key.user_host,
             )
-            if self.key.billed_to_credits
-            else None
+        # A failed call costs nothing: the run's holds are closed with its end (``meter``).
+        completion = self.client.complete(
+            model=self.key.model,
+            messages=[system, *history],
+            tools=tools,
+            on_text=self.on_text,
         )
-        try:
-            if self.client is None:
-                self.client = ChatClient(
-                    api_key=self.key.secret,
-                    base_url=self.key.base_url,
-                    user_host=self.key.user_host,
-                )
-            completion = self.client.complete(
-                model=self.key.model,
-                messages=[system, *history],
-                tools=tools,
-                on_text=self.on_text,
-            )
-        except BaseException:
-            # Also the soft time limit (raised inside the call) or a bug: a hold left open
-            # would set the worst case aside from the user's credits for an hour.
-            if hold is not None:
-                credits_release(hold=hold)
-            raise
         model = completion.model or self.key.model
-        self._price((self.key.provider, model))
         run = self.run
         run.llm_calls += 1
         run.input_tokens += completion.input_tokens
@@ -185,41 +176,64 @@ class Conversation:
             cached_tokens=completion.cached_tokens,
             at=timezone.now(),
         )
-        if hold is None:
-            # The user's own key spends nothing of Kay's: its cost is counted now, its
-            # record written with (or just after) the run's end.
-            price = self.prices[(self.key.provider, model)]
-            if price is not None:
-                run.cost_micros += price.cost_micros(
-                    input_tokens=call.input_tokens,
-                    output_tokens=call.output_tokens,
-                    cached_tokens=call.cached_tokens,
-                )
-            self.unmetered.append(call)
-        else:
-            # On credits the call is metered and charged at once, in one transaction (one
-            # commit, never a recorded call left uncharged), before the next call's hold.
-            with transaction.atomic():
-                (metered,) = usage_record_llm_calls(
-                    owner=self.user, api_key=self.key.api_key, calls=[call], prices=self.prices
-                )
-                credits_settle(hold=hold, metered_call=metered)
-            run.cost_micros += metered.cost_micros
+        # Its cost is counted now, at the price its record will use; the record (and on
+        # credits the charge) is written with, or just after, the run's end.
+        price = self._price((self.key.provider, model))
+        if price is not None:
+            cost = price.cost_micros(
+                input_tokens=call.input_tokens,
+                output_tokens=call.output_tokens,
+                cached_tokens=call.cached_tokens,
+            )
+            run.cost_micros += cost
+            if self.key.billed_to_credits:
+                self.spent_micros += charge_micros(cost)
+        self.unmetered.append(call)
         self.messages.append(completion.as_message())
         return completion
 
-    def meter(self) -> None:
-        """Record the calls on the user's own key not recorded yet (their cost is on the
-        run already, counted as each was made, at the price the record uses): with the
-        run's end or pause, or just after its answer went out (``ask_execute``'s
-        ``meter_after_answer``). A worker killed mid-run loses them (the provider's own
-        usage, fetched by the Usage sync, still has them)."""
-        if not self.unmetered:
+    def _hold_cover(self, worst_micros: int, reference: str) -> None:
+        """Make what the run holds cover its next call at the worst. A hold sets aside two
+        calls' worth (most runs make two: a tool round, then the answer), so a run
+        usually holds once; a call its holds no longer cover holds again. As a call with
+        little available always could, it still goes ahead when nothing more is available
+        but the run's holds have something left; ``InsufficientCredits`` when neither."""
+        left = self.held_micros - self.spent_micros
+        if left >= worst_micros:
             return
+        try:
+            hold = credits_reserve(
+                user=self.user, estimate_micros=2 * worst_micros, reference=reference
+            )
+        except InsufficientCredits:
+            if left > 0:
+                return
+            raise
+        self.holds.append(hold)
+        self.held_micros += hold.amount_micros
+
+    def meter(self) -> None:
+        """Record the calls not recorded yet (their cost is on the run already, counted as
+        each was made, at the price the record uses) and, on the server's key, charge
+        them and close the run's holds, in one transaction: with the run's end or pause,
+        or just after its answer went out (``ask_execute``'s ``meter_after_answer``). A
+        worker killed mid-run loses them, and the reaper releases its holds (the
+        provider's own usage, fetched by the Usage sync, still has the calls)."""
         calls, self.unmetered = self.unmetered, []
-        usage_record_llm_calls(
-            owner=self.user, api_key=self.key.api_key, calls=calls, prices=self.prices
-        )
+        holds, self.holds = self.holds, []
+        self.held_micros = self.spent_micros = 0
+        if not calls and not holds:
+            return
+        with transaction.atomic(savepoint=False):  # a call recorded is a call charged
+            metered = usage_record_llm_calls(
+                owner=self.user, api_key=self.key.api_key, calls=calls, prices=self.prices
+            )
+            if self.key.billed_to_credits:
+                credits_charge(holds=holds, metered_calls=metered)
+
+    def unpaid(self) -> tuple[list[LlmCall], list[CreditHold]]:
+        """What ``meter`` would write, to give back should its transaction roll back."""
+        return list(self.unmetered), list(self.holds)
 
     def execute(self, call: ToolCall) -> None:
         """Run one tool call and append its result (or its error) for the model."""

@@ -1,6 +1,6 @@
 """The reaper (beat, every minute): runs whose worker died, or whose task the broker
 lost, are failed and what waits on them ended; conversations nobody will answer are freed;
-calls on the user's own key that a completed run kept unrecorded are recorded."""
+calls that a completed run kept unrecorded are recorded (on credits, charged)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,8 @@ from assistant.services.conversation import calls_from_json
 from assistant.services.runs import failed_done, runs_fail_where
 from assistant.services.sessions import session_turn_end, sessions_free_abandoned
 from billing.models import CreditHold
-from billing.services import credits_release, credits_settle
+from billing.services import credits_charge
 from core.errors import ApplicationError
-from usage.models import CostSource, MeteredLlmCall
-from usage.services import MeteredCall
 from usage.services.metering import usage_record_llm_calls
 
 logger = logging.getLogger(__name__)
@@ -38,41 +36,34 @@ RUN_NOT_STARTED = (
 )
 
 
+def _holds_open(run: AssistantRun) -> list[CreditHold]:
+    """The credit holds ``run`` opened and has not closed: its calls on credits are
+    charged, and its holds closed, together (see ``Conversation.meter``)."""
+    return list(
+        CreditHold.objects.filter(
+            account__user_id=run.owner_id,
+            reference__startswith=f"assistant-run-{run.pk}-",
+            status=CreditHold.Status.OPEN,
+        ).select_related("account")
+    )
+
+
 def _holds_close(run: AssistantRun) -> None:
-    """The credit holds the run left open: settled to the call's metered cost when the
-    call was recorded (charged once: the charge names the call's record), else released."""
-    holds = CreditHold.objects.filter(
-        account__user_id=run.owner_id,
-        reference__startswith=f"assistant-run-{run.pk}-",
-        status=CreditHold.Status.OPEN,
-    ).select_related("account")
-    for hold in holds:
-        recorded = MeteredLlmCall.objects.filter(
-            owner_id=run.owner_id, call_id=hold.reference
-        ).first()
-        if recorded is None:
-            credits_release(hold=hold)
-            continue
-        metered = MeteredCall(
-            record_id=recorded.pk,
-            bucket_id=recorded.bucket_id,
-            cost_micros=recorded.cost_micros,
-            cost_source=CostSource.COMPUTED,
-            priced=recorded.priced,
-        )
-        credits_settle(hold=hold, metered_call=metered)
+    """A lost run's holds released: the calls it made were neither recorded nor charged
+    (its worker died holding them), so nothing is charged for them."""
+    credits_charge(holds=_holds_open(run), metered_calls=[])
 
 
 def runs_reap() -> int:
     """Fail runs still ``running`` past the task's hard time limit (and a margin): their
     worker died, and a redelivered task skips a run already claimed. Each is failed by a
     conditional UPDATE (a run that finished meanwhile is left alone), its credit holds
-    closed, its conversation freed and a ``done`` published so waiting requests and
+    released, its conversation freed and a ``done`` published so waiting requests and
     streams end. Runs still ``queued`` as long after they were stored (or resumed by an
     approval) are failed the same way (``run_not_started``: the broker lost the task).
-    Conversations held by an approval that can no longer come are freed too, and calls on
-    the user's own key that a completed run kept unrecorded a minute on are recorded. How
-    many runs were failed."""
+    Conversations held by an approval that can no longer come are freed too, and calls
+    that a completed run kept unrecorded a minute on are recorded (on credits, charged).
+    How many runs were failed."""
     limit = int(settings.CELERY_TASK_TIME_LIMIT) + REAP_MARGIN_SECONDS
     cutoff = timezone.now() - timedelta(seconds=limit)
     running = AssistantRun.objects.filter(status=AssistantRun.Status.RUNNING, started_at__lt=cutoff)
@@ -92,9 +83,11 @@ def runs_reap() -> int:
 
 
 def _calls_record_left(*, before: datetime) -> int:
-    """Record the calls on the user's own key that completed runs kept because their
-    worker died between the answer and the records (recording is first-wins by call id,
-    so a worker finishing meanwhile never counts one twice); how many runs had some."""
+    """Record the calls that completed runs kept because their worker died between the
+    answer and the records: on the user's own key, or on credits (the run's holds still
+    open), charged and the holds closed. Recording is first-wins by call id and a charge
+    names its record, so a worker finishing meanwhile never counts one twice; how many
+    runs had some."""
     left = AssistantRun.objects.filter(calls_unrecorded__isnull=False, finished_at__lt=before)
     done = 0
     for run in left.select_related("owner", "api_key").order_by("pk"):
@@ -110,7 +103,13 @@ def _calls_record_left(*, before: datetime) -> int:
                 )
                 if calls is None:
                     continue  # its worker recorded them meanwhile, or is at it
-                if run.api_key is not None:  # else its key was deleted, with its usage
+                holds = _holds_open(run)
+                if holds:  # calls on credits: recorded and charged, the holds closed
+                    metered = usage_record_llm_calls(
+                        owner=run.owner, api_key=None, calls=calls_from_json(calls)
+                    )
+                    credits_charge(holds=holds, metered_calls=metered)
+                elif run.api_key is not None:  # else its key was deleted, with its usage
                     usage_record_llm_calls(
                         owner=run.owner, api_key=run.api_key, calls=calls_from_json(calls)
                     )

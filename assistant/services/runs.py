@@ -303,8 +303,9 @@ def _run_drive(
             pending.run = run
             outcome = confirm_execute(pending=pending, executor=executor, on_text=on_text)
         else:
-            # The calls on the user's own key are recorded once the answer is out (below):
-            # usage records, not money, need not hold the answer back (~6 statements).
+            # The calls are recorded (on credits, charged) once the answer is out (below):
+            # they need not hold the answer back (~6 statements a call); the credits they
+            # spend are held until then.
             outcome = ask_execute(
                 run=run, executor=executor, on_text=on_text, key=key, meter_after_answer=True
             )
@@ -344,7 +345,7 @@ def _run_drive(
             try:
                 outcome.after_answer()
             except Exception:
-                # The answer stands; the provider's own usage (the Usage sync) still has them.
+                # The answer stands; the calls stay on the run, for the reaper to record.
                 logger.exception("assistant run %s: its calls could not be recorded", run_id)
     return str(done["status"])
 

@@ -4,6 +4,7 @@ webhook, and paying for LLM calls on the server's key."""
 from billing.services.checkout import checkout_session_start, portal_session_start
 from billing.services.credits import (
     charge_micros,
+    credits_charge,
     credits_release,
     credits_reserve,
     credits_settle,
@@ -17,6 +18,7 @@ __all__ = [
     "charge_micros",
     "checkout_session_start",
     "credits_adjust",
+    "credits_charge",
     "credits_grant_starter",
     "credits_release",
     "credits_reserve",

@@ -5,6 +5,7 @@ same credits."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
 
 from django.db import transaction
@@ -12,7 +13,7 @@ from django.db.models import Max, Q, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from billing.models import CreditHold, CreditLedgerEntry
+from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
 from billing.selectors import HOLD_TTL, margin_percent, setting_micros
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import InsufficientCredits
@@ -76,50 +77,83 @@ def charge_micros(cost_micros: int) -> int:
 
 
 def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedgerEntry | None:
-    """Charge the metered call's cost (plus margin) and close ``hold``: one usage entry
-    referenced by the call's record, so settling twice charges once. The charge never
-    takes the balance below zero: whatever the hold did not cover and the balance cannot
-    pay is logged, not owed. None for a call that cost nothing."""
-    charge = charge_micros(metered_call.cost_micros)
-    # The call must be this account's own: settling with another user's record would
-    # charge their call here (and spend its reference, so never charge it there).
-    owner_id = metered_call.owner_id
-    if owner_id is None:  # a record read back rather than just written: ask
-        owner_id = (
-            MeteredLlmCall.objects.filter(pk=metered_call.record_id)
-            .values_list("owner_id", flat=True)
-            .first()
-        )
-    if owner_id != hold.account.user_id:
-        raise ValueError("a hold is settled with its own user's metered call")
-    # Inside a caller's transaction (a call metered and charged together) it joins it
+    """Charge one metered call against ``hold`` and close it (see :func:`credits_charge`);
+    the call's entry, None for a call that cost nothing."""
+    (entry,) = credits_charge(holds=[hold], metered_calls=[metered_call])
+    return entry
+
+
+def credits_charge(
+    *, holds: Sequence[CreditHold], metered_calls: Sequence[MeteredCall]
+) -> list[CreditLedgerEntry | None]:
+    """Charge each metered call's cost (plus margin) and close ``holds`` (settled, or
+    released when no call is charged): a run's calls on the server's key, paid together
+    once it has answered. One usage entry per call, referenced by the call's record, so
+    charging twice charges once. A charge never takes the balance below zero: whatever
+    the holds did not cover and the balance cannot pay is logged, not owed. Each call's
+    entry in order (None for one that cost nothing). The holds and the calls are one
+    user's."""
+    user_ids = {hold.account.user_id for hold in holds}
+    if len(user_ids) > 1:
+        raise ValueError("holds charged together are one user's")
+    if not user_ids:
+        if metered_calls:
+            raise ValueError("a call on credits is charged against a hold")
+        return []
+    (user_id,) = user_ids
+    _owners_check(user_id, metered_calls)
+    # Inside a caller's transaction (calls metered and charged together) it joins it
     # without a savepoint: nothing below is raised on purpose to be caught and carried on.
     with transaction.atomic(savepoint=False):
-        account = account_lock(user_id=hold.account.user_id)
-        closed = _HOLD_CLOSE.run(
-            pk=hold.pk, status=str(CreditHold.Status.SETTLED), closed_at=timezone.now()
+        account = account_lock(user_id=user_id)
+        status = CreditHold.Status.SETTLED if metered_calls else CreditHold.Status.RELEASED
+        closed_at = timezone.now()
+        closed = [
+            hold
+            for hold in holds
+            if _HOLD_CLOSE.run(pk=hold.pk, status=str(status), closed_at=closed_at)
+        ]
+        entries = [_usage_post(account, call) for call in metered_calls]
+    for hold in closed:
+        hold.status, hold.closed_at = status, closed_at
+    return entries
+
+
+def _owners_check(user_id: int, metered_calls: Sequence[MeteredCall]) -> None:
+    """Each call must be this account's own: charging another user's record would charge
+    their call here (and spend its reference, so never charge it there)."""
+    unknown = [call.record_id for call in metered_calls if call.owner_id is None]
+    owners = (
+        dict(MeteredLlmCall.objects.filter(pk__in=unknown).values_list("pk", "owner_id"))
+        if unknown  # records read back rather than just written: ask
+        else {}
+    )
+    for call in metered_calls:
+        if (call.owner_id or owners.get(call.record_id)) != user_id:
+            raise ValueError("a hold is settled with its own user's metered call")
+
+
+def _usage_post(account: BillingAccount, metered_call: MeteredCall) -> CreditLedgerEntry | None:
+    charge = charge_micros(metered_call.cost_micros)
+    if charge <= 0:
+        return None
+    taken = min(charge, max(account.balance_micros, 0))
+    if taken < charge:
+        logger.warning(
+            "usage record %s: %s µ$ of %s µ$ not covered by account %s",
+            metered_call.record_id,
+            charge - taken,
+            charge,
+            account.pk,
         )
-        entry = None
-        if charge > 0:
-            taken = min(charge, max(account.balance_micros, 0))
-            if taken < charge:
-                logger.warning(
-                    "usage record %s: %s µ$ of %s µ$ not covered by account %s",
-                    metered_call.record_id,
-                    charge - taken,
-                    charge,
-                    account.pk,
-                )
-            entry, _ = entry_post(
-                account,
-                kind=Kind.USAGE,
-                amount_micros=-taken,
-                reference=f"usage:{metered_call.record_id}",
-                description=_usage_text(charge, taken),
-                metered_call_id=metered_call.record_id,
-            )
-    if closed:
-        hold.status = CreditHold.Status.SETTLED
+    entry, _ = entry_post(
+        account,
+        kind=Kind.USAGE,
+        amount_micros=-taken,
+        reference=f"usage:{metered_call.record_id}",
+        description=_usage_text(charge, taken),
+        metered_call_id=metered_call.record_id,
+    )
     return entry
 
 

@@ -1,6 +1,7 @@
-"""On the server's key each model call is paid from the user's credits: held before,
-settled to the metered cost after, released when the call fails; no credits → 402
-before any model call. The user's own key spends no credits."""
+"""On the server's key a run's model calls are paid from the user's credits: held before
+(one hold for two calls), each charged its metered cost once the run has answered, the
+holds released when nothing was made; no credits → 402 before any model call. The
+user's own key spends no credits."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from assistant.models import AssistantRun
 from assistant.services.ask import ask_run
 from billing.models import CreditHold, CreditLedgerEntry
 from billing.selectors import billing_balance
-from core.errors import InsufficientCredits, NotConfigured, ProviderUnavailable
+from core.errors import ApplicationError, InsufficientCredits, NotConfigured, ProviderUnavailable
 from tests.accounts.factories import UserFactory
+from tests.assistant.chat import LocalResult
 from tests.fakes.openai_chat import error, text, tool_calls
 from tests.keys.factories import ApiKeyFactory
 from tests.models_catalog.factories import ModelFactory
@@ -110,3 +112,101 @@ def test_the_users_own_key_may_use_a_model_the_catalog_cannot_price(
     chat.script(text("ok", input_tokens=10, output_tokens=1))
     ask_run(user=alice, prompt="hi", executor=executor)
     assert len(chat.requests) == 1 and billing_balance(user=alice) == STARTER
+
+
+def _open_held() -> list[int]:
+    return list(CreditHold.objects.filter(status="open").values_list("amount_micros", flat=True))
+
+
+def test_a_run_holds_once_while_its_hold_covers_the_next_call_and_again_when_not(
+    alice, chat, executor, priced, settings
+):
+    """A hold sets two calls' worst case aside; a call is made on it while what is left
+    of it (less what the run's calls cost so far) covers that call's worst case, and
+    holds again when not. Every call is charged its own metered cost, and every hold
+    closed, once the run has answered."""
+    settings.BILLING_RESERVE_USD = "0.10"  # above these calls' worst case: a call's worth
+    seen: list[list[int]] = []
+
+    def search(arguments):
+        seen.append(_open_held())
+        return LocalResult('{"issues": []}')
+
+    executor.answers["jira_search"] = search
+    search_kan = ("jira_search", {"jql": "project = KAN"})
+    chat.script(
+        tool_calls(search_kan, input_tokens=100),
+        tool_calls(search_kan, input_tokens=1_000_000),  # 150,000 µ$: half a hold and more
+        tool_calls(search_kan, input_tokens=100),
+        text("Nothing in KAN."),
+    )
+    run = ask_run(user=alice, prompt="List KAN", executor=executor).run
+    assert seen == [[200_000], [200_000], [200_000, 200_000]]
+    holds = CreditHold.objects.order_by("pk")
+    assert [h.reference for h in holds] == [
+        f"assistant-run-{run.pk}-1",
+        f"assistant-run-{run.pk}-3",
+    ]
+    assert set(holds.values_list("status", flat=True)) == {"settled"}
+    costs = list(MeteredLlmCall.objects.order_by("pk").values_list("cost_micros", flat=True))
+    assert len(costs) == 4 and all(costs)
+    charged = CreditLedgerEntry.objects.filter(kind="usage").values_list("amount_micros", flat=True)
+    assert sorted(charged) == sorted(-cost for cost in costs)
+    assert billing_balance(user=alice) == STARTER - sum(costs) == STARTER - run.cost_micros
+
+
+def test_a_run_holding_all_that_was_available_still_makes_its_next_call(
+    alice, chat, executor, priced, settings
+):
+    """A hold takes what is available when that is less than two calls' worth: the next
+    call goes ahead on what the run still holds, as a call with little available always
+    could, and a parallel run finds nothing left to hold."""
+    settings.BILLING_RESERVE_USD = "0.40"  # two calls' worth: 800,000 of the 1,000,000
+    other = {}
+
+    def search(arguments):
+        other["held"] = _open_held()
+        with pytest.raises(InsufficientCredits):  # a second run of dora's, meanwhile
+            ask_run(user=dora, prompt="hi", executor=executor)
+        return LocalResult('{"issues": []}')
+
+    settings.BILLING_STARTER_GRANT_USD = "0.50"
+    dora = UserFactory(email="dora@example.com")
+    executor.answers["jira_search"] = search
+    chat.script(tool_calls(("jira_search", {"jql": "project = KAN"})), text("None."))
+    outcome = ask_run(user=dora, prompt="List KAN", executor=executor)
+    assert outcome.status == "completed"
+    assert other["held"] == [500_000]
+    assert billing_balance(user=dora) == 500_000 - outcome.run.cost_micros
+
+
+def test_a_run_whose_holds_are_spent_with_nothing_more_available_stops_with_402(
+    alice, chat, executor, priced, settings
+):
+    """Its first call cost more than all it could hold: the second is refused before it
+    is made, and what the first cost is charged, never below zero."""
+    settings.BILLING_STARTER_GRANT_USD = "0.001"  # 1,000 µ$
+    dora = UserFactory(email="dora@example.com")
+    chat.script(
+        tool_calls(("jira_search", {"jql": "project = KAN"}), input_tokens=10_000),
+        text("never asked"),
+    )
+    with pytest.raises(InsufficientCredits):
+        ask_run(user=dora, prompt="List KAN", executor=executor)
+    assert len(chat.requests) == 1
+    run = AssistantRun.objects.get(owner=dora)
+    assert run.status == "failed" and run.error_status == 402
+    assert MeteredLlmCall.objects.get(owner=dora).cost_micros > 1_000
+    assert billing_balance(user=dora) == 0
+    assert list(CreditHold.objects.values_list("status", flat=True)) == ["settled"]
+
+
+def test_a_run_failing_after_a_call_is_charged_for_that_call_only(alice, chat, executor, priced):
+    chat.script(tool_calls(("jira_search", {"jql": "project = KAN"})), error(400))
+    with pytest.raises(ApplicationError):
+        ask_run(user=alice, prompt="List KAN", executor=executor)
+    recorded = MeteredLlmCall.objects.get(owner=alice)
+    entry = CreditLedgerEntry.objects.get(kind="usage")
+    assert entry.metered_call_id == recorded.pk and entry.amount_micros == -recorded.cost_micros
+    assert billing_balance(user=alice) == STARTER - recorded.cost_micros
+    assert list(CreditHold.objects.values_list("status", flat=True)) == ["settled"]

@@ -56,20 +56,19 @@ def test_storing_a_run_commits_without_waiting_for_the_disk(alice, chat):
 @pytest.mark.django_db(transaction=True)
 def test_on_credits_the_holds_and_charges_wait_for_the_disk_the_claim_and_end_do_not(alice, chat):
     """The claim and the end (the run's answer saved) commit without waiting for the disk;
-    each call's hold and charge commit durably in between, and no billing statement is
-    part of the end's transaction."""
+    the run's one hold (before its first call) and its calls' charges (after its end)
+    commit durably, and no billing statement is part of the end's transaction."""
     _run(alice, chat, text("Hello."))  # the hour's usage rows and the price cache exist
     queries = _run(alice, chat, tool_calls(("jira_search", SEARCH)), text("KAN has one."))
     claim, end = _first(queries, "'running'"), _first(queries, "'completed'")
     assert _commit_after(queries, claim) == COMMIT_UNFLUSHED, _listing(queries)
     assert _commit_after(queries, end) == COMMIT_UNFLUSHED, _listing(queries)
-    money = [
-        n
-        for n, sql in enumerate(queries)
-        if 'INSERT INTO "billing_credithold"' in sql or 'INTO "billing_creditledgerentry"' in sql
-    ]
-    assert len(money) == 4, _listing(queries)  # two calls: a hold and a charge each
-    assert all(_commit_after(queries, n) == "COMMIT" for n in money), _listing(queries)
+    holds = [n for n, sql in enumerate(queries) if 'INSERT INTO "billing_credithold"' in sql]
+    charges = [n for n, sql in enumerate(queries) if 'INTO "billing_creditledgerentry"' in sql]
+    # Two calls: one hold covers both, a charge each once the answer is saved.
+    assert len(holds) == 1 and holds[0] < end, _listing(queries)
+    assert len(charges) == 2 and min(charges) > end, _listing(queries)
+    assert all(_commit_after(queries, n) == "COMMIT" for n in holds + charges), _listing(queries)
     began = max(n for n, sql in enumerate(queries[:end]) if sql in COMMITS)
     assert not [sql for sql in queries[began:end] if '"billing_' in sql], _listing(queries)
 
