@@ -104,16 +104,24 @@ class Conversation:
     holds: list[CreditHold] = field(default_factory=list)
     held_micros: int = 0
     spent_micros: int = 0
+    fixed_tokens: int | None = None  # see ``_fixed_tokens``
 
     def _tool(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
+
+    def _fixed_tokens(self, system: dict[str, Any], tools: list[dict[str, Any]]) -> int:
+        """The system prompt's and the tools' estimate: the same for every call of a run,
+        so estimated once."""
+        if self.fixed_tokens is None:
+            self.fixed_tokens = tokens_estimate([system, *tools])
+        return self.fixed_tokens
 
     def _history_budget(self, system: dict[str, Any], tools: list[dict[str, Any]]) -> int:
         """``ASSISTANT_HISTORY_TOKENS``, less when the model's context window (from the
         catalog) cannot hold that beside the prompt, the tools and the answer."""
         budget = int(settings.ASSISTANT_HISTORY_TOKENS)
         if self.key.context_tokens:
-            fixed = tokens_estimate([system, *tools]) + int(settings.OPENAI_MAX_TOKENS)
+            fixed = self._fixed_tokens(system, tools) + int(settings.OPENAI_MAX_TOKENS)
             budget = min(budget, self.key.context_tokens - fixed)
         return budget
 
@@ -122,7 +130,7 @@ class Conversation:
             self.prices.update(catalog_prices(pairs={pair}))
         return self.prices[pair]
 
-    def _worst_cost_micros(self, sent: list[dict[str, Any]]) -> int:
+    def _worst_cost_micros(self, input_tokens: int) -> int:
         """What one call can cost at most (the prompt as estimated, a whole answer) at the
         catalog's price with the margin, and never less than ``BILLING_RESERVE_USD``: a
         fixed hold below what a pricey model costs let a burst of parallel calls spend
@@ -132,7 +140,7 @@ class Conversation:
         if price is None:
             return floor
         worst = price.cost_micros(
-            input_tokens=tokens_estimate(sent),
+            input_tokens=input_tokens,
             output_tokens=int(settings.OPENAI_MAX_TOKENS),
             cached_tokens=0,
         )
@@ -148,7 +156,8 @@ class Conversation:
         if self.key.billed_to_credits:
             # The server's key spends the user's credits: held before the call, so
             # parallel runs cannot spend the same balance; charged once the run answers.
-            self._hold_cover(self._worst_cost_micros([system, *history, *tools]), call_id)
+            sent = self._fixed_tokens(system, tools) + tokens_estimate(history)
+            self._hold_cover(self._worst_cost_micros(sent), call_id)
         if self.client is None:
             self.client = ChatClient(
                 api_key=self.key.secret,

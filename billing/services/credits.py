@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from decimal import ROUND_CEILING, Decimal
 
 from django.db import transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import IntegerField, Max, Q, Sum, Value
 from django.utils import timezone
 
 from accounts.models import User
@@ -17,7 +17,7 @@ from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
 from billing.selectors import HOLD_TTL, margin_percent, setting_micros
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import InsufficientCredits
-from core.prepared import PreparedInsert, PreparedUpdate
+from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
 from usage.models import MeteredLlmCall
 from usage.services import MeteredCall
 
@@ -37,22 +37,14 @@ def credits_reserve(*, user: User, estimate_micros: int, reference: str) -> Cred
         # when it starts, so a sum taken with the lock would miss the holds of the
         # transaction it waited for. One query for both what is held and an earlier hold
         # of this reference.
-        found = CreditHold.objects.filter(Q(account=account) | Q(reference=reference)).aggregate(
-            held=Sum(
-                "amount_micros",
-                filter=Q(
-                    account=account,
-                    status=CreditHold.Status.OPEN,
-                    created_at__gt=timezone.now() - HOLD_TTL,
-                ),
-            ),
-            earlier=Max("account_id", filter=Q(reference=reference)),
-        )
-        if found["earlier"] is not None:
-            if found["earlier"] != account.pk:
+        held, earlier = _HELD.first(
+            account_id=account.pk, reference=reference, since=timezone.now() - HOLD_TTL
+        ) or (None, None)
+        if earlier is not None:
+            if earlier != account.pk:
                 raise ValueError("a hold's reference belongs to one account")
             return CreditHold.objects.select_related("account").get(reference=reference)
-        available = account.balance_micros - (found["held"] or 0)
+        available = account.balance_micros - (held or 0)
         if available <= 0:
             raise InsufficientCredits(f"Your credit balance is used up: {NO_CREDITS}.")
         return _HOLDS.create(
@@ -60,8 +52,28 @@ def credits_reserve(*, user: User, estimate_micros: int, reference: str) -> Cred
         )
 
 
-# Each model call on credits opens a hold and closes it: compiled once (core.prepared).
+# Each run on credits opens a hold and closes it: compiled once (core.prepared).
 _HOLDS: PreparedInsert[CreditHold] = PreparedInsert(CreditHold)
+# What the account's open holds younger than ``since`` set aside, and the account of an
+# earlier hold of ``reference``: one row (an aggregate over the rows, no grouping).
+_HELD: PreparedQuery[tuple[int | None, int | None]] = PreparedQuery(
+    lambda account_id, reference, since: (
+        CreditHold.objects.filter(Q(account_id=account_id) | Q(reference=reference))
+        .order_by()
+        .annotate(whole=Value(1, output_field=IntegerField()))
+        .values("whole")
+        .annotate(
+            held=Sum(
+                "amount_micros",
+                filter=Q(
+                    account_id=account_id, status=CreditHold.Status.OPEN, created_at__gt=since
+                ),
+            ),
+            earlier=Max("account_id", filter=Q(reference=reference)),
+        )
+        .values_list("held", "earlier")
+    )
+)
 _HOLD_CLOSE = PreparedUpdate(
     lambda pk, status, closed_at: (
         CreditHold.objects.filter(pk=pk, status=CreditHold.Status.OPEN),

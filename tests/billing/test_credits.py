@@ -27,6 +27,7 @@ from billing.selectors import (
 from billing.services import (
     charge_micros,
     credits_adjust,
+    credits_charge,
     credits_grant_starter,
     credits_release,
     credits_reserve,
@@ -140,6 +141,52 @@ def test_a_hold_cannot_be_settled_with_another_users_call(alice, bob, db):
     bobs_hold = credits_reserve(user=bob, estimate_micros=500_000, reference="run-2-1")
     credits_settle(hold=bobs_hold, metered_call=bobs_call)
     assert billing_balance(user=bob) == DOLLAR - CALL_COST
+
+
+def test_a_runs_calls_are_charged_together_and_its_holds_closed(alice, db):
+    """``credits_charge``: each call its own entry, every hold closed once; charging the
+    same calls again charges nothing more."""
+    catalog_model("openai/gpt-4o-mini", GPT_4O_MINI)
+    fund(alice, DOLLAR)
+    holds = [
+        credits_reserve(user=alice, estimate_micros=1000, reference=f"run-1-{n}") for n in (1, 3)
+    ]
+    calls = [llm_call(alice, call_id=f"run-1-{n}") for n in (1, 2, 3)]
+    entries = credits_charge(holds=holds, metered_calls=calls)
+    assert [e.metered_call_id for e in entries] == [c.record_id for c in calls]
+    assert [e.amount_micros for e in entries] == [-CALL_COST] * 3
+    assert billing_balance(user=alice) == DOLLAR - 3 * CALL_COST
+    for hold in holds:
+        assert hold.status == "settled"
+        hold.refresh_from_db()
+        assert hold.status == "settled" and hold.closed_at is not None
+    credits_charge(holds=holds, metered_calls=calls)
+    assert billing_balance(user=alice) == DOLLAR - 3 * CALL_COST
+    assert CreditLedgerEntry.objects.filter(kind="usage").count() == 3
+
+
+def test_holds_closed_without_calls_are_released(alice, db):
+    fund(alice, DOLLAR)
+    hold = credits_reserve(user=alice, estimate_micros=1000, reference="run-1-1")
+    assert credits_charge(holds=[hold], metered_calls=[]) == []
+    hold.refresh_from_db()
+    assert hold.status == "released" and billing_balance(user=alice) == DOLLAR
+
+
+def test_charging_refuses_another_users_call_or_hold_and_posts_nothing(alice, bob, db):
+    fund(alice, DOLLAR)
+    fund(bob, DOLLAR)
+    alices = credits_reserve(user=alice, estimate_micros=1000, reference="run-1-1")
+    bobs = credits_reserve(user=bob, estimate_micros=1000, reference="run-2-1")
+    with pytest.raises(ValueError):  # one of the calls is bob's
+        credits_charge(holds=[alices], metered_calls=[llm_call(alice), llm_call(bob)])
+    with pytest.raises(ValueError):  # holds of two users
+        credits_charge(holds=[alices, bobs], metered_calls=[llm_call(alice)])
+    with pytest.raises(ValueError):  # a call on credits with no hold to charge it against
+        credits_charge(holds=[], metered_calls=[llm_call(alice)])
+    assert not CreditLedgerEntry.objects.filter(kind="usage").exists()
+    assert set(CreditHold.objects.values_list("status", flat=True)) == {"open"}
+    assert billing_balance(user=alice) == billing_balance(user=bob) == DOLLAR
 
 
 def test_the_margin_is_added_to_the_metered_cost(alice, db, settings):

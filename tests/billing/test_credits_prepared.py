@@ -24,6 +24,7 @@ PREPARED = (
     ledger._POSTED,
     ledger._BALANCE_SET,
     credits_module._HOLD_CLOSE,
+    credits_module._HELD,
 )
 
 
