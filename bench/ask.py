@@ -16,7 +16,8 @@ the stdio MCP test server (tests/assistant/mcp/stdio_server.py) as Jira.
     zero-latency fake model: p50/p99 end to end, and of our own time — end to end less the
     fakes' time (the tool's duration as Kay measured it, plus two model calls timed
     against the fake directly). Twice: users with their own stored OpenAI key (no credits
-    touched), then users on the server's key (each call held, metered and charged).
+    touched), then users on the server's key (credits held before the first call, each call
+    metered and charged once the run has answered).
     Target: our overhead < 25 ms p50.
 (b) One tool call over the worker-style pooled MCP session against the same call on a
     freshly spawned stdio server (spawn, initialize, list tools, call). Target: ≥ 10x.
