@@ -194,8 +194,10 @@ def _continue(conversation: Conversation, *, meter_after_answer: bool = False) -
             conversation.meter()
             run_fail(run=run, error=exc)
         raise
-    except Exception:
-        conversation.meter()  # a bug: the run fails above us, its calls still recorded
+    except BaseException:
+        # A bug, or the worker interrupted: the run fails above us (or the reaper fails
+        # it), its calls still recorded and charged, its holds closed.
+        conversation.meter()
         raise
     # The end's transaction records (and on credits charges) the calls with the run
     # (unless they wait for the answer to go out); should it fail (rolled back), they are
@@ -205,7 +207,7 @@ def _continue(conversation: Conversation, *, meter_after_answer: bool = False) -
         if pending is not None:
             return _pause(conversation, pending)
         return _finish(conversation, response, meter=not meter_after_answer)
-    except Exception:
+    except BaseException:
         conversation.unmetered, conversation.holds = unpaid
         conversation.meter()  # first-wins by call_id, charged by record: never twice
         run.calls_unrecorded = None  # recorded just now: the failed run keeps none

@@ -188,6 +188,12 @@ class Conversation:
         # Its cost is counted now, at the price its record will use; the record (and on
         # credits the charge) is written with, or just after, the run's end.
         price = self._price((self.key.provider, model))
+        if price is None and self.key.billed_to_credits:
+            # Answered under a name the catalog cannot price (a dated snapshot, say):
+            # priced as the model asked for, which its holds were sized at, not free.
+            price = self.prices[(self.key.provider, model)] = self._price(
+                (self.key.provider, self.key.model)
+            )
         if price is not None:
             cost = price.cost_micros(
                 input_tokens=call.input_tokens,
@@ -204,20 +210,19 @@ class Conversation:
     def _hold_cover(self, worst_micros: int, reference: str) -> None:
         """Make what the run holds cover its next call at the worst. A hold sets aside two
         calls' worth (most runs make two: a tool round, then the answer), so a run
-        usually holds once; a call its holds no longer cover holds again. As a call with
-        little available always could, it still goes ahead when nothing more is available
-        but the run's holds have something left; ``InsufficientCredits`` when neither."""
-        left = self.held_micros - self.spent_micros
-        if left >= worst_micros:
+        usually holds once. When what is left of its holds (less what its calls so far
+        cost) no longer covers the next call, those calls are charged first (closing the
+        holds), and the run holds again out of the balance as it now stands:
+        ``InsufficientCredits`` when nothing is available, as for any call. A remainder
+        short of the worst case is never spent on its own: every parallel run could spend
+        one past the balance."""
+        if self.held_micros - self.spent_micros >= worst_micros:
             return
-        try:
-            hold = credits_reserve(
-                user=self.user, estimate_micros=2 * worst_micros, reference=reference
-            )
-        except InsufficientCredits:
-            if left > 0:
-                return
-            raise
+        if self.holds:
+            self.meter()
+        hold = credits_reserve(
+            user=self.user, estimate_micros=2 * worst_micros, reference=reference
+        )
         self.holds.append(hold)
         self.held_micros += hold.amount_micros
 
@@ -228,17 +233,17 @@ class Conversation:
         or just after its answer went out (``ask_execute``'s ``meter_after_answer``). A
         worker killed mid-run loses them, and the reaper releases its holds (the
         provider's own usage, fetched by the Usage sync, still has the calls)."""
-        calls, self.unmetered = self.unmetered, []
-        holds, self.holds = self.holds, []
-        self.held_micros = self.spent_micros = 0
-        if not calls and not holds:
+        if not self.unmetered and not self.holds:
             return
         with transaction.atomic(savepoint=False):  # a call recorded is a call charged
             metered = usage_record_llm_calls(
-                owner=self.user, api_key=self.key.api_key, calls=calls, prices=self.prices
+                owner=self.user, api_key=self.key.api_key, calls=self.unmetered, prices=self.prices
             )
             if self.key.billed_to_credits:
-                credits_charge(holds=holds, metered_calls=metered)
+                credits_charge(holds=self.holds, metered_calls=metered)
+        # Forgotten once written only: a failed write leaves them for the run's end.
+        self.unmetered, self.holds = [], []
+        self.held_micros = self.spent_micros = 0
 
     def unpaid(self) -> tuple[list[LlmCall], list[CreditHold]]:
         """What ``meter`` would write, to give back should its transaction roll back."""

@@ -48,6 +48,20 @@ def _holds_open(run: AssistantRun) -> list[CreditHold]:
     )
 
 
+def _holds_since_started(run: AssistantRun) -> list[CreditHold]:
+    """The holds ``run`` opened since its worker last claimed it, closed ones too: calls
+    it kept unrecorded are on credits when it has some (and no key of the user's)."""
+    if run.started_at is None:
+        return []
+    return list(
+        CreditHold.objects.filter(
+            account__user_id=run.owner_id,
+            reference__startswith=f"assistant-run-{run.pk}-",
+            created_at__gte=run.started_at,
+        ).select_related("account")
+    )
+
+
 def _holds_close(run: AssistantRun) -> None:
     """A lost run's holds released: the calls it made were neither recorded nor charged
     (its worker died holding them), so nothing is charged for them."""
@@ -103,8 +117,10 @@ def _calls_record_left(*, before: datetime) -> int:
                 )
                 if calls is None:
                     continue  # its worker recorded them meanwhile, or is at it
-                holds = _holds_open(run)
-                if holds:  # calls on credits: recorded and charged, the holds closed
+                holds = _holds_since_started(run) if run.api_key is None else []
+                if holds:
+                    # Calls on credits: recorded and charged, the holds closed (those the
+                    # reaper released meanwhile, taking the run for lost, stay released).
                     metered = usage_record_llm_calls(
                         owner=run.owner, api_key=None, calls=calls_from_json(calls)
                     )

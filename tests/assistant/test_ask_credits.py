@@ -122,16 +122,18 @@ def test_a_run_holds_once_while_its_hold_covers_the_next_call_and_again_when_not
     alice, chat, executor, priced, settings
 ):
     """A hold sets two calls' worst case aside; a call is made on it while what is left
-    of it (less what the run's calls cost so far) covers that call's worst case, and
-    holds again when not. Every call is charged its own metered cost, and every hold
-    closed, once the run has answered."""
+    of it (less what the run's calls cost so far) covers that call's worst case. When
+    not, the calls so far are charged (the hold closed) and the run holds again. Every
+    call is charged its own metered cost, and every hold closed, by the run's end."""
     settings.BILLING_RESERVE_USD = "0.10"  # above these calls' worst case: a call's worth
     seen: list[list[int]] = []
 
     def search(arguments):
         seen.append(_open_held())
+        charged.append(CreditLedgerEntry.objects.filter(kind="usage").count())
         return LocalResult('{"issues": []}')
 
+    charged: list[int] = []
     executor.answers["jira_search"] = search
     search_kan = ("jira_search", {"jql": "project = KAN"})
     chat.script(
@@ -141,7 +143,8 @@ def test_a_run_holds_once_while_its_hold_covers_the_next_call_and_again_when_not
         text("Nothing in KAN."),
     )
     run = ask_run(user=alice, prompt="List KAN", executor=executor).run
-    assert seen == [[200_000], [200_000], [200_000, 200_000]]
+    assert seen == [[200_000], [200_000], [200_000]]
+    assert charged == [0, 0, 2]  # the first two calls charged before the third's hold
     holds = CreditHold.objects.order_by("pk")
     assert [h.reference for h in holds] == [
         f"assistant-run-{run.pk}-1",
@@ -208,5 +211,38 @@ def test_a_run_failing_after_a_call_is_charged_for_that_call_only(alice, chat, e
     recorded = MeteredLlmCall.objects.get(owner=alice)
     entry = CreditLedgerEntry.objects.get(kind="usage")
     assert entry.metered_call_id == recorded.pk and entry.amount_micros == -recorded.cost_micros
+    assert billing_balance(user=alice) == STARTER - recorded.cost_micros
+    assert list(CreditHold.objects.values_list("status", flat=True)) == ["settled"]
+
+
+@pytest.mark.django_db(transaction=True)  # the failed charge rolls back its own transaction
+def test_a_charge_that_fails_mid_run_leaves_the_calls_for_the_runs_end(
+    alice, chat, executor, priced, settings, monkeypatch
+):
+    """The charge before a further hold fails (the connection went away): the run fails,
+    and its end still records and charges the calls made and closes the hold."""
+    from assistant.services import conversation
+
+    settings.BILLING_RESERVE_USD = "0.10"
+    charge = conversation.credits_charge
+    failures = [RuntimeError("the connection went away")]
+
+    def fails_once(**kwargs):
+        if failures:
+            raise failures.pop()
+        return charge(**kwargs)
+
+    monkeypatch.setattr(conversation, "credits_charge", fails_once)
+    search_kan = ("jira_search", {"jql": "project = KAN"})
+    chat.script(
+        tool_calls(search_kan, input_tokens=1_000_000),  # 150,000 µ$: the hold runs short
+        tool_calls(search_kan),
+        text("never asked"),
+    )
+    with pytest.raises(RuntimeError):
+        ask_run(user=alice, prompt="List KAN", executor=executor)
+    assert len(chat.requests) == 1 and not failures
+    recorded = MeteredLlmCall.objects.get(owner=alice)
+    assert CreditLedgerEntry.objects.get(kind="usage").metered_call_id == recorded.pk
     assert billing_balance(user=alice) == STARTER - recorded.cost_micros
     assert list(CreditHold.objects.values_list("status", flat=True)) == ["settled"]
