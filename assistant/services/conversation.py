@@ -106,6 +106,10 @@ class Conversation:
     spent_micros: int = 0
     fixed_tokens: int | None = None  # see ``_fixed_tokens``
 
+    def __post_init__(self) -> None:
+        if self.key.price is not None:  # priced when the key was chosen: not looked up again
+            self.prices.setdefault((self.key.provider, self.key.model), self.key.price)
+
     def _tool(self, name: str) -> Tool | None:
         return next((tool for tool in self.tools if tool.name == name), None)
 

@@ -13,7 +13,7 @@ from keys.access import user_api_key_chosen, user_api_keys
 from keys.models import ApiKey
 from keys.providers import get_provider
 from models_catalog.selectors import preferred_model_for
-from usage.services.pricing import catalog_prices
+from usage.services.pricing import Price, catalog_prices
 
 # The user's own keys the assistant can call, in order of preference.
 OWN_KEY_PROVIDERS = ("openai", "openrouter")
@@ -31,6 +31,9 @@ class LLMKey:
     secret: str = field(repr=False)
     user_host: bool = False  # the base URL was given by the user: connect guarded
     context_tokens: int | None = None  # the model's context window, when the catalog knows
+    # The server's key: the catalog's price of ``model``, looked up to allow it (the run's
+    # first price then needs no second look-up).
+    price: Price | None = None
 
     @property
     def billed_to_credits(self) -> bool:
@@ -90,7 +93,7 @@ def llm_key_for(
     preferred_id, context = _preference(user, preloaded=preloaded)
     if settings.OPENAI_API_KEY:
         model = model_for(provider="openai", preferred_id=preferred_id)
-        _require_price(model)
+        price = _require_price(model)
         return LLMKey(
             provider="openai",
             base_url=settings.OPENAI_BASE_URL,
@@ -98,6 +101,7 @@ def llm_key_for(
             api_key=None,
             secret=settings.OPENAI_API_KEY if reveal else "",
             context_tokens=context if _serves(model, preferred_id) else None,
+            price=price,
         )
     # Credits pay for calls on the server's key; without one, only the user's own key helps.
     raise InsufficientCredits(
@@ -124,10 +128,11 @@ def _preference(user: User, *, preloaded: bool = False) -> tuple[str, int | None
     return preferred.openrouter_id, preferred.context_length
 
 
-def _require_price(model: str) -> None:
+def _require_price(model: str) -> Price:
     """Calls on the server's key are charged at the catalog's price: a model the catalog
-    cannot price would run for free, so it is refused before any call."""
-    if catalog_prices(pairs={("openai", model)})[("openai", model)] is None:
+    cannot price would run for free, so it is refused before any call. Its price."""
+    price = catalog_prices(pairs={("openai", model)})[("openai", model)]
+    if price is None:
         raise NotConfigured(
             f"The assistant cannot use Kay's key with {model} yet. Add your own OpenAI or "
             "OpenRouter key under Keys to use the assistant now.",
@@ -135,6 +140,7 @@ def _require_price(model: str) -> None:
             "`manage.py sync_models`, or set OPENAI_MODEL to a model the catalog prices.",
             code="model_not_priced",
         )
+    return price
 
 
 def model_for(*, provider: str, preferred_id: str) -> str:
