@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from billing.models import BillingAccount, CheckoutSession, CreditHold, CreditLedgerEntry
+from core.prepared import PreparedQuery, first_row
 
 MICROS_PER_USD = 1_000_000
 MICROS_PER_CENT = 10_000
@@ -113,10 +114,15 @@ def credit_pack_get(pack_id: str) -> CreditPack | None:
 
 def billing_balance(*, user: User) -> int:
     """``user``'s balance in micro-dollars (0 before they have an account)."""
-    balance = (
-        BillingAccount.objects.filter(user=user).values_list("balance_micros", flat=True).first()
+    return _BALANCE.first(user_id=user.pk) or 0
+
+
+# Read before every /ask on the server's key: compiled once (core.prepared).
+_BALANCE: PreparedQuery[int] = PreparedQuery(
+    lambda user_id: first_row(
+        BillingAccount.objects.filter(user_id=user_id).values_list("balance_micros", flat=True)
     )
-    return balance or 0
+)
 
 
 # An open hold older than this no longer sets credits aside: its caller died between
