@@ -102,7 +102,6 @@ class Conversation:
     # On the server's key: the credits the run holds for its calls (``_hold_cover``), and
     # what its calls so far will be charged of them.
     holds: list[CreditHold] = field(default_factory=list)
-    held_micros: int = 0
     spent_micros: int = 0
     fixed_tokens: int | None = None  # see ``_fixed_tokens``
 
@@ -220,15 +219,14 @@ class Conversation:
         ``InsufficientCredits`` when nothing is available, as for any call. A remainder
         short of the worst case is never spent on its own: every parallel run could spend
         one past the balance."""
-        if self.held_micros - self.spent_micros >= worst_micros:
+        held = sum(hold.amount_micros for hold in self.holds)
+        if held - self.spent_micros >= worst_micros:
             return
         if self.holds:
             self.meter()
-        hold = credits_reserve(
-            user=self.user, estimate_micros=2 * worst_micros, reference=reference
+        self.holds.append(
+            credits_reserve(user=self.user, estimate_micros=2 * worst_micros, reference=reference)
         )
-        self.holds.append(hold)
-        self.held_micros += hold.amount_micros
 
     def meter(self) -> None:
         """Record the calls not recorded yet (their cost is on the run already, counted as
@@ -246,8 +244,7 @@ class Conversation:
             if self.key.billed_to_credits:
                 credits_charge(holds=self.holds, metered_calls=metered)
         # Forgotten once written only: a failed write leaves them for the run's end.
-        self.unmetered, self.holds = [], []
-        self.held_micros = self.spent_micros = 0
+        self.unmetered, self.holds, self.spent_micros = [], [], 0
 
     def unpaid(self) -> tuple[list[LlmCall], list[CreditHold]]:
         """What ``meter`` would write, to give back should its transaction roll back."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -36,28 +37,12 @@ RUN_NOT_STARTED = (
 )
 
 
-def _holds_open(run: AssistantRun) -> list[CreditHold]:
-    """The credit holds ``run`` opened and has not closed: its calls on credits are
-    charged, and its holds closed, together (see ``Conversation.meter``)."""
+def _holds_of(run: AssistantRun, **where: Any) -> list[CreditHold]:
+    """The credit holds ``run`` opened (its calls on credits are charged, and its holds
+    closed, together: see ``Conversation.meter``), narrowed by ``where``."""
     return list(
         CreditHold.objects.filter(
-            account__user_id=run.owner_id,
-            reference__startswith=f"assistant-run-{run.pk}-",
-            status=CreditHold.Status.OPEN,
-        ).select_related("account")
-    )
-
-
-def _holds_since_started(run: AssistantRun) -> list[CreditHold]:
-    """The holds ``run`` opened since its worker last claimed it, closed ones too: calls
-    it kept unrecorded are on credits when it has some (and no key of the user's)."""
-    if run.started_at is None:
-        return []
-    return list(
-        CreditHold.objects.filter(
-            account__user_id=run.owner_id,
-            reference__startswith=f"assistant-run-{run.pk}-",
-            created_at__gte=run.started_at,
+            account__user_id=run.owner_id, reference__startswith=f"assistant-run-{run.pk}-", **where
         ).select_related("account")
     )
 
@@ -65,7 +50,7 @@ def _holds_since_started(run: AssistantRun) -> list[CreditHold]:
 def _holds_close(run: AssistantRun) -> None:
     """A lost run's holds released: the calls it made were neither recorded nor charged
     (its worker died holding them), so nothing is charged for them."""
-    credits_charge(holds=_holds_open(run), metered_calls=[])
+    credits_charge(holds=_holds_of(run, status=CreditHold.Status.OPEN), metered_calls=[])
 
 
 def runs_reap() -> int:
@@ -98,8 +83,8 @@ def runs_reap() -> int:
 
 def _calls_record_left(*, before: datetime) -> int:
     """Record the calls that completed runs kept because their worker died between the
-    answer and the records: on the user's own key, or on credits (the run's holds still
-    open), charged and the holds closed. Recording is first-wins by call id and a charge
+    answer and the records: on the user's own key, or on credits (holds opened since its
+    last claim), charged and the holds closed. Recording is first-wins by call id and a charge
     names its record, so a worker finishing meanwhile never counts one twice; how many
     runs had some."""
     left = AssistantRun.objects.filter(calls_unrecorded__isnull=False, finished_at__lt=before)
@@ -117,7 +102,13 @@ def _calls_record_left(*, before: datetime) -> int:
                 )
                 if calls is None:
                     continue  # its worker recorded them meanwhile, or is at it
-                holds = _holds_since_started(run) if run.api_key is None else []
+                # On credits when it has no key of the user's and opened holds since its
+                # last claim (open or not: holds of a part before a pause say nothing).
+                holds = (
+                    _holds_of(run, created_at__gte=run.started_at)
+                    if run.api_key is None and run.started_at is not None
+                    else []
+                )
                 if holds:
                     # Calls on credits: recorded and charged, the holds closed (those the
                     # reaper released meanwhile, taking the run for lost, stay released).

@@ -178,11 +178,7 @@ def _usage_text(charge: int, taken: int) -> str:
 
 def credits_release(*, hold: CreditHold) -> None:
     """Give back an open hold whose LLM call did not happen (or failed before costing)."""
-    with transaction.atomic():
-        account_lock(user_id=hold.account.user_id)
-        _HOLD_CLOSE.run(
-            pk=hold.pk, status=str(CreditHold.Status.RELEASED), closed_at=timezone.now()
-        )
+    credits_charge(holds=[hold], metered_calls=[])
     hold.refresh_from_db(fields=["status", "closed_at"])
 
 

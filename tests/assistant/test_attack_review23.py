@@ -265,7 +265,7 @@ def test_the_reaper_closes_only_this_runs_holds_not_one_whose_id_starts_the_same
         amount_micros=3,
         reference=f"assistant-run-{run.pk}-x",
     )
-    assert [h.pk for h in reaper._holds_open(run)] == [mine.pk]
+    assert [h.pk for h in reaper._holds_of(run, status="open")] == [mine.pk]
     reaper._holds_close(run)
     statuses = dict(CreditHold.objects.values_list("pk", "status"))
     assert statuses[mine.pk] == "released"

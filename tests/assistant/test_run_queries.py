@@ -181,36 +181,30 @@ def test_a_run_on_the_users_own_key_records_its_calls_once_its_answer_is_out(ali
     assert run.cost_micros == sum(recorded.values_list("cost_micros", flat=True)) > 0
 
 
-def test_calls_left_unrecorded_by_a_worker_that_died_after_the_answer_are_recorded_once(
-    alice, chat, monkeypatch
-):
-    """The run's end keeps its calls on the user's key until they are recorded: when the
-    records fail (a worker killed just after the answer), the reaper records them a
-    minute later, once, however often it runs."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from assistant.services.reaper import runs_reap
-
-    ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
+def _run_whose_recording_dies(user, chat, monkeypatch) -> AssistantRun:
+    """A completed run (a tool round and an answer) whose worker was killed as it recorded
+    the calls, just after the answer."""
     record = conversation.usage_record_llm_calls
 
     def dies(**kwargs):
         raise RuntimeError("the worker was killed")
 
     monkeypatch.setattr(conversation, "usage_record_llm_calls", dies)
-    _run(alice, chat, tool_calls(("jira_search", SEARCH)), text("KAN has one."))
+    _run(user, chat, tool_calls(("jira_search", SEARCH)), text("KAN has one."))
     monkeypatch.setattr(conversation, "usage_record_llm_calls", record)
-    run = AssistantRun.objects.get()
-    assert run.status == "completed" and run.cost_micros > 0
-    assert [call["call_id"] for call in run.calls_unrecorded] == [
-        f"assistant-run-{run.pk}-1",
-        f"assistant-run-{run.pk}-2",
-    ]
-    assert not MeteredLlmCall.objects.exists()
+    return AssistantRun.objects.get()
 
-    runs_reap()  # within a minute of its end: its worker may still be at it
+
+def _reap_within_then_past_a_minute(run: AssistantRun) -> None:
+    """The reaper within a minute of the run's end (its worker may still be at it: nothing
+    recorded), then twice past it."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from assistant.services.reaper import runs_reap
+
+    runs_reap()
     assert not MeteredLlmCall.objects.exists()
     AssistantRun.objects.filter(pk=run.pk).update(
         finished_at=timezone.now() - timedelta(seconds=61)
@@ -218,6 +212,24 @@ def test_calls_left_unrecorded_by_a_worker_that_died_after_the_answer_are_record
     runs_reap()
     runs_reap()
     run.refresh_from_db()
+
+
+def test_calls_left_unrecorded_by_a_worker_that_died_after_the_answer_are_recorded_once(
+    alice, chat, monkeypatch
+):
+    """The run's end keeps its calls on the user's key until they are recorded: when the
+    records fail (a worker killed just after the answer), the reaper records them a
+    minute later, once, however often it runs."""
+    ApiKeyFactory(owner=alice, provider="openai", secret=secret_for("openai", 1))
+    run = _run_whose_recording_dies(alice, chat, monkeypatch)
+    assert run.status == "completed" and run.cost_micros > 0
+    assert [call["call_id"] for call in run.calls_unrecorded] == [
+        f"assistant-run-{run.pk}-1",
+        f"assistant-run-{run.pk}-2",
+    ]
+    assert not MeteredLlmCall.objects.exists()
+
+    _reap_within_then_past_a_minute(run)
     recorded = MeteredLlmCall.objects.filter(owner=alice)
     assert run.calls_unrecorded is None and recorded.count() == 2
     assert run.cost_micros == sum(recorded.values_list("cost_micros", flat=True))
@@ -229,35 +241,17 @@ def test_calls_on_credits_left_by_a_worker_that_died_after_the_answer_are_charge
     """On the server's key the run's hold stays open until its calls are recorded and
     charged after the answer: when that fails, the reaper records and charges them a
     minute later and closes the hold, once however often it (or a late worker) runs."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from assistant.services.reaper import runs_reap
+    from assistant.services.ask import _record_after_answer
+    from assistant.services.conversation import Conversation
     from billing.selectors import billing_balance
 
     before = billing_balance(user=alice)
-    record = conversation.usage_record_llm_calls
-
-    def dies(**kwargs):
-        raise RuntimeError("the worker was killed")
-
-    monkeypatch.setattr(conversation, "usage_record_llm_calls", dies)
-    _run(alice, chat, tool_calls(("jira_search", SEARCH)), text("KAN has one."))
-    monkeypatch.setattr(conversation, "usage_record_llm_calls", record)
-    run = AssistantRun.objects.get()
+    run = _run_whose_recording_dies(alice, chat, monkeypatch)
     assert run.status == "completed" and run.api_key is None and len(run.calls_unrecorded) == 2
     assert list(CreditHold.objects.values_list("status", flat=True)) == ["open"]
     assert billing_balance(user=alice) == before
 
-    runs_reap()  # within a minute of its end: its worker may still be at it
-    assert not MeteredLlmCall.objects.exists()
-    AssistantRun.objects.filter(pk=run.pk).update(
-        finished_at=timezone.now() - timedelta(seconds=61)
-    )
-    runs_reap()
-    runs_reap()
-    run.refresh_from_db()
+    _reap_within_then_past_a_minute(run)
     recorded = MeteredLlmCall.objects.filter(owner=alice, api_key=None)
     assert run.calls_unrecorded is None and recorded.count() == 2
     charges = CreditLedgerEntry.objects.filter(kind="usage")
@@ -267,10 +261,8 @@ def test_calls_on_credits_left_by_a_worker_that_died_after_the_answer_are_charge
     assert billing_balance(user=alice) == before - run.cost_micros
     assert list(CreditHold.objects.values_list("status", flat=True)) == ["settled"]
 
-    # The worker was only slow: its late recording finds nothing left to do.
-    from assistant.services.ask import _record_after_answer
-    from assistant.services.conversation import Conversation
-
+    # The worker was only slow: its late recording finds nothing left to do (it stops at
+    # the run's row, before anything of the conversation is read).
     late = Conversation.__new__(Conversation)
     late.run = run
     _record_after_answer(late)
