@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from assistant.services.executor import access_memo_forget
 from assistant.services.mcp import mcp_status_memo_forget
 from tests.accounts.factories import UserFactory
+from usage.services.pricing import price_memo_forget
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM is safe here.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -60,6 +61,7 @@ def _clean_cache(request):
     cache.clear()
     mcp_status_memo_forget()
     access_memo_forget()
+    price_memo_forget()
     yield
     if settings.REDIS_URL:  # a database cache is rolled back with the test
         cache.clear()

@@ -4,9 +4,11 @@ bucket writes exactly that bucket and its day of the rollup. Against the fake Op
 admin API on 127.0.0.1 through the real SDK."""
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 import time_machine
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -14,6 +16,7 @@ from keys.models import ApiKey
 from tests.fakes.openai_admin import FakeOpenAIAdmin
 from tests.keys.factories import ApiKeyFactory
 from usage.models import UsageBucket, UsageDaily
+from usage.services import pricing
 from usage.services.fetching import usage_fetch_for_key
 from usage.services.pricing import catalog_prices
 
@@ -111,3 +114,36 @@ def test_a_catalog_price_is_read_once_then_remembered(catalog):
         assert catalog_prices(pairs={pair}) == first
 
     assert not [q for q in statements(captured) if "models_catalog" in q]
+
+
+def test_a_remembered_price_is_kept_in_the_process_until_its_shared_entry_expires(catalog):
+    """The assistant prices its model on every /ask, in the web and in the worker: read
+    from the shared cache once, then from the process, but never past that entry's end."""
+    pair = ("openai", MINI)
+    key = pricing._cache_key(pair)
+    with time_machine.travel(NOW, tick=False):
+        first = catalog_prices(pairs={pair})[pair]
+        assert first is not None
+        # Another process's entry (another price): this process keeps its own meanwhile.
+        other = pricing.Price(Decimal("0.001"), Decimal("0.002"))
+        cache.set(key, (other, NOW.timestamp() + 10), 300)
+        assert catalog_prices(pairs={pair})[pair] == first
+
+        # Learned from the shared cache, a price ends when that entry says, not later.
+        pricing.price_memo_forget()
+        assert catalog_prices(pairs={pair})[pair] == other
+    newer = pricing.Price(Decimal("0.003"), Decimal("0.004"))
+    cache.set(key, (newer, NOW.timestamp() + 400), 300)
+    with time_machine.travel(NOW + timedelta(seconds=11), tick=False):
+        assert catalog_prices(pairs={pair})[pair] == newer
+
+
+def test_an_entry_without_its_end_is_read_but_not_kept_in_the_process(catalog):
+    """Entries written before prices carried their end (a deploy's old processes)."""
+    pair = ("openai", MINI)
+    key = pricing._cache_key(pair)
+    price = pricing.Price(Decimal("0.001"), Decimal("0.002"))
+    cache.set(key, (price,), 300)
+    assert catalog_prices(pairs={pair})[pair] == price
+    cache.set(key, (None,), 300)
+    assert catalog_prices(pairs={pair})[pair] is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
@@ -34,6 +35,16 @@ ONE_BY_ONE = 4
 PRICE_TTL = 300
 
 Pair = tuple[str, str]
+
+# Prices read from the shared cache, kept in this process until that entry expires (its
+# wall-clock end travels with it), so the bound above still holds: the assistant asks for
+# its model's price on every /ask, in the web and again in the worker.
+_memo: dict[str, tuple[float, Price | None]] = {}
+
+
+def price_memo_forget() -> None:
+    """Forget the prices this process remembers (tests, after changing the catalog)."""
+    _memo.clear()
 
 
 @dataclass(frozen=True)
@@ -114,17 +125,28 @@ def catalog_prices(*, pairs: set[Pair]) -> dict[Pair, Price | None]:
     if not pairs:
         return {}
     keys = {pair: _cache_key(pair) for pair in pairs}
-    cached = cache.get_many(list(keys.values()))
-    prices: dict[Pair, Price | None] = {
-        pair: cached[key][0] for pair, key in keys.items() if key in cached
-    }
+    now = time.time()
+    prices: dict[Pair, Price | None] = {}
+    for pair, key in keys.items():
+        memo = _memo.get(key)
+        if memo is not None and memo[0] > now:
+            prices[pair] = memo[1]
+    unread = [key for pair, key in keys.items() if pair not in prices]
+    cached = cache.get_many(unread) if unread else {}
+    for pair, key in keys.items():
+        if key in cached:
+            prices[pair] = cached[key][0]
+            if len(cached[key]) > 1:  # (price, when its shared entry expires)
+                _memo[key] = (cached[key][1], cached[key][0])
     spellings = {pair: candidates(*pair) for pair in pairs if pair not in prices}
     if spellings:
         known = _lookup(spellings)
         for pair, names in spellings.items():
             prices[pair] = next((known[n] for n in names if known.get(n) is not None), None)
         # In a tuple: a remembered None (no price) is not a miss.
-        cache.set_many({keys[pair]: (prices[pair],) for pair in spellings}, PRICE_TTL)
+        entries = {keys[pair]: (prices[pair], now + PRICE_TTL) for pair in spellings}
+        cache.set_many(entries, PRICE_TTL)
+        _memo.update((key, (expires, price)) for key, (price, expires) in entries.items())
     for pair, price in prices.items():
         if price is None:
             logger.warning(
