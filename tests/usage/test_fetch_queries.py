@@ -147,3 +147,13 @@ def test_an_entry_without_its_end_is_read_but_not_kept_in_the_process(catalog):
     assert catalog_prices(pairs={pair})[pair] == price
     cache.set(key, (None,), 300)
     assert catalog_prices(pairs={pair})[pair] is None
+
+
+def test_the_process_remembers_a_bounded_number_of_prices(catalog, monkeypatch):
+    """Providers name the models in their usage reports: a flood of names cannot grow
+    what each process keeps."""
+    monkeypatch.setattr(pricing, "MEMO_SIZE", 3)
+    catalog_prices(pairs={("openai", f"gpt-made-up-{n}") for n in range(7)})
+    assert 0 < len(pricing._memo) <= 3
+    assert catalog_prices(pairs={("openai", MINI)})[("openai", MINI)] is not None
+    assert len(pricing._memo) <= 3

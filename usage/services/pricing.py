@@ -40,6 +40,8 @@ Pair = tuple[str, str]
 # wall-clock end travels with it), so the bound above still holds: the assistant asks for
 # its model's price on every /ask, in the web and again in the worker.
 _memo: dict[str, tuple[float, Price | None]] = {}
+# Model names come from providers' usage reports too: never more than this many remembered.
+MEMO_SIZE = 1024
 
 
 def price_memo_forget() -> None:
@@ -113,6 +115,12 @@ def _lookup(spellings: dict[Pair, list[str]]) -> dict[str, Price | None]:
     return found
 
 
+def _remember(key: str, expires: float, price: Price | None) -> None:
+    if len(_memo) >= MEMO_SIZE:
+        _memo.clear()  # rare: read again from the shared cache
+    _memo[key] = (expires, price)
+
+
 def _cache_key(pair: Pair) -> str:
     # Hashed: a model name may be long or hold characters a cache key should not.
     return "usage:price:" + hashlib.sha256("\0".join(pair).encode()).hexdigest()
@@ -137,7 +145,7 @@ def catalog_prices(*, pairs: set[Pair]) -> dict[Pair, Price | None]:
         if key in cached:
             prices[pair] = cached[key][0]
             if len(cached[key]) > 1:  # (price, when its shared entry expires)
-                _memo[key] = (cached[key][1], cached[key][0])
+                _remember(key, cached[key][1], cached[key][0])
     spellings = {pair: candidates(*pair) for pair in pairs if pair not in prices}
     if spellings:
         known = _lookup(spellings)
@@ -146,7 +154,8 @@ def catalog_prices(*, pairs: set[Pair]) -> dict[Pair, Price | None]:
         # In a tuple: a remembered None (no price) is not a miss.
         entries = {keys[pair]: (prices[pair], now + PRICE_TTL) for pair in spellings}
         cache.set_many(entries, PRICE_TTL)
-        _memo.update((key, (expires, price)) for key, (price, expires) in entries.items())
+        for key, (price, expires) in entries.items():
+            _remember(key, expires, price)
     for pair, price in prices.items():
         if price is None:
             logger.warning(
