@@ -49,8 +49,12 @@ def _clean_cache(request):
     """Throttle counters and cached pages never leak between tests.
 
     Without Redis the cache is a database table, so only tests with database access
-    touch it (after their database fixture is ready).
+    touch it (after their database fixture is ready). What processes keep in memory is
+    forgotten for every test.
     """
+    mcp_status_memo_forget()
+    access_memo_forget()
+    price_memo_forget()
     if not settings.REDIS_URL:
         wanted = [name for name in ("transactional_db", "db") if name in request.fixturenames]
         if wanted:
@@ -59,9 +63,6 @@ def _clean_cache(request):
             yield
             return
     cache.clear()
-    mcp_status_memo_forget()
-    access_memo_forget()
-    price_memo_forget()
     yield
     if settings.REDIS_URL:  # a database cache is rolled back with the test
         cache.clear()

@@ -39,7 +39,7 @@ Pair = tuple[str, str]
 # Prices read from the shared cache, kept in this process until that entry expires (its
 # wall-clock end travels with it), so the bound above still holds: the assistant asks for
 # its model's price on every /ask, in the web and again in the worker.
-_memo: dict[str, tuple[float, Price | None]] = {}
+_memo: dict[str, tuple[float, float, Price | None]] = {}  # key: (read at, kept until, price)
 # Model names come from providers' usage reports too: never more than this many remembered.
 MEMO_SIZE = 1024
 
@@ -115,10 +115,24 @@ def _lookup(spellings: dict[Pair, list[str]]) -> dict[str, Price | None]:
     return found
 
 
-def _remember(key: str, expires: float, price: Price | None) -> None:
+def _remember(key: str, now: float, ends: float, price: Price | None) -> None:
+    """Keep ``price`` until its shared entry ``ends``, and never past ``PRICE_TTL`` from
+    now: another host's clock running ahead wrote a later end."""
+    until = min(ends, now + PRICE_TTL)
+    if until <= now:
+        return
     if len(_memo) >= MEMO_SIZE:
         _memo.clear()  # rare: read again from the shared cache
-    _memo[key] = (expires, price)
+    _memo[key] = (now, until, price)
+
+
+def _remembered(key: str, now: float) -> tuple[Price | None] | None:
+    """The price this process keeps for ``key`` (in a tuple: None is a price's absence),
+    unless its time is up — or the clock went back since it was read."""
+    memo = _memo.get(key)
+    if memo is None or not memo[0] <= now < memo[1]:
+        return None
+    return (memo[2],)
 
 
 def _cache_key(pair: Pair) -> str:
@@ -136,16 +150,15 @@ def catalog_prices(*, pairs: set[Pair]) -> dict[Pair, Price | None]:
     now = time.time()
     prices: dict[Pair, Price | None] = {}
     for pair, key in keys.items():
-        memo = _memo.get(key)
-        if memo is not None and memo[0] > now:
-            prices[pair] = memo[1]
+        if (kept := _remembered(key, now)) is not None:
+            prices[pair] = kept[0]
     unread = [key for pair, key in keys.items() if pair not in prices]
     cached = cache.get_many(unread) if unread else {}
     for pair, key in keys.items():
         if key in cached:
             prices[pair] = cached[key][0]
             if len(cached[key]) > 1:  # (price, when its shared entry expires)
-                _remember(key, cached[key][1], cached[key][0])
+                _remember(key, now, cached[key][1], cached[key][0])
     spellings = {pair: candidates(*pair) for pair in pairs if pair not in prices}
     if spellings:
         known = _lookup(spellings)
@@ -154,8 +167,8 @@ def catalog_prices(*, pairs: set[Pair]) -> dict[Pair, Price | None]:
         # In a tuple: a remembered None (no price) is not a miss.
         entries = {keys[pair]: (prices[pair], now + PRICE_TTL) for pair in spellings}
         cache.set_many(entries, PRICE_TTL)
-        for key, (price, expires) in entries.items():
-            _remember(key, expires, price)
+        for key, (price, ends) in entries.items():
+            _remember(key, now, ends, price)
     for pair, price in prices.items():
         if price is None:
             logger.warning(
