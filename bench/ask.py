@@ -32,16 +32,16 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse, urlunparse
+
+from harness import answers, drop_database, free_port, percentile, pick_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,59 +53,8 @@ SEARCH = {"jql": "project = KAN"}
 PER_USER = 25
 
 
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgres://", "postgresql://", 1)
-
-
-def pick_database() -> tuple[str, str | None]:
-    """(DATABASE_URL for the bench, the admin URL to drop it with; None: SQLite)."""
-    base = os.environ.get("DATABASE_URL", "") or "postgres://kay:kay@127.0.0.1:5432/kay"
-    parsed = urlparse(base)
-    if parsed.scheme.startswith("postgres") and _answers(
-        parsed.hostname or "", parsed.port or 5432
-    ):
-        import psycopg
-
-        for admin in (base, urlunparse(parsed._replace(path="/postgres"))):
-            try:
-                with psycopg.connect(_libpq(admin), autocommit=True, connect_timeout=2) as conn:
-                    conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-                return urlunparse(parsed._replace(path=f"/{BENCH_DB}")), admin
-            except Exception as exc:
-                print(f"({exc.__class__.__name__} on {urlparse(admin).path})")
-    path = Path(tempfile.mkdtemp(prefix="kay-bench-")) / "bench.sqlite3"
-    return f"sqlite:///{path}", None
-
-
-def drop_database(admin_url: str | None) -> None:
-    if admin_url is not None:
-        import psycopg
-
-        with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def ms(values: list[float]) -> str:
-    return f"p50 {statistics.median(values):7.1f} ms   p99 {pct(values, 0.99):7.1f} ms"
+    return f"p50 {statistics.median(values):7.1f} ms   p99 {percentile(values, 0.99):7.1f} ms"
 
 
 def start(
@@ -379,13 +328,13 @@ def main() -> int:
 
     redis_url = os.environ.get("REDIS_URL", "") or "redis://127.0.0.1:6379/0"
     parsed = urlparse(redis_url)
-    if not _answers(parsed.hostname or "", parsed.port or 6379):
+    if not answers(parsed.hostname or "", parsed.port or 6379):
         raise SystemExit(f"Redis does not answer at {redis_url}: the bench needs it.")
 
     from tests.fakes.openai_chat import FakeOpenAIChat
 
     chat = FakeOpenAIChat(keep_alive=True).start()  # HTTP/1.1, as OpenAI answers
-    database_url, admin_url = pick_database()
+    database_url, admin_url = pick_database(BENCH_DB)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "config.settings",
@@ -474,7 +423,7 @@ def main() -> int:
                 "config.asgi:application",
             ],
             var / "bench-ask-web.log",
-            lambda: _answers("127.0.0.1", port),
+            lambda: answers("127.0.0.1", port),
         )
         base = f"http://127.0.0.1:{port}"
         print(f"web: gunicorn + {args.web_workers} uvicorn workers; Celery worker: threads\n")
@@ -494,7 +443,7 @@ def main() -> int:
         stop(worker)
         chat.stop()
         connections.close_all()
-        drop_database(admin_url)
+        drop_database(admin_url, BENCH_DB)
     print("\n" + "   ".join(f"{name}: {'met' if ok else 'MISSED'}" for name, ok in results.items()))
     return 0 if all(results.values()) else 1
 

@@ -26,14 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 CODINGS = ("identity", "gzip", "br")
@@ -139,11 +136,11 @@ def main() -> int:
             print(f"\nmodels-by-provider, {label} ({size / 1024:.0f} KiB):")
             print(
                 f"  uncached: {cold_rps:8.1f} req/s   p50 {statistics.median(cold) * 1000:7.2f} ms"
-                f"   p95 {_percentile(cold, 0.95) * 1000:7.2f} ms"
+                f"   p95 {percentile(cold, 0.95) * 1000:7.2f} ms"
             )
             print(
                 f"  cached:   {warm_rps:8.1f} req/s   p50 {statistics.median(warm) * 1000:7.2f} ms"
-                f"   p95 {_percentile(warm, 0.95) * 1000:7.2f} ms"
+                f"   p95 {percentile(warm, 0.95) * 1000:7.2f} ms"
             )
             print(f"  cached / uncached throughput: {warm_rps / cold_rps:.1f}x")
 

@@ -23,14 +23,14 @@ import multiprocessing
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
+
+from harness import answers, drop_database, free_port, percentile, pick_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,58 +40,6 @@ BENCH_DB = f"kay_bench_keys_{os.getpid()}"
 
 
 # --- infrastructure ------------------------------------------------------------------------
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def pick_database() -> tuple[str, str | None]:
-    """(DATABASE_URL for the bench, admin URL to create/drop it with, or None for SQLite)."""
-    base = os.environ.get("DATABASE_URL", "") or "postgres://kay:kay@127.0.0.1:5432/kay"
-    parsed = urlparse(base)
-    if parsed.scheme.startswith("postgres") and _answers(
-        parsed.hostname or "", parsed.port or 5432
-    ):
-        import psycopg
-
-        # The named database may not exist (a fresh checkout, or a name only tests use):
-        # the server's maintenance database can create the bench database just as well.
-        error: Exception | None = None
-        for admin in (base, urlunparse(parsed._replace(path="/postgres"))):
-            try:
-                with psycopg.connect(_libpq(admin), autocommit=True, connect_timeout=2) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-                    conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-                return urlunparse(parsed._replace(path=f"/{BENCH_DB}")), admin
-            except Exception as exc:
-                error = exc
-        print(f"PostgreSQL not usable ({error.__class__.__name__}: {error}); using SQLite")
-    path = Path(tempfile.mkdtemp(prefix="kay-bench-")) / "bench.sqlite3"
-    return f"sqlite:///{path}", None
-
-
-def _libpq(url: str) -> str:
-    return url.replace("postgres://", "postgresql://", 1)
-
-
-def drop_database(admin_url: str | None) -> None:
-    if admin_url is None:
-        return
-    import psycopg
-
-    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bench_environment(database_url: str) -> dict[str, str]:
@@ -108,7 +56,7 @@ def bench_environment(database_url: str) -> dict[str, str]:
     }
     redis_url = os.environ.get("REDIS_URL", "") or "redis://127.0.0.1:6379/0"
     parsed = urlparse(redis_url)
-    if _answers(parsed.hostname or "", parsed.port or 6379):
+    if answers(parsed.hostname or "", parsed.port or 6379):
         env["REDIS_URL"] = urlunparse(parsed._replace(path="/13"))
     else:
         env["REDIS_URL"] = ""
@@ -249,11 +197,6 @@ def measure(
     return latencies, statuses, max(elapsed, seconds)
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
-
-
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -268,7 +211,7 @@ def main() -> int:
     parser.add_argument("--client-threads", type=int, default=4)
     args = parser.parse_args()
 
-    database_url, admin_url = pick_database()
+    database_url, admin_url = pick_database(BENCH_DB)
     env = bench_environment(database_url)
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -326,7 +269,7 @@ def main() -> int:
         )
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 30
-        while not _answers("127.0.0.1", port):
+        while not answers("127.0.0.1", port):
             if server.poll() is not None or time.time() > deadline:
                 raise SystemExit("gunicorn did not start; see var/bench-keys-gunicorn.log")
             time.sleep(0.2)
@@ -354,7 +297,7 @@ def main() -> int:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=20)
         connections.close_all()
-        drop_database(admin_url)
+        drop_database(admin_url, BENCH_DB)
 
     print(
         f"gunicorn: {args.workers} gthread workers x 4 threads; client: "
@@ -367,7 +310,8 @@ def main() -> int:
         rates[kind] = len(data["lat"]) / data["time"]
         print(
             f"{label:<26}{len(data['lat']):>10}{rates[kind]:>10.0f}"
-            f"{pct(data['lat'], 0.5):>9.1f}{pct(data['lat'], 0.99):>9.1f}  {data['codes']}"
+            f"{percentile(data['lat'], 0.5) * 1000:>9.1f}"
+            f"{percentile(data['lat'], 0.99) * 1000:>9.1f}  {data['codes']}"
         )
     ratio = rates["fetch"] / rates["trivial"]
     ok_codes = set(results["fetch"]["codes"]) == {200} and set(results["trivial"]["codes"]) == {200}

@@ -42,6 +42,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from harness import percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -51,15 +53,10 @@ MONTH = date(2026, 3, 1)
 MONTH_DAYS = 31
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _ms(values: list[float]) -> str:
     return (
         f"p50 {statistics.median(values) * 1000:8.1f} ms   "
-        f"p95 {_percentile(values, 0.95) * 1000:8.1f} ms"
+        f"p95 {percentile(values, 0.95) * 1000:8.1f} ms"
     )
 
 
