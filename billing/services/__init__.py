@@ -5,9 +5,7 @@ from billing.services.checkout import checkout_session_start, portal_session_sta
 from billing.services.credits import (
     charge_micros,
     credits_charge,
-    credits_release,
     credits_reserve,
-    credits_settle,
     reserve_estimate_micros,
 )
 from billing.services.ledger import billing_account_for, credits_adjust, credits_grant_starter
@@ -20,9 +18,7 @@ __all__ = [
     "credits_adjust",
     "credits_charge",
     "credits_grant_starter",
-    "credits_release",
     "credits_reserve",
-    "credits_settle",
     "event_reprocess",
     "portal_session_start",
     "reserve_estimate_micros",

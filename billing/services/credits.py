@@ -88,13 +88,6 @@ def charge_micros(cost_micros: int) -> int:
     return int(charge.to_integral_value(rounding=ROUND_CEILING))
 
 
-def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedgerEntry | None:
-    """Charge one metered call against ``hold`` and close it (see :func:`credits_charge`);
-    the call's entry, None for a call that cost nothing."""
-    (entry,) = credits_charge(holds=[hold], metered_calls=[metered_call])
-    return entry
-
-
 def credits_charge(
     *, holds: Sequence[CreditHold], metered_calls: Sequence[MeteredCall]
 ) -> list[CreditLedgerEntry | None]:
@@ -174,12 +167,6 @@ def _usage_text(charge: int, taken: int) -> str:
     if taken < charge:
         text += f" ({charge - taken} µ$ not covered by the balance)"
     return text
-
-
-def credits_release(*, hold: CreditHold) -> None:
-    """Give back an open hold whose LLM call did not happen (or failed before costing)."""
-    credits_charge(holds=[hold], metered_calls=[])
-    hold.refresh_from_db(fields=["status", "closed_at"])
 
 
 def reserve_estimate_micros() -> int:

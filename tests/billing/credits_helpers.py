@@ -1,5 +1,6 @@
-"""What the credits tests share: a user's account funded, and an LLM call metered for them
-(gpt-4o-mini: 1,000 input tokens of which 200 cached, 500 output, 435 µ$)."""
+"""What the credits tests share: a user's account funded, an LLM call metered for them
+(gpt-4o-mini: 1,000 input tokens of which 200 cached, 500 output, 435 µ$), and one call
+charged or one hold released through ``credits_charge``, as runs do."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import uuid
 
 from django.db import transaction
 
+from billing.models import CreditHold, CreditLedgerEntry
+from billing.services import credits_charge
 from billing.services.ledger import Kind, account_lock, entry_post
 from usage.services import MeteredCall, usage_record_llm_call
 
@@ -33,3 +36,15 @@ def llm_call(user, call_id=None) -> MeteredCall:
         output_tokens=500,
         cached_tokens=200,
     )
+
+
+def credits_settle(*, hold: CreditHold, metered_call: MeteredCall) -> CreditLedgerEntry | None:
+    """One metered call charged against ``hold``, which is closed; the call's entry."""
+    (entry,) = credits_charge(holds=[hold], metered_calls=[metered_call])
+    return entry
+
+
+def credits_release(*, hold: CreditHold) -> None:
+    """An open hold given back, no call charged."""
+    credits_charge(holds=[hold], metered_calls=[])
+    hold.refresh_from_db(fields=["status", "closed_at"])

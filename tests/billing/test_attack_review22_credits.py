@@ -14,10 +14,10 @@ from django.db import DatabaseError, DataError, connection, transaction
 from django.db.transaction import TransactionManagementError
 
 from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
-from billing.services import credits_release, credits_reserve, credits_settle, ledger
+from billing.services import credits_reserve, ledger
 from billing.services.ledger import Kind, account_lock, entry_post
 from tests.accounts.factories import UserFactory
-from tests.billing.credits_helpers import fund, llm_call
+from tests.billing.credits_helpers import credits_release, credits_settle, fund, llm_call
 from tests.helpers.races import run_at_once
 from tests.usage.conftest import GPT_4O_MINI, catalog_model
 

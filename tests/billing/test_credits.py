@@ -29,15 +29,13 @@ from billing.services import (
     credits_adjust,
     credits_charge,
     credits_grant_starter,
-    credits_release,
     credits_reserve,
-    credits_settle,
 )
 from billing.services.ledger import Kind, account_lock, entry_post
 from billing.templatetags.money import usd_cents
 from core.errors import ApplicationError, InsufficientCredits
 from tests.accounts.factories import UserFactory
-from tests.billing.credits_helpers import fund, llm_call
+from tests.billing.credits_helpers import credits_release, credits_settle, fund, llm_call
 from tests.helpers.races import run_at_once
 from tests.usage.conftest import GPT_4O_MINI, catalog_model
 from usage.services import usage_record_llm_call

@@ -14,8 +14,8 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
 from billing.services import credits as credits_module
-from billing.services import credits_release, credits_reserve, credits_settle, ledger
-from tests.billing.credits_helpers import fund, llm_call
+from billing.services import credits_reserve, ledger
+from tests.billing.credits_helpers import credits_release, credits_settle, fund, llm_call
 from tests.usage.conftest import GPT_4O_MINI, catalog_model
 
 DOLLAR = 1_000_000

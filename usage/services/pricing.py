@@ -36,9 +36,10 @@ PRICE_TTL = 300
 
 Pair = tuple[str, str]
 
-# Prices read from the shared cache, kept in this process until that entry expires (its
-# wall-clock end travels with it), so the bound above still holds: the assistant asks for
-# its model's price on every /ask, in the web and again in the worker.
+# Prices read from the shared cache, kept in this process until that entry ends (its end
+# travels with it) and never longer than PRICE_TTL from their reading, so the bound above
+# still holds: the assistant asks for its model's price on every /ask, in the web and
+# again in the worker.
 _memo: dict[str, tuple[float, float, Price | None]] = {}  # key: (read at, kept until, price)
 # Model names come from providers' usage reports too: never more than this many remembered.
 MEMO_SIZE = 1024
