@@ -110,7 +110,7 @@ def load_data(users: int, keys_per_user: int) -> list[str]:
     return cookies
 
 
-def queries_per_fetch(user_ids: list[int]) -> int:
+def queries_per_fetch(user_ids: list[int], provider: str) -> int:
     from django.conf import settings
     from django.db import connection
     from django.test import Client
@@ -118,7 +118,7 @@ def queries_per_fetch(user_ids: list[int]) -> int:
 
     client = Client(HTTP_HOST="127.0.0.1")
     headers = {"HTTP_AUTHORIZATION": f"Bearer {settings.SERVER_SECRET_KEY}"}
-    body = {"user_id": user_ids[0], "provider": "gemini"}
+    body = {"user_id": user_ids[0], "provider": provider}
     client.post("/api/keys/fetch", body, content_type="application/json", secure=True, **headers)
     with CaptureQueriesContext(connection) as ctx:
         response = client.post(
@@ -136,7 +136,7 @@ def _worker(args: tuple) -> tuple[list[float], dict[int, int]]:
 
     import httpx
 
-    base, kind, seconds, threads, user_ids, cookies, secret = args
+    base, kind, seconds, threads, user_ids, providers, cookies, secret = args
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     lock = threading.Lock()
@@ -152,7 +152,7 @@ def _worker(args: tuple) -> tuple[list[float], dict[int, int]]:
                 if kind == "fetch":
                     response = client.post(
                         "/api/keys/fetch",
-                        json={"user_id": rng.choice(user_ids), "provider": rng.choice(PROVIDERS)},
+                        json={"user_id": rng.choice(user_ids), "provider": rng.choice(providers)},
                         headers={"Authorization": f"Bearer {secret}"},
                     )
                 else:
@@ -179,6 +179,7 @@ def measure(
     procs: int,
     threads: int,
     user_ids: list[int],
+    providers: list[str],
     cookies: list[str],
     secret: str,
 ) -> tuple[list[float], dict[int, int], float]:
@@ -186,7 +187,7 @@ def measure(
     started = time.perf_counter()
     with ctx.Pool(procs) as pool:
         parts = pool.map(
-            _worker, [(base, kind, seconds, threads, user_ids, cookies, secret)] * procs
+            _worker, [(base, kind, seconds, threads, user_ids, providers, cookies, secret)] * procs
         )
     elapsed = time.perf_counter() - started
     latencies = [value for part in parts for value in part[0]]
@@ -210,6 +211,8 @@ def main() -> int:
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--client-threads", type=int, default=4)
     args = parser.parse_args()
+    if args.keys_per_user < 1:
+        parser.error("--keys-per-user must be at least 1 (each fetch asks for a stored key)")
 
     database_url, admin_url = pick_database(BENCH_DB)
     env = bench_environment(database_url)
@@ -239,7 +242,9 @@ def main() -> int:
             f"({ApiKey.objects.count()} encrypted rows) in {time.perf_counter() - started:.1f} s"
         )
         user_ids = list(ApiKey.objects.values_list("owner_id", flat=True).distinct())
-        fetch_queries = queries_per_fetch(user_ids)
+        # The providers every user has a key of (the first keys_per_user of the list).
+        providers = PROVIDERS[: args.keys_per_user]
+        fetch_queries = queries_per_fetch(user_ids, providers[0])
         connections.close_all()
 
         port = free_port()
@@ -277,6 +282,7 @@ def main() -> int:
             args.client_procs,
             args.client_threads,
             user_ids,
+            providers,
             cookies,
             settings.SERVER_SECRET_KEY,
         )
