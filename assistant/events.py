@@ -377,7 +377,9 @@ class SlotStreamingResponse(StreamingHttpResponse):
         self.slot = slot
 
     def close(self) -> None:
+        # Released first: closing fires ``request_finished``, which gives the thread's
+        # database connections back, and the count may live in the database (no Redis).
         try:
-            super().close()
-        finally:
             self.slot.release()
+        finally:
+            super().close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.signals import request_finished
+from django.db import close_old_connections
 from django.test import Client
 
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
@@ -308,9 +310,39 @@ def test_the_stream_is_refused_with_429_past_8_open_streams(alice, alice_browser
     slots[0].release()
     allowed = _stream(alice_browser, prompt="hi", mode="one_shot")
     assert allowed.status_code == 200
-    allowed.close()  # not read: nothing was asked; its slot is given back
+    # Not read (nothing was asked): closed as the test client closes what it read, without
+    # request_finished closing the test's own transaction (PostgreSQL without Redis).
+    request_finished.disconnect(close_old_connections)
+    try:
+        allowed.close()  # its slot is given back
+    finally:
+        request_finished.connect(close_old_connections)
     for slot in slots[1:]:
         slot.release()
+
+
+def test_a_stream_gives_its_slot_back_before_the_request_finishes():
+    """Closing fires request_finished, which gives the thread's database connections
+    back: the slot's count (in the database without Redis) is given back before."""
+    from assistant.events import SlotStreamingResponse, StreamSlot
+
+    seen = []
+
+    class Slot(StreamSlot):
+        def release(self) -> None:
+            seen.append("released")
+
+    def finished(**kwargs):
+        seen.append("request_finished")
+
+    request_finished.disconnect(close_old_connections)  # no database in this test
+    request_finished.connect(finished)
+    try:
+        SlotStreamingResponse(iter([b""]), slot=Slot("k")).close()
+    finally:
+        request_finished.disconnect(finished)
+        request_finished.connect(close_old_connections)
+    assert seen == ["released", "request_finished"]
 
 
 @pytest.mark.django_db(transaction=True)
