@@ -202,10 +202,26 @@ async def _stream(run_id: int, after: int) -> AsyncIterator[bytes]:
 
 
 @sync_to_async  # the cache may be the database
-def _slot_release(response: Response) -> None:
-    """The stream slot a request took, given back: its client left before the stream."""
-    if response.status_code == status.HTTP_200_OK:
-        StreamSlot(str(response.data["slot"])).release()
+def _slot_release(response: HttpResponseBase) -> None:
+    """The stream slot a request took, given back: its client left before the stream.
+    This runs on a thread no ``request_finished`` closes: its connections are given back
+    here (the count may live in the database)."""
+    try:
+        if isinstance(response, SlotStreamingResponse):
+            response.slot.release()
+        elif isinstance(response, Response) and response.status_code == status.HTTP_200_OK:
+            StreamSlot(str(response.data["slot"])).release()
+    finally:
+        _connections_release()
+
+
+async def slot_taking_view(
+    view: Callable[[HttpRequest], HttpResponseBase], request: HttpRequest
+) -> HttpResponseBase:
+    """``view`` (sync, it may take a stream slot) run to its end though the client leaves
+    meanwhile (Django then cancels the request): the slot of a response nobody will send
+    or close is given back, not held until the count lapses."""
+    return await _uncancelled(sync_to_async(view)(request), abandoned=_slot_release)
 
 
 @csrf_exempt

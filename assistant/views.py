@@ -37,10 +37,10 @@ from markdown_it import MarkdownIt
 from accounts.authentication import user_of
 from accounts.models import User
 from assistant.api import AskThrottle
+from assistant.async_views import slot_taking_view
 from assistant.events import (
     DONE,
     SlotStreamingResponse,
-    StreamSlot,
     run_events_follow,
     run_events_last_seq,
     stream_slot_take,
@@ -300,7 +300,11 @@ def _run(user: User, fields: dict[str, Any], emit: Emit) -> None:
         connection.close()
 
 
-def _events(user: User, fields: dict[str, Any], slot: StreamSlot) -> Iterator[bytes]:
+def _events(user: User, fields: dict[str, Any]) -> Iterator[bytes]:
+    """The run's events as it goes. Its stream slot is given back by the response (its
+    close, and under ASGI the stream's end), on the request's thread: not here, where
+    under ASGI a worker thread steps the generator and a database connection opened for
+    the count (no Redis) would stay open there."""
     events: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
 
     def run() -> None:
@@ -309,13 +313,10 @@ def _events(user: User, fields: dict[str, Any], slot: StreamSlot) -> Iterator[by
         finally:
             events.put(None)
 
-    try:
-        threading.Thread(target=run, name=f"assistant-stream-{user.pk}", daemon=True).start()
-        yield _sse("start", {"mode": fields["mode"], "at": time.time()})
-        while (item := events.get()) is not None:
-            yield _sse(*item)
-    finally:
-        slot.release()
+    threading.Thread(target=run, name=f"assistant-stream-{user.pk}", daemon=True).start()
+    yield _sse("start", {"mode": fields["mode"], "at": time.time()})
+    while (item := events.get()) is not None:
+        yield _sse(*item)
 
 
 async def _async_events(events: Iterator[bytes]) -> AsyncIterator[bytes]:
@@ -327,10 +328,15 @@ async def _async_events(events: Iterator[bytes]) -> AsyncIterator[bytes]:
 
 @login_required
 @require_POST
-def assistant_stream(request: HttpRequest) -> HttpResponseBase:
+async def assistant_stream(request: HttpRequest) -> HttpResponseBase:
     """``POST`` a JSON ``{prompt, mode, session_id?}``; an ``text/event-stream`` of
     ``start``, ``text`` (deltas), ``tool_start``/``tool_end``, then ``done`` (the ``/ask``
     body, with the answer as safe HTML) or ``error``."""
+    # Async, so that a client gone while the stream is set up gives its slot back.
+    return await slot_taking_view(_stream_start, request)
+
+
+def _stream_start(request: HttpRequest) -> HttpResponseBase:
     user = user_of(request)
     try:
         # The APIs' parser: a deep or surrogate-laden body is a 400, never a 500.
@@ -360,7 +366,7 @@ def assistant_stream(request: HttpRequest) -> HttpResponseBase:
         slot = stream_slot_take(user_id=user.pk)
     except ApplicationError as exc:
         return JsonResponse({"error": error_event(exc)}, status=exc.status, headers=exc.headers)
-    events = _events(user, {**data.validated_data, "mode": mode}, slot)
+    events = _events(user, {**data.validated_data, "mode": mode})
     # Under ASGI Django would read a plain iterator to its end before sending anything.
     stream: Iterator[bytes] | AsyncIterator[bytes] = events
     if isinstance(request, ASGIRequest):
