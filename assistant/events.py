@@ -379,7 +379,10 @@ class SlotStreamingResponse(StreamingHttpResponse):
     def close(self) -> None:
         # Released first: closing fires ``request_finished``, which gives the thread's
         # database connections back, and the count may live in the database (no Redis).
+        # The cache down then is logged, not raised: the response has gone out, and the
+        # count lapses on its own (``streams_ttl``).
         try:
             self.slot.release()
-        finally:
-            super().close()
+        except Exception:
+            logger.exception("a stream's slot could not be given back")
+        super().close()

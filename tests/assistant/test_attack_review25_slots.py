@@ -165,10 +165,10 @@ def test_one_users_slot_given_back_never_touches_anothers_count(alice, bob):
     bobs.release()
 
 
-def test_a_release_that_raises_still_closes_the_response():
+def test_a_release_that_raises_still_closes_the_response(caplog):
     """The cache down (Redis gone, the database's connection broken): the response is
-    still closed (its stream's closer runs, request_finished fires) before the error
-    goes up."""
+    still closed (its stream's closer runs, request_finished fires), and the error is
+    logged rather than raised after the response went out."""
     seen: list[str] = []
 
     class BrokenSlot(StreamSlot):
@@ -190,12 +190,12 @@ def test_a_release_that_raises_still_closes_the_response():
     try:
         response = SlotStreamingResponse(stream(), slot=BrokenSlot("k"))
         next(iter(response))  # started, so its generator's finally runs on close
-        with pytest.raises(ConnectionError):
-            response.close()
+        response.close()
     finally:
         request_finished.disconnect(finished)
         request_finished.connect(close_old_connections)
     assert seen == ["release", "stream closed", "request_finished"]
+    assert "slot could not be given back" in caplog.text
     assert response.closed
 
 
