@@ -26,7 +26,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.signals import request_finished
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.test import AsyncRequestFactory
 
 from assistant import events as events_module
@@ -40,6 +40,7 @@ from assistant.events import (
     stream_with_slot,
 )
 from core.errors import RateLimited
+from tests.assistant.closing import connections_kept_on_close
 
 STREAM = "/dashboard/assistant/stream"
 
@@ -49,13 +50,9 @@ def _count(user) -> int:
 
 
 def _close(response) -> None:
-    """Closed as a server closes it, without request_finished closing the test's own
-    transaction (as tests/assistant/test_page.py does)."""
-    request_finished.disconnect(close_old_connections)
-    try:
+    """Closed as a server closes it, as the test client does."""
+    with connections_kept_on_close():
         response.close()
-    finally:
-        request_finished.connect(close_old_connections)
 
 
 async def _chunks(*parts: bytes, hang: asyncio.Event | None = None):
@@ -185,15 +182,13 @@ def test_a_release_that_raises_still_closes_the_response(caplog):
     def finished(**kwargs) -> None:
         seen.append("request_finished")
 
-    request_finished.disconnect(close_old_connections)  # no database in this test
     request_finished.connect(finished)
     try:
         response = SlotStreamingResponse(stream(), slot=BrokenSlot("k"))
         next(iter(response))  # started, so its generator's finally runs on close
-        response.close()
+        _close(response)  # no database in this test
     finally:
         request_finished.disconnect(finished)
-        request_finished.connect(close_old_connections)
     assert seen == ["release", "stream closed", "request_finished"]
     assert "slot could not be given back" in caplog.text
     assert response.closed

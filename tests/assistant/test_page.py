@@ -7,12 +7,12 @@ import json
 
 import pytest
 from django.core.signals import request_finished
-from django.db import close_old_connections
 from django.test import Client
 
 from assistant.models import AssistantRun, InteractiveSession, PendingConfirmation
 from assistant.services import runs
 from tests.assistant.chat import LocalResult
+from tests.assistant.closing import connections_kept_on_close
 from tests.fakes.openai_chat import text, tool_calls
 
 PAGE = "/dashboard/assistant/"
@@ -310,13 +310,9 @@ def test_the_stream_is_refused_with_429_past_8_open_streams(alice, alice_browser
     slots[0].release()
     allowed = _stream(alice_browser, prompt="hi", mode="one_shot")
     assert allowed.status_code == 200
-    # Not read (nothing was asked): closed as the test client closes what it read, without
-    # request_finished closing the test's own transaction (PostgreSQL without Redis).
-    request_finished.disconnect(close_old_connections)
-    try:
+    # Not read (nothing was asked): closed as the test client closes what it read.
+    with connections_kept_on_close():
         allowed.close()  # its slot is given back
-    finally:
-        request_finished.connect(close_old_connections)
     for slot in slots[1:]:
         slot.release()
 
@@ -335,13 +331,12 @@ def test_a_stream_gives_its_slot_back_before_the_request_finishes():
     def finished(**kwargs):
         seen.append("request_finished")
 
-    request_finished.disconnect(close_old_connections)  # no database in this test
     request_finished.connect(finished)
     try:
-        SlotStreamingResponse(iter([b""]), slot=Slot("k")).close()
+        with connections_kept_on_close():  # no database in this test
+            SlotStreamingResponse(iter([b""]), slot=Slot("k")).close()
     finally:
         request_finished.disconnect(finished)
-        request_finished.connect(close_old_connections)
     assert seen == ["released", "request_finished"]
 
 

@@ -8,8 +8,6 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
-from django.core.signals import request_finished
-from django.db import close_old_connections
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -22,6 +20,7 @@ from assistant.services.executor import McpToolExecutor
 from assistant.services.runs import run_execute
 from tests.accounts.factories import UserFactory
 from tests.assistant.chat import LocalResult
+from tests.assistant.closing import connections_kept_on_close
 from tests.fakes.openai_chat import text, tool_calls
 
 pytestmark = pytest.mark.django_db
@@ -335,12 +334,9 @@ def test_a_ninth_open_stream_of_one_user_is_refused_until_one_ends(alice, bob, a
 
     # Closed by the server without being read (the client went away): given back once,
     # however often it is closed.
-    request_finished.disconnect(close_old_connections)  # as the test client does
-    try:
+    with connections_kept_on_close():  # as the test client closes
         open_streams[1].close()
         open_streams[1].close()
-    finally:
-        request_finished.connect(close_old_connections)
     assert alice_api.get(url, HTTP_ACCEPT="text/event-stream").status_code == 200
     assert alice_api.get(url, HTTP_ACCEPT="text/event-stream").status_code == 429
 
