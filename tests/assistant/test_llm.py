@@ -8,7 +8,7 @@ import pytest
 
 from assistant.llm import LLMKeyRefused, chat_complete
 from core.errors import ProviderError, ProviderUnavailable
-from tests.fakes.openai_chat import error, text, tool_calls
+from tests.fakes.openai_chat import error, raw, text, tool_calls
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +55,68 @@ def test_parallel_tool_calls_are_joined_by_index(chat):
         "jira_search",
         "jira_get_issue",
     ]
+
+
+def test_cached_tokens_are_read_from_the_usage_chunk(chat):
+    chat.script(text("ok", input_tokens=900, output_tokens=3, cached_tokens=512))
+    completion = _complete(chat)
+    assert (completion.input_tokens, completion.cached_tokens) == (900, 512)
+
+
+def test_chunks_are_read_as_a_provider_may_send_them(chat):
+    """Chunks come back as plain JSON (no SDK models are built): fields a provider leaves
+    out or sends as null are read as absent, a call's pieces join by index."""
+    chat.script(
+        raw(
+            '{"choices": [{"index": 0, "delta": {"role": "assistant", "content": null}}]}',
+            '{"model": "m-1", "choices": [{"delta": {"content": "Hi"}}], "usage": null}',
+            '{"choices": [{"delta": {"tool_calls": [{"index": 1, "id": "c1",'
+            ' "function": {"name": "jira_", "arguments": "{\\"a\\""}}]}}]}',
+            '{"choices": [{"delta": {"tool_calls": [{"index": 1,'
+            ' "function": {"name": "search", "arguments": ": 1}"}}]}}]}',
+            '{"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2,'
+            ' "prompt_tokens_details": null}}',
+        )
+    )
+    completion = _complete(chat)
+    assert (completion.content, completion.model) == ("Hi", "m-1")
+    assert [(c.id, c.name, c.arguments) for c in completion.tool_calls] == [
+        ("c1", "jira_search", '{"a": 1}')
+    ]
+    assert (completion.input_tokens, completion.output_tokens, completion.cached_tokens) == (
+        7,
+        2,
+        0,
+    )
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        '"just a string"',
+        "[1, 2]",
+        '{"choices": {"delta": "not a list"}}',
+        '{"choices": [{"delta": {"content": 42}}]}',
+        '{"model": 5, "choices": []}',
+        '{"choices": [{"delta": {"tool_calls": [{"index": 0, "id": 7}]}}]}',
+        '{"choices": [{"delta": {"tool_calls": [{"index": "first"}]}}]}',
+        '{"choices": [], "usage": {"prompt_tokens": "many"}}',
+        "{not json",
+    ],
+)
+def test_a_chunk_kay_cannot_read_is_a_provider_error(chat, chunk):
+    chat.script(raw('{"choices": [{"delta": {"content": "Hel"}}]}', chunk))
+    with pytest.raises(ProviderError) as caught:
+        _complete(chat)
+    assert not isinstance(caught.value, ProviderUnavailable)
+    assert caught.value.message == "The model provider sent an answer Kay could not read."
+
+
+def test_an_error_event_mid_stream_is_a_provider_error_without_its_text(chat):
+    chat.script(raw('{"error": {"message": "fake vendor error text", "type": "server_error"}}'))
+    with pytest.raises(ProviderError) as caught:
+        _complete(chat)
+    assert "fake vendor error text" not in caught.value.message
 
 
 def test_tools_and_settings_are_sent(chat, settings):

@@ -41,6 +41,9 @@ class Reply:
     cached_tokens: int = 0
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0  # seconds before answering: a model that does not answer in time
+    # Streamed: these ``data:`` payloads as they are, instead of chunks made from the
+    # above (a provider's odd or broken chunks, or an error event mid-stream).
+    events: tuple[str, ...] = ()
 
 
 def text(content: str, **kwargs: Any) -> Reply:
@@ -49,6 +52,10 @@ def text(content: str, **kwargs: Any) -> Reply:
 
 def tool_calls(*calls: tuple[str, dict[str, Any] | str], **kwargs: Any) -> Reply:
     return Reply(tool_calls=tuple(calls), **kwargs)
+
+
+def raw(*events: str, **kwargs: Any) -> Reply:
+    return Reply(events=events, **kwargs)
 
 
 def error(status: int, **kwargs: Any) -> Reply:
@@ -156,10 +163,10 @@ class FakeOpenAIChat(LocalHTTPServer):
                 if fake.keep_alive:
                     self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
-                events = [
-                    f"data: {json.dumps(chunk)}\n\n".encode()
-                    for chunk in _chunks(reply, ids, include_usage)
+                payloads = reply.events or [
+                    json.dumps(chunk) for chunk in _chunks(reply, ids, include_usage)
                 ]
+                events = [f"data: {payload}\n\n".encode() for payload in payloads]
                 for event in [*events, b"data: [DONE]\n\n"]:
                     self.wfile.write(
                         b"%x\r\n%s\r\n" % (len(event), event) if fake.keep_alive else event
