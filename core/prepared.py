@@ -398,6 +398,7 @@ class PreparedInsert(Generic[M]):
     def __init__(self, model: type[M]) -> None:
         self._model = model
         self._compiled: Any = _UNSET
+        self._compiled_many: Any = _UNSET
         _ALL.append(self)
 
     def create(self, **fields: Any) -> M:
@@ -431,10 +432,50 @@ class PreparedInsert(Generic[M]):
         obj._state.db = DEFAULT_DB_ALIAS
         return obj
 
-    def forget(self) -> None:
-        self._compiled = _UNSET
+    def create_many(self, rows: list[dict[str, Any]]) -> list[M]:
+        """``model.objects.bulk_create`` of these rows, in order, by one statement. On
+        PostgreSQL Django inserts several rows from ``UNNEST`` of one array per column, the
+        same SQL for any number of rows: compiled once, then each call's columns put in
+        their places. Elsewhere (and wherever :meth:`create` would use the ORM), the ORM."""
+        objs = [self._model(**row) for row in rows]
+        if len(objs) == 1:
+            return [self.create(**rows[0])]
+        if not objs or _has_save_receivers(self._model) or any(
+            obj.pk is not None or _has_expressions(obj) for obj in objs
+        ):
+            return self._model._default_manager.bulk_create(objs)
+        if self._compiled_many is _UNSET:
+            self._compiled_many = self._compile(*objs[:2])
+        compiled: _CompiledInsert | None = self._compiled_many
+        if compiled is None:
+            return self._model._default_manager.bulk_create(objs)
+        for obj in objs:
+            obj._prepare_related_fields_for_save(operation_name="bulk_create")  # type: ignore[attr-defined]
+        compiler = copy.copy(compiled.compiler)
+        connection = compiler.connection = connections[DEFAULT_DB_ALIAS]
+        columns = [
+            [compiler.prepare_value(field, compiler.pre_save_val(field, obj)) for obj in objs]
+            for field in compiled.fields
+        ]
+        params = (*columns, *compiled.tail)
+        compiler.as_sql = lambda *args, **kwargs: [(compiled.sql, params)]  # type: ignore[method-assign,assignment]
+        meta = self._model._meta
+        with transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS), server_prepared(connection):
+            returned = compiler.execute_sql(meta.db_returning_fields)  # type: ignore[arg-type]
+        for obj, values in zip(objs, returned, strict=True):
+            for value, field in zip(values, meta.db_returning_fields, strict=False):
+                setattr(obj, field.attname, value)
+            obj._state.adding = False
+            obj._state.db = DEFAULT_DB_ALIAS
+        return objs
 
-    def _compile(self, obj: M) -> _CompiledInsert | None:
+    def forget(self) -> None:
+        self._compiled = self._compiled_many = _UNSET
+
+    def _compile(self, *objs: M) -> _CompiledInsert | None:
+        """One row's INSERT; given two rows, the INSERT from ``UNNEST`` of one array per
+        column (None if Django would write several rows otherwise)."""
+        obj = objs[0]
         meta = self._model._meta
         if meta.parents or obj.pk is not None or self._model.save is not Model.save:
             return None  # a model's own save() would be skipped
@@ -450,7 +491,7 @@ class PreparedInsert(Generic[M]):
         ):
             return None
         query = InsertQuery(self._model)
-        query.insert_values(fields, [obj])
+        query.insert_values(fields, list(objs))
         compiler = cast(SQLInsertCompiler, query.get_compiler(DEFAULT_DB_ALIAS))
         compiler.returning_fields = meta.db_returning_fields
         try:
@@ -460,8 +501,17 @@ class PreparedInsert(Generic[M]):
             return None
         if len(params) < len(fields) or sql.count("%s") != len(params):
             return None
-        # The statement is kept, not the first row it was compiled with.
-        compiler.query.objs = [self._model()]
+        if len(objs) > 1 and (
+            "UNNEST(" not in sql
+            or not all(
+                isinstance(column, list) and len(column) == len(objs)
+                for column in params[: len(fields)]
+            )
+        ):
+            return None  # rows as VALUES lists: the SQL would change with their number
+        # The statement is kept, not the rows it was compiled with (as many of them: a
+        # bulk insert reads its returned rows as several only when it has several).
+        compiler.query.objs = [self._model() for _ in objs]
         return _CompiledInsert(sql, fields, tuple(params[len(fields) :]), compiler)
 
 

@@ -302,6 +302,52 @@ def test_an_insert_stores_what_the_orm_stores(alice, db):
     assert not last._state.adding and stored[3].api_key_id == key.pk
 
 
+def test_several_rows_are_stored_as_bulk_create_stores_them_in_one_statement(alice, bob, db):
+    events = PreparedInsert(KeyAuditEvent)
+    key = ApiKeyFactory(owner=alice)
+    batches = [
+        [
+            dict(owner_id=alice.pk, api_key=key, action="used", detail={"n": 9}, key_label="k"),
+            dict(owner_id=bob.pk, action="fetched", detail={"text": "o'clock\n"}, source="api"),
+        ],
+        [dict(owner_id=bob.pk, action="used", detail={"n": n}) for n in range(5)],
+    ] * 2
+    made = []
+    for batch in batches:
+        with CaptureQueriesContext(connection) as ctx:
+            made.append(events.create_many(batch))
+        assert len(ctx.captured_queries) == 1
+    if connection.vendor == "postgresql":  # compiled once, from UNNEST: any number of rows
+        assert events._compiled_many is not None and "UNNEST(" in events._compiled_many.sql
+    orm = KeyAuditEvent.objects.bulk_create([KeyAuditEvent(owner_id=alice.pk, action="used")])
+    stored = list(KeyAuditEvent.objects.order_by("pk"))
+    flat = [event for batch in made for event in batch]
+    assert [e.pk for e in stored] == [*(e.pk for e in flat), orm[0].pk]
+    for given, kept in zip([row for batch in batches for row in batch], stored, strict=False):
+        assert kept.owner_id == given["owner_id"] and kept.detail == given["detail"]
+        assert (kept.action, kept.api_key_id) == (
+            given["action"],
+            getattr(given.get("api_key"), "pk", None),
+        )
+        assert kept.source == given.get("source", orm[0].source)
+    assert {e.count for e in stored} == {orm[0].count}  # defaults, as the ORM sets them
+    assert all(e.created_at is not None and not e._state.adding for e in flat)
+
+
+def test_several_rows_refuse_a_deleted_relation_and_one_row_is_a_create(alice, db):
+    events = PreparedInsert(KeyAuditEvent)
+    key = ApiKeyFactory(owner=alice)
+    key.delete()
+    with pytest.raises(ValueError, match="unsaved related object"):
+        events.create_many(
+            [dict(owner_id=alice.pk, action="used"), dict(owner_id=alice.pk, api_key=key)]
+        )
+    assert not KeyAuditEvent.objects.exists()
+    (one,) = events.create_many([dict(owner_id=alice.pk, action="used")])
+    assert KeyAuditEvent.objects.get().pk == one.pk
+    assert events.create_many([]) == []
+
+
 def test_an_insert_with_save_receivers_goes_through_the_orm(alice, db):
     from django.db.models.signals import post_save
 

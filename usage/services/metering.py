@@ -177,13 +177,8 @@ def usage_record_llm_calls(
                 )
                 for call, (row, cost, priced) in zip(calls, costs, strict=True)
             ]
-            # One call (each call on credits) by a statement compiled once; a batch by
-            # one INSERT for all.
-            recorded = (
-                [_METERED_CALL.create(**rows[0])]
-                if len(rows) == 1
-                else MeteredLlmCall.objects.bulk_create([MeteredLlmCall(**row) for row in rows])
-            )
+            # One INSERT for all, compiled once (core.prepared).
+            recorded = _METERED_CALL.create_many(rows)
     except IntegrityError:
         if len(calls) > 1:  # some were recorded before: each on its own, first-wins
             return [
