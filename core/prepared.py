@@ -440,8 +440,10 @@ class PreparedInsert(Generic[M]):
         objs = [self._model(**row) for row in rows]
         if len(objs) == 1:
             return [self.create(**rows[0])]
-        if not objs or _has_save_receivers(self._model) or any(
-            obj.pk is not None or _has_expressions(obj) for obj in objs
+        if (
+            not objs
+            or _has_save_receivers(self._model)
+            or any(obj.pk is not None or _has_expressions(obj) for obj in objs)
         ):
             return self._model._default_manager.bulk_create(objs)
         if self._compiled_many is _UNSET:
