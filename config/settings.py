@@ -384,6 +384,10 @@ SPECTACULAR_SETTINGS = {
 # the default really runs tasks in a separate worker process.
 CELERY_BROKER_URL = REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
 CELERY_RESULT_BACKEND = REDIS_URL or f"db+sqlite:///{VAR_DIR / 'celery-results.sqlite3'}"
+# kombu's Redis transport, keeping one client per channel (core/celery_redis.py); only
+# for a plain redis:// URL (rediss:// and sentinel keep kombu's own, with their checks).
+if REDIS_URL.startswith("redis://"):
+    CELERY_BROKER_TRANSPORT = "core.celery_redis:Transport"
 
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
