@@ -38,8 +38,8 @@ from itertools import chain
 from typing import Any, Generic, TypeVar, cast
 
 from django.core.signals import setting_changed
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import NOT_PROVIDED, Model, QuerySet
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.models import NOT_PROVIDED, Field, Model, QuerySet
 from django.db.models.query import (
     FlatValuesListIterable,
     ModelIterable,
@@ -52,6 +52,14 @@ from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 from core.server_prepared import server_prepared
+
+try:  # what Django wraps a JSON value in for psycopg (PostgreSQL only)
+    from psycopg.types.json import _JsonWrapper
+except ImportError:  # pragma: no cover
+
+    class _JsonWrapper:  # type: ignore[no-redef]
+        obj: Any
+
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=Model)
@@ -83,7 +91,19 @@ def _stand_in(value: Any) -> Any:
         return datetime(2001, 2, 3, tzinfo=UTC) + timedelta(microseconds=secrets.randbits(40))
     if isinstance(value, date):
         return date(2001, 2, 3) + timedelta(days=secrets.randbits(16))
+    if type(value) in (list, dict):
+        # A JSON column's value: it reaches PostgreSQL wrapped by psycopg (Jsonb), the
+        # wrapper holding this very object; SQLite gets it as text (not prepared).
+        token = f"Kay-Prepared-{secrets.token_hex(12)}"
+        return [token] if type(value) is list else {"Kay-Prepared": token}
     raise _NotPreparable(f"values of type {type(value).__name__} are not prepared")
+
+
+def _holds(param: Any, stand_in: Any) -> bool:
+    """``param`` is ``stand_in`` as compiled: itself, or a JSON stand-in in its wrapper."""
+    if type(stand_in) in (list, dict):
+        return isinstance(param, _JsonWrapper) and param.obj is stand_in
+    return isinstance(param, type(stand_in)) and param == stand_in
 
 
 _UNSET: Any = object()  # not compiled yet
@@ -128,10 +148,17 @@ class _Statement:
         for name, positions in self.slots.items():
             value = values[name]
             for position in positions:
-                # Wrapped as its stand-in was (an int in an expression reaches psycopg as
-                # its Int4 or Int8, typed for PostgreSQL).
-                kind = type(bound[position])
-                bound[position] = value if kind is type(value) else kind(value)
+                # Wrapped as its stand-in was: an int in an expression reaches psycopg as
+                # its Int4 or Int8, typed for PostgreSQL; a JSON value in a copy of the
+                # field's wrapper (with the field's encoder).
+                param = bound[position]
+                if isinstance(param, _JsonWrapper):
+                    wrapped = copy.copy(param)
+                    wrapped.obj = value
+                    bound[position] = wrapped
+                else:
+                    kind = type(param)
+                    bound[position] = value if kind is type(value) else kind(value)
         return bound
 
 
@@ -324,9 +351,7 @@ def _slots(params: tuple[Any, ...], stand_ins: dict[str, Any]) -> dict[str, tupl
     for name, stand_in in stand_ins.items():
         if stand_in is None:
             continue  # compiled into the SQL (IS NULL, = NULL)
-        at = tuple(
-            i for i, p in enumerate(params) if isinstance(p, type(stand_in)) and p == stand_in
-        )
+        at = tuple(i for i, p in enumerate(params) if _holds(p, stand_in))
         if not at:
             raise _NotPreparable(f"{name} does not reach the SQL as given")
         slots[name] = at
@@ -377,6 +402,39 @@ class PreparedUpdate(_Prepared):
         sql, params = query.get_compiler(DEFAULT_DB_ALIAS).as_sql()
         params = tuple(params)
         return _Statement(sql, params, _slots(params, stand_ins), _types(stand_ins))
+
+
+class PreparedSave(Generic[M]):
+    """``obj.save(update_fields=fields)`` compiled once: the UPDATE of those columns of the
+    object's row (``PreparedUpdate``), each value as its field would save it. A model with
+    save receivers or its own ``save()`` is saved through the ORM; so is a value the
+    statement cannot take (``PreparedUpdate``'s rules). As ``save`` does, a row no longer
+    there is an error."""
+
+    def __init__(self, model: type[M], fields: tuple[str, ...]) -> None:
+        self._model = model
+        self._names = fields
+        self._fields = [cast(Field, model._meta.get_field(name)) for name in fields]
+        if any(not getattr(f, "concrete", False) or f.primary_key for f in self._fields):
+            raise ValueError("only concrete columns other than the key are saved")
+        attnames = [f.attname for f in self._fields]
+
+        def build(**values: Any) -> tuple[QuerySet[Any], dict[str, Any]]:
+            pk = values.pop("pk")
+            return model._default_manager.filter(pk=pk), values
+
+        build.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in ("pk", *attnames)]
+        )
+        self._update = PreparedUpdate(build)
+
+    def save(self, obj: M) -> None:
+        if _has_save_receivers(self._model) or self._model.save is not Model.save:
+            obj.save(update_fields=self._names)
+            return
+        values = {f.attname: f.pre_save(obj, False) for f in self._fields}
+        if not self._update.run(pk=obj.pk, **values):
+            raise DatabaseError("Save with update_fields did not affect any rows.")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import ToolExecutor, executor_sites
 from core.durability import transaction_commit_unflushed
 from core.errors import ApplicationError
-from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate, first_row
+from core.prepared import PreparedInsert, PreparedQuery, PreparedSave, PreparedUpdate, first_row
 
 
 @dataclass
@@ -231,6 +231,7 @@ _FINISHED_FIELDS = (
     "output_tokens",
     "cost_micros",
 )
+_RUN_FINISHED: PreparedSave[AssistantRun] = PreparedSave(AssistantRun, _FINISHED_FIELDS)
 
 
 def _finish(conversation: Conversation, response: str, *, meter: bool = True) -> AskOutcome:
@@ -254,7 +255,7 @@ def _finish(conversation: Conversation, response: str, *, meter: bool = True) ->
             session = _session_save(conversation)
             run.session = session
             conversation.session_id = session.pk if session else None
-        run.save(update_fields=_FINISHED_FIELDS)
+        _RUN_FINISHED.save(run)
     return AskOutcome(
         run=run,
         status="completed",

@@ -5,13 +5,13 @@ its SQL depends on more than where the values go."""
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, Q
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
+from core.prepared import PreparedInsert, PreparedQuery, PreparedSave, PreparedUpdate
 from keys.models import ApiKey, KeyAuditEvent, Project
 from tests.keys.factories import ApiKeyFactory, ProjectFactory
 
@@ -278,6 +278,65 @@ def test_an_update_adding_to_a_column_adds_each_calls_own_amount(alice, bob, db)
     for user, tokens in ((alice, 12), (bob, 100)):
         rows_[user.pk].refresh_from_db()
         assert rows_[user.pk].input_tokens == tokens
+
+
+def test_an_update_with_json_values_stores_each_calls_own(alice, bob, db):
+    events = {
+        user.pk: KeyAuditEvent.objects.create(owner=user, action="used") for user in (alice, bob)
+    }
+    set_detail = PreparedUpdate(
+        lambda pk, detail: (KeyAuditEvent.objects.filter(pk=pk), {"detail": detail})
+    )
+    given = {
+        alice.pk: [{"n": 1, "text": 'o\'clock \\ "quoted"'}, [1, 2]],
+        bob.pk: {"nested": {"list": [None, True, 1.5]}, "empty": {}},
+    }
+    for _ in range(2):
+        for user_id, detail in given.items():
+            with CaptureQueriesContext(connection) as ctx:
+                assert set_detail.run(pk=events[user_id].pk, detail=detail) == 1
+            assert len(ctx.captured_queries) == 1
+    if connection.vendor == "postgresql":  # compiled once, the values wrapped as the ORM does
+        assert all(statement is not None for statement in set_detail._compiled.values())
+    for user_id, detail in given.items():
+        assert KeyAuditEvent.objects.get(pk=events[user_id].pk).detail == detail
+    assert set_detail.run(pk=events[bob.pk].pk, detail=[]) == 1
+    assert KeyAuditEvent.objects.get(pk=events[bob.pk].pk).detail == []
+
+
+def test_a_save_writes_its_fields_only_as_the_orm_saves_them(alice, bob, db):
+    key = ApiKeyFactory(owner=alice)
+    save = PreparedSave(KeyAuditEvent, ("action", "detail", "api_key", "key_label"))
+    event = KeyAuditEvent.objects.create(owner=alice, action="used", source="api")
+    other = KeyAuditEvent.objects.create(owner=bob, action="used", source="api")
+    for n, api_key in enumerate((key, None, key)):
+        event.action, event.detail, event.api_key, event.key_label = (
+            "fetched",
+            {"n": n},
+            api_key,
+            "k",
+        )
+        event.source = "web"  # not among the fields: not written
+        with CaptureQueriesContext(connection) as ctx:
+            save.save(event)
+        assert len(ctx.captured_queries) == 1
+        stored = KeyAuditEvent.objects.get(pk=event.pk)
+        assert (stored.action, stored.detail, stored.api_key_id, stored.source) == (
+            "fetched",
+            {"n": n},
+            getattr(api_key, "pk", None),
+            "api",
+        )
+    if connection.vendor == "postgresql":  # a statement for the key set, one for it None
+        assert len(save._update._compiled) == 2
+        assert all(statement is not None for statement in save._update._compiled.values())
+    untouched = KeyAuditEvent.objects.get(pk=other.pk)
+    assert (untouched.action, untouched.detail, untouched.api_key_id) == ("used", {}, None)
+    KeyAuditEvent.objects.filter(pk=event.pk).delete()
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        save.save(event)
+    with pytest.raises(ValueError, match="concrete"):
+        PreparedSave(KeyAuditEvent, ("id",))
 
 
 # --- Inserts ----------------------------------------------------------------------------
