@@ -267,7 +267,15 @@ class ChatClient:
             raise ProviderError(
                 f"The model provider refused the request (HTTP {exc.status_code})."
             ) from None
-        except (openai.APIError, ValueError, TypeError, KeyError, AttributeError):
+        except (
+            openai.APIError,
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            OverflowError,  # a number JSON reads as infinite
+            RecursionError,  # JSON nested past Python's limit
+        ):
             raise ProviderError("The model provider sent an answer Kay could not read.") from None
 
 
@@ -290,24 +298,37 @@ def chat_complete(
         client.close()
 
 
+# What one answer may hold. A provider the user named may be hostile: more tool calls
+# than a model is offered tools (OpenAI's limit is 128) would each be answered and sent
+# back, round after round; counts past any context window (a run sums at most nine calls
+# into its 32-bit columns), a negative one, or cached tokens beyond the input could not
+# be recorded (the reaper would retry them for ever).
+MAX_TOOL_CALLS = 128
+MAX_CALL_TOKENS = 10_000_000
+MODEL_NAME_MAX = 200  # what usage records keep
+
+
 def _read_stream(
     stream: Iterable[Any], model: str, on_text: Callable[[str], None] | None
 ) -> Completion:
     """A streamed answer's chunks (``chat.completion.chunk`` as JSON) joined into one
-    completion. A chunk not shaped as one raises ``TypeError``, ``KeyError`` or
-    ``AttributeError``, which ``ChatClient.complete`` turns into "could not read"."""
+    completion. A chunk not shaped as one, or with figures no answer can have, raises
+    ``TypeError``, ``KeyError`` or ``AttributeError``, which ``ChatClient.complete`` turns
+    into "could not read"."""
     completion = Completion(model=model)
     text: list[str] = []
     calls: dict[int, _PartialCall] = {}
     for chunk in stream:
         if chunk.get("model"):
-            completion.model = _text(chunk["model"])
+            completion.model = _model_name(chunk["model"])
         usage = chunk.get("usage")
         if usage:
-            completion.input_tokens = int(usage.get("prompt_tokens") or 0)
-            completion.output_tokens = int(usage.get("completion_tokens") or 0)
+            completion.input_tokens = _count(usage.get("prompt_tokens"))
+            completion.output_tokens = _count(usage.get("completion_tokens"))
             details = usage.get("prompt_tokens_details") or {}
-            completion.cached_tokens = int(details.get("cached_tokens") or 0)
+            completion.cached_tokens = _count(details.get("cached_tokens"))
+            if completion.cached_tokens > completion.input_tokens:
+                raise TypeError("cached tokens are part of the input")
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             content = delta.get("content")
@@ -316,7 +337,8 @@ def _read_stream(
                 if on_text is not None:
                     on_text(content)
             for part in delta.get("tool_calls") or ():
-                partial = calls.setdefault(int(part.get("index") or 0), _PartialCall())
+                index = _count(part.get("index"), MAX_TOOL_CALLS - 1)
+                partial = calls.setdefault(index, _PartialCall())
                 if part.get("id"):
                     partial.id = _text(part["id"])
                 function = part.get("function")
@@ -334,9 +356,28 @@ def _read_stream(
 
 
 def _text(value: Any) -> str:
-    if not isinstance(value, str):
+    """Text as a run can store it: no NUL and no lone surrogate, which PostgreSQL refuses
+    (the run's end could not be written)."""
+    if not isinstance(value, str) or "\x00" in value:
         raise TypeError("a chunk's text field is not text")
+    value.encode()  # a lone surrogate: UnicodeEncodeError, a ValueError
     return value
+
+
+def _count(value: Any, limit: int = MAX_CALL_TOKENS) -> int:
+    """A count as JSON gives it: a whole number from 0 to ``limit`` (absent: 0)."""
+    if value is None:
+        return 0
+    if type(value) is not int or not 0 <= value <= limit:
+        raise TypeError("a chunk's count is not one")
+    return value
+
+
+def _model_name(value: Any) -> str:
+    name = _text(value)
+    if len(name) > MODEL_NAME_MAX or not name.isprintable():
+        raise TypeError("a chunk's model name is not one")
+    return name
 
 
 def _retry_after(response: Any) -> float | None:

@@ -37,6 +37,9 @@ _PATTERNS = [
     re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     # Stripe-style secrets
     re.compile(r"\b(?:rk|whsec|sk_live|sk_test)_[A-Za-z0-9]{8,}"),
+    # PostgreSQL's detail of a refused row or key quotes its values: a user's prompt, a
+    # model's answer, an email address
+    re.compile(r"(DETAIL:)[ \t]+(?:Failing row contains|Key) [^\n]*"),
 ]
 
 

@@ -122,6 +122,11 @@ def _calls_record_left(*, before: datetime) -> int:
                     )
                 AssistantRun.objects.filter(pk=run.pk).update(calls_unrecorded=None)
                 done += 1
+        except ValueError as exc:
+            # Calls no record can hold (figures a provider made up, kept before Kay read
+            # them strictly): they would fail every minute for ever. Set aside, said once.
+            AssistantRun.objects.filter(pk=run.pk).update(calls_unrecorded=None)
+            logger.warning("assistant run %s: its left calls cannot be recorded (%s)", run.pk, exc)
         except Exception:
             # One run's calls that cannot be recorded must not stop the others'.
             logger.exception("assistant run %s: its left calls could not be recorded", run.pk)

@@ -327,7 +327,8 @@ def _run_drive(
         # A bug: logged (through the redacting filter), the user told no more.
         logger.exception("assistant run %s failed", run_id)
         error = ApplicationError(SERVER_ERROR, code="server_error", status=500)
-        run_fail(run=run, error=error)
+        # Only the failure's columns: the run in hand may hold what could not be written.
+        runs_fail_where(AssistantRun.objects.filter(pk=run_id), error)
         done = failed_done(error)
     if run.session_id is not None:
         # Its conversation is free before the answer goes out: a follow-up sent the moment

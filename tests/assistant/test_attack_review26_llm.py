@@ -1,0 +1,233 @@
+"""Attack review 26 of df4d129 (streamed chunks read as plain JSON): the figures and the
+shape of an answer from a provider that is hostile (a base URL the user gave) or buggy,
+and what they do once past ``_read_stream``: the run, its metering, the reaper.
+
+Each test here that names a problem fails on the code as reviewed."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from assistant.llm import chat_complete
+from assistant.models import AssistantRun
+from assistant.services import runs
+from assistant.services.reaper import runs_reap
+from assistant.services.runs import run_ask_start, run_execute
+from core.errors import ProviderError
+from tests.fakes.openai_chat import raw
+from tests.keys.factories import ApiKeyFactory
+from usage.models import MeteredLlmCall
+
+UNREADABLE = "The model provider sent an answer Kay could not read."
+
+
+def _complete(chat):
+    return chat_complete(
+        api_key="sk-user-0123456789",
+        base_url=chat.base_url,
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        tools=[],
+    )
+
+
+def _answer_with_usage(usage: str, *, model: str = "gpt-4o-mini") -> tuple[str, ...]:
+    return (
+        '{"model": "' + model + '", "choices": [{"delta": {"content": "Fine."}}]}',
+        '{"choices": [], "usage": ' + usage + "}",
+    )
+
+
+# --- 1. Non-finite numbers escape as OverflowError, not as "could not read" --------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        '{"choices": [], "usage": {"prompt_tokens": Infinity}}',
+        '{"choices": [], "usage": {"completion_tokens": -Infinity}}',
+        '{"choices": [], "usage": {"prompt_tokens": 5,'
+        ' "prompt_tokens_details": {"cached_tokens": Infinity}}}',
+        '{"choices": [{"delta": {"tool_calls": [{"index": Infinity,'
+        ' "function": {"name": "jira_search"}}]}}]}',
+    ],
+    ids=["prompt inf", "completion -inf", "cached inf", "index inf"],
+)
+def test_a_non_finite_number_in_a_chunk_is_a_provider_error(chat, chunk):
+    """Python's json (the SDK's ``sse.json()``) reads ``Infinity``; ``int(inf)`` raises
+    OverflowError, which ``ChatClient.complete`` does not turn into a provider error: the
+    run fails as a Kay bug (500, a traceback logged) instead of "could not read"."""
+    chat.script(raw('{"choices": [{"delta": {"content": "Hel"}}]}', chunk))
+    with pytest.raises(ProviderError) as caught:
+        _complete(chat)
+    assert caught.value.message == UNREADABLE
+
+
+@pytest.mark.django_db
+def test_a_deeply_nested_chunk_is_a_provider_error(chat):
+    """The SDK's ``json.loads`` of 100,000 nested arrays (200 kB) raises RecursionError,
+    which escapes ``ChatClient.complete`` as it did before df4d129 (Conversation.execute
+    catches it for a tool call's arguments, not here)."""
+    chat.script(raw('{"choices": [{"delta": {"content": "Hel"}}]}', "[" * 100_000 + "]" * 100_000))
+    with pytest.raises(ProviderError) as caught:
+        _complete(chat)
+    assert caught.value.message == UNREADABLE
+
+
+# --- 2. Figures no record can hold are read as if they were counts -----------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "usage",
+    [
+        '{"prompt_tokens": -5000, "completion_tokens": 7}',
+        '{"prompt_tokens": 10, "completion_tokens": -7}',
+        '{"prompt_tokens": 10, "completion_tokens": 2,'
+        ' "prompt_tokens_details": {"cached_tokens": 99}}',
+        '{"prompt_tokens": 10, "completion_tokens": 2,'
+        ' "prompt_tokens_details": {"cached_tokens": -99}}',
+        '{"prompt_tokens": 1e300, "completion_tokens": 2}',
+        '{"prompt_tokens": 99999999999999999999999, "completion_tokens": 2}',
+    ],
+    ids=[
+        "negative prompt",
+        "negative completion",
+        "cached > prompt",
+        "negative cached",
+        "1e300 prompt",
+        "1e23 prompt",
+    ],
+)
+def test_usage_figures_that_cannot_be_a_count_are_a_provider_error(chat, usage):
+    """``int(...)`` takes any number: negative counts, cached above input and counts past
+    ``usage.records.MAX_COUNT`` come back as the call's usage, to be refused only when
+    the run is recorded (a ValueError or a database error in the run's end, see below)."""
+    chat.script(raw(*_answer_with_usage(usage)))
+    with pytest.raises(ProviderError) as caught:
+        _complete(chat)
+    assert caught.value.message == UNREADABLE
+
+
+# --- 3. A flood of tool-call indices --------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_flood_of_tool_calls_in_one_answer_is_refused(chat):
+    """Each distinct ``index`` is a tool call: 4 MiB (GuardedTransport's cap on a user's
+    host) of ``{"index": n}`` is ~247,000 calls (measured: 6 s and 158 MB to read, a
+    21 MB assistant message), each then answered with an error message in the history,
+    recorded in the run and sent back in the next request, for up to 8 rounds (measured
+    through run_execute: three rounds of 50,000 calls, 11.5 s and +680 MB of RSS, the last
+    request carrying 150,005 messages; a 4 MiB round is five times that)."""
+    n = 10_000
+    flood = ",".join(f'{{"index": {i}}}' for i in range(n))
+    chat.script(raw('{"choices": [{"delta": {"tool_calls": [' + flood + "]}}]}"))
+    with pytest.raises(ProviderError):
+        _complete(chat)
+
+
+# --- 4. Downstream: a user's key whose host answers such figures --------------------------
+
+
+@pytest.fixture
+def own_host(alice, chat, executor, monkeypatch, settings):
+    """Alice's own OpenAI key with a base URL she gave (the fake, on 127.0.0.1)."""
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
+    settings.REDIS_URL = ""
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
+    return ApiKeyFactory(owner=alice, provider="openai", base_url=chat.base_url)
+
+
+def _reap_later(run: AssistantRun) -> None:
+    AssistantRun.objects.filter(pk=run.pk).update(
+        finished_at=timezone.now() - timedelta(minutes=10)
+    )
+    runs_reap()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _answer_with_usage(
+            '{"prompt_tokens": 10, "completion_tokens": 2,'
+            ' "prompt_tokens_details": {"cached_tokens": 99}}'
+        ),
+        _answer_with_usage('{"prompt_tokens": 10, "completion_tokens": 2}', model="m" * 201),
+        _answer_with_usage('{"prompt_tokens": 10, "completion_tokens": 2}', model="gpt\\u001b[2J"),
+    ],
+    ids=["cached > prompt", "model of 201 characters", "model with an escape"],
+)
+def test_a_hostile_hosts_figures_never_poison_the_reaper(alice, chat, own_host, answer, caplog):
+    """The run completes with its calls kept unrecorded; recording them raises a
+    ValueError (usage.records.BucketRow) after the answer, and then again in every reaper
+    pass, every minute, for ever: ``_calls_record_left`` has no limit and never gives up,
+    so each such run (as many as the user cares to ask) is one more failing transaction
+    and one more logged traceback per minute."""
+    chat.script(raw(*answer))
+    run = run_ask_start(user=alice, prompt="hi").run
+    run_execute(run_id=run.pk)
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR):
+            _reap_later(run)
+    left = AssistantRun.objects.get(pk=run.pk).calls_unrecorded
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert left is None and not errors, (left, errors)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "usage",
+    [
+        '{"prompt_tokens": -1000, "completion_tokens": 2}',
+        '{"prompt_tokens": 3000000000, "completion_tokens": 2}',
+    ],
+    ids=["negative prompt (CHECK >= 0)", "past int4 (AssistantRun.input_tokens)"],
+)
+def test_figures_the_run_cannot_store_fail_the_run_not_leave_it_running(
+    alice, chat, own_host, usage
+):
+    """The run's end cannot be saved (IntegrityError / DataError on AssistantRun's
+    PositiveIntegerField counts); ``_run_drive``'s bug path then calls ``run_fail``, whose
+    ``run.save()`` fails the same way, so the error escapes ``run_execute``: the run stays
+    ``running`` with no ``done`` published (the page waits until the reaper calls it
+    lost, past the task's hard time limit)."""
+    if usage.find("3000000000") >= 0 and connection.vendor != "postgresql":
+        pytest.skip("SQLite does not bound an integer column")
+    chat.script(raw(*_answer_with_usage(usage)))
+    run = run_ask_start(user=alice, prompt="hi").run
+    try:
+        status = run_execute(run_id=run.pk)
+    except Exception as exc:  # noqa: BLE001 - what escapes is the finding
+        status = f"raised {type(exc).__name__}"
+    stored = AssistantRun.objects.get(pk=run.pk)
+    assert (status, stored.status) == ("failed", "failed")
+    assert not MeteredLlmCall.objects.filter(input_tokens__gte=2**31).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_that_cannot_be_stored_never_logs_its_prompt_and_answer(
+    alice, chat, own_host, caplog
+):
+    """The database's error for the run's row (negative tokens: its CHECK) carries
+    ``DETAIL: Failing row contains (...)``: the whole row, the user's prompt, the model's
+    answer and the start of its kept calls, logged by ``logger.exception`` ("assistant
+    run %s failed"); the redacting filter only takes secrets out."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's CHECK error names the column only")
+    chat.script(raw(*_answer_with_usage('{"prompt_tokens": -1000, "completion_tokens": 2}')))
+    run = run_ask_start(user=alice, prompt="what is in KAN-7 private-prompt-4f1c").run
+    with caplog.at_level(logging.ERROR), contextlib.suppress(Exception):
+        run_execute(run_id=run.pk)  # that it escapes is the test above's finding
+    formatter = logging.Formatter()
+    logged = "\n".join(formatter.format(record) for record in caplog.records)
+    assert "private-prompt-4f1c" not in logged
