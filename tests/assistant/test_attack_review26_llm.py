@@ -231,3 +231,125 @@ def test_a_run_that_cannot_be_stored_never_logs_its_prompt_and_answer(
     formatter = logging.Formatter()
     logged = "\n".join(formatter.format(record) for record in caplog.records)
     assert "private-prompt-4f1c" not in logged
+
+
+# --- Added with the fixes -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        '{"choices": [{"delta": {"content": "a\\u0000b"}}]}',
+        '{"choices": [{"delta": {"content": "\\ud800"}}]}',
+        '{"choices": [{"delta": {"tool_calls": [{"index": 0, "function":'
+        ' {"name": "jira_search", "arguments": "{\\"jql\\": \\"\\u0000\\"}"}}]}}]}',
+        '{"choices": [{"delta": {"tool_calls": [{"index": true}]}}]}',
+        '{"choices": [{"delta": {"tool_calls": [{"index": 128}]}}]}',
+        '{"choices": [], "usage": {"prompt_tokens": 10000001}}',
+        '{"choices": [], "usage": {"prompt_tokens": 1.5}}',
+    ],
+    ids=["NUL", "lone surrogate", "NUL in arguments", "bool index", "index 128", "10M+1", "float"],
+)
+def test_what_a_run_could_not_store_is_read_as_unreadable(chat, chunk):
+    chat.script(raw('{"choices": [{"delta": {"content": "Hel"}}]}', chunk))
+    with pytest.raises(ProviderError) as caught:
+        _complete(chat)
+    assert caught.value.message == UNREADABLE
+
+
+@pytest.mark.django_db
+def test_the_largest_answer_kay_reads_is_read(chat):
+    calls = ",".join(
+        f'{{"index": {i}, "id": "c{i}", "function": {{"name": "jira_search", "arguments": "1"}}}}'
+        for i in range(128)
+    )
+    chat.script(
+        raw(
+            '{"model": "'
+            + "m" * 200
+            + '", "choices": [{"delta": {"tool_calls": ['
+            + calls
+            + "]}}]}",
+            '{"choices": [], "usage": {"prompt_tokens": 10000000, "completion_tokens": 10000000,'
+            ' "prompt_tokens_details": {"cached_tokens": 10000000}}}',
+        )
+    )
+    completion = _complete(chat)
+    assert len(completion.tool_calls) == 128 and completion.model == "m" * 200
+    assert completion.cached_tokens == completion.input_tokens == 10_000_000
+
+
+@pytest.mark.django_db
+def test_left_calls_no_record_can_hold_are_set_aside_once_with_a_warning(alice, caplog):
+    """Calls a run kept before its figures were read strictly (cached above input here):
+    the reaper gives up on them at once, with one warning and no traceback."""
+    key = ApiKeyFactory(owner=alice, provider="openai")
+    bad = {
+        "call_id": "old-1",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "input_tokens": 10,
+        "output_tokens": 2,
+        "cached_tokens": 99,
+        "at": None,
+    }
+    run = AssistantRun.objects.create(
+        owner=alice,
+        prompt="p",
+        mode="oneshot",
+        status="completed",
+        api_key=key,
+        finished_at=timezone.now() - timedelta(minutes=10),
+        calls_unrecorded=[bad],
+    )
+    with caplog.at_level(logging.WARNING):
+        runs_reap()
+        runs_reap()
+    assert AssistantRun.objects.get(pk=run.pk).calls_unrecorded is None
+    assert not MeteredLlmCall.objects.exists()
+    said = [r for r in caplog.records if "left calls" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING and not said[0].exc_info
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_end_cannot_be_written_fails_and_says_so(
+    alice, chat, own_host, monkeypatch, caplog
+):
+    from django.db import DataError
+
+    from assistant.services import ask
+
+    def refused(run):
+        raise DataError("value out of range")
+
+    chat.script(raw('{"choices": [{"delta": {"content": "Fine."}}]}'))
+    run = run_ask_start(user=alice, prompt="hi").run
+    # The run in hand cannot be written (as when it held what its columns refuse): its
+    # failure must still be, by its own columns only.
+    monkeypatch.setattr(ask._RUN_FINISHED, "save", refused)
+    monkeypatch.setattr(AssistantRun, "save", lambda self, *a, **k: refused(self))
+    with caplog.at_level(logging.ERROR):
+        assert run_execute(run_id=run.pk) == "failed"
+    stored = AssistantRun.objects.get(pk=run.pk)
+    assert (stored.status, stored.error_code, stored.error_status) == (
+        "failed",
+        "server_error",
+        500,
+    )
+    assert stored.finished_at is not None
+
+
+def test_postgresql_details_of_a_refused_row_are_redacted():
+    from core.logging import redact
+
+    text = (
+        'psycopg.errors.CheckViolation: new row violates check constraint "x"\n'
+        "DETAIL:  Failing row contains (7, my private prompt, an answer).\n"
+        "psycopg.errors.UniqueViolation: duplicate key value\n"
+        "DETAIL:  Key (email)=(ann@example.com) already exists.\n"
+        "next line stays"
+    )
+    redacted = redact(text)
+    assert "private prompt" not in redacted and "ann@example.com" not in redacted
+    assert redacted.count("DETAIL: [REDACTED]") == 2 and redacted.endswith("next line stays")
