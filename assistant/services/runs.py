@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -327,8 +327,12 @@ def _run_drive(
         # A bug: logged (through the redacting filter), the user told no more.
         logger.exception("assistant run %s failed", run_id)
         error = ApplicationError(SERVER_ERROR, code="server_error", status=500)
-        # Only the failure's columns: the run in hand may hold what could not be written.
-        runs_fail_where(AssistantRun.objects.filter(pk=run_id), error)
+        try:
+            run_fail(run=run, error=error)  # with what it ran (its calls, their tokens)
+        except DatabaseError:
+            # The run in hand holds what could not be written: its failure's columns only.
+            logger.warning("assistant run %s: its failure is stored without its figures", run_id)
+            runs_fail_where(AssistantRun.objects.filter(pk=run_id), error)
         done = failed_done(error)
     if run.session_id is not None:
         # Its conversation is free before the answer goes out: a follow-up sent the moment
