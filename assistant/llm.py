@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -24,6 +25,7 @@ from openai.types.chat import ChatCompletion
 from core.errors import ProviderError, ProviderUnavailable
 from core.http import sdk_tls_context
 from core.netguard import GuardedTransport
+from core.storable import storable_text
 
 
 class LLMKeyRefused(ProviderError):
@@ -69,7 +71,8 @@ class Completion:
 @dataclass
 class _PartialCall:
     id: str = ""
-    name: str = ""
+    name: list[str] = field(default_factory=list)  # pieces, joined once (not += each)
+    name_length: int = 0
     arguments: list[str] = field(default_factory=list)
 
 
@@ -306,17 +309,48 @@ def chat_complete(
 MAX_TOOL_CALLS = 128
 MAX_CALL_TOKENS = 10_000_000
 MODEL_NAME_MAX = 200  # what usage records keep
+TOOL_NAME_MAX = 256  # OpenAI's are 64 at most; a longer one names no tool
+# Text is published as it arrives, but pieces closer together than this go out as one
+# event: a stream of a hundred thousand tiny pieces must not become as many events.
+TEXT_EVENT_SECONDS = 0.04
+
+
+@dataclass
+class _TextOut:
+    """Text handed on as it arrives, pieces within ``TEXT_EVENT_SECONDS`` of the last
+    hand-over joined (the first at once; what is held, at the latest by the stream's end)."""
+
+    on_text: Callable[[str], None] | None
+    held: list[str] = field(default_factory=list)
+    sent_at: float = float("-inf")
+
+    def add(self, piece: str) -> None:
+        if self.on_text is None:
+            return
+        self.held.append(piece)
+        if time.monotonic() - self.sent_at >= TEXT_EVENT_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.on_text is not None and self.held:
+            text, self.held = "".join(self.held), []
+            self.sent_at = time.monotonic()
+            self.on_text(text)
 
 
 def _read_stream(
     stream: Iterable[Any], model: str, on_text: Callable[[str], None] | None
 ) -> Completion:
     """A streamed answer's chunks (``chat.completion.chunk`` as JSON) joined into one
-    completion. A chunk not shaped as one, or with figures no answer can have, raises
-    ``TypeError``, ``KeyError`` or ``AttributeError``, which ``ChatClient.complete`` turns
-    into "could not read"."""
+    completion (its first choice: Kay asks for one). A chunk not shaped as one, or with
+    figures no answer can have, raises ``TypeError``, ``KeyError`` or ``AttributeError``,
+    which ``ChatClient.complete`` turns into "could not read". What the model wrote is
+    kept as far as a run can store it: a NUL or a lone surrogate in its text becomes
+    U+FFFD, tool calls past ``MAX_TOOL_CALLS`` are dropped (the answer itself, and its
+    usage, still count)."""
     completion = Completion(model=model)
     text: list[str] = []
+    out = _TextOut(on_text)
     calls: dict[int, _PartialCall] = {}
     for chunk in stream:
         if chunk.get("model"):
@@ -329,39 +363,51 @@ def _read_stream(
             completion.cached_tokens = _count(details.get("cached_tokens"))
             if completion.cached_tokens > completion.input_tokens:
                 raise TypeError("cached tokens are part of the input")
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                text.append(_text(content))
-                if on_text is not None:
-                    on_text(content)
-            for part in delta.get("tool_calls") or ():
-                index = _count(part.get("index"), MAX_TOOL_CALLS - 1)
-                partial = calls.setdefault(index, _PartialCall())
-                if part.get("id"):
-                    partial.id = _text(part["id"])
-                function = part.get("function")
-                if function:
-                    if function.get("name"):
-                        partial.name += _text(function["name"])
-                    if function.get("arguments"):
-                        partial.arguments.append(_text(function["arguments"]))
+        choices = chunk.get("choices") or ()
+        if not choices:
+            continue
+        delta = choices[0].get("delta") or {}
+        content = delta.get("content")
+        if content:
+            piece = _text(content)
+            text.append(piece)
+            out.add(piece)
+        for part in delta.get("tool_calls") or ():
+            index = _count(part.get("index"), 2**31)
+            partial = calls.get(index)
+            if partial is None:
+                if len(calls) >= MAX_TOOL_CALLS:
+                    continue
+                partial = calls[index] = _PartialCall()
+            if part.get("id"):
+                partial.id = _text(part["id"])
+            function = part.get("function")
+            if function:
+                if function.get("name"):
+                    partial.name.append(_text(function["name"]))
+                    partial.name_length += len(partial.name[-1])
+                    if partial.name_length > TOOL_NAME_MAX:
+                        raise TypeError("a tool call's name is not one")
+                if function.get("arguments"):
+                    partial.arguments.append(_text(function["arguments"]))
+    out.flush()
     completion.content = "".join(text)
     completion.tool_calls = [
-        ToolCall(id=call.id or f"call_{index}", name=call.name, arguments="".join(call.arguments))
+        ToolCall(
+            id=call.id or f"call_{index}",
+            name="".join(call.name),
+            arguments="".join(call.arguments),
+        )
         for index, call in sorted(calls.items())
     ]
     return completion
 
 
 def _text(value: Any) -> str:
-    """Text as a run can store it: no NUL and no lone surrogate, which PostgreSQL refuses
-    (the run's end could not be written)."""
-    if not isinstance(value, str) or "\x00" in value:
+    """Text as a run can store it (``core.storable``)."""
+    if not isinstance(value, str):
         raise TypeError("a chunk's text field is not text")
-    value.encode()  # a lone surrogate: UnicodeEncodeError, a ValueError
-    return value
+    return storable_text(value)
 
 
 def _count(value: Any, limit: int = MAX_CALL_TOKENS) -> int:

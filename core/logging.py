@@ -2,6 +2,7 @@
 
 import logging
 import re
+import traceback
 from functools import lru_cache
 
 from django.conf import settings
@@ -37,9 +38,10 @@ _PATTERNS = [
     re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     # Stripe-style secrets
     re.compile(r"\b(?:rk|whsec|sk_live|sk_test)_[A-Za-z0-9]{8,}"),
-    # PostgreSQL's detail of a refused row or key quotes its values: a user's prompt, a
-    # model's answer, an email address
-    re.compile(r"(DETAIL:)[ \t]+(?:Failing row contains|Key) [^\n]*"),
+    # A database error's text after its first line quotes values (a refused row whole, a
+    # key, JSON it could not take, the statement with its values bound): a user's prompt,
+    # a model's answer, an email address. To the end of the text: a row spans lines.
+    re.compile(r"(DETAIL:|CONTEXT:|HINT:|LINE \d+:)[\s\S]*"),
 ]
 
 
@@ -105,9 +107,47 @@ class RedactSecretsFilter(logging.Filter):
                 setattr(record, name, redact(value if isinstance(value, str) else str(value)))
         if record.exc_info and record.exc_info[1] is not None:
             # Render the traceback now so the formatter prints the redacted copy.
-            formatter = logging.Formatter()
-            record.exc_text = redact(formatter.formatException(record.exc_info))
+            record.exc_text = redact(_traceback_text(record.exc_info[1]))
             record.exc_info = None
         elif record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
+
+
+def _traceback_text(exc: BaseException) -> str:
+    """The traceback as ``logging`` prints it, each database error in it (and in its
+    causes) said by its first line and SQLSTATE only: the rest quotes values."""
+    formatted = traceback.TracebackException.from_exception(exc)
+    _scrub_database_errors(formatted, exc, set())
+    return "".join(formatted.format()).rstrip("\n")
+
+
+def _scrub_database_errors(
+    formatted: traceback.TracebackException | None, exc: BaseException | None, seen: set[int]
+) -> None:
+    if formatted is None or exc is None or id(exc) in seen:
+        return
+    seen.add(id(exc))
+    if _is_database_error(exc):
+        first = str(exc).split("\n", 1)[0]
+        first = _QUOTED_VALUE.sub(r"\1[REDACTED]", first)
+        state = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+        formatted._str = f"{first} (SQLSTATE {state})" if state else first  # type: ignore[attr-defined]
+    _scrub_database_errors(formatted.__cause__, exc.__cause__, seen)
+    _scrub_database_errors(formatted.__context__, exc.__context__, seen)
+
+
+# A value a first line ends with (``invalid input syntax for type integer: "abc"``).
+_QUOTED_VALUE = re.compile(r'(:\s*)"[^"]*"\s*$')
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    from django.db import Error as DjangoDatabaseError
+
+    if isinstance(exc, DjangoDatabaseError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, psycopg.Error)

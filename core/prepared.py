@@ -432,9 +432,23 @@ class PreparedSave(Generic[M]):
         if _has_save_receivers(self._model) or self._model.save is not Model.save:
             obj.save(update_fields=self._names)
             return
-        values = {f.attname: f.pre_save(obj, False) for f in self._fields}
-        if not self._update.run(pk=obj.pk, **values):
-            raise DatabaseError("Save with update_fields did not affect any rows.")
+        # What save() checks first: an unsaved related object refused, one saved since
+        # it was set read again.
+        obj._prepare_related_fields_for_save(operation_name="save")  # type: ignore[attr-defined]
+        values = {f.attname: _plain(f.pre_save(obj, False)) for f in self._fields}
+        with transaction.mark_for_rollback_on_error(DEFAULT_DB_ALIAS):
+            if not self._update.run(pk=obj.pk, **values):
+                raise DatabaseError("Save with update_fields did not affect any rows.")
+
+
+def _plain(value: Any) -> Any:
+    """A choices member (``Status.COMPLETED``) as its plain str or int: a statement takes
+    values of its stand-ins' exact types, the ORM's anything."""
+    if isinstance(value, str) and type(value) is not str:
+        return str.__str__(value)
+    if isinstance(value, int) and not isinstance(value, bool) and type(value) is not int:
+        return int(value)
+    return value
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ cancels it (see :mod:`assistant.services.confirm`)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -34,6 +35,7 @@ from billing.services import (
 )
 from billing.services.credits import NO_CREDITS
 from core.errors import ApplicationError, InsufficientCredits
+from core.storable import storable_json, storable_text
 from usage.services.metering import LlmCall, usage_record_llm_calls
 from usage.services.pricing import Pair, Price, catalog_prices
 
@@ -69,6 +71,17 @@ def calls_from_json(rows: list[dict[str, Any]]) -> list[LlmCall]:
         LlmCall(**{**row, "at": datetime.fromisoformat(row["at"]) if row.get("at") else None})
         for row in rows
     ]
+
+
+def _no_nan(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999
+        raise ValueError("a number past a float's range")
+    return number
 
 
 def _summary(text: str) -> str:
@@ -258,8 +271,12 @@ class Conversation:
         text = ""
         duration: float = 0
         try:
-            arguments = json.loads(call.arguments or "{}")
-        except (ValueError, RecursionError):  # the model's text: may nest thousands deep
+            # The model's text: it may nest thousands deep, hold NaN (no JSON), or escape
+            # a NUL (no column stores one: made U+FFFD, as in its text).
+            arguments = storable_json(
+                json.loads(call.arguments or "{}", parse_constant=_no_nan, parse_float=_finite)
+            )
+        except (ValueError, RecursionError):
             error = "The arguments were not valid JSON."
         if not error and not isinstance(arguments, dict):
             error = "The arguments must be a JSON object."
@@ -267,7 +284,7 @@ class Conversation:
             error = f"There is no tool named {call.name!r} available to this user."
         if not error:
             result = self.executor.call(call.name, arguments)
-            text, duration = result.text, float(result.duration_ms)
+            text, duration = storable_text(result.text), float(result.duration_ms)
             if result.is_error:
                 error = text or "The tool failed without saying why."
         else:

@@ -21,7 +21,7 @@ from assistant.services.sessions import session_turn_end, sessions_free_abandone
 from billing.models import CreditHold
 from billing.services import credits_charge
 from core.errors import ApplicationError
-from usage.services.metering import usage_record_llm_calls
+from usage.services.metering import UnrecordableCall, usage_record_llm_calls
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +122,10 @@ def _calls_record_left(*, before: datetime) -> int:
                     )
                 AssistantRun.objects.filter(pk=run.pk).update(calls_unrecorded=None)
                 done += 1
-        except ValueError as exc:
+        except UnrecordableCall as exc:
             # Calls no record can hold (figures a provider made up, kept before Kay read
             # them strictly): they would fail every minute for ever. Set aside, said once.
+            # Any other failure is retried at the next pass.
             AssistantRun.objects.filter(pk=run.pk).update(calls_unrecorded=None)
             logger.warning("assistant run %s: its left calls cannot be recorded (%s)", run.pk, exc)
         except Exception:

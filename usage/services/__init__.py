@@ -5,6 +5,7 @@ from usage.services.buckets import usage_buckets_upsert
 from usage.services.metering import (
     LlmCall,
     MeteredCall,
+    UnrecordableCall,
     usage_record_llm_call,
     usage_record_llm_calls,
 )
@@ -12,6 +13,7 @@ from usage.services.metering import (
 __all__ = [
     "LlmCall",
     "MeteredCall",
+    "UnrecordableCall",
     "usage_buckets_upsert",
     "usage_record_llm_call",
     "usage_record_llm_calls",

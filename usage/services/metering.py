@@ -116,21 +116,12 @@ def usage_record_llm_calls(
     now = timezone.now()
     for call in calls:
         if not call.model:
-            raise ValueError("a call names its model")
+            raise UnrecordableCall("a call names its model")
         if not call.call_id or len(call.call_id) > 100:
-            raise ValueError("a call has a call_id of 1 to 100 characters")
+            raise UnrecordableCall("a call has a call_id of 1 to 100 characters")
         # Validates the figures and finds the bucket exactly as a fetched row would.
-        row = BucketRow(
-            provider=call.provider,
-            model=call.model,
-            bucket_start=BucketRow.aligned(call.at or now, Granularity.HOUR),
-            granularity=Granularity.HOUR,
-            input_tokens=call.input_tokens,
-            output_tokens=call.output_tokens,
-            cached_tokens=call.cached_tokens,
-            requests=1,
-            cost_micros=None,
-            external_key_id=f"vault:{api_key.pk}" if api_key is not None else "",
+        row = _bucket_row(
+            call, at=call.at or now, external_key_id=f"vault:{api_key.pk}" if api_key else ""
         )
         price = known[(call.provider, call.model)]
         cost = (
@@ -190,6 +181,29 @@ def usage_record_llm_calls(
             raise
         return [_metered(first)]
     return [_metered(row) for row in recorded]
+
+
+class UnrecordableCall(ValueError):
+    """A call no record can hold (its figures or names refused): recording it again
+    would fail again."""
+
+
+def _bucket_row(call: LlmCall, *, at: datetime, external_key_id: str) -> BucketRow:
+    try:
+        return BucketRow(
+            provider=call.provider,
+            model=call.model,
+            bucket_start=BucketRow.aligned(at, Granularity.HOUR),
+            granularity=Granularity.HOUR,
+            input_tokens=call.input_tokens,
+            output_tokens=call.output_tokens,
+            cached_tokens=call.cached_tokens,
+            requests=1,
+            cost_micros=None,
+            external_key_id=external_key_id,
+        )
+    except ValueError as exc:
+        raise UnrecordableCall(str(exc)) from None
 
 
 FIGURES = ("input_tokens", "output_tokens", "cached_tokens", "requests", "cost_micros")
