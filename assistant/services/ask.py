@@ -36,6 +36,7 @@ from assistant.services.history import history_cap
 from assistant.services.keys import LLMKey, llm_key_for
 from assistant.services.prompts import system_prompt_render
 from assistant.services.tools import ToolExecutor, executor_sites
+from billing.services import credits_holds_lower
 from core.durability import transaction_commit_unflushed
 from core.errors import ApplicationError
 from core.prepared import PreparedInsert, PreparedQuery, PreparedSave, PreparedUpdate, first_row
@@ -251,6 +252,11 @@ def _finish(conversation: Conversation, response: str, *, meter: bool = True) ->
             transaction_commit_unflushed()
         if meter:
             conversation.meter()
+        elif conversation.key.billed_to_credits and conversation.holds:
+            # Charged just after the answer goes out: until then the run sets aside what
+            # its calls cost, not their worst case, so a follow-up sent the moment the
+            # answer arrives finds the rest of the balance available.
+            credits_holds_lower(holds=conversation.holds, to_micros=conversation.spent_micros)
         if conversation.interactive:
             session = _session_save(conversation)
             run.session = session

@@ -5,6 +5,7 @@ from billing.services.checkout import checkout_session_start, portal_session_sta
 from billing.services.credits import (
     charge_micros,
     credits_charge,
+    credits_holds_lower,
     credits_reserve,
     reserve_estimate_micros,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "credits_adjust",
     "credits_charge",
     "credits_grant_starter",
+    "credits_holds_lower",
     "credits_reserve",
     "event_reprocess",
     "portal_session_start",

@@ -82,6 +82,29 @@ _HOLD_CLOSE = PreparedUpdate(
 )
 
 
+def credits_holds_lower(*, holds: Sequence[CreditHold], to_micros: int) -> None:
+    """Lower open ``holds`` (a run's, in order) to ``to_micros`` together: what its calls
+    will be charged once it has answered, not their worst case. In the caller's
+    transaction, the one storing the run's end: until the charge (just after the answer
+    goes out) the rest of the balance is available to a request sent meanwhile, which
+    the whole hold would have refused (402). A charge past the holds is still taken from
+    the balance (``credits_charge``)."""
+    left = max(to_micros, 0)
+    for hold in holds:
+        kept = min(hold.amount_micros, left)
+        left -= kept
+        if kept < hold.amount_micros and _HOLD_LOWER.run(pk=hold.pk, amount_micros=kept):
+            hold.amount_micros = kept
+
+
+_HOLD_LOWER = PreparedUpdate(
+    lambda pk, amount_micros: (
+        CreditHold.objects.filter(pk=pk, status=CreditHold.Status.OPEN),
+        {"amount_micros": amount_micros},
+    )
+)
+
+
 def charge_micros(cost_micros: int) -> int:
     """A metered cost with ``BILLING_MARGIN_PERCENT`` added, rounded up."""
     charge = Decimal(cost_micros) * (100 + margin_percent()) / 100

@@ -246,3 +246,34 @@ def test_a_charge_that_fails_mid_run_leaves_the_calls_for_the_runs_end(
     assert CreditLedgerEntry.objects.get(kind="usage").metered_call_id == recorded.pk
     assert billing_balance(user=alice) == STARTER - recorded.cost_micros
     assert list(CreditHold.objects.values_list("status", flat=True)) == ["settled"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_follow_up_sent_before_the_last_runs_charge_finds_the_rest_available(
+    alice, chat, executor, priced, monkeypatch, settings
+):
+    """The answer goes out before its calls are charged and its hold closed: a request
+    sent in between must not find the whole hold (here the whole starter balance) still
+    set aside, only what the answered run's calls cost (CI saw the 402)."""
+    from assistant.services import ask, runs
+    from assistant.services.runs import run_ask_start, run_execute
+
+    settings.REDIS_URL = ""
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
+    later = []  # the first run's charge, held back as if its worker had not got to it
+    monkeypatch.setattr(ask, "_record_after_answer", later.append)
+    chat.script(text("First.", input_tokens=2000, output_tokens=50))
+    first = run_ask_start(user=alice, prompt="one").run
+    assert run_execute(run_id=first.pk) == "completed"
+    (hold,) = CreditHold.objects.filter(status="open")
+    cost = AssistantRun.objects.get(pk=first.pk).cost_micros
+    assert 0 < hold.amount_micros == cost < STARTER  # lowered from the whole balance
+
+    monkeypatch.undo()
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
+    chat.script(text("Second.", input_tokens=2000, output_tokens=50))
+    second = run_ask_start(user=alice, prompt="two").run
+    assert run_execute(run_id=second.pk) == "completed"
+    ask._record_after_answer(later[0])  # the first run's charge, at last
+    assert set(CreditHold.objects.values_list("status", flat=True)) == {"settled"}
+    assert billing_balance(user=alice) == STARTER - 2 * cost

@@ -141,9 +141,9 @@ def test_a_real_worker_answers_ask_and_reuses_the_mcp_session_across_two_request
     first_answer = json.loads(call["result"])
     assert first_answer["token"] == ALICE_TOKEN  # alice's own token, in the worker
 
-    # The answer goes out before the run's calls are charged and its hold closed; the
-    # hold takes alice's whole starter balance, so a request sent within those few
-    # milliseconds is refused (402) — a known race, see docs/assistant.md. Wait it out.
+    # The answer goes out before the run's calls are charged and its hold closed (the
+    # hold lowered to their cost meanwhile: test_ask_credits); the charge done, nothing
+    # is left open.
     _holds_closed(alice)
     chat.script(tool_calls(("jira_search", SEARCH)), text("Still one."))
     second = _ask(alice_api)
