@@ -39,7 +39,8 @@ from assistant.services.tools import ToolExecutor, executor_sites
 from billing.services import credits_holds_lower
 from core.durability import transaction_commit_unflushed
 from core.errors import ApplicationError
-from core.prepared import PreparedInsert, PreparedQuery, PreparedSave, PreparedUpdate, first_row
+from core.prepared import PreparedQuery, PreparedSave, PreparedUpdate, first_row
+from core.prepared_insert import PreparedInsert
 
 
 @dataclass

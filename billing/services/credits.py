@@ -17,7 +17,8 @@ from billing.models import BillingAccount, CreditHold, CreditLedgerEntry
 from billing.selectors import HOLD_TTL, margin_percent, setting_micros
 from billing.services.ledger import Kind, account_lock, entry_post
 from core.errors import InsufficientCredits
-from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate
+from core.prepared import PreparedQuery, PreparedUpdate
+from core.prepared_insert import PreparedInsert
 from usage.models import MeteredLlmCall
 from usage.services import MeteredCall
 

@@ -17,7 +17,8 @@ from billing.models import BillingAccount, CreditLedgerEntry, StarterGrantClaim
 from billing.selectors import setting_micros
 from billing.services.low_balance import low_balance_threshold_micros
 from core.errors import ApplicationError
-from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate, first_row
+from core.prepared import PreparedQuery, PreparedUpdate, first_row
+from core.prepared_insert import PreparedInsert
 
 Kind = CreditLedgerEntry.Kind
 logger = logging.getLogger(__name__)

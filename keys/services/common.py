@@ -15,7 +15,7 @@ from accounts.models import User
 from core.clientip import client_ip
 from core.crypto import DecryptionError
 from core.errors import ApplicationError
-from core.prepared import PreparedInsert
+from core.prepared_insert import PreparedInsert
 from keys.models import ApiKey, KeyAuditEvent
 
 Source = KeyAuditEvent.Source

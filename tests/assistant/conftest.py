@@ -18,3 +18,16 @@ def _runs_in_this_process(request):
     celery_app.conf.task_always_eager = True
     yield
     celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def own_host(alice, chat, executor, monkeypatch, settings):  # noqa: F811 (fixtures by name)
+    """Alice's own OpenAI key with a base URL she gave (the fake, on 127.0.0.1), runs
+    executed in-process with ``executor``'s tools and no Redis."""
+    from assistant.services import runs
+    from tests.keys.factories import ApiKeyFactory
+
+    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
+    settings.REDIS_URL = ""
+    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
+    return ApiKeyFactory(owner=alice, provider="openai", base_url=chat.base_url)

@@ -25,7 +25,6 @@ from assistant.services.runs import run_ask_start, run_execute
 from billing.selectors import billing_balance
 from core.errors import ProviderError, ProviderUnavailable
 from tests.fakes.openai_chat import raw, text
-from tests.keys.factories import ApiKeyFactory
 from tests.models_catalog.factories import ModelFactory
 from usage.models import MeteredLlmCall
 
@@ -45,15 +44,6 @@ def _complete(chat, on_text=None):
 
 def _chunk(**delta) -> str:
     return json.dumps({"choices": [{"delta": delta}]})
-
-
-@pytest.fixture
-def own_host(alice, chat, executor, monkeypatch, settings):
-    """Alice's own OpenAI key with a base URL she gave (the fake, on 127.0.0.1)."""
-    monkeypatch.setattr(runs, "tool_executor", lambda user: executor)
-    settings.REDIS_URL = ""
-    settings.KEYS_ALLOW_PRIVATE_BASE_URLS = True
-    return ApiKeyFactory(owner=alice, provider="openai", base_url=chat.base_url)
 
 
 @pytest.fixture

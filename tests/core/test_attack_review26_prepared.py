@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import connection, connections
 
-from core.prepared import PreparedInsert
+from core.prepared_insert import PreparedInsert
 from tests.accounts.factories import UserFactory
 from tests.keys.factories import ApiKeyFactory
 from usage.models import MeteredLlmCall, UsageBucket

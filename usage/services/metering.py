@@ -12,7 +12,8 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from core.prepared import PreparedInsert, PreparedQuery, PreparedUpdate, first_row
+from core.prepared import PreparedQuery, PreparedUpdate, first_row
+from core.prepared_insert import PreparedInsert
 from keys.models import ApiKey
 from usage.models import CostSource, Granularity, MeteredLlmCall, Source, UsageBucket, UsageDaily
 from usage.records import BucketRow
