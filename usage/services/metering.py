@@ -122,7 +122,9 @@ def usage_record_llm_calls(
             raise UnrecordableCall("a call has a call_id of 1 to 100 characters")
         # Validates the figures and finds the bucket exactly as a fetched row would.
         row = _bucket_row(
-            call, at=call.at or now, external_key_id=f"vault:{api_key.pk}" if api_key else ""
+            call,
+            at=call.at or now,
+            external_key_id=f"vault:{api_key.pk}" if api_key is not None else "",
         )
         price = known[(call.provider, call.model)]
         cost = (
@@ -169,7 +171,7 @@ def usage_record_llm_calls(
                 )
                 for call, (row, cost, priced) in zip(calls, costs, strict=True)
             ]
-            # One INSERT for all, compiled once (core.prepared).
+            # One INSERT for all, compiled once (core.prepared_insert).
             recorded = _METERED_CALL.create_many(rows)
     except IntegrityError:
         if len(calls) > 1:  # some were recorded before: each on its own, first-wins
